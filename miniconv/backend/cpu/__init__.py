@@ -1,0 +1,45 @@
+"""The "cpu" backend (the default): Numba ``@njit(parallel=True, cache=True)`` kernels.
+
+Convolutions are im2col / col2im kernels around NumPy's BLAS product; pooling, activations,
+softmax, bias and dropout are loop nests of ours. Kernels are dtype-generic (float32 from the
+ops, float64 in the gradient checks). Where each kernel lives:
+
+    conv_kernels.py         conv2d forward, backward-input, backward-filter
+    pool_kernels.py         max / average pooling forward and backward (argmax for max)
+    elementwise_kernels.py  relu, sigmoid, softmax, dense bias, dropout
+"""
+
+from __future__ import annotations
+
+from ..interface import Backend
+from . import conv_kernels, elementwise_kernels, pool_kernels
+
+
+class CpuBackend(Backend):
+    """Numba CPU kernels; each method is the module function of the same name."""
+
+    name = "cpu"
+
+    conv2d_forward = staticmethod(conv_kernels.conv2d_forward)
+    conv2d_backward_input = staticmethod(conv_kernels.conv2d_backward_input)
+    conv2d_backward_filter = staticmethod(conv_kernels.conv2d_backward_filter)
+
+    max_pool2d_forward = staticmethod(pool_kernels.max_pool2d_forward)
+    max_pool2d_backward = staticmethod(pool_kernels.max_pool2d_backward)
+    avg_pool2d_forward = staticmethod(pool_kernels.avg_pool2d_forward)
+    avg_pool2d_backward = staticmethod(pool_kernels.avg_pool2d_backward)
+
+    relu_forward = staticmethod(elementwise_kernels.relu_forward)
+    relu_backward = staticmethod(elementwise_kernels.relu_backward)
+    sigmoid_forward = staticmethod(elementwise_kernels.sigmoid_forward)
+    sigmoid_backward = staticmethod(elementwise_kernels.sigmoid_backward)
+    softmax_forward = staticmethod(elementwise_kernels.softmax_forward)
+    softmax_backward = staticmethod(elementwise_kernels.softmax_backward)
+
+    dense_forward = staticmethod(elementwise_kernels.dense_forward)
+    dense_backward = staticmethod(elementwise_kernels.dense_backward)
+    dropout_forward = staticmethod(elementwise_kernels.dropout_forward)
+    dropout_backward = staticmethod(elementwise_kernels.dropout_backward)
+
+
+BACKEND = CpuBackend()

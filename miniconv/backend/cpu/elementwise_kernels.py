@@ -1,0 +1,165 @@
+"""Numba kernels for the elementwise ops, softmax rows, dense bias and dropout.
+
+Arrays arrive C-contiguous; elementwise kernels work on the flat view (``ravel`` is free).
+Shape legend for the row kernels: M rows, L row length (softmax) or O outputs (dense).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def relu_forward_kernel(x, y):
+    """y = x where not (x <= 0) else 0, so NaN passes through as TensorFlow's relu."""
+    for i in prange(x.size):
+        y[i] = 0.0 if x[i] <= 0 else x[i]
+
+
+@njit(parallel=True, cache=True)
+def relu_backward_kernel(dy, y, dx):
+    """dx = dy where y > 0 else 0."""
+    for i in prange(dy.size):
+        dx[i] = dy[i] if y[i] > 0 else 0.0
+
+
+@njit(parallel=True, cache=True)
+def sigmoid_forward_kernel(x, y):
+    """y = 1 / (1 + exp(-x)) for x >= 0, exp(x) / (1 + exp(x)) for x < 0 (no overflow either way)."""
+    for i in prange(x.size):
+        if x[i] >= 0:
+            y[i] = 1.0 / (1.0 + math.exp(-x[i]))
+        else:
+            e = math.exp(x[i])
+            y[i] = e / (1.0 + e)
+
+
+@njit(parallel=True, cache=True)
+def sigmoid_backward_kernel(dy, y, dx):
+    """dx = dy * y * (1 - y)."""
+    for i in prange(dy.size):
+        dx[i] = dy[i] * y[i] * (1.0 - y[i])
+
+
+@njit(parallel=True, cache=True)
+def softmax_forward_kernel(x, y):
+    """Row m: y = exp(x - max) / sum(exp(x - max)); an inf or NaN in the row gives NaN, as TF."""
+    M, L = x.shape
+    for m in prange(M):
+        peak = x[m, 0]
+        for j in range(1, L):
+            if x[m, j] > peak or math.isnan(x[m, j]):
+                peak = x[m, j]
+        total = 0.0
+        for j in range(L):
+            y[m, j] = math.exp(x[m, j] - peak)
+            total += y[m, j]
+        for j in range(L):
+            y[m, j] /= total
+
+
+@njit(parallel=True, cache=True)
+def softmax_backward_kernel(dy, y, dx):
+    """Row m: dx = y * (dy - sum(dy * y))."""
+    M, L = dy.shape
+    for m in prange(M):
+        inner = 0.0
+        for j in range(L):
+            inner += dy[m, j] * y[m, j]
+        for j in range(L):
+            dx[m, j] = y[m, j] * (dy[m, j] - inner)
+
+
+@njit(parallel=True, cache=True)
+def add_bias_kernel(y, bias):
+    """y[m, o] += bias[o], in place."""
+    M, O = y.shape
+    for m in prange(M):
+        for o in range(O):
+            y[m, o] += bias[o]
+
+
+@njit(parallel=True, cache=True)
+def bias_gradient_kernel(dy, dbias):
+    """dbias[o] = sum_m dy[m, o]; parallel over blocks of 64 outputs, rows streamed in order."""
+    M, O = dy.shape
+    blocks = (O + 63) // 64
+    for block in prange(blocks):
+        start = block * 64
+        stop = min(start + 64, O)
+        for o in range(start, stop):
+            dbias[o] = 0.0
+        for m in range(M):
+            for o in range(start, stop):
+                dbias[o] += dy[m, o]
+
+
+@njit(parallel=True, cache=True)
+def dropout_kernel(x, keep, scale, y):
+    """y = x * scale * keep (NaN * 0 stays NaN, as TensorFlow's multiply-by-mask)."""
+    for i in prange(x.size):
+        y[i] = x[i] * scale * keep[i]
+
+
+def _flat_map(kernel, *arrays):
+    out = np.empty_like(arrays[0])
+    kernel(*(a.reshape(-1) for a in arrays), out.reshape(-1))
+    return out
+
+
+def relu_forward(x):
+    return _flat_map(relu_forward_kernel, x)
+
+
+def relu_backward(dy, y):
+    return _flat_map(relu_backward_kernel, dy, y)
+
+
+def sigmoid_forward(x):
+    return _flat_map(sigmoid_forward_kernel, x)
+
+
+def sigmoid_backward(dy, y):
+    return _flat_map(sigmoid_backward_kernel, dy, y)
+
+
+def softmax_forward(x):
+    y = np.empty_like(x)
+    softmax_forward_kernel(x, y)
+    return y
+
+
+def softmax_backward(dy, y):
+    dx = np.empty_like(dy)
+    softmax_backward_kernel(dy, y, dx)
+    return dx
+
+
+def dense_forward(x, kernel, bias):
+    """y = x @ kernel (BLAS), then the bias added in place."""
+    y = x @ kernel
+    if bias is not None:
+        add_bias_kernel(y, bias)
+    return y
+
+
+def dense_backward(dy, x, kernel, with_bias):
+    """dx = dy @ kernel.T, dkernel = x.T @ dy (BLAS); dbias = column sums of dy."""
+    dbias = None
+    if with_bias:
+        dbias = np.empty(dy.shape[1], dy.dtype)
+        bias_gradient_kernel(dy, dbias)
+    return dy @ kernel.T, x.T @ dy, dbias
+
+
+def dropout_forward(x, keep, scale):
+    y = np.empty_like(x)
+    dropout_kernel(x.reshape(-1), keep.reshape(-1), x.dtype.type(scale), y.reshape(-1))
+    return y
+
+
+def dropout_backward(dy, keep, scale):
+    return dropout_forward(dy, keep, scale)

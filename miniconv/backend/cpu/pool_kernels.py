@@ -1,0 +1,125 @@
+"""Numba kernels for 2-D max and average pooling, forward and backward.
+
+Shape legend: N batch, H W input size, C channels, R S window size, P Q output size.
+
+A window's valid cells are rows [max(p*sh - top, 0), min(p*sh - top + R, H)) and the matching
+columns; padded cells are never read. The innermost loop runs over the contiguous channels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True)
+def max_pool2d_forward_kernel(x, R, S, sh, sw, top, left, lowest, y, argmax):
+    """TensorFlow's scan: start at (lowest, first valid cell); take a cell only if strictly greater.
+
+    So ties go to the first maximum in row-major window order and NaN never wins.
+    argmax holds h * W + w of the winner.
+    """
+    N, H, W, C = x.shape
+    _, P, Q, _ = y.shape
+    for row_block in prange(N * P):
+        n = row_block // P
+        p = row_block % P
+        h_start = max(p * sh - top, 0)
+        h_stop = min(p * sh - top + R, H)
+        for q in range(Q):
+            w_start = max(q * sw - left, 0)
+            w_stop = min(q * sw - left + S, W)
+            for c in range(C):
+                y[n, p, q, c] = lowest
+                argmax[n, p, q, c] = h_start * W + w_start
+            for h in range(h_start, h_stop):
+                for w in range(w_start, w_stop):
+                    for c in range(C):
+                        value = x[n, h, w, c]
+                        if value > y[n, p, q, c]:
+                            y[n, p, q, c] = value
+                            argmax[n, p, q, c] = h * W + w
+
+
+@njit(parallel=True, cache=True)
+def max_pool2d_backward_kernel(dy, argmax, dx):
+    """dx[n, h, w, c] = sum of dy[n, p, q, c] over windows whose argmax is h * W + w; one image per step."""
+    N, H, W, C = dx.shape
+    _, P, Q, _ = dy.shape
+    for n in prange(N):
+        dx[n] = 0.0
+        for p in range(P):
+            for q in range(Q):
+                for c in range(C):
+                    index = argmax[n, p, q, c]
+                    dx[n, index // W, index % W, c] += dy[n, p, q, c]
+
+
+@njit(parallel=True, cache=True)
+def avg_pool2d_forward_kernel(x, R, S, sh, sw, top, left, y):
+    """y[n,p,q,c] = sum of the window's valid cells / their count."""
+    N, H, W, C = x.shape
+    _, P, Q, _ = y.shape
+    for row_block in prange(N * P):
+        n = row_block // P
+        p = row_block % P
+        h_start = max(p * sh - top, 0)
+        h_stop = min(p * sh - top + R, H)
+        for q in range(Q):
+            w_start = max(q * sw - left, 0)
+            w_stop = min(q * sw - left + S, W)
+            for c in range(C):
+                y[n, p, q, c] = 0.0
+            for h in range(h_start, h_stop):
+                for w in range(w_start, w_stop):
+                    for c in range(C):
+                        y[n, p, q, c] += x[n, h, w, c]
+            inverse_count = 1.0 / ((h_stop - h_start) * (w_stop - w_start))
+            for c in range(C):
+                y[n, p, q, c] *= inverse_count
+
+
+@njit(parallel=True, cache=True)
+def avg_pool2d_backward_kernel(dy, R, S, sh, sw, top, left, dx):
+    """dx[n,h,w,c] = sum over windows covering (h, w) of dy[n,p,q,c] / count[p,q]; one image per step."""
+    N, H, W, C = dx.shape
+    _, P, Q, _ = dy.shape
+    for n in prange(N):
+        dx[n] = 0.0
+        for p in range(P):
+            h_start = max(p * sh - top, 0)
+            h_stop = min(p * sh - top + R, H)
+            for q in range(Q):
+                w_start = max(q * sw - left, 0)
+                w_stop = min(q * sw - left + S, W)
+                inverse_count = 1.0 / ((h_stop - h_start) * (w_stop - w_start))
+                for h in range(h_start, h_stop):
+                    for w in range(w_start, w_stop):
+                        for c in range(C):
+                            dx[n, h, w, c] += dy[n, p, q, c] * inverse_count
+
+
+def max_pool2d_forward(x, g):
+    y = np.empty(g.output_shape, x.dtype)
+    argmax = np.empty(g.output_shape, np.int64)
+    lowest = x.dtype.type(np.finfo(x.dtype).min)
+    max_pool2d_forward_kernel(x, g.R, g.S, g.sh, g.sw, g.top, g.left, lowest, y, argmax)
+    return y, argmax
+
+
+def max_pool2d_backward(dy, argmax, g):
+    dx = np.empty(g.input_shape, dy.dtype)
+    max_pool2d_backward_kernel(dy, argmax, dx)
+    return dx
+
+
+def avg_pool2d_forward(x, g):
+    y = np.empty(g.output_shape, x.dtype)
+    avg_pool2d_forward_kernel(x, g.R, g.S, g.sh, g.sw, g.top, g.left, y)
+    return y
+
+
+def avg_pool2d_backward(dy, g):
+    dx = np.empty(g.input_shape, dy.dtype)
+    avg_pool2d_backward_kernel(dy, g.R, g.S, g.sh, g.sw, g.top, g.left, dx)
+    return dx

@@ -1,0 +1,95 @@
+"""The short, named list of what a device must implement.
+
+Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size.
+Arrays are C-contiguous NumPy arrays of one floating dtype (float32 from the ops layer; the
+reference and the cpu kernels also run in float64 for gradient checks). Geometry comes as the
+frozen records of ``miniconv.shapes``. Only ``miniconv.ops`` calls these methods; they never
+validate (the ops layer already did) and may assume their inputs are well formed.
+
+A 1-D op is the 2-D op with H = R = 1, and global pooling is pooling with the whole input as
+window, so a backend implements only the 2-D kernels below.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..shapes import ConvGeometry, PoolGeometry
+
+
+class Backend:
+    """Base class: every method raises until a backend provides it."""
+
+    name = "abstract"
+
+    # --- convolution -------------------------------------------------------------------------
+    def conv2d_forward(self, x: np.ndarray, w: np.ndarray, g: ConvGeometry) -> np.ndarray:
+        """(N, H, W, C), (R, S, C, K) -> y (N, P, Q, K)."""
+        raise NotImplementedError
+
+    def conv2d_backward_input(self, dy: np.ndarray, w: np.ndarray, g: ConvGeometry) -> np.ndarray:
+        """(N, P, Q, K), (R, S, C, K) -> dx (N, H, W, C)."""
+        raise NotImplementedError
+
+    def conv2d_backward_filter(self, x: np.ndarray, dy: np.ndarray, g: ConvGeometry) -> np.ndarray:
+        """(N, H, W, C), (N, P, Q, K) -> dw (R, S, C, K)."""
+        raise NotImplementedError
+
+    # --- pooling -----------------------------------------------------------------------------
+    def max_pool2d_forward(self, x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
+        """(N, H, W, C) -> y (N, P, Q, C) and argmax (N, P, Q, C) int64: h * W + w of the winner."""
+        raise NotImplementedError
+
+    def max_pool2d_backward(self, dy: np.ndarray, argmax: np.ndarray, g: PoolGeometry) -> np.ndarray:
+        """(N, P, Q, C) -> dx (N, H, W, C): each dy goes to its window's argmax."""
+        raise NotImplementedError
+
+    def avg_pool2d_forward(self, x: np.ndarray, g: PoolGeometry) -> np.ndarray:
+        """(N, H, W, C) -> y (N, P, Q, C): mean over the valid (unpadded) cells of each window."""
+        raise NotImplementedError
+
+    def avg_pool2d_backward(self, dy: np.ndarray, g: PoolGeometry) -> np.ndarray:
+        """(N, P, Q, C) -> dx (N, H, W, C)."""
+        raise NotImplementedError
+
+    # --- elementwise -------------------------------------------------------------------------
+    def relu_forward(self, x: np.ndarray) -> np.ndarray:
+        """y = max(x, 0); NaN stays NaN."""
+        raise NotImplementedError
+
+    def relu_backward(self, dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """dx = dy where y > 0, else 0."""
+        raise NotImplementedError
+
+    def sigmoid_forward(self, x: np.ndarray) -> np.ndarray:
+        """y = 1 / (1 + exp(-x))."""
+        raise NotImplementedError
+
+    def sigmoid_backward(self, dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """dx = dy * y * (1 - y)."""
+        raise NotImplementedError
+
+    def softmax_forward(self, x: np.ndarray) -> np.ndarray:
+        """(M, L) -> y (M, L): softmax over the last axis, max-subtracted."""
+        raise NotImplementedError
+
+    def softmax_backward(self, dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """(M, L) -> dx = y * (dy - sum(dy * y, last axis))."""
+        raise NotImplementedError
+
+    # --- dense and dropout -------------------------------------------------------------------
+    def dense_forward(self, x: np.ndarray, kernel: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        """(M, I), (I, O), (O,) or None -> y (M, O) = x @ kernel + bias."""
+        raise NotImplementedError
+
+    def dense_backward(self, dy, x, kernel, with_bias: bool):
+        """(M, O) -> (dx (M, I), dkernel (I, O), dbias (O,) or None)."""
+        raise NotImplementedError
+
+    def dropout_forward(self, x: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
+        """y = x * keep * scale; keep is a bool mask of x's shape."""
+        raise NotImplementedError
+
+    def dropout_backward(self, dy: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
+        """dx = dy * keep * scale."""
+        raise NotImplementedError

@@ -1,0 +1,199 @@
+"""The NumPy reference backend: plain vectorised NumPy that reads like the maths.
+
+Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size.
+
+This is the executable spec the fast backends are tested against. Every function works in the
+dtype it is given (float32 from the ops, float64 in the finite-difference checks). The loops run
+over the R * S kernel offsets only; everything inside is a whole-array operation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..shapes import ConvGeometry, PoolGeometry
+from .interface import Backend
+
+
+def _window_slice(offset: int, stride: int, count: int) -> slice:
+    """Rows offset, offset + stride, ..., count of them: one kernel tap across all outputs."""
+    return slice(offset, offset + (count - 1) * stride + 1, stride)
+
+
+def _pad(x: np.ndarray, top, bottom, left, right, value=0.0) -> np.ndarray:
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+# --- convolution ---------------------------------------------------------------------------------
+
+
+def conv2d_forward(x, w, g: ConvGeometry):
+    """y[n,p,q,k] = sum_{r,s,c} xp[n, p*sh + r*dh, q*sw + s*dw, c] * w[r,s,c,k], xp = padded x."""
+    xp = _pad(x, g.top, g.bottom, g.left, g.right)
+    y = np.zeros((g.N, g.P, g.Q, g.K), x.dtype)
+    for r in range(g.R):
+        rows = _window_slice(r * g.dh, g.sh, g.P)
+        for s in range(g.S):
+            cols = _window_slice(s * g.dw, g.sw, g.Q)
+            y += xp[:, rows, cols, :] @ w[r, s]  # (N, P, Q, C) @ (C, K)
+    return y
+
+
+def conv2d_backward_input(dy, w, g: ConvGeometry):
+    """dxp[n, p*sh + r*dh, q*sw + s*dw, c] += sum_k dy[n,p,q,k] * w[r,s,c,k]; dx = dxp unpadded."""
+    dxp = np.zeros((g.N, g.H + g.top + g.bottom, g.W + g.left + g.right, g.C), dy.dtype)
+    for r in range(g.R):
+        rows = _window_slice(r * g.dh, g.sh, g.P)
+        for s in range(g.S):
+            cols = _window_slice(s * g.dw, g.sw, g.Q)
+            dxp[:, rows, cols, :] += dy @ w[r, s].T  # (N, P, Q, K) @ (K, C)
+    return np.ascontiguousarray(dxp[:, g.top : g.top + g.H, g.left : g.left + g.W, :])
+
+
+def conv2d_backward_filter(x, dy, g: ConvGeometry):
+    """dw[r,s,c,k] = sum_{n,p,q} xp[n, p*sh + r*dh, q*sw + s*dw, c] * dy[n,p,q,k]."""
+    xp = _pad(x, g.top, g.bottom, g.left, g.right)
+    dw = np.zeros((g.R, g.S, g.C, g.K), x.dtype)
+    dy_rows = dy.reshape(-1, g.K)  # (N*P*Q, K)
+    for r in range(g.R):
+        rows = _window_slice(r * g.dh, g.sh, g.P)
+        for s in range(g.S):
+            cols = _window_slice(s * g.dw, g.sw, g.Q)
+            dw[r, s] = xp[:, rows, cols, :].reshape(-1, g.C).T @ dy_rows  # (C, NPQ) @ (NPQ, K)
+    return dw
+
+
+# --- pooling -------------------------------------------------------------------------------------
+
+
+def max_pool2d_forward(x, g: PoolGeometry):
+    """y = max over each window of the valid cells, TensorFlow's scan rule.
+
+    As TensorFlow: start from the lowest finite value with the window's first valid cell as
+    argmax, and take a cell only if it is strictly greater. So ties go to the first maximum in
+    scan order (row-major over the window), NaN never wins, and an all-NaN or all-(-inf) window
+    gives the lowest finite value. Padded cells are -inf and never win.
+    """
+    xp = _pad(x, g.top, g.bottom, g.left, g.right, value=-np.inf)
+    p = np.arange(g.P)[:, None]  # (P, 1)
+    q = np.arange(g.Q)[None, :]  # (1, Q)
+    first_h = np.maximum(p * g.sh - g.top, 0)
+    first_w = np.maximum(q * g.sw - g.left, 0)
+    best = np.full((g.N, g.P, g.Q, g.C), np.finfo(x.dtype).min, x.dtype)
+    argmax = np.broadcast_to((first_h * g.W + first_w)[None, :, :, None], best.shape).astype(np.int64)
+    for r in range(g.R):
+        for s in range(g.S):
+            candidate = xp[:, _window_slice(r, g.sh, g.P), _window_slice(s, g.sw, g.Q), :]
+            index = (p * g.sh - g.top + r) * g.W + (q * g.sw - g.left + s)  # (P, Q), flat h*W+w
+            better = candidate > best
+            best = np.where(better, candidate, best)
+            argmax = np.where(better, index[None, :, :, None], argmax)
+    return best, argmax
+
+
+def max_pool2d_backward(dy, argmax, g: PoolGeometry):
+    """dx[n, h, w, c] = sum of dy[n, p, q, c] over the windows whose argmax is (h, w)."""
+    dx = np.zeros((g.N, g.H * g.W, g.C), dy.dtype)
+    n = np.arange(g.N)[:, None, None, None]
+    c = np.arange(g.C)[None, None, None, :]
+    np.add.at(dx, (n, argmax, c), dy)
+    return dx.reshape(g.N, g.H, g.W, g.C)
+
+
+def _valid_counts(g: PoolGeometry, dtype):
+    """(1, P, Q, 1): how many unpadded cells each window covers."""
+    rows = np.clip(np.arange(g.P) * g.sh - g.top + g.R, 0, g.H) - np.clip(np.arange(g.P) * g.sh - g.top, 0, g.H)
+    cols = np.clip(np.arange(g.Q) * g.sw - g.left + g.S, 0, g.W) - np.clip(np.arange(g.Q) * g.sw - g.left, 0, g.W)
+    return (rows[:, None] * cols[None, :]).astype(dtype)[None, :, :, None]
+
+
+def avg_pool2d_forward(x, g: PoolGeometry):
+    """y[n,p,q,c] = sum of the window's valid cells / their count (SAME never counts padding)."""
+    xp = _pad(x, g.top, g.bottom, g.left, g.right)
+    total = np.zeros((g.N, g.P, g.Q, g.C), x.dtype)
+    for r in range(g.R):
+        for s in range(g.S):
+            total += xp[:, _window_slice(r, g.sh, g.P), _window_slice(s, g.sw, g.Q), :]
+    return total / _valid_counts(g, x.dtype)
+
+
+def avg_pool2d_backward(dy, g: PoolGeometry):
+    """dx[n,h,w,c] = sum over the windows covering (h, w) of dy[n,p,q,c] / count[p,q]."""
+    share = dy / _valid_counts(g, dy.dtype)
+    dxp = np.zeros((g.N, g.H + g.top + g.bottom, g.W + g.left + g.right, g.C), dy.dtype)
+    for r in range(g.R):
+        for s in range(g.S):
+            dxp[:, _window_slice(r, g.sh, g.P), _window_slice(s, g.sw, g.Q), :] += share
+    return np.ascontiguousarray(dxp[:, g.top : g.top + g.H, g.left : g.left + g.W, :])
+
+
+# --- elementwise ---------------------------------------------------------------------------------
+
+
+def relu_forward(x):
+    """y = max(x, 0), with NaN kept (np.maximum propagates NaN, as TensorFlow does)."""
+    return np.maximum(x, np.zeros((), x.dtype))
+
+
+def relu_backward(dy, y):
+    """dx = dy where y > 0 else 0."""
+    return np.where(y > 0, dy, np.zeros((), dy.dtype))
+
+
+def sigmoid_forward(x):
+    """y = 1 / (1 + exp(-x)), written as exp(x) / (1 + exp(x)) for x < 0 so neither side overflows."""
+    e = np.exp(-np.abs(x))  # in (0, 1]
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype)
+
+
+def sigmoid_backward(dy, y):
+    """dx = dy * y * (1 - y)."""
+    return dy * y * (1 - y)
+
+
+def softmax_forward(x):
+    """y[m, l] = exp(x[m, l] - max_l x) / sum_l exp(x[m, l] - max_l x)."""
+    with np.errstate(invalid="ignore"):
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_backward(dy, y):
+    """dx = y * (dy - sum_l dy * y)."""
+    return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+
+
+# --- dense and dropout ---------------------------------------------------------------------------
+
+
+def dense_forward(x, kernel, bias):
+    """y = x @ kernel + bias: (M, I) @ (I, O) + (O,)."""
+    y = x @ kernel
+    return y if bias is None else y + bias
+
+
+def dense_backward(dy, x, kernel, with_bias):
+    """dx = dy @ kernel.T, dkernel = x.T @ dy, dbias = sum_m dy."""
+    return dy @ kernel.T, x.T @ dy, (dy.sum(axis=0) if with_bias else None)
+
+
+def dropout_forward(x, keep, scale):
+    """y = x * scale * keep (inverted dropout: kept units scale by 1 / (1 - rate); NaN * 0 stays NaN, as TF)."""
+    return x * x.dtype.type(scale) * keep
+
+
+def dropout_backward(dy, keep, scale):
+    """dx = dy * scale * keep."""
+    return dy * dy.dtype.type(scale) * keep
+
+
+class NumpyBackend(Backend):
+    """The reference: each method is the module function of the same name."""
+
+    name = "numpy"
+
+
+for _name in [m for m in vars(Backend) if not m.startswith("_") and callable(getattr(Backend, m))]:
+    setattr(NumpyBackend, _name, staticmethod(globals()[_name]))
+
+BACKEND = NumpyBackend()

@@ -1,0 +1,25 @@
+"""The ops: semantics, shape rules and gradients, one module per family. Only ops call backends."""
+
+from ._vjp import vjp
+from .activation import relu, relu_vjp, sigmoid, sigmoid_vjp, softmax, softmax_vjp
+from .conv import conv1d, conv1d_vjp, conv2d, conv2d_vjp
+from .dense import dense, dense_vjp
+from .dropout import dropout, dropout_vjp
+from .pool import (
+    avg_pool1d,
+    avg_pool2d,
+    global_avg_pool1d,
+    global_avg_pool2d,
+    global_max_pool1d,
+    global_max_pool2d,
+    max_pool1d,
+    max_pool2d,
+    pool,
+)
+
+__all__ = [
+    "avg_pool1d", "avg_pool2d", "conv1d", "conv2d", "dense", "dropout", "global_avg_pool1d",
+    "global_avg_pool2d", "global_max_pool1d", "global_max_pool2d", "max_pool1d", "max_pool2d",
+    "pool", "relu", "sigmoid", "softmax", "vjp",
+    "conv1d_vjp", "conv2d_vjp", "dense_vjp", "dropout_vjp", "relu_vjp", "sigmoid_vjp", "softmax_vjp",
+]

@@ -1,0 +1,46 @@
+"""Argument checks shared by the ops: every bad input is named before any kernel runs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+COMPUTE_DTYPE = np.float32
+
+
+def as_float_array(value, name: str, op: str, *, rank: int | tuple[int, ...] | None = None, layout: str = "") -> np.ndarray:
+    """A floating array-like -> C-contiguous float32 array, after checking dtype and rank.
+
+    Integer, boolean, complex and object inputs are a TypeError (TensorFlow refuses them too);
+    float16 / float64 / bfloat-like inputs are computed in float32.
+    """
+    if hasattr(value, "numpy") and not isinstance(value, np.ndarray):  # a tf.Tensor or similar
+        value = value.numpy()
+    array = np.asarray(value)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"{op}: {name} must be a floating-point array, got dtype {array.dtype}")
+    if rank is not None:
+        ranks = (rank,) if isinstance(rank, int) else tuple(rank)
+        if array.ndim not in ranks:
+            expected = " or ".join(str(r) for r in ranks)
+            what = f" {layout}" if layout else ""
+            raise ValueError(f"{op}: {name} must have rank {expected}{what}, got shape {array.shape}")
+    return np.ascontiguousarray(array, dtype=COMPUTE_DTYPE)
+
+
+def check_upstream(dy, expected_shape: tuple[int, ...], op: str) -> np.ndarray:
+    """The upstream gradient given to a pullback must have the output's shape."""
+    dy = as_float_array(dy, "upstream gradient", op)
+    if dy.shape != tuple(expected_shape):
+        raise ValueError(f"{op} pullback: upstream gradient must have the output's shape {tuple(expected_shape)}, got {dy.shape}")
+    return dy
+
+
+def check_data_format(data_format, expected: str, op: str) -> None:
+    """Only TensorFlow's channels-last layouts are implemented."""
+    if data_format is not None and data_format != expected:
+        raise ValueError(f"{op}: data_format must be {expected!r} (channels last), got {data_format!r}")
+
+
+def check_nonempty(array: np.ndarray, name: str, op: str) -> None:
+    if array.size == 0:
+        raise ValueError(f"{op}: {name} must not be empty, got shape {array.shape}")

@@ -1,0 +1,87 @@
+"""Convolutions: conv2d and conv1d (conv2d with H = R = 1), forward and backward.
+
+Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size.
+
+    y[n,p,q,k] = sum_{r,s,c} x[n, p*sh + r*dh - top, q*sw + s*dw - left, c] * w[r,s,c,k]
+
+with x read as 0 outside the input (SAME padding, extra pad on the bottom / right).
+Matches ``tf.nn.conv2d`` / ``tf.nn.conv1d`` (channels last, filters HWIO / WIO).
+"""
+
+from __future__ import annotations
+
+from ..backend import get_backend
+from ..shapes import conv_geometry, normalize_padding, normalize_tuple
+from ._checks import as_float_array, check_data_format, check_nonempty, check_upstream
+from ._vjp import has_vjp
+
+
+def _conv_vjp(x, w, strides, padding, dilations, backend, op):
+    """The shared body: checked 4-D arrays in, ``(y, pullback)`` out."""
+    check_nonempty(x, "input", op)
+    check_nonempty(w, "filters", op)
+    g = conv_geometry(x.shape, w.shape, strides, normalize_padding(padding), dilations, op)
+    be = get_backend(backend)
+    y = be.conv2d_forward(x, w, g)
+
+    def pullback(dy):
+        dy = check_upstream(dy, g.output_shape, op)
+        return be.conv2d_backward_input(dy, w, g), be.conv2d_backward_filter(x, dy, g)
+
+    return y, pullback
+
+
+def conv2d_vjp(input, filters, strides=1, padding="VALID", dilations=1, *, backend=None, data_format=None, name=None):
+    """``conv2d`` and its pullback ``dy (N, P, Q, K) -> (dx (N, H, W, C), dw (R, S, C, K))``."""
+    op = "conv2d"
+    check_data_format(data_format, "NHWC", op)
+    x = as_float_array(input, "input", op, rank=4, layout="(N, H, W, C)")
+    w = as_float_array(filters, "filters", op, rank=4, layout="(R, S, C, K)")
+    strides = normalize_tuple(strides, 2, "strides", allow_nc=True)
+    dilations = normalize_tuple(1 if dilations is None else dilations, 2, "dilations", allow_nc=True)
+    return _conv_vjp(x, w, strides, padding, dilations, backend, op)
+
+
+@has_vjp(conv2d_vjp)
+def conv2d(input, filters, strides=1, padding="VALID", dilations=1, *, backend=None, data_format=None, name=None):
+    """2-D convolution (cross-correlation, as every deep-learning library computes it).
+
+    input (N, H, W, C), filters (R, S, C, K) -> (N, P, Q, K), float32.
+    strides, dilations: an int, a pair, or TensorFlow's ``[1, sh, sw, 1]``.
+    padding: "VALID" (P = ceil((H - (R-1)*dh) / sh)) or "SAME" (P = ceil(H / sh), zeros padded,
+    the odd extra at the bottom / right). Dilation > 1 needs stride 1, as in TensorFlow's
+    convolution layers. Matches ``tf.nn.conv2d``.
+    """
+    return conv2d_vjp(input, filters, strides, padding, dilations, backend=backend, data_format=data_format)[0]
+
+
+def conv1d_vjp(input, filters, stride=1, padding="VALID", dilations=1, *, backend=None, data_format=None, name=None):
+    """``conv1d`` and its pullback ``dy (N, Q, K) -> (dx (N, W, C), dw (S, C, K))``."""
+    op = "conv1d"
+    check_data_format(data_format, "NWC", op)
+    x = as_float_array(input, "input", op, rank=3, layout="(N, W, C)")
+    w = as_float_array(filters, "filters", op, rank=3, layout="(S, C, K)")
+    (s,) = normalize_tuple(stride, 1, "stride", allow_nc=True)
+    (d,) = normalize_tuple(1 if dilations is None else dilations, 1, "dilations", allow_nc=True)
+    if x.shape[2] != w.shape[1]:
+        raise ValueError(
+            f"{op}: filters expect {w.shape[1]} input channels but the input has {x.shape[2]} "
+            f"(input shape {x.shape}, filters shape {w.shape})"
+        )
+    y, pullback2d = _conv_vjp(x[:, None], w[None], (1, s), padding, (1, d), backend, op)
+
+    def pullback(dy):
+        dy = check_upstream(dy, (y.shape[0], y.shape[2], y.shape[3]), op)
+        dx, dw = pullback2d(dy[:, None])
+        return dx[:, 0], dw[0]
+
+    return y[:, 0], pullback
+
+
+@has_vjp(conv1d_vjp)
+def conv1d(input, filters, stride=1, padding="VALID", dilations=1, *, backend=None, data_format=None, name=None):
+    """1-D convolution: input (N, W, C), filters (S, C, K) -> (N, Q, K). Matches ``tf.nn.conv1d``.
+
+    Computed as ``conv2d`` with a height of 1; stride, padding and dilations as there.
+    """
+    return conv1d_vjp(input, filters, stride, padding, dilations, backend=backend, data_format=data_format)[0]

@@ -1,0 +1,179 @@
+"""Output sizes, SAME/VALID resolution and the frozen geometry records the kernels receive.
+
+Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel (window) size,
+P Q output size. Layouts are TensorFlow's: activations NHWC, filters HWIO.
+
+Padding follows TensorFlow exactly:
+    VALID: P = ceil((H - (R - 1) * d) / s), no padding.
+    SAME:  P = ceil(H / s), pad = max(0, (P - 1) * s + (R - 1) * d + 1 - H),
+           top = pad // 2, bottom = pad - top  (the odd extra goes bottom / right).
+
+Every check raises before any kernel runs, naming the argument, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+PADDINGS = ("VALID", "SAME")
+
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """Everything a 2-D convolution kernel needs, as plain ints."""
+
+    N: int
+    H: int
+    W: int
+    C: int
+    K: int
+    R: int
+    S: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    top: int
+    bottom: int
+    left: int
+    right: int
+    P: int
+    Q: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.H, self.W, self.C)
+
+    @property
+    def filter_shape(self) -> tuple[int, int, int, int]:
+        return (self.R, self.S, self.C, self.K)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.P, self.Q, self.K)
+
+
+@dataclass(frozen=True)
+class PoolGeometry:
+    """Everything a 2-D pooling kernel needs, as plain ints (channels pool independently)."""
+
+    N: int
+    H: int
+    W: int
+    C: int
+    R: int
+    S: int
+    sh: int
+    sw: int
+    top: int
+    bottom: int
+    left: int
+    right: int
+    P: int
+    Q: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.H, self.W, self.C)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.P, self.Q, self.C)
+
+
+def normalize_padding(padding) -> str:
+    """'valid' / 'SAME' -> 'VALID' / 'SAME'; anything else is a ValueError."""
+    if not isinstance(padding, str) or padding.upper() not in PADDINGS:
+        raise ValueError(f"padding: expected 'VALID' or 'SAME', got {padding!r}")
+    return padding.upper()
+
+
+def normalize_tuple(value, n: int, name: str, *, allow_nc: bool = False) -> tuple[int, ...]:
+    """An int or a sequence of n positive ints -> tuple of n ints.
+
+    With ``allow_nc`` the TensorFlow long form ``[1, *spatial, 1]`` (length n + 2, ones on the
+    batch and channel axes) is accepted too, as ``tf.nn.max_pool2d`` accepts it.
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        values = (int(value),) * n
+    else:
+        try:
+            values = tuple(value)
+        except TypeError:
+            raise TypeError(f"{name}: expected an int or a sequence of {n} ints, got {value!r}") from None
+        if allow_nc and len(values) == n + 2:
+            if values[0] != 1 or values[-1] != 1:
+                raise ValueError(
+                    f"{name}: the batch and channel entries of a length-{n + 2} {name} must be 1, "
+                    f"got {list(values)!r}"
+                )
+            values = values[1:-1]
+        if len(values) == 1:
+            values = values * n
+        if len(values) != n:
+            raise ValueError(f"{name}: expected an int or {n} ints, got {len(values)} values {list(values)!r}")
+        for v in values:
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+                raise TypeError(f"{name}: expected ints, got {list(values)!r}")
+        values = tuple(int(v) for v in values)
+    for v in values:
+        if v <= 0:
+            raise ValueError(f"{name}: expected positive values, got {list(values)!r}")
+    return values
+
+
+def output_size(size: int, window: int, stride: int, dilation: int, padding: str) -> tuple[int, int, int]:
+    """One spatial axis: (output size, pad before, pad after), TensorFlow's rule."""
+    effective = (window - 1) * dilation + 1
+    if padding == "VALID":
+        return (size - effective) // stride + 1, 0, 0
+    out = -(-size // stride)
+    pad = max(0, (out - 1) * stride + effective - size)
+    return out, pad // 2, pad - pad // 2
+
+
+def conv_geometry(input_shape, filter_shape, strides, padding, dilations, op="conv2d") -> ConvGeometry:
+    """Check a 2-D convolution's arguments and resolve its geometry.
+
+    input (N, H, W, C), filters (R, S, C, K); strides, dilations: pairs of positive ints.
+    """
+    N, H, W, C = input_shape
+    R, S, C_f, K = filter_shape
+    if C_f != C:
+        raise ValueError(
+            f"{op}: filters expect {C_f} input channels but the input has {C} "
+            f"(input shape {tuple(input_shape)}, filters shape {tuple(filter_shape)})"
+        )
+    sh, sw = strides
+    dh, dw = dilations
+    if max(sh, sw) > 1 and max(dh, dw) > 1:
+        raise ValueError(
+            f"{op}: `strides > 1` not supported in conjunction with `dilation_rate > 1`. "
+            f"Received: strides={list(strides)} and dilation_rate={list(dilations)}"
+        )
+    P, top, bottom = output_size(H, R, sh, dh, padding)
+    Q, left, right = output_size(W, S, sw, dw, padding)
+    _check_window_fits(op, "filters", (H, W), (R, S), (dh, dw), padding, P, Q)
+    return ConvGeometry(N, H, W, C, K, R, S, sh, sw, dh, dw, top, bottom, left, right, P, Q)
+
+
+def pool_geometry(input_shape, ksize, strides, padding, op="pool2d") -> PoolGeometry:
+    """Check a 2-D pooling's arguments and resolve its geometry. input (N, H, W, C)."""
+    N, H, W, C = input_shape
+    R, S = ksize
+    sh, sw = strides
+    P, top, bottom = output_size(H, R, sh, 1, padding)
+    Q, left, right = output_size(W, S, sw, 1, padding)
+    _check_window_fits(op, "ksize", (H, W), (R, S), (1, 1), padding, P, Q)
+    return PoolGeometry(N, H, W, C, R, S, sh, sw, top, bottom, left, right, P, Q)
+
+
+def _check_window_fits(op, name, size, window, dilation, padding, P, Q):
+    if P <= 0 or Q <= 0 or min(size) <= 0:
+        effective = tuple((k - 1) * d + 1 for k, d in zip(window, dilation))
+        raise ValueError(
+            f"{op}: the {name} window {effective} (after dilation) is larger than the "
+            f"{padding}-padded input {tuple(size)}; the output would be empty"
+        )
