@@ -8,6 +8,7 @@
         ...
 """
 
+from . import _threads  # noqa: F401  (must run before NumPy loads)
 from . import nn
 from .backend import available_backends, current_backend, get_backend, set_backend, use_backend
 from .ops import vjp

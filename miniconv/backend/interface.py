@@ -86,6 +86,14 @@ class Backend:
         """(M, O) -> (dx (M, I), dkernel (I, O), dbias (O,) or None)."""
         raise NotImplementedError
 
+    def bias_add_forward(self, x: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """(M, O), (O,) -> y (M, O) = x + bias, broadcast over rows."""
+        raise NotImplementedError
+
+    def bias_add_backward(self, dy: np.ndarray) -> np.ndarray:
+        """(M, O) -> dbias (O,) = sum over rows of dy."""
+        raise NotImplementedError
+
     def dropout_forward(self, x: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
         """y = x * keep * scale; keep is a bool mask of x's shape."""
         raise NotImplementedError

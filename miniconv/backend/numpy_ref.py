@@ -177,6 +177,16 @@ def dense_backward(dy, x, kernel, with_bias):
     return dy @ kernel.T, x.T @ dy, (dy.sum(axis=0) if with_bias else None)
 
 
+def bias_add_forward(x, bias):
+    """y[m, o] = x[m, o] + bias[o]."""
+    return x + bias
+
+
+def bias_add_backward(dy):
+    """dbias[o] = sum_m dy[m, o]."""
+    return dy.sum(axis=0)
+
+
 def dropout_forward(x, keep, scale):
     """y = x * scale * keep (inverted dropout: kept units scale by 1 / (1 - rate); NaN * 0 stays NaN, as TF)."""
     return x * x.dtype.type(scale) * keep

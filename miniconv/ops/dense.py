@@ -5,7 +5,8 @@ Shape legend: M rows (every axis of x but the last, flattened), I inputs, O outp
     y[m, o] = sum_i x[m, i] * kernel[i, o] + bias[o]
     dx = dy @ kernel.T,  dkernel = x.T @ dy,  dbias = sum_m dy[m, :]
 
-As ``keras.layers.Dense`` computes it (kernel (in, out)).
+As ``keras.layers.Dense`` computes it (kernel (in, out)). ``bias_add`` adds a bias along the
+last (channel) axis of any array, as ``tf.nn.bias_add`` does for NHWC / NWC activations.
 """
 
 from __future__ import annotations
@@ -45,3 +46,30 @@ def dense_vjp(x, kernel, bias=None, *, backend=None):
 def dense(x, kernel, bias=None, *, backend=None):
     """y = x @ kernel + bias: x (..., I), kernel (I, O), bias (O,) or None -> (..., O)."""
     return dense_vjp(x, kernel, bias, backend=backend)[0]
+
+
+def bias_add_vjp(value, bias, *, backend=None, data_format=None, name=None):
+    """``bias_add`` and its pullback ``dy -> (dvalue, dbias)``."""
+    op = "bias_add"
+    if data_format not in (None, "NHWC", "NWC", "N...C"):
+        raise ValueError(f"{op}: data_format must be channels last ('NHWC', 'NWC' or 'N...C'), got {data_format!r}")
+    x = as_float_array(value, "value", op)
+    if x.ndim < 2:
+        raise ValueError(f"{op}: value must have rank >= 2 (N, ..., C), got shape {x.shape}")
+    bias = as_float_array(bias, "bias", op, rank=1, layout="(C,)")
+    if bias.shape[0] != x.shape[-1]:
+        raise ValueError(f"{op}: bias must have shape ({x.shape[-1]},) to match the last axis of value {x.shape}, got {bias.shape}")
+    be = get_backend(backend)
+    y = be.bias_add_forward(x.reshape(-1, x.shape[-1]), bias).reshape(x.shape)
+
+    def pullback(dy):
+        dy = check_upstream(dy, x.shape, op)
+        return dy, be.bias_add_backward(dy.reshape(-1, x.shape[-1]))
+
+    return y, pullback
+
+
+@has_vjp(bias_add_vjp)
+def bias_add(value, bias, *, backend=None, data_format=None, name=None):
+    """y[..., c] = value[..., c] + bias[c]: value (N, ..., C), bias (C,). Matches ``tf.nn.bias_add``."""
+    return bias_add_vjp(value, bias, backend=backend, data_format=data_format)[0]

@@ -11,8 +11,11 @@ ops, float64 in the gradient checks). Where each kernel lives:
 
 from __future__ import annotations
 
+from ..._threads import warn_if_blas_spins
 from ..interface import Backend
 from . import conv_kernels, elementwise_kernels, pool_kernels
+
+warn_if_blas_spins()
 
 
 class CpuBackend(Backend):
@@ -38,6 +41,8 @@ class CpuBackend(Backend):
 
     dense_forward = staticmethod(elementwise_kernels.dense_forward)
     dense_backward = staticmethod(elementwise_kernels.dense_backward)
+    bias_add_forward = staticmethod(elementwise_kernels.bias_add_forward)
+    bias_add_backward = staticmethod(elementwise_kernels.bias_add_backward)
     dropout_forward = staticmethod(elementwise_kernels.dropout_forward)
     dropout_backward = staticmethod(elementwise_kernels.dropout_backward)
 

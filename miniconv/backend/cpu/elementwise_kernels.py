@@ -148,11 +148,20 @@ def dense_forward(x, kernel, bias):
 
 def dense_backward(dy, x, kernel, with_bias):
     """dx = dy @ kernel.T, dkernel = x.T @ dy (BLAS); dbias = column sums of dy."""
-    dbias = None
-    if with_bias:
-        dbias = np.empty(dy.shape[1], dy.dtype)
-        bias_gradient_kernel(dy, dbias)
+    dbias = bias_add_backward(dy) if with_bias else None
     return dy @ kernel.T, x.T @ dy, dbias
+
+
+def bias_add_forward(x, bias):
+    y = x.copy()
+    add_bias_kernel(y, bias)
+    return y
+
+
+def bias_add_backward(dy):
+    dbias = np.empty(dy.shape[1], dy.dtype)
+    bias_gradient_kernel(dy, dbias)
+    return dbias
 
 
 def dropout_forward(x, keep, scale):

@@ -1,0 +1,296 @@
+"""``miniconv verify``: cross-check every op's forward pass and gradients against TensorFlow.
+
+For each op of ``miniconv.nn.OPS`` and each backend, random cases (``miniconv.verify_cases``,
+from a seeded ``np.random.Generator``) run through ``miniconv.vjp`` with a random upstream
+gradient dy, and through TensorFlow with ``tf.GradientTape`` and the same dy.
+
+    rel_err(a, b) = max|a - b| / max(max|b|, 1e-30)          b: TensorFlow's value
+    case error    = max of rel_err over the output and every gradient
+    tolerance     = 1e-5 * sqrt(L)                              L: the case's longest reduction
+                                                                (R*S*C, R*S*K, N*P*Q for conv2d)
+
+A case passes when its error is within its tolerance (NaN fails); an op passes when all its
+cases do. Dropout cannot match TensorFlow's random stream, so it is checked on its own terms:
+y in {0, x / (1 - rate)}, dx = dy * keep / (1 - rate) with the same mask, and the fraction kept
+within 5 standard deviations of 1 - rate (exactly 1 at rate 0).
+
+    results = miniconv.verify.verify(backends=["numpy"], cases=10, seed=0)
+    print(miniconv.verify.format_table(results))
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import zlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import nn
+from .backend import get_backend
+from .ops import vjp
+from .verify_cases import GENERATORS, Case
+
+TOLERANCE_SCALE = 1e-5
+TINY = 1e-30
+DROPOUT_SIGMAS = 5.0
+
+
+class MissingDependencyError(RuntimeError):
+    """An optional dependency (TensorFlow) is not installed; the message says how to get it."""
+
+
+def relative_error(a, b) -> float:
+    """max|a - b| / max(max|b|, 1e-30), in float64; inf on a shape mismatch, NaN counts as inf."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        return math.inf
+    if a.size == 0:
+        return 0.0
+    err = float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), TINY))
+    return err if math.isfinite(err) else math.inf
+
+
+def tolerance(reduction: int) -> float:
+    """1e-5 * sqrt(L): float32 rounding in a sum of L terms grows like sqrt(L)."""
+    return TOLERANCE_SCALE * math.sqrt(max(int(reduction), 1))
+
+
+@dataclass
+class CaseResult:
+    """One case on one backend. ``worst`` names the output or gradient with the largest error."""
+
+    index: int
+    description: str
+    rel_err: float
+    tolerance: float
+    worst: str = ""
+    error: str | None = None  # an exception the backend raised, or a failed dropout statistic
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.rel_err <= self.tolerance
+
+
+@dataclass
+class OpResult:
+    """One op on one backend: ``max_rel_err`` over the cases, and the tolerance of that case."""
+
+    op: str
+    backend: str
+    cases: int
+    max_rel_err: float
+    tolerance: float
+    passed: bool
+    failures: list[CaseResult] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def import_tensorflow():
+    """TensorFlow, imported on first use, quietly; a clear error when it is missing."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError as error:
+        raise MissingDependencyError(
+            f"miniconv verify compares against TensorFlow, which is not installed ({error}); "
+            "install it with: pip install miniconv[tf]"
+        ) from None
+    return tf
+
+
+def make_cases(op: str, count: int, seed: int) -> list[Case]:
+    """``count`` random cases of ``op``; the stream depends on (seed, op) only, not on other ops."""
+    rng = np.random.default_rng([seed, zlib.crc32(op.encode())])
+    return [GENERATORS[op](rng) for _ in range(count)]
+
+
+def tf_reference(tf, case: Case, dy: np.ndarray) -> list[np.ndarray]:
+    """[y, d(array) for each array]: TensorFlow's forward pass and its VJP with upstream dy."""
+    tensors = [tf.constant(a) for a in case.arrays]
+    with tf.GradientTape() as tape:
+        tape.watch(tensors)
+        y = case.reference(tf, *tensors)
+    grads = tape.gradient(y, tensors, output_gradients=tf.constant(dy))
+    return [y.numpy()] + [np.zeros_like(a) if g is None else g.numpy() for a, g in zip(case.arrays, grads)]
+
+
+def miniconv_outputs(case: Case, backend: str, dy: np.ndarray) -> list[np.ndarray]:
+    """[y, d(array) for each array] from ``miniconv.vjp`` on ``backend``."""
+    y, pullback = vjp(getattr(nn, case.op), *case.arrays, backend=backend, **case.kwargs)
+    return [y, *pullback(dy)]
+
+
+def compare(index: int, case: Case, ours: list[np.ndarray], reference: list[np.ndarray]) -> CaseResult:
+    """The case error: the largest relative error over the output and gradients."""
+    labels = ["y"] + [f"d{name}" for name in case.names]
+    errors = [relative_error(a, b) for a, b in zip(ours, reference)]
+    worst = int(np.argmax(errors))
+    return CaseResult(index, case.describe(), errors[worst], tolerance(case.reduction), labels[worst])
+
+
+def check_dropout(index: int, case: Case, backend: str, rng: np.random.Generator) -> CaseResult:
+    """y in {0, x/(1-rate)}, dx = dy*keep/(1-rate) with y's mask, keep rate within 5 sigma."""
+    (x,), rate = case.arrays, case.kwargs["rate"]
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    y, dx = miniconv_outputs(case, backend, dy)
+    keep = y != 0
+    scale = 1.0 / (1.0 - rate)
+    result = compare(index, case, [y, dx], [np.where(keep, x * scale, 0), np.where(keep, dy * scale, 0)])
+    kept, n = float(keep.mean()), keep.size
+    allowed = DROPOUT_SIGMAS * math.sqrt(rate * (1 - rate) / n)
+    if abs(kept - (1 - rate)) > allowed:
+        result.error = f"kept fraction {kept:.4f}, expected {1 - rate:.4f} +- {allowed:.4f}"
+    return result
+
+
+def verify_op(op: str, backends: list[str], cases: int = 20, seed: int = 0, tf=None) -> list[OpResult]:
+    """Run ``cases`` random cases of ``op`` on every backend; TensorFlow runs once per case."""
+    rng = np.random.default_rng([seed, zlib.crc32(op.encode()), 1])  # upstream gradients
+    per_backend: dict[str, list[CaseResult]] = {b: [] for b in backends}
+    for index, case in enumerate(make_cases(op, cases, seed)):
+        if op == "dropout":
+            for backend in backends:
+                per_backend[backend].append(_guarded(index, case, lambda b=backend: check_dropout(index, case, b, rng)))
+            continue
+        tf = tf or import_tensorflow()
+        shape = case.reference(tf, *case.arrays).shape  # dy's shape from TensorFlow, not from us
+        dy = rng.standard_normal(tuple(shape)).astype(np.float32)
+        reference = tf_reference(tf, case, dy)
+        for backend in backends:
+            run = lambda b=backend: compare(index, case, miniconv_outputs(case, b, dy), reference)  # noqa: E731
+            per_backend[backend].append(_guarded(index, case, run))
+    return [_summarise(op, backend, results) for backend, results in per_backend.items()]
+
+
+def _guarded(index: int, case: Case, run) -> CaseResult:
+    """A backend that raises fails the case with the exception as the reason, not the whole run."""
+    try:
+        return run()
+    except Exception as error:  # noqa: BLE001 - reported in the table, never swallowed silently
+        return CaseResult(index, case.describe(), math.inf, tolerance(case.reduction), error=f"{type(error).__name__}: {error}")
+
+
+def _summarise(op: str, backend: str, results: list[CaseResult]) -> OpResult:
+    worst = max(results, key=lambda r: r.rel_err)
+    failures = [r for r in results if not r.passed]
+    return OpResult(op, backend, len(results), worst.rel_err, worst.tolerance, not failures, failures)
+
+
+def verify(backends: list[str] | None = None, ops: list[str] | None = None, cases: int = 20, seed: int = 0) -> list[OpResult]:
+    """Every (op, backend) pair: TensorFlow cross-check results, ops in ``miniconv.nn.OPS`` order."""
+    backends = list(backends) if backends else usable_backends()
+    ops = list(ops) if ops else list(nn.OPS)
+    unknown = [op for op in ops if op not in GENERATORS]
+    if unknown:
+        raise ValueError(f"verify: unknown ops {unknown}; expected some of {list(nn.OPS)}")
+    for backend in backends:
+        get_backend(backend)  # fail before any work on a name that cannot load
+    tf = import_tensorflow() if any(op != "dropout" for op in ops) else None
+    return [result for op in ops for result in verify_op(op, backends, cases, seed, tf)]
+
+
+def backend_status() -> dict[str, str | None]:
+    """Every registered backend name -> None if it can run here, else the reason it cannot.
+
+    Probes each name on its own, so one half-installed backend cannot hide the others.
+    """
+    from .backend import _REGISTRY  # the registry's names; available_backends() stops at the first broken one
+
+    status: dict[str, str | None] = {}
+    for name in _REGISTRY:
+        try:
+            backend = get_backend(name)
+            check = getattr(backend, "is_available", None)
+            status[name] = None if check is None or check() else "its is_available() check is False"
+        except Exception as error:  # noqa: BLE001 - the reason is shown to the user
+            status[name] = f"{type(error).__name__}: {error}"
+    return status
+
+
+def usable_backends() -> list[str]:
+    """Names of the backends that load and run here, in registry order."""
+    return [name for name, reason in backend_status().items() if reason is None]
+
+
+# --- the command line: ``miniconv verify`` -------------------------------------------------------
+
+NOTES = (
+    "rel err = max|miniconv - TF| / max(max|TF|, 1e-30) over the output and every gradient (random dy);\n"
+    "tolerance = 1e-5 * sqrt(L), L = the case's longest reduction; both shown for the case with the largest error.\n"
+    "dropout: checked without TF (its random stream cannot match): y in {0, x/(1-rate)}, dx on the same mask,\n"
+    "kept fraction within 5 sigma of 1 - rate."
+)
+
+
+def format_table(results: list[OpResult]) -> str:
+    """A plain-text table, op x backend -> cases, max rel err, tolerance, result; failures below it."""
+    header = ("op", "backend", "cases", "max rel err", "tolerance", "result")
+    rows = [
+        (r.op, r.backend, str(r.cases), f"{r.max_rel_err:.2e}", f"{r.tolerance:.2e}",
+         "pass" if r.passed else f"FAIL ({len(r.failures)}/{r.cases})")
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    right = {2, 3, 4}
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = [line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)]
+    failures = [(r, f) for r in results for f in r.failures]
+    if failures:
+        out += ["", "failures:"]
+        for r, f in failures:
+            why = f.error or f"{f.worst} rel err {f.rel_err:.2e} > tolerance {f.tolerance:.2e}"
+            if f.error and math.isfinite(f.rel_err):
+                why += f" ({f.worst} rel err {f.rel_err:.2e})"
+            out.append(f"  {r.op} [{r.backend}] case {f.index}: {f.description}: {why}")
+    return "\n".join(out)
+
+
+def add_arguments(parser) -> None:
+    """The ``miniconv verify`` options."""
+    parser.add_argument("--backend", "--backends", dest="backends", action="extend", nargs="+", metavar="NAME",
+                        help="backends to check (repeat or comma-separate); default: every available one")
+    parser.add_argument("--cases", type=int, default=20, help="random cases per op (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the case generator (default 0)")
+    parser.add_argument("--ops", default=None, help="comma-separated ops to check (default: all of miniconv.nn.OPS)")
+
+
+def run(args) -> int:
+    """Print the table; 0 if every op passed, 1 if any failed, 2 for a usage or setup error."""
+    status = backend_status()
+    names = [n for item in args.backends or [] for n in item.split(",") if n] or usable_backends()
+    for name in names:
+        if name not in status:
+            return _usage_error(f"unknown backend {name!r}; known backends: {', '.join(status)}")
+        if status[name] is not None:
+            usable = ", ".join(usable_backends()) or "none"
+            return _usage_error(f"backend {name!r} is not available here ({status[name]}); available: {usable}")
+    ops = [op for op in (args.ops or "").split(",") if op] or list(nn.OPS)
+    unknown = [op for op in ops if op not in nn.OPS]
+    if unknown:
+        return _usage_error(f"unknown op(s) {', '.join(unknown)}; choose from: {', '.join(nn.OPS)}")
+    if args.cases < 1:
+        return _usage_error(f"--cases must be at least 1, got {args.cases}")
+    try:
+        results = verify(names, ops, args.cases, args.seed)
+    except MissingDependencyError as error:
+        return _usage_error(str(error))
+    tf_version = import_tensorflow().__version__ if any(op != "dropout" for op in ops) else "not used"
+    print(f"miniconv verify: {args.cases} random cases per op, seed {args.seed}, TensorFlow {tf_version}\n")
+    print(format_table(results))
+    print("\n" + NOTES)
+    failed = [r for r in results if not r.passed]
+    print(f"\n{len(results) - len(failed)} of {len(results)} op x backend pairs passed")
+    return 1 if failed else 0
+
+
+def _usage_error(message: str) -> int:
+    print(f"miniconv verify: error: {message}", file=sys.stderr)
+    return 2

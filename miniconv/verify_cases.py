@@ -1,0 +1,241 @@
+"""Random cases for ``miniconv verify``: arrays, keyword arguments and the TensorFlow reference.
+
+Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel (window) size,
+P Q output size, I O dense inputs / outputs, M dense rows.
+
+Each generator takes a seeded ``np.random.Generator`` and returns one ``Case``. Shapes are drawn
+to reach the corners that break kernels: batch 1, one channel, non-square inputs and kernels,
+even kernel sizes, SAME and VALID, strides larger than the window, dilation (with stride 1, as
+TensorFlow requires). Max-pooling inputs are a shuffled, scaled ``arange`` so no window has a
+tie (the gradient of a tie is a convention, not arithmetic).
+
+The reference is a function ``(tf, *tensors) -> tensor`` so TensorFlow is imported only by the
+caller, once. ``reduction`` is L, the longest sum any output or gradient of the case computes,
+which sets the case's tolerance (float32 rounding error grows like sqrt(L)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .shapes import output_size
+
+
+@dataclass
+class Case:
+    """One random call: ``miniconv.nn.<op>(*arrays, **kwargs)`` against ``reference(tf, *arrays)``."""
+
+    op: str
+    names: tuple[str, ...]  # one per array, for messages: ("x", "w")
+    arrays: tuple[np.ndarray, ...]  # float32, positional, all differentiated
+    kwargs: dict = field(default_factory=dict)
+    reference: Callable | None = None
+    reduction: int = 1  # L: the longest reduction in the forward pass or any gradient
+
+    def describe(self) -> str:
+        shapes = " ".join(f"{n}{tuple(a.shape)}" for n, a in zip(self.names, self.arrays))
+        args = " ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
+        return f"{shapes} {args}".strip()
+
+
+def _normal(rng, shape, scale=1.0) -> np.ndarray:
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _tie_free(rng, shape) -> np.ndarray:
+    """A shuffled arange scaled to [-2, 2): every value distinct, exactly representable in float32."""
+    size = int(np.prod(shape))
+    return ((rng.permutation(size) - size / 2) * (4.0 / max(size, 1))).astype(np.float32).reshape(shape)
+
+
+def _batch_channels(rng) -> tuple[int, int]:
+    return int(rng.choice([1, 1, 2, 3])), int(rng.choice([1, 1, 2, 3, 5]))
+
+
+def _axis(rng, window_max=4, *, strides_over_window=True, dilation=False):
+    """One spatial axis: (size, window, stride, dilation), the size large enough for VALID."""
+    window = int(rng.integers(1, window_max + 1))
+    if dilation:
+        stride, dil = 1, int(rng.integers(1, 4))
+    else:
+        top = window_max + 1 if strides_over_window else window
+        stride, dil = int(rng.integers(1, top + 1)), 1
+    size = (window - 1) * dil + 1 + int(rng.integers(0, 8))
+    return size, window, stride, dil
+
+
+def _padding(rng) -> str:
+    return str(rng.choice(["VALID", "SAME"]))
+
+
+# --- convolution ---------------------------------------------------------------------------------
+
+
+def _tf_conv(tf, conv, x, w, strides, padding, dilations):
+    """``tf.nn.conv2d`` / ``conv1d``; with dilation ``tf.nn.convolution`` (same maths), because
+    TensorFlow's CPU gradient kernels refuse dilation rates above 1."""
+    if np.max(dilations) > 1:
+        return tf.nn.convolution(x, w, strides=strides, padding=padding, dilations=dilations)
+    return conv(x, w, strides, padding)
+
+
+def conv2d(rng) -> Case:
+    N, C = _batch_channels(rng)
+    K = int(rng.integers(1, 6))
+    dilated = rng.random() < 0.3
+    H, R, sh, dh = _axis(rng, dilation=dilated)
+    W, S, sw, dw = _axis(rng, dilation=dilated)
+    padding = _padding(rng)
+    P, Q = output_size(H, R, sh, dh, padding)[0], output_size(W, S, sw, dw, padding)[0]
+    kw = dict(strides=(sh, sw), padding=padding, dilations=(dh, dw))
+    return Case(
+        "conv2d", ("x", "w"), (_normal(rng, (N, H, W, C)), _normal(rng, (R, S, C, K))), kw,
+        lambda tf, x, w: _tf_conv(tf, tf.nn.conv2d, x, w, kw["strides"], padding, kw["dilations"]),
+        max(R * S * C, R * S * K, N * P * Q),
+    )
+
+
+def conv1d(rng) -> Case:
+    N, C = _batch_channels(rng)
+    K = int(rng.integers(1, 6))
+    W, S, s, d = _axis(rng, window_max=5, dilation=rng.random() < 0.3)
+    padding = _padding(rng)
+    Q = output_size(W, S, s, d, padding)[0]
+    kw = dict(stride=s, padding=padding, dilations=d)
+    return Case(
+        "conv1d", ("x", "w"), (_normal(rng, (N, W, C)), _normal(rng, (S, C, K))), kw,
+        lambda tf, x, w: _tf_conv(tf, tf.nn.conv1d, x, w, s, padding, d),
+        max(S * C, S * K, N * Q),
+    )
+
+
+# --- elementwise ---------------------------------------------------------------------------------
+
+
+def _any_shape(rng, min_rank=1) -> tuple[int, ...]:
+    rank = int(rng.integers(min_rank, 5))
+    return tuple(int(rng.choice([1, 2, 3, 5, 7])) for _ in range(rank))
+
+
+def relu(rng) -> Case:
+    return Case("relu", ("x",), (_normal(rng, _any_shape(rng)),), {}, lambda tf, x: tf.nn.relu(x), 1)
+
+
+def sigmoid(rng) -> Case:
+    return Case("sigmoid", ("x",), (_normal(rng, _any_shape(rng), 3.0),), {}, lambda tf, x: tf.nn.sigmoid(x), 1)
+
+
+def softmax(rng) -> Case:
+    shape = _any_shape(rng)
+    axis = int(rng.integers(-len(shape), len(shape)))
+    return Case(
+        "softmax", ("logits",), (_normal(rng, shape, 2.0),), dict(axis=axis),
+        lambda tf, x: tf.nn.softmax(x, axis=axis), shape[axis],
+    )
+
+
+# --- pooling -------------------------------------------------------------------------------------
+
+
+def _pool_case(rng, op, kind, dims, *, tf_name, strides_over_window=True) -> Case:
+    N, C = _batch_channels(rng)
+    axes = [_axis(rng, strides_over_window=strides_over_window) for _ in range(dims)]
+    sizes, window, strides = [a[0] for a in axes], [a[1] for a in axes], [a[2] for a in axes]
+    shape = (N, *sizes, C)
+    x = _tie_free(rng, shape) if kind == "MAX" else _normal(rng, shape)
+    padding = _padding(rng)
+    if op == "pool":
+        kw = dict(window_shape=tuple(window), pooling_type=kind, strides=tuple(strides), padding=padding)
+        ref = lambda tf, x: tf.nn.pool(x, window, kind, strides=strides, padding=padding)  # noqa: E731
+    else:
+        kw = dict(ksize=tuple(window), strides=tuple(strides), padding=padding)
+        ref = lambda tf, x: getattr(tf.nn, tf_name)(x, window, strides, padding)  # noqa: E731
+    return Case(op, ("x",), (x,), kw, ref, int(np.prod(window)))
+
+
+def max_pool2d(rng) -> Case:
+    return _pool_case(rng, "max_pool2d", "MAX", 2, tf_name="max_pool2d")
+
+
+def avg_pool2d(rng) -> Case:
+    return _pool_case(rng, "avg_pool2d", "AVG", 2, tf_name="avg_pool2d")
+
+
+def max_pool1d(rng) -> Case:
+    return _pool_case(rng, "max_pool1d", "MAX", 1, tf_name="max_pool1d")
+
+
+def avg_pool1d(rng) -> Case:
+    return _pool_case(rng, "avg_pool1d", "AVG", 1, tf_name="avg_pool1d")
+
+
+def pool(rng) -> Case:
+    """``tf.nn.pool`` refuses strides > window, so this one keeps strides within the window."""
+    kind = str(rng.choice(["MAX", "AVG"]))
+    dims = int(rng.integers(1, 3))
+    return _pool_case(rng, "pool", kind, dims, tf_name="pool", strides_over_window=False)
+
+
+def _global_case(rng, op, kind, dims) -> Case:
+    N, C = _batch_channels(rng)
+    sizes = tuple(int(rng.integers(1, 9)) for _ in range(dims))
+    shape = (N, *sizes, C)
+    x = _tie_free(rng, shape) if kind == "MAX" else _normal(rng, shape)
+    axes = list(range(1, dims + 1))
+    reduce = "reduce_max" if kind == "MAX" else "reduce_mean"
+    return Case(op, ("x",), (x,), {}, lambda tf, x: getattr(tf, reduce)(x, axis=axes), int(np.prod(sizes)))
+
+
+def global_max_pool2d(rng) -> Case:
+    return _global_case(rng, "global_max_pool2d", "MAX", 2)
+
+
+def global_avg_pool2d(rng) -> Case:
+    return _global_case(rng, "global_avg_pool2d", "AVG", 2)
+
+
+def global_max_pool1d(rng) -> Case:
+    return _global_case(rng, "global_max_pool1d", "MAX", 1)
+
+
+def global_avg_pool1d(rng) -> Case:
+    return _global_case(rng, "global_avg_pool1d", "AVG", 1)
+
+
+# --- dense ---------------------------------------------------------------------------------------
+
+
+def dense(rng) -> Case:
+    """x (..., I) of rank 1 to 3, kernel (I, O), bias (O,) in most cases. TF: x @ kernel + bias."""
+    lead = tuple(int(rng.choice([1, 2, 3, 7])) for _ in range(int(rng.integers(0, 3))))
+    I, O = int(rng.choice([1, 3, 16, 33, 64])), int(rng.choice([1, 2, 10, 17]))
+    x, kernel = _normal(rng, (*lead, I)), _normal(rng, (I, O))
+    M = int(np.prod(lead))
+    if rng.random() < 0.75:
+        return Case("dense", ("x", "kernel", "bias"), (x, kernel, _normal(rng, (O,))), {},
+                    lambda tf, x, k, b: tf.tensordot(x, k, axes=1) + b, max(I, O, M))
+    return Case("dense", ("x", "kernel"), (x, kernel), {}, lambda tf, x, k: tf.tensordot(x, k, axes=1), max(I, O, M))
+
+
+# --- dropout (checked by its arithmetic, not against TF's random stream) ---------------------------
+
+
+def dropout(rng) -> Case:
+    """x (no zeros, so a dropped unit is recognisable), a rate, and an int seed in ``kwargs``."""
+    shape = (int(rng.integers(1, 5)), int(rng.integers(20, 40)), int(rng.integers(20, 40)))
+    x = _normal(rng, shape)
+    x[x == 0] = 1.0
+    rate = float(rng.choice([0.0, 0.1, 0.25, 0.5, 0.8]))
+    return Case("dropout", ("x",), (x,), dict(rate=rate, seed=int(rng.integers(2**31))), None, 1)
+
+
+GENERATORS: dict[str, Callable[[np.random.Generator], Case]] = {
+    "conv1d": conv1d, "conv2d": conv2d, "relu": relu, "sigmoid": sigmoid, "softmax": softmax,
+    "max_pool1d": max_pool1d, "avg_pool1d": avg_pool1d, "max_pool2d": max_pool2d,
+    "avg_pool2d": avg_pool2d, "pool": pool, "global_avg_pool1d": global_avg_pool1d,
+    "global_max_pool1d": global_max_pool1d, "global_avg_pool2d": global_avg_pool2d,
+    "global_max_pool2d": global_max_pool2d, "dense": dense, "dropout": dropout,
+}
