@@ -8,6 +8,7 @@ from .ops import (
     avg_pool1d,
     avg_pool2d,
     bias_add,
+    bias_add_relu,
     conv1d,
     conv2d,
     dense,
@@ -27,7 +28,7 @@ from .ops import (
 OPS = (
     "conv1d", "conv2d", "relu", "sigmoid", "softmax", "max_pool1d", "avg_pool1d", "max_pool2d",
     "avg_pool2d", "pool", "global_avg_pool1d", "global_max_pool1d", "global_avg_pool2d",
-    "global_max_pool2d", "dense", "bias_add", "dropout",
+    "global_max_pool2d", "dense", "bias_add", "bias_add_relu", "dropout",
 )
 
 __all__ = list(OPS)

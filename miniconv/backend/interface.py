@@ -94,6 +94,14 @@ class Backend:
         """(M, O) -> dbias (O,) = sum over rows of dy."""
         raise NotImplementedError
 
+    def bias_relu_forward(self, x: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """(M, O), (O,) -> y (M, O) = max(x + bias, 0) in one pass (NaN kept, as relu)."""
+        raise NotImplementedError
+
+    def bias_relu_backward(self, dy: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(M, O) -> (dx = dy where y > 0 else 0, dbias = sum over rows of dx), in one pass."""
+        raise NotImplementedError
+
     def dropout_forward(self, x: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
         """y = x * keep * scale; keep is a bool mask of x's shape."""
         raise NotImplementedError

@@ -187,6 +187,17 @@ def bias_add_backward(dy):
     return dy.sum(axis=0)
 
 
+def bias_relu_forward(x, bias):
+    """y = relu(x + bias)."""
+    return relu_forward(x + bias)
+
+
+def bias_relu_backward(dy, y):
+    """dx = relu_backward(dy, y); dbias = sum_m dx."""
+    dx = relu_backward(dy, y)
+    return dx, dx.sum(axis=0)
+
+
 def dropout_forward(x, keep, scale):
     """y = x * scale * keep (inverted dropout: kept units scale by 1 / (1 - rate); NaN * 0 stays NaN, as TF)."""
     return x * x.dtype.type(scale) * keep

@@ -24,15 +24,20 @@ def _conv_vjp(x, w, strides, padding, dilations, backend, op):
     be = get_backend(backend)
     y = be.conv2d_forward(x, w, g)
 
-    def pullback(dy):
+    def pullback(dy, input_gradient=True):
         dy = check_upstream(dy, g.output_shape, op)
-        return be.conv2d_backward_input(dy, w, g), be.conv2d_backward_filter(x, dy, g)
+        dx = be.conv2d_backward_input(dy, w, g) if input_gradient else None
+        return dx, be.conv2d_backward_filter(x, dy, g)
 
     return y, pullback
 
 
 def conv2d_vjp(input, filters, strides=1, padding="VALID", dilations=1, *, backend=None, data_format=None, name=None):
-    """``conv2d`` and its pullback ``dy (N, P, Q, K) -> (dx (N, H, W, C), dw (R, S, C, K))``."""
+    """``conv2d`` and its pullback ``dy (N, P, Q, K) -> (dx (N, H, W, C), dw (R, S, C, K))``.
+
+    ``pullback(dy, input_gradient=False)`` skips dx (returns None for it): a network's first
+    layer needs only its filter gradient.
+    """
     op = "conv2d"
     check_data_format(data_format, "NHWC", op)
     x = as_float_array(input, "input", op, rank=4, layout="(N, H, W, C)")
@@ -56,7 +61,7 @@ def conv2d(input, filters, strides=1, padding="VALID", dilations=1, *, backend=N
 
 
 def conv1d_vjp(input, filters, stride=1, padding="VALID", dilations=1, *, backend=None, data_format=None, name=None):
-    """``conv1d`` and its pullback ``dy (N, Q, K) -> (dx (N, W, C), dw (S, C, K))``."""
+    """``conv1d`` and its pullback ``dy (N, Q, K) -> (dx (N, W, C), dw (S, C, K))``; as conv2d_vjp."""
     op = "conv1d"
     check_data_format(data_format, "NWC", op)
     x = as_float_array(input, "input", op, rank=3, layout="(N, W, C)")
@@ -70,10 +75,10 @@ def conv1d_vjp(input, filters, stride=1, padding="VALID", dilations=1, *, backen
         )
     y, pullback2d = _conv_vjp(x[:, None], w[None], (1, s), padding, (1, d), backend, op)
 
-    def pullback(dy):
+    def pullback(dy, input_gradient=True):
         dy = check_upstream(dy, (y.shape[0], y.shape[2], y.shape[3]), op)
-        dx, dw = pullback2d(dy[:, None])
-        return dx[:, 0], dw[0]
+        dx, dw = pullback2d(dy[:, None], input_gradient)
+        return (dx[:, 0] if input_gradient else None), dw[0]
 
     return y[:, 0], pullback
 

@@ -73,3 +73,34 @@ def bias_add_vjp(value, bias, *, backend=None, data_format=None, name=None):
 def bias_add(value, bias, *, backend=None, data_format=None, name=None):
     """y[..., c] = value[..., c] + bias[c]: value (N, ..., C), bias (C,). Matches ``tf.nn.bias_add``."""
     return bias_add_vjp(value, bias, backend=backend, data_format=data_format)[0]
+
+
+def bias_add_relu_vjp(value, bias, *, backend=None):
+    """``bias_add_relu`` and its pullback ``dy -> (dvalue, dbias)``, each one pass over the data."""
+    op = "bias_add_relu"
+    x = as_float_array(value, "value", op)
+    if x.ndim < 2:
+        raise ValueError(f"{op}: value must have rank >= 2 (N, ..., C), got shape {x.shape}")
+    bias = as_float_array(bias, "bias", op, rank=1, layout="(C,)")
+    if bias.shape[0] != x.shape[-1]:
+        raise ValueError(f"{op}: bias must have shape ({x.shape[-1]},) to match the last axis of value {x.shape}, got {bias.shape}")
+    be = get_backend(backend)
+    rows = x.reshape(-1, x.shape[-1])
+    y_rows = be.bias_relu_forward(rows, bias)
+
+    def pullback(dy):
+        dy = check_upstream(dy, x.shape, op)
+        dx, dbias = be.bias_relu_backward(dy.reshape(rows.shape), y_rows)
+        return dx.reshape(x.shape), dbias
+
+    return y_rows.reshape(x.shape), pullback
+
+
+@has_vjp(bias_add_relu_vjp)
+def bias_add_relu(value, bias, *, backend=None):
+    """y = relu(value + bias) along the last axis, fused into one pass (forward and backward).
+
+    The same numbers as ``tf.nn.relu(tf.nn.bias_add(value, bias))``; what a Conv2D or Dense
+    layer with ``activation="relu"`` computes after its product.
+    """
+    return bias_add_relu_vjp(value, bias, backend=backend)[0]

@@ -43,6 +43,8 @@ class CpuBackend(Backend):
     dense_backward = staticmethod(elementwise_kernels.dense_backward)
     bias_add_forward = staticmethod(elementwise_kernels.bias_add_forward)
     bias_add_backward = staticmethod(elementwise_kernels.bias_add_backward)
+    bias_relu_forward = staticmethod(elementwise_kernels.bias_relu_forward)
+    bias_relu_backward = staticmethod(elementwise_kernels.bias_relu_backward)
     dropout_forward = staticmethod(elementwise_kernels.dropout_forward)
     dropout_backward = staticmethod(elementwise_kernels.dropout_backward)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -98,6 +99,31 @@ def bias_gradient_kernel(dy, dbias):
 
 
 @njit(parallel=True, cache=True)
+def bias_relu_forward_kernel(x, bias, y):
+    """y[m, o] = max(x[m, o] + bias[o], 0), NaN kept."""
+    M, O = x.shape
+    for m in prange(M):
+        for o in range(O):
+            z = x[m, o] + bias[o]
+            y[m, o] = 0.0 if z <= 0 else z
+
+
+@njit(parallel=True, cache=True)
+def bias_relu_backward_kernel(dy, y, dx, partial_dbias):
+    """dx = dy where y > 0 else 0; partial_dbias[t] = column sums of dx over thread t's rows."""
+    M, O = dy.shape
+    T = partial_dbias.shape[0]
+    for t in prange(T):
+        for o in range(O):
+            partial_dbias[t, o] = 0.0
+        for m in range(t, M, T):
+            for o in range(O):
+                g = dy[m, o] if y[m, o] > 0 else 0.0
+                dx[m, o] = g
+                partial_dbias[t, o] += g
+
+
+@njit(parallel=True, cache=True)
 def dropout_kernel(x, keep, scale, y):
     """y = x * scale * keep (NaN * 0 stays NaN, as TensorFlow's multiply-by-mask)."""
     for i in prange(x.size):
@@ -162,6 +188,19 @@ def bias_add_backward(dy):
     dbias = np.empty(dy.shape[1], dy.dtype)
     bias_gradient_kernel(dy, dbias)
     return dbias
+
+
+def bias_relu_forward(x, bias):
+    y = np.empty_like(x)
+    bias_relu_forward_kernel(x, bias, y)
+    return y
+
+
+def bias_relu_backward(dy, y):
+    dx = np.empty_like(dy)
+    partial = np.empty((min(numba.get_num_threads(), dy.shape[0]), dy.shape[1]), dy.dtype)
+    bias_relu_backward_kernel(dy, y, dx, partial)
+    return dx, partial.sum(axis=0)
 
 
 def dropout_forward(x, keep, scale):
