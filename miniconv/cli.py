@@ -22,12 +22,16 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per entry of ``SUBCOMMANDS``."""
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="miniconv", description="miniconv: a from-scratch convolutional-network engine.")
+    parser = argparse.ArgumentParser(
+        prog="miniconv", description="miniconv: a from-scratch convolutional-network engine."
+    )
     parser.add_argument("--version", action="version", version=f"miniconv {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
-        sub = subparsers.add_parser(name, help=help_text, description=(module.__doc__ or help_text).split("\n\n")[0])
+        sub = subparsers.add_parser(
+            name, help=help_text, description=(module.__doc__ or help_text).split("\n\n")[0].replace("``", "")
+        )
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)
     return parser

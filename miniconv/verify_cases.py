@@ -11,13 +11,16 @@ tie (the gradient of a tie is a convention, not arithmetic).
 
 The reference is a function ``(tf, *tensors) -> tensor`` so TensorFlow is imported only by the
 caller, once. ``reduction`` is L, the longest sum any output or gradient of the case computes,
-which sets the case's tolerance (float32 rounding error grows like sqrt(L)).
+which sets the case's tolerance (float32 rounding error grows like sqrt(L)). ``floor`` is the
+size of one term of those sums (every array here, and the upstream gradient, is drawn at scale
+1): a result that cancels far below its own terms (a one-element dense output, a softmax
+gradient) has only absolute accuracy, so relative errors are taken against at least ``floor``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -34,6 +37,7 @@ class Case:
     kwargs: dict = field(default_factory=dict)
     reference: Callable | None = None
     reduction: int = 1  # L: the longest reduction in the forward pass or any gradient
+    floor: float = 1e-30  # the smallest denominator of a relative error: the size of one term
 
     def describe(self) -> str:
         shapes = " ".join(f"{n}{tuple(a.shape)}" for n, a in zip(self.names, self.arrays))
@@ -43,6 +47,12 @@ class Case:
 
 def _normal(rng, shape, scale=1.0) -> np.ndarray:
     return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+def _positive(rng, shape) -> np.ndarray:
+    """Uniform in [0.5, 1.5): a mean of these cannot cancel to ~0, so the relative error of an
+    average stays a measure of rounding, not of an unlucky small result."""
+    return rng.uniform(0.5, 1.5, shape).astype(np.float32)
 
 
 def _tie_free(rng, shape) -> np.ndarray:
@@ -83,6 +93,8 @@ def _tf_conv(tf, conv, x, w, strides, padding, dilations):
 
 
 def conv2d(rng) -> Case:
+    """x (N, H, W, C), w (R, S, C, K), R S in 1..4; strides up to 5 (beyond the window) or, in
+    30% of cases, dilations up to 3 with stride 1. L = max(R*S*C, R*S*K, N*P*Q) for y, dx, dw."""
     N, C = _batch_channels(rng)
     K = int(rng.integers(1, 6))
     dilated = rng.random() < 0.3
@@ -90,25 +102,34 @@ def conv2d(rng) -> Case:
     W, S, sw, dw = _axis(rng, dilation=dilated)
     padding = _padding(rng)
     P, Q = output_size(H, R, sh, dh, padding)[0], output_size(W, S, sw, dw, padding)[0]
-    kw = dict(strides=(sh, sw), padding=padding, dilations=(dh, dw))
+    kw = {"strides": (sh, sw), "padding": padding, "dilations": (dh, dw)}
     return Case(
-        "conv2d", ("x", "w"), (_normal(rng, (N, H, W, C)), _normal(rng, (R, S, C, K))), kw,
+        "conv2d",
+        ("x", "w"),
+        (_normal(rng, (N, H, W, C)), _normal(rng, (R, S, C, K))),
+        kw,
         lambda tf, x, w: _tf_conv(tf, tf.nn.conv2d, x, w, kw["strides"], padding, kw["dilations"]),
         max(R * S * C, R * S * K, N * P * Q),
+        floor=1.0,
     )
 
 
 def conv1d(rng) -> Case:
+    """x (N, W, C), w (S, C, K), S in 1..5; stride or dilation as for conv2d. L = max(S*C, S*K, N*Q)."""
     N, C = _batch_channels(rng)
     K = int(rng.integers(1, 6))
     W, S, s, d = _axis(rng, window_max=5, dilation=rng.random() < 0.3)
     padding = _padding(rng)
     Q = output_size(W, S, s, d, padding)[0]
-    kw = dict(stride=s, padding=padding, dilations=d)
+    kw = {"stride": s, "padding": padding, "dilations": d}
     return Case(
-        "conv1d", ("x", "w"), (_normal(rng, (N, W, C)), _normal(rng, (S, C, K))), kw,
+        "conv1d",
+        ("x", "w"),
+        (_normal(rng, (N, W, C)), _normal(rng, (S, C, K))),
+        kw,
         lambda tf, x, w: _tf_conv(tf, tf.nn.conv1d, x, w, s, padding, d),
         max(S * C, S * K, N * Q),
+        floor=1.0,
     )
 
 
@@ -125,15 +146,25 @@ def relu(rng) -> Case:
 
 
 def sigmoid(rng) -> Case:
-    return Case("sigmoid", ("x",), (_normal(rng, _any_shape(rng), 3.0),), {}, lambda tf, x: tf.nn.sigmoid(x), 1)
+    """dx = dy * y * (1 - y) has the absolute accuracy of 1 - y, eps * |dy|: floor 1/4 = max y(1-y)."""
+    x = _normal(rng, _any_shape(rng), 3.0)
+    return Case("sigmoid", ("x",), (x,), {}, lambda tf, x: tf.nn.sigmoid(x), 1, floor=0.25)
 
 
 def softmax(rng) -> Case:
+    """The softmax axis has length >= 2: along a length-1 axis y = 1 and the exact gradient is 0,
+    so a relative error compares two rounding noises."""
     shape = _any_shape(rng)
     axis = int(rng.integers(-len(shape), len(shape)))
+    shape = tuple(max(n, 2) if i == axis % len(shape) else n for i, n in enumerate(shape))
     return Case(
-        "softmax", ("logits",), (_normal(rng, shape, 2.0),), dict(axis=axis),
-        lambda tf, x: tf.nn.softmax(x, axis=axis), shape[axis],
+        "softmax",
+        ("logits",),
+        (_normal(rng, shape, 2.0),),
+        {"axis": axis},
+        lambda tf, x: tf.nn.softmax(x, axis=axis),
+        shape[axis],
+        floor=0.25,
     )
 
 
@@ -141,18 +172,19 @@ def softmax(rng) -> Case:
 
 
 def _pool_case(rng, op, kind, dims, *, tf_name, strides_over_window=True) -> Case:
+    """x (N, W, C) or (N, H, W, C); window R S in 1..4, strides up to 5. L = R * S."""
     N, C = _batch_channels(rng)
     axes = [_axis(rng, strides_over_window=strides_over_window) for _ in range(dims)]
     sizes, window, strides = [a[0] for a in axes], [a[1] for a in axes], [a[2] for a in axes]
     shape = (N, *sizes, C)
-    x = _tie_free(rng, shape) if kind == "MAX" else _normal(rng, shape)
+    x = _tie_free(rng, shape) if kind == "MAX" else _positive(rng, shape)
     padding = _padding(rng)
     if op == "pool":
-        kw = dict(window_shape=tuple(window), pooling_type=kind, strides=tuple(strides), padding=padding)
-        ref = lambda tf, x: tf.nn.pool(x, window, kind, strides=strides, padding=padding)  # noqa: E731
+        kw = {"window_shape": tuple(window), "pooling_type": kind, "strides": tuple(strides), "padding": padding}
+        ref = lambda tf, x: tf.nn.pool(x, window, kind, strides=strides, padding=padding)
     else:
-        kw = dict(ksize=tuple(window), strides=tuple(strides), padding=padding)
-        ref = lambda tf, x: getattr(tf.nn, tf_name)(x, window, strides, padding)  # noqa: E731
+        kw = {"ksize": tuple(window), "strides": tuple(strides), "padding": padding}
+        ref = lambda tf, x: getattr(tf.nn, tf_name)(x, window, strides, padding)
     return Case(op, ("x",), (x,), kw, ref, int(np.prod(window)))
 
 
@@ -180,10 +212,11 @@ def pool(rng) -> Case:
 
 
 def _global_case(rng, op, kind, dims) -> Case:
+    """x (N, W, C) or (N, H, W, C) -> (N, C); TF: reduce_max / reduce_mean over the spatial axes. L = H * W."""
     N, C = _batch_channels(rng)
     sizes = tuple(int(rng.integers(1, 9)) for _ in range(dims))
     shape = (N, *sizes, C)
-    x = _tie_free(rng, shape) if kind == "MAX" else _normal(rng, shape)
+    x = _tie_free(rng, shape) if kind == "MAX" else _positive(rng, shape)
     axes = list(range(1, dims + 1))
     reduce = "reduce_max" if kind == "MAX" else "reduce_mean"
     return Case(op, ("x",), (x,), {}, lambda tf, x: getattr(tf, reduce)(x, axis=axes), int(np.prod(sizes)))
@@ -215,9 +248,33 @@ def dense(rng) -> Case:
     x, kernel = _normal(rng, (*lead, I)), _normal(rng, (I, O))
     M = int(np.prod(lead))
     if rng.random() < 0.75:
-        return Case("dense", ("x", "kernel", "bias"), (x, kernel, _normal(rng, (O,))), {},
-                    lambda tf, x, k, b: tf.tensordot(x, k, axes=1) + b, max(I, O, M))
-    return Case("dense", ("x", "kernel"), (x, kernel), {}, lambda tf, x, k: tf.tensordot(x, k, axes=1), max(I, O, M))
+        return Case(
+            "dense",
+            ("x", "kernel", "bias"),
+            (x, kernel, _normal(rng, (O,))),
+            {},
+            lambda tf, x, k, b: tf.tensordot(x, k, axes=1) + b,
+            max(I, O, M),
+            floor=1.0,
+        )
+    return Case(
+        "dense", ("x", "kernel"), (x, kernel), {}, lambda tf, x, k: tf.tensordot(x, k, axes=1), max(I, O, M), floor=1.0
+    )
+
+
+def bias_add(rng) -> Case:
+    """value (N, ..., C) of rank 2 to 4, bias (C,); dbias sums over the M = N * ... rows."""
+    shape = _any_shape(rng, min_rank=2)
+    value, bias = _normal(rng, shape), _normal(rng, shape[-1:])
+    M = int(np.prod(shape[:-1]))
+    return Case("bias_add", ("value", "bias"), (value, bias), {}, lambda tf, v, b: tf.nn.bias_add(v, b), M, floor=1.0)
+
+
+def bias_add_relu(rng) -> Case:
+    """As ``bias_add``; TF: relu(bias_add(value, bias))."""
+    case = bias_add(rng)
+    case.op, case.reference = "bias_add_relu", lambda tf, v, b: tf.nn.relu(tf.nn.bias_add(v, b))
+    return case
 
 
 # --- dropout (checked by its arithmetic, not against TF's random stream) ---------------------------
@@ -229,13 +286,26 @@ def dropout(rng) -> Case:
     x = _normal(rng, shape)
     x[x == 0] = 1.0
     rate = float(rng.choice([0.0, 0.1, 0.25, 0.5, 0.8]))
-    return Case("dropout", ("x",), (x,), dict(rate=rate, seed=int(rng.integers(2**31))), None, 1)
+    return Case("dropout", ("x",), (x,), {"rate": rate, "seed": int(rng.integers(2**31))}, None, 1)
 
 
 GENERATORS: dict[str, Callable[[np.random.Generator], Case]] = {
-    "conv1d": conv1d, "conv2d": conv2d, "relu": relu, "sigmoid": sigmoid, "softmax": softmax,
-    "max_pool1d": max_pool1d, "avg_pool1d": avg_pool1d, "max_pool2d": max_pool2d,
-    "avg_pool2d": avg_pool2d, "pool": pool, "global_avg_pool1d": global_avg_pool1d,
-    "global_max_pool1d": global_max_pool1d, "global_avg_pool2d": global_avg_pool2d,
-    "global_max_pool2d": global_max_pool2d, "dense": dense, "dropout": dropout,
+    "conv1d": conv1d,
+    "conv2d": conv2d,
+    "relu": relu,
+    "sigmoid": sigmoid,
+    "softmax": softmax,
+    "max_pool1d": max_pool1d,
+    "avg_pool1d": avg_pool1d,
+    "max_pool2d": max_pool2d,
+    "avg_pool2d": avg_pool2d,
+    "pool": pool,
+    "global_avg_pool1d": global_avg_pool1d,
+    "global_max_pool1d": global_max_pool1d,
+    "global_avg_pool2d": global_avg_pool2d,
+    "global_max_pool2d": global_max_pool2d,
+    "dense": dense,
+    "bias_add": bias_add,
+    "bias_add_relu": bias_add_relu,
+    "dropout": dropout,
 }

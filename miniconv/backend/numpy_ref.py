@@ -199,13 +199,17 @@ def bias_relu_backward(dy, y):
 
 
 def dropout_forward(x, keep, scale):
-    """y = x * scale * keep (inverted dropout: kept units scale by 1 / (1 - rate); NaN * 0 stays NaN, as TF)."""
-    return x * x.dtype.type(scale) * keep
+    """y = x * scale where kept, else exactly 0 (inverted dropout: kept units scale by 1 / (1 - rate)).
+
+    A select, not a multiply by the mask: a dropped NaN or inf gives 0, as ``tf.nn.dropout``
+    (``where(keep, x * scale, 0)``) does; ``inf * 0`` would be NaN.
+    """
+    return np.where(keep, x * x.dtype.type(scale), x.dtype.type(0))
 
 
 def dropout_backward(dy, keep, scale):
-    """dx = dy * scale * keep."""
-    return dy * dy.dtype.type(scale) * keep
+    """dx = dy * scale where kept, else exactly 0 (the same select)."""
+    return np.where(keep, dy * dy.dtype.type(scale), dy.dtype.type(0))
 
 
 class NumpyBackend(Backend):

@@ -24,7 +24,8 @@ def as_float_array(value, name: str, op: str, *, rank: int | tuple[int, ...] | N
             expected = " or ".join(str(r) for r in ranks)
             what = f" {layout}" if layout else ""
             raise ValueError(f"{op}: {name} must have rank {expected}{what}, got shape {array.shape}")
-    return np.ascontiguousarray(array, dtype=COMPUTE_DTYPE)
+    # not np.ascontiguousarray: it turns a 0-d array into shape (1,), and relu(scalar) must stay 0-d
+    return np.asarray(array, dtype=COMPUTE_DTYPE, order="C")
 
 
 def check_upstream(dy, expected_shape: tuple[int, ...], op: str) -> np.ndarray:

@@ -4,7 +4,8 @@
 
 The mask comes from NumPy's generator (an int seed or a ``np.random.Generator``), so it cannot
 equal TensorFlow's random stream; the arithmetic, the keep rate and the identity at rate 0 are
-what match. NaN in a dropped unit stays NaN (x * 0), as in TensorFlow.
+what match. A dropped unit is exactly 0 even where x is NaN or inf, as in TensorFlow
+(``tf.nn.dropout`` selects with ``where(keep, x * scale, 0)``; ``inf * 0`` would be NaN).
 """
 
 from __future__ import annotations

@@ -125,9 +125,9 @@ def bias_relu_backward_kernel(dy, y, dx, partial_dbias):
 
 @njit(parallel=True, cache=True)
 def dropout_kernel(x, keep, scale, y):
-    """y = x * scale * keep (NaN * 0 stays NaN, as TensorFlow's multiply-by-mask)."""
+    """y = x * scale where kept, else exactly 0 (a select, as tf.nn.dropout: a dropped inf is 0)."""
     for i in prange(x.size):
-        y[i] = x[i] * scale * keep[i]
+        y[i] = x[i] * scale if keep[i] else 0.0
 
 
 def _flat_map(kernel, *arrays):

@@ -1,0 +1,36 @@
+"""``python -m benchmarks <subcommand>``: ``ops`` now; ``train`` comes later.
+
+Each subcommand is a module with ``add_arguments(parser)`` and ``run(args) -> exit code``;
+adding one is one line in ``SUBCOMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "ops": ("benchmarks.ops", "time every layer of the course models: miniconv vs TensorFlow and PyTorch"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description="miniconv benchmarks.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = subparsers.add_parser(
+            name, help=help_text, description=(module.__doc__ or help_text).split("\n\n")[0].replace("``", "")
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    args = parser.parse_args(argv)
+    if getattr(args, "run", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The benchmarked layers: every op of the two course models, at their training batch sizes.
+
+Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size,
+M I O dense rows / inputs / outputs. Convolutions are 3x3, stride 1, VALID; pools 2x2, stride 2,
+VALID; dense layers have a bias. Layouts are miniconv's (TensorFlow's): NHWC, HWIO, (in, out).
+
+    MNIST convnet, batch 64                     cats-vs-dogs convnet, batch 20, 150x150x3
+    conv1  28x28x1   -> 26x26x32                conv1  150x150x3  -> 148x148x32
+    relu1  26x26x32                             pool1  148x148x32 -> 74x74x32
+    pool1  26x26x32  -> 13x13x32                conv2  74x74x32   -> 72x72x64
+    conv2  13x13x32  -> 11x11x64                pool2  72x72x64   -> 36x36x64
+    pool2  11x11x64  -> 5x5x64                  conv3  36x36x64   -> 34x34x128
+    conv3  5x5x64    -> 3x3x64                  pool3  34x34x128  -> 17x17x128
+    dense1 576 -> 64                            conv4  17x17x128  -> 15x15x128
+    dense2 64 -> 10                             pool4  15x15x128  -> 7x7x128
+                                                dense1 6272 -> 512
+                                                dense2 512 -> 1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .common import conv2d_flops, dense_flops, fwd_bwd_flops
+
+MODES = ("forward", "fwd+bwd")
+
+
+@dataclass(frozen=True)
+class OpCase:
+    """One layer's op. ``shape``: (N, H, W, C) for conv / pool / relu, (M, I) for dense.
+    ``out``: K filters for a convolution, O outputs for dense, unused otherwise."""
+
+    model: str
+    layer: str
+    op: str  # "conv2d" | "relu" | "max_pool2d" | "dense"
+    shape: tuple[int, ...]
+    out: int = 0
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}/{self.layer}"
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        if self.op == "conv2d":
+            N, H, W, _ = self.shape
+            return (N, H - 2, W - 2, self.out)
+        if self.op == "max_pool2d":
+            N, H, W, C = self.shape
+            return (N, H // 2, W // 2, C)
+        if self.op == "dense":
+            return (self.shape[0], self.out)
+        return self.shape
+
+    def describe(self) -> str:
+        """'64x28x28x1 -> 32, 3x3' style: the input shape and what the op makes of it."""
+        shape = "x".join(map(str, self.shape))
+        if self.op == "conv2d":
+            return f"{shape} -> {self.out}, 3x3"
+        if self.op == "dense":
+            return f"{shape} -> {self.out}"
+        if self.op == "max_pool2d":
+            return f"{shape}, 2x2"
+        return shape
+
+    def flops(self, mode: str) -> int | None:
+        """FLOPs of the pass (see ``benchmarks.common``); None for ops that are memory-bound."""
+        if self.op == "conv2d":
+            N, P, Q, K = self.output_shape
+            forward = conv2d_flops(N, P, Q, K, 3, 3, self.shape[3])
+        elif self.op == "dense":
+            forward = dense_flops(self.shape[0], self.shape[1], self.out)
+        else:
+            return None
+        return forward if mode == "forward" else fwd_bwd_flops(forward)
+
+    def arrays(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """float32 inputs by name, plus ``dy`` (the random upstream gradient, output-shaped).
+
+        Keys: conv2d x, w; dense x, kernel, bias; pool and relu x. Weights are Glorot-scaled so
+        values stay O(1) layer after layer.
+        """
+        rng = np.random.default_rng(seed)
+
+        def normal(shape, scale=1.0):
+            return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+        arrays = {"x": normal(self.shape)}
+        if self.op == "conv2d":
+            C = self.shape[3]
+            arrays["w"] = normal((3, 3, C, self.out), (2.0 / (9 * C + 9 * self.out)) ** 0.5)
+        elif self.op == "dense":
+            arrays["kernel"] = normal((self.shape[1], self.out), (2.0 / (self.shape[1] + self.out)) ** 0.5)
+            arrays["bias"] = normal((self.out,), 0.1)
+        arrays["dy"] = normal(self.output_shape)
+        return arrays
+
+
+def _conv(model, layer, N, H, W, C, K):
+    return OpCase(model, layer, "conv2d", (N, H, W, C), K)
+
+
+def _pool(model, layer, N, H, W, C):
+    return OpCase(model, layer, "max_pool2d", (N, H, W, C))
+
+
+def _dense(model, layer, M, I, O):
+    return OpCase(model, layer, "dense", (M, I), O)
+
+
+MNIST = (
+    _conv("mnist", "conv1", 64, 28, 28, 1, 32),
+    OpCase("mnist", "relu1", "relu", (64, 26, 26, 32)),
+    _pool("mnist", "pool1", 64, 26, 26, 32),
+    _conv("mnist", "conv2", 64, 13, 13, 32, 64),
+    _pool("mnist", "pool2", 64, 11, 11, 64),
+    _conv("mnist", "conv3", 64, 5, 5, 64, 64),
+    _dense("mnist", "dense1", 64, 576, 64),
+    _dense("mnist", "dense2", 64, 64, 10),
+)
+
+CATS = (
+    _conv("cats", "conv1", 20, 150, 150, 3, 32),
+    _pool("cats", "pool1", 20, 148, 148, 32),
+    _conv("cats", "conv2", 20, 74, 74, 32, 64),
+    _pool("cats", "pool2", 20, 72, 72, 64),
+    _conv("cats", "conv3", 20, 36, 36, 64, 128),
+    _pool("cats", "pool3", 20, 34, 34, 128),
+    _conv("cats", "conv4", 20, 17, 17, 128, 128),
+    _pool("cats", "pool4", 20, 15, 15, 128),
+    _dense("cats", "dense1", 20, 6272, 512),
+    _dense("cats", "dense2", 20, 512, 1),
+)
+
+ALL = MNIST + CATS
+BY_ID = {case.id: case for case in ALL}
+QUICK = ("mnist/conv2", "mnist/pool1", "mnist/dense1")  # one of each kind, small: for smoke tests
+
+
+def select(which: str, quick: bool = False) -> list[OpCase]:
+    """The cases of ``which`` ("mnist", "cats" or "all"); with ``quick`` only the QUICK ones among them."""
+    if which not in ("mnist", "cats", "all"):
+        raise ValueError(f"cases: expected 'mnist', 'cats' or 'all', got {which!r}")
+    chosen = [c for c in ALL if which in ("all", c.model)]
+    if quick:
+        chosen = [c for c in chosen if c.id in QUICK] or chosen[:2]
+    return chosen

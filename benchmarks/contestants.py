@@ -1,0 +1,199 @@
+"""The contestants, each run in its own worker process: miniconv backends, TensorFlow, PyTorch.
+
+A worker is ``python -m benchmarks.ops --worker NAME --case-ids ... ``; it times every requested
+(case, mode) pair and prints one JSON line. Each library lives in its own process because
+Numba's, TensorFlow's and PyTorch's thread pools slow each other down when they share one.
+
+``build(case, mode, arrays)`` returns a no-argument callable doing one call of the pass:
+    forward   the op on prepared inputs
+    fwd+bwd   the op and its vector-Jacobian product with the upstream gradient dy, for every
+              input (x and w; x, kernel and bias): ``miniconv.vjp``, ``tf.GradientTape`` inside a
+              ``tf.function``, ``torch.autograd.grad``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+from .cases import BY_ID, OpCase
+from .common import sgemm_peak, time_call
+
+MINICONV_PREFIX = "miniconv-"
+REFERENCES = ("tf", "torch")
+
+
+class Unavailable(Exception):
+    """The contestant cannot run in this environment (the message says why)."""
+
+
+# --- miniconv ------------------------------------------------------------------------------------
+
+
+def _miniconv(backend: str):
+    import miniconv
+    from miniconv import nn
+
+    try:
+        usable = backend in miniconv.available_backends()
+    except Exception as error:  # noqa: BLE001 - a broken backend registry is reported, not raised
+        raise Unavailable(f"miniconv.available_backends() failed: {error!r}") from None
+    if not usable:
+        raise Unavailable(f"miniconv backend {backend!r} is not available here")
+    info = {"version": miniconv.__version__, "backend": backend}
+
+    def build(case: OpCase, mode: str, a: dict):
+        op = getattr(nn, case.op)
+        args, kwargs = _miniconv_call(case, a)
+        if mode == "forward":
+            return lambda: op(*args, backend=backend, **kwargs)
+
+        def fwd_bwd():
+            _, pullback = miniconv.vjp(op, *args, backend=backend, **kwargs)
+            return pullback(a["dy"])
+
+        return fwd_bwd
+
+    return build, info
+
+
+def _miniconv_call(case: OpCase, a: dict):
+    if case.op == "conv2d":
+        return (a["x"], a["w"]), {"strides": 1, "padding": "VALID"}
+    if case.op == "max_pool2d":
+        return (a["x"],), {"ksize": 2, "strides": 2, "padding": "VALID"}
+    if case.op == "dense":
+        return (a["x"], a["kernel"], a["bias"]), {}
+    return (a["x"],), {}
+
+
+# --- TensorFlow ----------------------------------------------------------------------------------
+
+
+def _tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError as error:
+        raise Unavailable(f"TensorFlow is not installed ({error})") from None
+    info = {"version": tf.__version__, "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()}
+    ops = {
+        "conv2d": lambda x, w: tf.nn.conv2d(x, w, 1, "VALID"),
+        "max_pool2d": lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"),
+        "relu": tf.nn.relu,
+        "dense": lambda x, k, b: tf.matmul(x, k) + b,
+    }
+
+    def build(case: OpCase, mode: str, a: dict):
+        op = ops[case.op]
+        args = [tf.constant(a[name]) for name in _names(case)]
+        if mode == "forward":
+            forward = tf.function(op)
+            return lambda: forward(*args)
+        dy = tf.constant(a["dy"])
+
+        @tf.function
+        def fwd_bwd(*inputs):
+            with tf.GradientTape() as tape:
+                tape.watch(inputs)
+                y = op(*inputs)
+            return tape.gradient(y, inputs, output_gradients=dy)
+
+        return lambda: fwd_bwd(*args)
+
+    return build, info
+
+
+# --- PyTorch (channels last) ---------------------------------------------------------------------
+
+
+def _torch():
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError as error:
+        raise Unavailable(f"PyTorch is not installed ({error})") from None
+    info = {"version": torch.__version__, "threads": torch.get_num_threads()}
+    cl = torch.channels_last
+
+    def nchw(array):  # NHWC memory viewed as NCHW: exactly torch's channels-last layout
+        return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous(memory_format=cl)
+
+    def prepare(case: OpCase, a: dict):
+        if case.op == "conv2d":  # HWIO -> OIHW, stored channels last
+            return [nchw(a["x"]), torch.from_numpy(a["w"]).permute(3, 2, 0, 1).contiguous(memory_format=cl)]
+        if case.op == "dense":
+            return [torch.from_numpy(a[n]) for n in ("x", "kernel", "bias")]
+        return [nchw(a["x"])]
+
+    ops = {
+        "conv2d": lambda x, w: F.conv2d(x, w),
+        "max_pool2d": lambda x: F.max_pool2d(x, 2, 2),
+        "relu": F.relu,
+        "dense": lambda x, k, b: torch.addmm(b, x, k),
+    }
+
+    def build(case: OpCase, mode: str, a: dict):
+        op, args = ops[case.op], prepare(case, a)
+        if mode == "forward":
+
+            def forward():
+                with torch.no_grad():
+                    return op(*args)
+
+            return forward
+        args = [t.requires_grad_(True) for t in args]
+        dy = nchw(a["dy"]) if a["dy"].ndim == 4 else torch.from_numpy(a["dy"])
+        return lambda: torch.autograd.grad(op(*args), args, dy)
+
+    return build, info
+
+
+def _names(case: OpCase) -> tuple[str, ...]:
+    return {"conv2d": ("x", "w"), "dense": ("x", "kernel", "bias")}.get(case.op, ("x",))
+
+
+def load(name: str):
+    """(build, info) for contestant ``name``: "tf", "torch" or "miniconv-<backend>"."""
+    if name == "tf":
+        return _tensorflow()
+    if name == "torch":
+        return _torch()
+    if name.startswith(MINICONV_PREFIX):
+        return _miniconv(name[len(MINICONV_PREFIX) :])
+    raise ValueError(f"unknown contestant {name!r}: expected tf, torch or {MINICONV_PREFIX}<backend>")
+
+
+def run_worker(name: str, case_ids: list[str], modes: list[str], timing: dict, seed: int = 0) -> dict:
+    """Time every (case, mode) for contestant ``name``; errors are recorded per pair, not raised."""
+    if name == "sgemm":
+        return {"contestant": name, "sgemm": sgemm_peak(timing.get("sgemm_n", 4096))}
+    try:
+        build, info = load(name)
+    except Unavailable as error:
+        return {"contestant": name, "unavailable": str(error)}
+    results = []
+    for case_id in case_ids:
+        case = BY_ID[case_id]
+        arrays = case.arrays(seed)
+        for mode in modes:
+            entry = {"case": case_id, "mode": mode}
+            try:
+                entry.update(time_call(build(case, mode, arrays), **timing))
+            except Exception as error:  # noqa: BLE001 - e.g. an op a backend does not have yet
+                entry["error"] = f"{type(error).__name__}: {error}"
+                traceback.print_exc(file=sys.stderr)
+            results.append(entry)
+    return {"contestant": name, "info": info, "results": results}
+
+
+def worker_main(args) -> int:
+    """Entry of ``python -m benchmarks.ops --worker NAME``: print the result as one JSON line."""
+    timing = {"warmup": args.warmup, "repeats": args.repeats, "budget_s": args.budget}
+    if args.worker == "sgemm":
+        timing = {"sgemm_n": args.sgemm_n}
+    out = run_worker(args.worker, [c for c in args.case_ids.split(",") if c], args.modes.split(","), timing, args.seed)
+    print(json.dumps(out), flush=True)
+    return 0

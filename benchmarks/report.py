@@ -1,0 +1,121 @@
+"""Markdown for the benchmark results: the tables the README includes.
+
+``ops_markdown(data)`` turns the dict written to ``ops.json`` into ``ops.md``: a header saying
+when, where and how it was measured (including whether the BLAS-slowing variables
+OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE were unset), a time table with the ratio miniconv / TF, and
+a throughput table (GFLOP/s and % of the sgemm peak) for convolutions and dense layers.
+"""
+
+from __future__ import annotations
+
+from .contestants import MINICONV_PREFIX
+
+ORDER = ("tf", "torch")  # references first, then the miniconv backends in the order run
+
+
+def _label(name: str) -> str:
+    return {"tf": "TF", "torch": "PyTorch"}.get(name, name.replace(MINICONV_PREFIX, "miniconv "))
+
+
+def _columns(data: dict) -> list[str]:
+    ran = [n for n, s in data["contestants"].items() if s.get("available")]
+    return [n for n in ORDER if n in ran] + [n for n in ran if n not in ORDER]
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    ms = seconds * 1e3
+    return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
+
+
+def _table(header: list[str], rows: list[list[str]], right_from: int) -> list[str]:
+    align = ["---" if i < right_from else "---:" for i in range(len(header))]
+    return ["| " + " | ".join(r) + " |" for r in [header, align, *rows]]
+
+
+def header(data: dict) -> list[str]:
+    """What was measured where: date, CPU, versions, sgemm peak, BLAS variables, method."""
+    m = data["machine"]
+    v = m["versions"]
+    tf_version = v.get("tensorflow") or v.get("tensorflow-cpu")
+    names = [
+        ("NumPy", v.get("numpy")),
+        ("Numba", v.get("numba")),
+        ("TensorFlow", tf_version),
+        ("PyTorch", v.get("torch")),
+    ]
+    versions = ", ".join(f"{n} {ver}" for n, ver in names if ver)
+    blas = m["blas_env"]
+    if m["blas_env_unset"]:
+        blas_line = (
+            "`OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` were unset (`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`)."
+        )
+    else:
+        were = ", ".join(f"`{k}={val}`" for k, val in blas.items() if val is not None)
+        blas_line = f"**BLAS variables were set: {were}** (they slow BLAS; unset them for real numbers)."
+    peak = data.get("sgemm_peak")
+    peak_line = (
+        f"sgemm peak (NumPy, {peak['n']}x{peak['n']} float32 matmul): {peak['gflops']:.1f} GFLOP/s."
+        if peak
+        else "sgemm peak: not measured."
+    )
+    s = data["settings"]
+    lines = [
+        "# miniconv op benchmarks",
+        "",
+        (
+            f"Measured {m['date']} on {m['cpu_model']} ({m['usable_cores']} usable cores of {m['cpu_count']}), "
+            f"Python {m['python']}; {versions}."
+        ),
+        f"{peak_line} {blas_line}",
+        "",
+        f"Each time is the median of repeated calls after warm-up, every contestant in its own process, "
+        f"contestants alternating over {s['rounds']} round(s); the best round is kept."
+        + (" **Quick run (smoke test): not a real measurement.**" if s["quick"] else ""),
+        (
+            "fwd+bwd is the op plus its vector-Jacobian product for every input with a random upstream gradient. "
+            "FLOPs: conv 2·N·P·Q·K·R·S·C, dense 2·M·I·O, fwd+bwd 3x forward."
+        ),
+    ]
+    missing = [
+        f"{_label(n)} ({st.get('reason', 'did not run')})"
+        for n, st in data["contestants"].items()
+        if not st.get("available")
+    ]
+    if missing:
+        lines += ["", "Not run: " + "; ".join(missing) + "."]
+    return lines
+
+
+def ops_markdown(data: dict) -> str:
+    """The whole ops.md: header, times with ratios to TF, throughput for conv and dense."""
+    cols = _columns(data)
+    minis = [c for c in cols if c.startswith(MINICONV_PREFIX)] if "tf" in cols else []  # ratio columns
+    lines = header(data) + ["", "## Time per call (ms)", ""]
+    head = ["layer", "op", "input", "pass", *(_label(c) for c in cols), *(f"{_label(c)} / TF" for c in minis)]
+    rows = []
+    for r in data["results"]:
+        times = [_ms(r["seconds"].get(c)) if c not in r["errors"] else "error" for c in cols]
+        ratios = [f"{r['ratio_to_tf'][c]:.2f}x" if c in r["ratio_to_tf"] else "–" for c in minis]
+        rows.append([r["case"], r["op"], r["shape"], r["mode"], *times, *ratios])
+    lines += _table(head, rows, 4)
+
+    flop_rows = [r for r in data["results"] if r["flops"]]
+    if flop_rows:
+        lines += ["", "## Throughput: GFLOP/s (% of sgemm peak)", ""]
+        head = ["layer", "pass", "GFLOP", *(_label(c) for c in cols)]
+        rows = []
+        for r in flop_rows:
+            cells = []
+            for c in cols:
+                g = r["gflops"].get(c)
+                f = r["fraction_of_peak"].get(c)
+                cells.append("–" if g is None else f"{g:.3g}" + (f" ({100 * f:.0f}%)" if f is not None else ""))
+            rows.append([r["case"], r["mode"], f"{r['flops'] / 1e9:.3g}", *cells])
+        lines += _table(head, rows, 2)
+
+    errors = [(r["case"], r["mode"], c, e) for r in data["results"] for c, e in r["errors"].items()]
+    if errors:
+        lines += ["", "Errors:", ""] + [f"- {case} {mode} on {_label(c)}: {e}" for case, mode, c, e in errors]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,66 @@
+"""``python -m benchmarks ops --quick`` runs end to end and writes its JSON and markdown.
+
+A smoke test only: three small MNIST layers, one round, numpy backend, TensorFlow (and PyTorch
+where installed) in their own worker processes; a reference that cannot run is recorded as not
+run, not a failure. Output goes to a temporary directory, never over benchmarks/results/.
+Timings are not checked (ARCHITECTURE.md: speed claims come from the benchmark table, never from
+a timed unit test).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmarks_ops_quick(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "ops", "--quick", "--backends", "numpy", "--out", str(tmp_path)],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    data = json.loads((tmp_path / "ops.json").read_text())
+
+    machine = data["machine"]
+    assert machine["cpu_count"] >= 1 and machine["cpu_model"] and "numpy" in machine["versions"]
+    assert set(machine["blas_env"]) == {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}
+    assert data["sgemm_peak"]["gflops"] > 0
+
+    assert data["contestants"]["miniconv-numpy"]["available"]
+    tf_ran = data["contestants"]["tf"]["available"]
+    cases = {(r["case"], r["mode"]) for r in data["results"]}
+    assert cases == {(c, m) for c in ("mnist/conv2", "mnist/pool1", "mnist/dense1") for m in ("forward", "fwd+bwd")}
+    for row in data["results"]:
+        assert row["seconds"]["miniconv-numpy"] > 0, row
+        if tf_ran:
+            assert row["ratio_to_tf"]["miniconv-numpy"] > 0, row
+        if row["op"] in ("conv2d", "dense"):
+            assert row["flops"] > 0 and row["gflops"]["miniconv-numpy"] > 0
+            assert 0 < row["fraction_of_peak"]["miniconv-numpy"]
+        else:
+            assert row["flops"] is None
+
+    markdown = (tmp_path / "ops.md").read_text()
+    assert "| layer |" in markdown and "miniconv numpy" in markdown and "mnist/conv2" in markdown
+    assert "OPENBLAS_CORETYPE" in markdown
+
+
+def test_flop_counts():
+    """conv forward 2*N*P*Q*K*R*S*C, fwd+bwd three times that (the table's GFLOP/s rest on these)."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.cases import BY_ID
+
+    conv = BY_ID["mnist/conv1"]  # 64x28x28x1 -> 26x26x32, 3x3
+    assert conv.flops("forward") == 2 * 64 * 26 * 26 * 32 * 3 * 3 * 1
+    assert conv.flops("fwd+bwd") == 3 * conv.flops("forward")
+    assert BY_ID["cats/dense1"].flops("forward") == 2 * 20 * 6272 * 512
+    assert BY_ID["cats/pool4"].output_shape == (20, 7, 7, 128)
+    assert BY_ID["mnist/conv3"].output_shape == (64, 3, 3, 64)  # 3*3*64 = 576 = dense1's input
