@@ -1,4 +1,4 @@
-"""Numba kernels for 2-D convolution as im2col / col2im around one BLAS matrix product.
+"""Numba kernels for 2-D convolution: im2col / col2im around BLAS products, in chunks.
 
 Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size.
 
@@ -9,47 +9,53 @@ The convolution is a matrix product once the input patches are laid out as rows:
     dw  (R*S*C, K)   = cols.T @ dy (N*P*Q, K)                       backward-filter
     dcols            = dy @ w.T;  dx = col2im(dcols)                backward-input
 
-HWIO filters reshape to (R*S*C, K) for free, and NHWC rows reshape to NHWC outputs for free,
-so the only layout work is im2col / col2im below. The products run in NumPy's BLAS.
+HWIO filters reshape to (R*S*C, K) for free, and the rows of y are NHWC for free, so the only
+layout work is im2col / col2im. The whole patch matrix is never built: each chunk of rows is
+laid out and multiplied while it is still in cache, and the chunks are shared between threads
+by ``work_sharing.run_chunks`` (BLAS single-threaded inside a chunk).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .work_sharing import chunk_bounds, run_chunks, single_threaded_blas
+
+CHUNK_BYTES = 1 << 19  # patches per chunk: 512 KiB stays in a core's L2 between im2col and the product
 
 
-@njit(parallel=True, cache=True)
-def im2col(x, R, S, sh, sw, dh, dw, top, left, P, Q, cols):
-    """Fill cols (N*P*Q, R*S*C) with the input patches; one (n, p) output row per parallel step."""
+@njit(nogil=True, cache=True)
+def im2col_rows(x, R, S, sh, sw, dh, dw, top, left, P, Q, row_start, cols):
+    """cols[i] = the patch of output row row_start + i, where row = (n*P + p)*Q + q."""
     N, H, W, C = x.shape
-    for row_block in prange(N * P):
-        n = row_block // P
-        p = row_block % P
-        for q in range(Q):
-            row = row_block * Q + q
-            for r in range(R):
-                h = p * sh + r * dh - top
-                for s in range(S):
-                    w = q * sw + s * dw - left
-                    base = (r * S + s) * C
-                    if 0 <= h < H and 0 <= w < W:
-                        for c in range(C):
-                            cols[row, base + c] = x[n, h, w, c]
-                    else:
-                        for c in range(C):
-                            cols[row, base + c] = 0.0
+    for i in range(cols.shape[0]):
+        row = row_start + i
+        q = row % Q
+        p = (row // Q) % P
+        n = row // (P * Q)
+        for r in range(R):
+            h = p * sh + r * dh - top
+            for s in range(S):
+                w = q * sw + s * dw - left
+                base = (r * S + s) * C
+                if 0 <= h < H and 0 <= w < W:
+                    for c in range(C):
+                        cols[i, base + c] = x[n, h, w, c]
+                else:
+                    for c in range(C):
+                        cols[i, base + c] = 0.0
 
 
-@njit(parallel=True, cache=True)
-def col2im(dcols, R, S, sh, sw, dh, dw, top, left, P, Q, dx):
-    """dx[n, h, w, c] += dcols[row, (r*S + s)*C + c] for every patch cell that read x[n, h, w, c].
+@njit(nogil=True, cache=True)
+def col2im_images(dcols, R, S, sh, sw, dh, dw, top, left, P, Q, dx):
+    """dx[n, h, w, c] = sum of dcols[(n*P + p)*Q + q, (r*S + s)*C + c] over the patch cells that read it.
 
-    One image per parallel step, so no two threads write the same dx element.
+    dx holds whole images (a block of the batch) and dcols exactly their rows.
     """
     N, H, W, C = dx.shape
-    for n in prange(N):
-        dx[n] = 0.0
+    dx[:] = 0.0
+    for n in range(N):
         for p in range(P):
             for q in range(Q):
                 row = (n * P + p) * Q + q
@@ -66,27 +72,73 @@ def col2im(dcols, R, S, sh, sw, dh, dw, top, left, P, Q, dx):
                             dx[n, h, w, c] += dcols[row, base + c]
 
 
-def _patches(x, g):
-    cols = np.empty((g.N * g.P * g.Q, g.R * g.S * g.C), x.dtype)
-    im2col(x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, cols)
-    return cols
+def _row_chunks(g):
+    """Bounds of the row chunks for the forward and backward-filter passes."""
+    rows_per_chunk = max(1, CHUNK_BYTES // (4 * g.R * g.S * g.C))
+    return chunk_bounds(g.N * g.P * g.Q, rows_per_chunk)
+
+
+def _im2col(x, g, row_start, cols):
+    im2col_rows(x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, row_start, cols)
 
 
 def conv2d_forward(x, w, g):
-    """y (N, P, Q, K) = im2col(x) @ w.reshape(R*S*C, K)."""
-    y = _patches(x, g) @ w.reshape(-1, g.K)
+    """y (N, P, Q, K): per chunk of rows, y[rows] = im2col(x)[rows] @ w.reshape(R*S*C, K)."""
+    w_matrix = w.reshape(-1, g.K)
+    y = np.empty((g.N * g.P * g.Q, g.K), x.dtype)
+    bounds = _row_chunks(g)
+    rows_per_chunk = bounds[0][1]
+
+    def task(i, cols):
+        start, stop = bounds[i]
+        _im2col(x, g, start, cols[: stop - start])
+        np.matmul(cols[: stop - start], w_matrix, out=y[start:stop])
+
+    with single_threaded_blas():
+        run_chunks(task, len(bounds), lambda: np.empty((rows_per_chunk, w_matrix.shape[0]), x.dtype))
     return y.reshape(g.N, g.P, g.Q, g.K)
 
 
-def conv2d_backward_input(dy, w, g):
-    """dx (N, H, W, C) = col2im(dy.reshape(N*P*Q, K) @ w.reshape(R*S*C, K).T)."""
-    dcols = dy.reshape(-1, g.K) @ w.reshape(-1, g.K).T
-    dx = np.empty((g.N, g.H, g.W, g.C), dy.dtype)
-    col2im(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, dx)
-    return dx
-
-
 def conv2d_backward_filter(x, dy, g):
-    """dw (R, S, C, K) = im2col(x).T @ dy.reshape(N*P*Q, K)."""
-    dw = _patches(x, g).T @ dy.reshape(-1, g.K)
+    """dw (R, S, C, K) = sum over row chunks of im2col(x)[rows].T @ dy[rows], per-thread partials."""
+    dy_rows = dy.reshape(-1, g.K)
+    patch = g.R * g.S * g.C
+    bounds = _row_chunks(g)
+    rows_per_chunk = bounds[0][1]
+
+    def new_state():
+        return np.empty((rows_per_chunk, patch), x.dtype), np.zeros((patch, g.K), x.dtype)
+
+    def task(i, state):
+        cols, partial = state
+        start, stop = bounds[i]
+        _im2col(x, g, start, cols[: stop - start])
+        partial += cols[: stop - start].T @ dy_rows[start:stop]
+
+    with single_threaded_blas():
+        states = run_chunks(task, len(bounds), new_state)
+    dw = states[0][1]
+    for _, partial in states[1:]:
+        dw += partial
     return dw.reshape(g.R, g.S, g.C, g.K)
+
+
+def conv2d_backward_input(dy, w, g):
+    """dx (N, H, W, C): per block of images, col2im(dy[rows] @ w.reshape(R*S*C, K).T)."""
+    w_matrix = w.reshape(-1, g.K)
+    dy_rows = dy.reshape(-1, g.K)
+    dx = np.empty((g.N, g.H, g.W, g.C), dy.dtype)
+    rows_per_image = g.P * g.Q
+    images_per_chunk = max(1, CHUNK_BYTES // (4 * rows_per_image * w_matrix.shape[0]))
+    bounds = chunk_bounds(g.N, images_per_chunk)
+
+    def task(i, dcols):
+        first, last = bounds[i]
+        rows = slice(first * rows_per_image, last * rows_per_image)
+        block = dcols[: (last - first) * rows_per_image]
+        np.matmul(dy_rows[rows], w_matrix.T, out=block)
+        col2im_images(block, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, dx[first:last])
+
+    with single_threaded_blas():
+        run_chunks(task, len(bounds), lambda: np.empty((images_per_chunk * rows_per_image, w_matrix.shape[0]), dy.dtype))
+    return dx

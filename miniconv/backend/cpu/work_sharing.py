@@ -1,0 +1,114 @@
+"""Share chunks of a BLAS-backed kernel between the calling thread and a small thread pool.
+
+Why not let OpenBLAS and Numba each parallelise their half? Both split work statically over
+their own threads, so on a busy (shared, virtualised) machine each product and each parallel
+loop waits for its slowest thread to be scheduled — measured here at whole scheduler slices
+(~4 ms) per call. Here the work is cut into chunks (im2col of a block of rows + its product,
+for example) that the caller and the pool's threads pull from one counter: whoever runs takes
+the next chunk, a thread that is not scheduled takes none, and nobody waits for it. BLAS runs
+single-threaded inside each chunk and NumPy releases the GIL during products, as Numba's
+``nogil`` kernels do, so the chunks really run in parallel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+
+try:
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # then BLAS keeps its own threads; correct, only slower on a busy machine
+    ThreadpoolController = None
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_blas_libraries = None
+
+
+def thread_count() -> int:
+    """Threads that share a kernel's chunks: Numba's setting (NUMBA_NUM_THREADS, default the cores)."""
+    return numba.get_num_threads()
+
+
+def _get_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(1, thread_count() - 1), thread_name_prefix="miniconv")
+    return _pool
+
+
+def run_chunks(task, chunk_count: int, make_state=None) -> list:
+    """Call ``task(i, state)`` once for each i in range(chunk_count); return the states used.
+
+    Each participating thread gets its own ``state = make_state()`` (None without it), so a
+    reduction can accumulate into per-thread partials. Returns when every chunk has finished.
+    """
+    workers = min(thread_count(), chunk_count) - 1
+    if workers <= 0:
+        state = make_state() if make_state else None
+        for i in range(chunk_count):
+            task(i, state)
+        return [state]
+
+    counter = itertools.count()  # next() on it is atomic under the GIL
+    remaining = [chunk_count]
+    lock = threading.Lock()
+    all_done = threading.Event()
+    states, errors = [], []
+
+    def pull_chunks():
+        state = None
+        while True:
+            i = next(counter)
+            if i >= chunk_count:
+                return
+            if state is None:
+                state = make_state() if make_state else None
+                with lock:
+                    states.append(state)
+            try:
+                task(i, state)
+            except BaseException as error:  # re-raised in the caller below
+                errors.append(error)
+            with lock:
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    all_done.set()
+
+    pool = _get_pool()
+    for _ in range(workers):
+        pool.submit(pull_chunks)
+    pull_chunks()
+    all_done.wait()
+    if errors:
+        raise errors[0]
+    return states
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Inside the block NumPy's BLAS uses one thread (the chunks provide the parallelism)."""
+    global _blas_libraries
+    if ThreadpoolController is None:
+        yield
+        return
+    if _blas_libraries is None:
+        _blas_libraries = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+    previous = [lib.num_threads for lib in _blas_libraries]
+    for lib in _blas_libraries:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, count in zip(_blas_libraries, previous):
+            lib.set_num_threads(count)
+
+
+def chunk_bounds(total: int, chunk: int) -> list[tuple[int, int]]:
+    """[(0, chunk), (chunk, 2 chunk), ..., (.., total)]."""
+    return [(start, min(start + chunk, total)) for start in range(0, total, chunk)]
