@@ -6,13 +6,29 @@
     dx, dw = pullback(dy)
     with miniconv.use_backend("numpy"):                              # the readable reference
         ...
+
+    from miniconv import layers                                      # Keras's model API
+    model = miniconv.Sequential([layers.Conv2D(32, 3, activation="relu", input_shape=(28, 28, 1)), ...])
+    model.compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=5, batch_size=64)
 """
 
 from . import _threads  # noqa: F401  (must run before NumPy loads)
 from . import nn
 from .backend import available_backends, current_backend, get_backend, set_backend, use_backend
 from .ops import vjp
+from . import callbacks, initializers, layers, losses, metrics, optimizers, utils
+from .layers import Input
+from .inspection import Model
+from .interop import from_keras
+from .models import Sequential
+from .saving import ModelFileError, load_model
+from .training import NonFiniteLossError
 
 __version__ = "0.1.0"
 
-__all__ = ["available_backends", "current_backend", "get_backend", "nn", "set_backend", "use_backend", "vjp", "__version__"]
+__all__ = [
+    "available_backends", "current_backend", "get_backend", "nn", "set_backend", "use_backend", "vjp", "__version__",
+    "Input", "Model", "from_keras", "ModelFileError", "NonFiniteLossError", "Sequential", "load_model", "callbacks", "initializers", "layers", "losses", "metrics",
+    "optimizers", "utils",
+]

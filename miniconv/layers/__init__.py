@@ -1,0 +1,77 @@
+"""``miniconv.layers``: Keras's layer names, arguments and defaults, on miniconv's ops.
+
+    from miniconv import layers
+    model = miniconv.Sequential([
+        layers.Conv2D(32, 3, activation="relu", input_shape=(28, 28, 1)),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(10, activation="softmax"),
+    ])
+
+Where each layer lives: base.py (the Layer contract), conv.py, pooling.py, core.py (Dense,
+Flatten, Dropout, Activation, ReLU, Input), activations.py (names -> ops).
+"""
+
+from .base import Layer
+from .conv import Conv1D, Conv2D, Convolution1D, Convolution2D
+from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer, ReLU
+from .pooling import (
+    AveragePooling1D,
+    AveragePooling2D,
+    AvgPool1D,
+    AvgPool2D,
+    GlobalAveragePooling1D,
+    GlobalAveragePooling2D,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    GlobalMaxPool2D,
+    GlobalMaxPooling1D,
+    GlobalMaxPooling2D,
+    MaxPool1D,
+    MaxPool2D,
+    MaxPooling1D,
+    MaxPooling2D,
+)
+
+# Classes a saved architecture may name (aliases resolve to their class).
+LAYER_CLASSES = {
+    cls.__name__: cls
+    for cls in (
+        Activation, AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, Dense, Dropout, Flatten,
+        GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, InputLayer,
+        MaxPooling1D, MaxPooling2D, ReLU,
+    )
+}
+
+__all__ = [
+    "LAYER_CLASSES",
+    "Activation",
+    "AveragePooling1D",
+    "AveragePooling2D",
+    "AvgPool1D",
+    "AvgPool2D",
+    "Conv1D",
+    "Conv2D",
+    "Convolution1D",
+    "Convolution2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "GlobalAvgPool1D",
+    "GlobalAvgPool2D",
+    "GlobalMaxPool1D",
+    "GlobalMaxPool2D",
+    "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D",
+    "Input",
+    "InputLayer",
+    "Layer",
+    "MaxPool1D",
+    "MaxPool2D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "ReLU",
+]

@@ -1,0 +1,199 @@
+"""Saving and loading models: one zip file, JSON for the architecture, .npy arrays for the numbers.
+
+    model.save("mnist.miniconv")              # atomic: written to a temporary file, then renamed
+    model = miniconv.load_model("mnist.miniconv")
+
+File layout (a zip archive, also readable with ``np.load``):
+
+    model.json                  format name and version, the model's config, the compile config
+                                (optimizer, loss, metrics), the optimizer's iteration count,
+                                the epochs completed, and the random-generator states
+    weights/0000.npy ...        the weights in Keras order (``model.get_weights()``)
+    optimizer/0000.npy ...      the optimizer's state arrays, named in model.json
+
+Arrays are read with ``allow_pickle=False`` and the JSON names only classes of miniconv, so a
+file from a stranger cannot run code. A truncated, corrupt or foreign file raises
+``ModelFileError`` saying what is wrong. Resuming exactly: ``load_model(path,
+restore_random_state=True)`` also restores the global generator (shuffling, dropout) and the
+dropout layers' own generators as they were when the file was written; then
+``model.fit(..., initial_epoch=model.epochs_completed)`` continues as if never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import losses as losses_module
+from . import metrics as metrics_module
+from . import optimizers as optimizers_module
+from . import utils
+from .training import leaf_layers
+
+FORMAT = "miniconv-model"
+VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """The file is not a (readable) miniconv model file; the message says why."""
+
+
+def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    with archive.open(name, "w", force_zip64=True) as handle:
+        np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def atomic_write(path, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _metric_config(metric):
+    return metric if isinstance(metric, str) else {"class_name": type(metric).__name__, "config": metric.get_config()}
+
+
+def _layer_rngs(model) -> dict:
+    return {leaf.name: leaf._rng.bit_generator.state for leaf in leaf_layers(model) if getattr(leaf, "_rng", None) is not None}
+
+
+def save_model(model, path, include_optimizer: bool = True) -> None:
+    """Write ``model`` (architecture, weights, compile config, optimizer state) to ``path``, atomically."""
+    from . import __version__
+
+    if not model.built:
+        raise ValueError(f"save: {model.name} is not built yet; nothing to save")
+    weights = model.get_weights()
+    meta = {
+        "format": FORMAT,
+        "version": VERSION,
+        "miniconv_version": __version__,
+        "model": {"class_name": "Sequential", "config": model.get_config()},
+        "input_shape": list(model.input_shape[1:]),
+        "weights": [{"name": n, "shape": list(w.shape)} for n, w in zip(model.weight_names, weights)],
+        "epochs_completed": int(getattr(model, "epochs_completed", 0)),
+        "rng_state": utils.get_rng_state(),
+        "layer_rng_states": _layer_rngs(model),
+        "compile": None,
+    }
+    state = {}
+    if model.compiled:
+        meta["compile"] = {
+            "optimizer": optimizers_module.serialize(model.optimizer),
+            "loss": losses_module.serialize(model.loss),
+            "metrics": [_metric_config(m) for m in model.compiled_metrics],
+            "optimizer_iterations": model.optimizer.iterations if include_optimizer else 0,
+            "optimizer_state": [],
+        }
+        if include_optimizer:
+            state = model.optimizer.state()
+            meta["compile"]["optimizer_state"] = list(state)
+
+    def write(handle):
+        with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED) as archive:
+            archive.writestr("model.json", json.dumps(meta, indent=1))
+            for i, array in enumerate(weights):
+                _write_array(archive, f"weights/{i:04d}.npy", array)
+            for i, array in enumerate(state.values()):
+                _write_array(archive, f"optimizer/{i:04d}.npy", array)
+
+    atomic_write(path, write)
+
+
+def _read_array(archive, name, path):
+    try:
+        with archive.open(name) as handle:
+            return np.lib.format.read_array(handle, allow_pickle=False)
+    except KeyError:
+        raise ModelFileError(f"{path}: the file is incomplete: {name} is missing") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise ModelFileError(f"{path}: {name} is corrupt ({error})") from None
+
+
+def load_model(path, compile: bool = True, restore_random_state: bool = False):
+    """Read a model written by ``model.save``; see the module docstring."""
+    from .models import Sequential
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_model: no such file: {path}")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ModelFileError(f"{path}: not a miniconv model file (not a zip archive: {error}); it may be truncated") from None
+    with archive:
+        try:
+            meta = json.loads(archive.read("model.json"))
+        except KeyError:
+            raise ModelFileError(f"{path}: not a miniconv model file (no model.json inside)") from None
+        except (ValueError, zipfile.BadZipFile, OSError, EOFError) as error:
+            raise ModelFileError(f"{path}: model.json is corrupt ({error})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ModelFileError(f"{path}: not a miniconv model file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        if meta.get("version") != VERSION:
+            raise ModelFileError(f"{path}: file format version {meta.get('version')!r}; this miniconv reads version {VERSION}")
+        try:
+            model = Sequential.from_config(meta["model"]["config"])
+            if not model.built:
+                model.build((None, *meta["input_shape"]))
+            weights = [_read_array(archive, f"weights/{i:04d}.npy", path) for i in range(len(meta["weights"]))]
+            model.set_weights(weights)
+            model.epochs_completed = int(meta.get("epochs_completed", 0))
+            config = meta.get("compile")
+            if compile and config is not None:
+                metrics = [m if isinstance(m, str) else _metric_from_config(m) for m in config["metrics"]]
+                model.compile(optimizer=optimizers_module.deserialize(config["optimizer"]),
+                              loss=losses_module.deserialize(config["loss"]), metrics=metrics)
+                names = config.get("optimizer_state", [])
+                arrays = {n: _read_array(archive, f"optimizer/{i:04d}.npy", path) for i, n in enumerate(names)}
+                model.optimizer.set_state(arrays, config.get("optimizer_iterations", 0))
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelFileError(f"{path}: the model description is invalid ({type(error).__name__}: {error})") from None
+    if restore_random_state:
+        utils.set_rng_state(meta["rng_state"])
+        for leaf in leaf_layers(model):
+            state = meta.get("layer_rng_states", {}).get(leaf.name)
+            if state is not None and getattr(leaf, "_rng", None) is not None:
+                leaf._rng.bit_generator.state = state
+    return model
+
+
+def _metric_from_config(config):
+    classes = {cls.__name__: cls for cls in (metrics_module.BinaryAccuracy, metrics_module.CategoricalAccuracy,
+                                             metrics_module.SparseCategoricalAccuracy, metrics_module.MeanSquaredError,
+                                             metrics_module.MeanAbsoluteError)}
+    if config.get("class_name") not in classes:
+        raise ValueError(f"unknown metric class {config.get('class_name')!r}")
+    return classes[config["class_name"]](**config.get("config", {}))
+
+
+def save_weights(model, path) -> None:
+    """Only the weights, as an .npz of Keras-ordered arrays ``weight_0000`` ..., atomically."""
+    arrays = {f"weight_{i:04d}": w for i, w in enumerate(model.get_weights())}
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+
+def load_weights(model, path) -> None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            weights = [data[f"weight_{i:04d}"] for i in range(len(data.files))]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+        raise ModelFileError(f"{path}: not a miniconv weights file ({error})") from None
+    model.set_weights(weights)
