@@ -12,6 +12,8 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .work_sharing import matmul
+
 
 @njit(parallel=True, cache=True)
 def relu_forward_kernel(x, y):
@@ -84,18 +86,25 @@ def add_bias_kernel(y, bias):
 
 
 @njit(parallel=True, cache=True)
-def bias_gradient_kernel(dy, dbias):
-    """dbias[o] = sum_m dy[m, o]; parallel over blocks of 64 outputs, rows streamed in order."""
+def bias_gradient_kernel(dy, partial_dbias):
+    """partial_dbias[t, o] = sum of dy[m, o] over thread t's rows m = t, t + T, ...; summed by the caller."""
     M, O = dy.shape
-    blocks = (O + 63) // 64
-    for block in prange(blocks):
-        start = block * 64
-        stop = min(start + 64, O)
-        for o in range(start, stop):
-            dbias[o] = 0.0
-        for m in range(M):
-            for o in range(start, stop):
-                dbias[o] += dy[m, o]
+    T = partial_dbias.shape[0]
+    for t in prange(T):
+        for o in range(O):
+            partial_dbias[t, o] = 0.0
+        for m in range(t, M, T):
+            for o in range(O):
+                partial_dbias[t, o] += dy[m, o]
+
+
+@njit(parallel=True, cache=True)
+def bias_add_kernel(x, bias, y):
+    """y[m, o] = x[m, o] + bias[o]."""
+    M, O = x.shape
+    for m in prange(M):
+        for o in range(O):
+            y[m, o] = x[m, o] + bias[o]
 
 
 @njit(parallel=True, cache=True)
@@ -165,8 +174,8 @@ def softmax_backward(dy, y):
 
 
 def dense_forward(x, kernel, bias):
-    """y = x @ kernel (BLAS), then the bias added in place."""
-    y = x @ kernel
+    """y = x @ kernel (BLAS, work-shared), then the bias added in place."""
+    y = matmul(x, kernel)
     if bias is not None:
         add_bias_kernel(y, bias)
     return y
@@ -175,19 +184,24 @@ def dense_forward(x, kernel, bias):
 def dense_backward(dy, x, kernel, with_bias):
     """dx = dy @ kernel.T, dkernel = x.T @ dy (BLAS); dbias = column sums of dy."""
     dbias = bias_add_backward(dy) if with_bias else None
-    return dy @ kernel.T, x.T @ dy, dbias
+    return matmul(dy, kernel.T), matmul(x.T, dy), dbias
 
 
 def bias_add_forward(x, bias):
-    y = x.copy()
-    add_bias_kernel(y, bias)
+    y = np.empty_like(x)
+    bias_add_kernel(x, bias, y)
     return y
 
 
+def _row_partials(dy):
+    """Per-thread partial sums for a column reduction over the rows of dy."""
+    return np.empty((max(1, min(numba.get_num_threads(), dy.shape[0])), dy.shape[1]), dy.dtype)
+
+
 def bias_add_backward(dy):
-    dbias = np.empty(dy.shape[1], dy.dtype)
-    bias_gradient_kernel(dy, dbias)
-    return dbias
+    partial = _row_partials(dy)
+    bias_gradient_kernel(dy, partial)
+    return partial.sum(axis=0)
 
 
 def bias_relu_forward(x, bias):
@@ -198,7 +212,7 @@ def bias_relu_forward(x, bias):
 
 def bias_relu_backward(dy, y):
     dx = np.empty_like(dy)
-    partial = np.empty((min(numba.get_num_threads(), dy.shape[0]), dy.shape[1]), dy.dtype)
+    partial = _row_partials(dy)
     bias_relu_backward_kernel(dy, y, dx, partial)
     return dx, partial.sum(axis=0)
 

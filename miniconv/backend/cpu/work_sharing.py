@@ -18,6 +18,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
+import numpy as np
 
 try:
     from threadpoolctl import ThreadpoolController
@@ -107,6 +108,37 @@ def single_threaded_blas():
     finally:
         for lib, count in zip(_blas_libraries, previous):
             lib.set_num_threads(count)
+
+
+SERIAL_FLOPS = 1 << 22  # below ~4 MFLOP a product is done before a second thread could join
+
+
+def matmul(a, b):
+    """a @ b for 2-D float arrays, cut into row (or column) blocks shared as chunks.
+
+    Products under SERIAL_FLOPS run on the calling thread alone. Blocks go along the longer
+    side of the output, about four per thread, so a late thread still finds work.
+    """
+    m, n = a.shape[0], b.shape[1]
+    out = np.empty((m, n), np.result_type(a, b))
+    if 2 * m * n * a.shape[1] < SERIAL_FLOPS or thread_count() == 1:
+        with single_threaded_blas():
+            np.matmul(a, b, out=out)
+        return out
+    along_rows = m >= n
+    length = m if along_rows else n
+    bounds = chunk_bounds(length, max(16, -(-length // (4 * thread_count()))))
+
+    def task(i, _):
+        start, stop = bounds[i]
+        if along_rows:
+            np.matmul(a[start:stop], b, out=out[start:stop])
+        else:
+            np.matmul(a, b[:, start:stop], out=out[:, start:stop])
+
+    with single_threaded_blas():
+        run_chunks(task, len(bounds))
+    return out
 
 
 def chunk_bounds(total: int, chunk: int) -> list[tuple[int, int]]:

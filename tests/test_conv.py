@@ -1,0 +1,86 @@
+"""conv2d and conv1d: forward and VJP against TensorFlow on every backend, plus named pitfalls.
+
+Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from strategies import ConvCase, conv_cases
+from tf_reference import assert_vjp_close
+
+import miniconv
+
+
+def check(case: ConvCase, backend: str) -> None:
+    (*arrays, dy) = case.arrays()
+    assert_vjp_close(case.mc_fn, case.tf_fn, arrays, dy, case.kwargs, backend=backend, tol=case.tolerance())
+
+
+def conv2d_case(N, H, W, C, K, R, S, strides=(1, 1), padding="VALID", dilations=(1, 1), seed=0) -> ConvCase:
+    return ConvCase(2, N, H, W, C, K, R, S, strides, dilations, padding, list(strides), list(dilations), seed)
+
+
+def conv1d_case(N, W, C, K, S, stride=1, padding="VALID", dilation=1, seed=0) -> ConvCase:
+    return ConvCase(1, N, 1, W, C, K, 1, S, (1, stride), (1, dilation), padding, stride, dilation, seed)
+
+
+@given(case=conv_cases(dims=2))
+def test_conv2d_matches_tf(backend, case):
+    check(case, backend)
+
+
+@given(case=conv_cases(dims=1))
+def test_conv1d_matches_tf(backend, case):
+    check(case, backend)
+
+
+# --- named pitfalls: each would pass unnoticed by a lucky random draw ---------------------------
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("R, S, strides", [(2, 2, (1, 1)), (2, 4, (1, 1)), (4, 2, (2, 3)), (2, 2, (2, 2))])
+def test_conv2d_even_kernels(backend, R, S, strides, padding):
+    """Even kernels under SAME put the odd padding row / column at the bottom / right (TF's rule)."""
+    check(conv2d_case(2, 7, 6, 3, 2, R, S, strides, padding, seed=R * 10 + S), backend)
+
+
+def test_conv2d_same_even_kernel_hand_computed(backend):
+    """3x3 input, 2x2 ones kernel, SAME: pad = 1, all of it on the bottom and right."""
+    x = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1)
+    w = np.ones((2, 2, 1, 1), np.float32)
+    expected = np.array([[8, 12, 7], [20, 24, 13], [13, 15, 8]], np.float32)
+    y = miniconv.nn.conv2d(x, w, strides=1, padding="SAME", backend=backend)
+    np.testing.assert_array_equal(y[0, :, :, 0], expected)
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("R, S, strides", [(2, 2, (3, 3)), (1, 1, (2, 3)), (3, 2, (4, 5)), (2, 3, (5, 1))])
+def test_conv2d_strides_larger_than_kernel(backend, R, S, strides, padding):
+    """Input cells between windows are skipped: their gradient must be exactly zero."""
+    check(conv2d_case(2, 11, 12, 2, 3, R, S, strides, padding, seed=7), backend)
+
+
+@pytest.mark.parametrize("H, W, R, S", [(3, 3, 5, 5), (1, 4, 3, 3), (2, 1, 4, 2)])
+def test_conv2d_same_kernel_larger_than_input(backend, H, W, R, S):
+    """SAME accepts a kernel larger than the input; most taps read padding."""
+    check(conv2d_case(2, H, W, 2, 3, R, S, (1, 1), "SAME", seed=3), backend)
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("dilations, R, S", [((2, 2), 3, 3), ((3, 1), 2, 2), ((1, 2), 4, 3)])
+def test_conv2d_dilations(backend, dilations, R, S, padding):
+    check(conv2d_case(2, 9, 10, 3, 2, R, S, (1, 1), padding, dilations, seed=5), backend)
+
+
+def test_conv2d_non_square_single_channel_single_image(backend):
+    """N = 1, C = K = 1, H != W: catches H/W or N/C transpositions that square shapes hide."""
+    check(conv2d_case(1, 5, 9, 1, 1, 2, 3, (1, 2), "SAME", seed=11), backend)
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID"])
+@pytest.mark.parametrize("S, stride, dilation", [(2, 1, 1), (4, 3, 1), (1, 5, 1), (3, 1, 2)])
+def test_conv1d_named_cases(backend, S, stride, dilation, padding):
+    check(conv1d_case(2, 10, 3, 4, S, stride, padding, dilation, seed=S), backend)
