@@ -215,10 +215,10 @@ def backend_status() -> dict[str, str | None]:
 
     Probes each name on its own, so one half-installed backend cannot hide the others.
     """
-    from .backend import _REGISTRY  # the registry's names; available_backends() stops at the first broken one
+    from .backend import known_backends
 
     status: dict[str, str | None] = {}
-    for name in _REGISTRY:
+    for name in known_backends():
         try:
             backend = get_backend(name)
             check = getattr(backend, "is_available", None)

@@ -49,6 +49,11 @@ def get_backend(name: str | Backend | None = None) -> Backend:
     return _LOADED[name]
 
 
+def known_backends() -> list[str]:
+    """Every registered backend name, whether or not it can run here."""
+    return list(_REGISTRY)
+
+
 def available_backends() -> list[str]:
     """Names of the backends that can run here, in registry order."""
     names = []
@@ -91,6 +96,7 @@ __all__ = [
     "available_backends",
     "current_backend",
     "get_backend",
+    "known_backends",
     "set_backend",
     "use_backend",
 ]
