@@ -186,9 +186,9 @@ def assert_close(actual, expected, *, rtol, magnitude=None, floor=0.0, what="") 
         magnitude = float(np.abs(expected[finite]).max()) if finite.any() else 0.0
     atol = rtol * np.maximum(np.nan_to_num(np.asarray(magnitude, np.float64), posinf=0.0), floor)
     nonfinite_ok = np.where(finite, True, (actual == expected) | (np.isnan(actual) & np.isnan(expected)))
-    with np.errstate(invalid="ignore"):  # inf - inf where TF has inf: judged by nonfinite_ok
+    with np.errstate(invalid="ignore"):  # inf - inf, 0 * inf where TF has inf: judged by nonfinite_ok
         error = np.abs(actual.astype(np.float64) - expected)
-    allowed = np.broadcast_to(atol + rtol * np.abs(expected.astype(np.float64)), error.shape)
+        allowed = np.broadcast_to(atol + rtol * np.abs(expected.astype(np.float64)), error.shape)
     bad = ~nonfinite_ok | (finite & ~(error <= allowed))
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])

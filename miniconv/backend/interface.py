@@ -103,9 +103,9 @@ class Backend:
         raise NotImplementedError
 
     def dropout_forward(self, x: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
-        """y = x * keep * scale; keep is a bool mask of x's shape."""
+        """y = x * scale where keep else exactly 0 (a select, as tf.nn.dropout); keep is a bool mask of x's shape."""
         raise NotImplementedError
 
     def dropout_backward(self, dy: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
-        """dx = dy * keep * scale."""
+        """dx = dy * scale where keep else 0."""
         raise NotImplementedError

@@ -11,7 +11,11 @@ the first maximum of its window in row-major scan order, as TensorFlow's does; N
 max window (TensorFlow compares with ``>``), and an all-NaN window gives the lowest float32.
 1-D pooling is 2-D pooling with H = R = 1; global pooling is pooling with the whole input as
 the window. Matches ``tf.nn.max_pool1d/2d``, ``tf.nn.avg_pool1d/2d``, ``tf.nn.pool`` and Keras's
-``GlobalMaxPooling1D/2D`` / ``GlobalAveragePooling1D/2D``.
+``GlobalAveragePooling1D/2D``. Global max pooling matches Keras's ``GlobalMaxPooling1D/2D``
+(``tf.reduce_max``) on finite inputs without ties; because it is max pooling, it keeps max
+pooling's rules where ``reduce_max`` differs: NaN is ignored (reduce_max: NaN), an all -inf
+input gives the lowest float32 (reduce_max: -inf), and a tie's gradient goes to the first
+maximum (reduce_max: split evenly).
 """
 
 from __future__ import annotations
