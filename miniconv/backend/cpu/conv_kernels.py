@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .work_sharing import chunk_bounds, run_chunks, single_threaded_blas
+from .work_sharing import chunk_bounds, run_chunks, scratch, single_threaded_blas
 
 CHUNK_BYTES = 1 << 19  # patches per chunk: 512 KiB stays in a core's L2 between im2col and the product
 
@@ -87,15 +87,15 @@ def conv2d_forward(x, w, g):
     w_matrix = w.reshape(-1, g.K)
     y = np.empty((g.N * g.P * g.Q, g.K), x.dtype)
     bounds = _row_chunks(g)
-    rows_per_chunk = bounds[0][1]
 
-    def task(i, cols):
+    def task(i, _):
         start, stop = bounds[i]
-        _im2col(x, g, start, cols[: stop - start])
-        np.matmul(cols[: stop - start], w_matrix, out=y[start:stop])
+        cols = scratch("cols", (stop - start, w_matrix.shape[0]), x.dtype)
+        _im2col(x, g, start, cols)
+        np.matmul(cols, w_matrix, out=y[start:stop])
 
     with single_threaded_blas():
-        run_chunks(task, len(bounds), lambda: np.empty((rows_per_chunk, w_matrix.shape[0]), x.dtype))
+        run_chunks(task, len(bounds))
     return y.reshape(g.N, g.P, g.Q, g.K)
 
 
@@ -104,21 +104,22 @@ def conv2d_backward_filter(x, dy, g):
     dy_rows = dy.reshape(-1, g.K)
     patch = g.R * g.S * g.C
     bounds = _row_chunks(g)
-    rows_per_chunk = bounds[0][1]
 
-    def new_state():
-        return np.empty((rows_per_chunk, patch), x.dtype), np.zeros((patch, g.K), x.dtype)
+    def new_partial():
+        partial = scratch("dw_partial", (patch, g.K), x.dtype)
+        partial[:] = 0.0
+        return partial
 
-    def task(i, state):
-        cols, partial = state
+    def task(i, partial):
         start, stop = bounds[i]
-        _im2col(x, g, start, cols[: stop - start])
-        partial += cols[: stop - start].T @ dy_rows[start:stop]
+        cols = scratch("cols", (stop - start, patch), x.dtype)
+        _im2col(x, g, start, cols)
+        partial += cols.T @ dy_rows[start:stop]
 
     with single_threaded_blas():
-        states = run_chunks(task, len(bounds), new_state)
-    dw = states[0][1]
-    for _, partial in states[1:]:
+        partials = run_chunks(task, len(bounds), new_partial)
+    dw = partials[0].copy()  # the partials are scratch buffers: never hand one out
+    for partial in partials[1:]:
         dw += partial
     return dw.reshape(g.R, g.S, g.C, g.K)
 
@@ -129,16 +130,15 @@ def conv2d_backward_input(dy, w, g):
     dy_rows = dy.reshape(-1, g.K)
     dx = np.empty((g.N, g.H, g.W, g.C), dy.dtype)
     rows_per_image = g.P * g.Q
-    images_per_chunk = max(1, CHUNK_BYTES // (4 * rows_per_image * w_matrix.shape[0]))
-    bounds = chunk_bounds(g.N, images_per_chunk)
+    bounds = chunk_bounds(g.N, max(1, CHUNK_BYTES // (4 * rows_per_image * w_matrix.shape[0])))
 
-    def task(i, dcols):
+    def task(i, _):
         first, last = bounds[i]
         rows = slice(first * rows_per_image, last * rows_per_image)
-        block = dcols[: (last - first) * rows_per_image]
-        np.matmul(dy_rows[rows], w_matrix.T, out=block)
-        col2im_images(block, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, dx[first:last])
+        dcols = scratch("dcols", ((last - first) * rows_per_image, w_matrix.shape[0]), dy.dtype)
+        np.matmul(dy_rows[rows], w_matrix.T, out=dcols)
+        col2im_images(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, dx[first:last])
 
     with single_threaded_blas():
-        run_chunks(task, len(bounds), lambda: np.empty((images_per_chunk * rows_per_image, w_matrix.shape[0]), dy.dtype))
+        run_chunks(task, len(bounds))
     return dx

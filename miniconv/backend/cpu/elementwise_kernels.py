@@ -87,13 +87,13 @@ def add_bias_kernel(y, bias):
 
 @njit(parallel=True, cache=True)
 def bias_gradient_kernel(dy, partial_dbias):
-    """partial_dbias[t, o] = sum of dy[m, o] over thread t's rows m = t, t + T, ...; summed by the caller."""
+    """partial_dbias[t, o] = sum of dy[m, o] over block t of the rows; summed by the caller."""
     M, O = dy.shape
     T = partial_dbias.shape[0]
     for t in prange(T):
         for o in range(O):
             partial_dbias[t, o] = 0.0
-        for m in range(t, M, T):
+        for m in range(t * M // T, (t + 1) * M // T):
             for o in range(O):
                 partial_dbias[t, o] += dy[m, o]
 
@@ -119,13 +119,13 @@ def bias_relu_forward_kernel(x, bias, y):
 
 @njit(parallel=True, cache=True)
 def bias_relu_backward_kernel(dy, y, dx, partial_dbias):
-    """dx = dy where y > 0 else 0; partial_dbias[t] = column sums of dx over thread t's rows."""
+    """dx = dy where y > 0 else 0; partial_dbias[t] = column sums of dx over block t of the rows."""
     M, O = dy.shape
     T = partial_dbias.shape[0]
     for t in prange(T):
         for o in range(O):
             partial_dbias[t, o] = 0.0
-        for m in range(t, M, T):
+        for m in range(t * M // T, (t + 1) * M // T):
             for o in range(O):
                 g = dy[m, o] if y[m, o] > 0 else 0.0
                 dx[m, o] = g

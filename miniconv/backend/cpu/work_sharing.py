@@ -26,6 +26,7 @@ except ImportError:  # then BLAS keeps its own threads; correct, only slower on 
     ThreadpoolController = None
 
 _pool: ThreadPoolExecutor | None = None
+_scratch = threading.local()
 _pool_lock = threading.Lock()
 _blas_libraries = None
 
@@ -139,6 +140,21 @@ def matmul(a, b):
     with single_threaded_blas():
         run_chunks(task, len(bounds))
     return out
+
+
+def scratch(slot: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A per-thread working array, reused across calls (fresh buffers cost page faults every call).
+
+    Valid until this thread asks for the same ``slot`` again; contents are undefined. Never
+    return it to a caller.
+    """
+    size = int(np.prod(shape))
+    dtype = np.dtype(dtype)
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    buffer = buffers.get((slot, dtype))
+    if buffer is None or buffer.size < size:
+        buffer = buffers[(slot, dtype)] = np.empty(max(size, 1), dtype)
+    return buffer[:size].reshape(shape)
 
 
 def chunk_bounds(total: int, chunk: int) -> list[tuple[int, int]]:
