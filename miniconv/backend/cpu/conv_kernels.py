@@ -23,6 +23,7 @@ from numba import njit
 from .work_sharing import chunk_bounds, run_chunks, scratch, single_threaded_blas
 
 CHUNK_BYTES = 1 << 19  # patches per chunk: 512 KiB stays in a core's L2 between im2col and the product
+REDUCTION_GROUPS = 8  # fixed partial sums for the filter gradient, independent of the thread count
 
 
 @njit(nogil=True, cache=True)
@@ -88,7 +89,7 @@ def conv2d_forward(x, w, g):
     y = np.empty((g.N * g.P * g.Q, g.K), x.dtype)
     bounds = _row_chunks(g)
 
-    def task(i, _):
+    def task(i):
         start, stop = bounds[i]
         cols = scratch("cols", (stop - start, w_matrix.shape[0]), x.dtype)
         _im2col(x, g, start, cols)
@@ -100,25 +101,29 @@ def conv2d_forward(x, w, g):
 
 
 def conv2d_backward_filter(x, dy, g):
-    """dw (R, S, C, K) = sum over row chunks of im2col(x)[rows].T @ dy[rows], per-thread partials."""
+    """dw (R, S, C, K) = sum over row chunks of im2col(x)[rows].T @ dy[rows].
+
+    The chunks form REDUCTION_GROUPS fixed groups, each summed in order into its own partial,
+    and the partials are added in group order: the same bits whichever thread ran what, so a
+    seeded training run repeats exactly.
+    """
     dy_rows = dy.reshape(-1, g.K)
     patch = g.R * g.S * g.C
     bounds = _row_chunks(g)
+    groups = chunk_bounds(len(bounds), -(-len(bounds) // REDUCTION_GROUPS))
+    partials = scratch("dw_partials", (len(groups), patch, g.K), x.dtype)
 
-    def new_partial():
-        partial = scratch("dw_partial", (patch, g.K), x.dtype)
+    def task(group):
+        partial = partials[group]
         partial[:] = 0.0
-        return partial
-
-    def task(i, partial):
-        start, stop = bounds[i]
-        cols = scratch("cols", (stop - start, patch), x.dtype)
-        _im2col(x, g, start, cols)
-        partial += cols.T @ dy_rows[start:stop]
+        for start, stop in bounds[groups[group][0] : groups[group][1]]:
+            cols = scratch("cols", (stop - start, patch), x.dtype)
+            _im2col(x, g, start, cols)
+            partial += cols.T @ dy_rows[start:stop]
 
     with single_threaded_blas():
-        partials = run_chunks(task, len(bounds), new_partial)
-    dw = partials[0].copy()  # the partials are scratch buffers: never hand one out
+        run_chunks(task, len(groups))
+    dw = partials[0].copy()  # the partials are a scratch buffer: never hand it out
     for partial in partials[1:]:
         dw += partial
     return dw.reshape(g.R, g.S, g.C, g.K)
@@ -132,7 +137,7 @@ def conv2d_backward_input(dy, w, g):
     rows_per_image = g.P * g.Q
     bounds = chunk_bounds(g.N, max(1, CHUNK_BYTES // (4 * rows_per_image * w_matrix.shape[0])))
 
-    def task(i, _):
+    def task(i):
         first, last = bounds[i]
         rows = slice(first * rows_per_image, last * rows_per_image)
         dcols = scratch("dcols", ((last - first) * rows_per_image, w_matrix.shape[0]), dy.dtype)

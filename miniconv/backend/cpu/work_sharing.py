@@ -44,37 +44,31 @@ def _get_pool() -> ThreadPoolExecutor:
     return _pool
 
 
-def run_chunks(task, chunk_count: int, make_state=None) -> list:
-    """Call ``task(i, state)`` once for each i in range(chunk_count); return the states used.
+def run_chunks(task, chunk_count: int) -> None:
+    """Call ``task(i)`` once for each i in range(chunk_count); return when every chunk has finished.
 
-    Each participating thread gets its own ``state = make_state()`` (None without it), so a
-    reduction can accumulate into per-thread partials. Returns when every chunk has finished.
+    Which thread runs which chunk varies from call to call: a task must write only its own
+    chunk's part of the result (reductions keep one partial per chunk or group, summed in order).
     """
     workers = min(thread_count(), chunk_count) - 1
     if workers <= 0:
-        state = make_state() if make_state else None
         for i in range(chunk_count):
-            task(i, state)
-        return [state]
+            task(i)
+        return
 
     counter = itertools.count()  # next() on it is atomic under the GIL
     remaining = [chunk_count]
     lock = threading.Lock()
     all_done = threading.Event()
-    states, errors = [], []
+    errors = []
 
     def pull_chunks():
-        state = None
         while True:
             i = next(counter)
             if i >= chunk_count:
                 return
-            if state is None:
-                state = make_state() if make_state else None
-                with lock:
-                    states.append(state)
             try:
-                task(i, state)
+                task(i)
             except BaseException as error:  # re-raised in the caller below
                 errors.append(error)
             with lock:
@@ -89,7 +83,6 @@ def run_chunks(task, chunk_count: int, make_state=None) -> list:
     all_done.wait()
     if errors:
         raise errors[0]
-    return states
 
 
 @contextlib.contextmanager
@@ -130,7 +123,7 @@ def matmul(a, b):
     length = m if along_rows else n
     bounds = chunk_bounds(length, max(16, -(-length // (4 * thread_count()))))
 
-    def task(i, _):
+    def task(i):
         start, stop = bounds[i]
         if along_rows:
             np.matmul(a[start:stop], b, out=out[start:stop])

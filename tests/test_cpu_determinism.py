@@ -1,0 +1,57 @@
+"""The cpu backend shares chunks between threads in a different order on every call; its results
+must not depend on that order, or a seeded training run would not repeat (nor resume exactly)."""
+
+import numpy as np
+import pytest
+
+import miniconv
+from miniconv import nn
+
+pytestmark = pytest.mark.skipif("cpu" not in miniconv.available_backends(), reason="cpu backend unavailable")
+
+
+def _repeat(fn, times=8):
+    first = fn()
+    return all(all(np.array_equal(a, b) for a, b in zip(first, fn())) for _ in range(times))
+
+
+def test_cpu_conv2d_gradients_are_bitwise_repeatable():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 20, 20, 16)).astype(np.float32)  # many chunks, several groups
+    w = rng.standard_normal((3, 3, 16, 24)).astype(np.float32)
+    y, pullback = miniconv.vjp(nn.conv2d, x, w, padding="SAME", backend="cpu")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    assert _repeat(lambda: (nn.conv2d(x, w, padding="SAME", backend="cpu"), *pullback(dy)))
+
+
+def test_cpu_dense_and_bias_gradients_are_bitwise_repeatable():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 700)).astype(np.float32)
+    k = rng.standard_normal((700, 90)).astype(np.float32)
+    b = rng.standard_normal(90).astype(np.float32)
+    y, pullback = miniconv.vjp(nn.dense, x, k, b, backend="cpu")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    assert _repeat(lambda: (nn.dense(x, k, b, backend="cpu"), *pullback(dy)))
+
+
+def test_cpu_seeded_training_repeats_exactly():
+    from miniconv import layers
+
+    def train():
+        miniconv.utils.set_random_seed(3)
+        rng = np.random.default_rng(5)
+        x = rng.random((96, 12, 12, 1), dtype=np.float32)
+        y = rng.integers(0, 3, 96)
+        model = miniconv.Sequential([
+            layers.Conv2D(8, 3, activation="relu", input_shape=(12, 12, 1)),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dropout(0.3),
+            layers.Dense(3, activation="softmax"),
+        ])
+        model.compile("rmsprop", "sparse_categorical_crossentropy")
+        with miniconv.use_backend("cpu"):
+            model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        return model.get_weights()
+
+    assert _repeat(train, times=1)
