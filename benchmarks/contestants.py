@@ -33,6 +33,8 @@ class Unavailable(Exception):
 
 
 def _miniconv(backend: str):
+    if backend == "cuda":
+        return _miniconv_cuda()
     import miniconv
     from miniconv import nn
 
@@ -69,6 +71,80 @@ def _miniconv_call(case: OpCase, a: dict):
     return (a["x"],), {}
 
 
+def _miniconv_cuda():
+    """The cuda backend timed on the device: arrays stay on the GPU, each timed call ends in
+    ``cuda.synchronize()`` (kernels launch asynchronously), warm-up first as for everyone.
+
+    Only a real GPU counts: the CUDA simulator runs kernels as Python threads, so it is refused.
+    """
+    import kernels_cuda
+
+    reason = kernels_cuda.unavailable_reason()
+    if reason is not None:
+        raise Unavailable(f"no GPU: {reason}")
+    from kernels_cuda import _common, conv, dense, elementwise, pool
+
+    if _common.SIMULATOR:
+        raise Unavailable("no GPU: NUMBA_ENABLE_CUDASIM=1 runs the CUDA simulator, whose timings mean nothing")
+    from numba import cuda
+
+    from miniconv.shapes import conv_geometry, pool_geometry
+
+    device = cuda.get_current_device()
+    name = getattr(device, "name", "unknown")
+    info = {"backend": "cuda", "device": name.decode() if isinstance(name, bytes) else str(name),
+            "compute_capability": list(getattr(device, "compute_capability", ())),
+            "timing": "device-resident arrays; cuda.synchronize() ends every timed call"}  # fmt: skip
+
+    def build(case: OpCase, mode: str, a: dict):
+        d = {name: cuda.to_device(array) for name, array in a.items()}
+        if case.op == "conv2d":
+            g = conv_geometry(a["x"].shape, a["w"].shape, (1, 1), "VALID", (1, 1))
+
+            def forward():
+                return conv.conv2d_forward(d["x"], d["w"], g)
+
+            def backward(_):
+                return conv.conv2d_backward_input(d["dy"], d["w"], g), conv.conv2d_backward_filter(d["x"], d["dy"], g)
+
+        elif case.op == "max_pool2d":
+            g = pool_geometry(a["x"].shape, (2, 2), (2, 2), "VALID")
+
+            def forward():
+                return pool.max_pool2d_forward(d["x"], g)
+
+            def backward(y_and_argmax):
+                return pool.max_pool2d_backward(d["dy"], y_and_argmax[1], g)
+
+        elif case.op == "dense":
+
+            def forward():
+                return dense.dense_forward(d["x"], d["kernel"], d["bias"])
+
+            def backward(_):
+                return dense.dense_backward(d["dy"], d["x"], d["kernel"], True)
+
+        else:  # relu, on the flat arrays
+            x, dy = d["x"].reshape(a["x"].size), d["dy"].reshape(a["dy"].size)
+
+            def forward():
+                return elementwise.relu_forward(x)
+
+            def backward(y):
+                return elementwise.relu_backward(dy, y)
+
+        def timed():
+            out = forward()
+            if mode != "forward":
+                out = backward(out)
+            cuda.synchronize()
+            return out
+
+        return timed
+
+    return build, info
+
+
 # --- TensorFlow ----------------------------------------------------------------------------------
 
 
@@ -79,6 +155,11 @@ def _tensorflow():
     except ImportError as error:
         raise Unavailable(f"TensorFlow is not installed ({error})") from None
     info = {"version": tf.__version__, "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads()}
+    # On a GPU, TF's ops return before the kernels finish: wait for them inside the timed call.
+    gpus = tf.config.list_physical_devices("GPU")
+    sync = getattr(tf.test.experimental, "sync_devices", None) if gpus else None
+    if gpus:
+        info["gpus"] = [gpu.name for gpu in gpus]
     ops = {
         "conv2d": lambda x, w: tf.nn.conv2d(x, w, 1, "VALID"),
         "max_pool2d": lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"),
@@ -91,7 +172,7 @@ def _tensorflow():
         args = [tf.constant(a[name]) for name in _names(case)]
         if mode == "forward":
             forward = tf.function(op)
-            return lambda: forward(*args)
+            return _synced(lambda: forward(*args), sync)
         dy = tf.constant(a["dy"])
 
         @tf.function
@@ -101,9 +182,21 @@ def _tensorflow():
                 y = op(*inputs)
             return tape.gradient(y, inputs, output_gradients=dy)
 
-        return lambda: fwd_bwd(*args)
+        return _synced(lambda: fwd_bwd(*args), sync)
 
     return build, info
+
+
+def _synced(fn, sync):
+    if sync is None:
+        return fn
+
+    def call():
+        out = fn()
+        sync()
+        return out
+
+    return call
 
 
 # --- PyTorch (channels last) ---------------------------------------------------------------------

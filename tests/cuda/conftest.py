@@ -33,5 +33,7 @@ def _simulator_is_really_on():
         from kernels_cuda._common import SIMULATOR
 
         if not SIMULATOR:
-            pytest.exit("NUMBA_ENABLE_CUDASIM=1 is set but numba.cuda was imported before it; set it before Python starts", 2)
+            pytest.exit(
+                "NUMBA_ENABLE_CUDASIM=1 is set but numba.cuda was imported before it; set it before Python starts", 2
+            )
     yield
