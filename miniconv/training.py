@@ -11,6 +11,12 @@ One training step (``train_step``):
 Batches are taken once per step (``x[indices]``, converted to float32 there, so uint8 images stay
 uint8 in memory); nothing is recomputed in the backward pass. Every check on the data (shapes,
 dtypes, label ranges, the loss's expectations) runs before the first step.
+
+Data comes as arrays (x, y) or, as in Keras, as a *dataset*: any re-iterable object that yields
+(x, y) batches (x alone for ``predict``), e.g. ``miniconv.data.image_dataset_from_directory``'s
+result or a ``tf.data.Dataset``. A dataset brings its own batches and order: ``batch_size`` and
+``shuffle`` are ignored, ``y`` and ``validation_split`` refused, ``validation_data`` may be one.
+Each pass over it is one epoch; its batches are checked against the model as they arrive.
 """
 
 from __future__ import annotations
@@ -177,6 +183,87 @@ def train_step(plan: Plan, x, y):
     return value, prediction
 
 
+# --- where batches come from: arrays or a dataset ----------------------------------------------
+def is_dataset(value) -> bool:
+    """True for a source of batches (an object to iterate: a miniconv ImageDataset, a tf.data.Dataset,
+    a generator), False for array-likes (arrays, lists, tuples, tensors)."""
+    if value is None or isinstance(value, (np.ndarray, list, tuple, dict, str, bytes)):
+        return False
+    if hasattr(value, "__array__") or hasattr(value, "shape") or hasattr(value, "numpy"):
+        return False
+    return hasattr(value, "__iter__")
+
+
+class ArrayBatches:
+    """(x, targets) arrays checked beforehand, sliced per step; a new order each pass when shuffling."""
+
+    def __init__(self, x, targets, label_shape, batch_size: int, shuffle: bool):
+        self.x, self.targets, self.label_shape = x, targets, label_shape
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.steps = math.ceil(len(x) / batch_size)
+        self.rng = global_rng()
+
+    def __iter__(self):
+        order = self.rng.permutation(len(self.x)) if self.shuffle else None
+        for index in batch_indices(len(self.x), self.batch_size, order):
+            yield take(self.x, index), self.targets[index]
+
+
+class DatasetBatches:
+    """A dataset's batches, each checked as it arrives: x against the model (building it for the first
+    batch's shape), y against the loss (``label_shape`` is the first batch's label shape)."""
+
+    def __init__(self, model, data, what: str, labels: bool = True):
+        self.model, self.data, self.what, self.labels = model, data, what, labels
+        self.label_shape = None
+        try:
+            self.steps = len(data)
+        except TypeError:  # a generator, an infinite tf.data.Dataset
+            self.steps = None
+
+    def _split(self, item):
+        if isinstance(item, (tuple, list)):
+            if len(item) == 3:
+                raise ValueError(f"{self.what}: the dataset yields (x, y, sample_weight); sample weights are not supported")
+            if len(item) not in (1, 2):
+                raise ValueError(f"{self.what}: the dataset must yield (x, y) batches, got a {type(item).__name__} "
+                                 f"of {len(item)} items")
+            return item[0], (item[1] if len(item) == 2 else None)
+        if isinstance(item, dict):
+            raise TypeError(f"{self.what}: the dataset must yield (x, y) batches, got a dict")
+        return item, None
+
+    def __iter__(self):
+        model, what = self.model, self.what
+        for item in self.data:
+            x, y = self._split(item)
+            x = take(check_model_input(model, x, f"{what}: x"), slice(None))
+            if not self.labels:
+                yield x
+                continue
+            if y is None:
+                raise ValueError(f"{what}: the dataset yields images without labels; fit and evaluate need (x, y) "
+                                 f"batches (image_dataset_from_directory: label_mode='int', 'binary' or 'categorical')")
+            y = as_data_array(y, f"{what}: y")
+            if len(x) != len(y):
+                raise ValueError(f"{what}: a batch has {len(x)} inputs and {len(y)} labels")
+            if self.label_shape is None:
+                self.label_shape = y.shape
+            yield x, model.loss.check_targets(y, model.output_shape, len(x))
+
+
+def _no_batches(what: str, epoch: int | None = None) -> ValueError:
+    when = "" if epoch is None else f" in epoch {epoch + 1}"
+    return ValueError(f"{what}: the dataset yielded no batches{when}; a generator can be iterated only once: "
+                      f"pass a re-iterable dataset (an object whose iter() starts a new pass)")
+
+
+def _bar_total(bar, steps, step_count) -> None:
+    """A dataset of unknown length: the bar learns the count at the end."""
+    if steps is None:
+        bar.total = step_count
+
+
 # --- fit, evaluate, predict --------------------------------------------------------------------
 def _require_compiled(model, what: str):
     if model.loss is None:
@@ -187,15 +274,22 @@ def _make_metrics(model, y_shape):
     return [metrics_module.get(m, y_shape, model.output_shape) for m in model.compiled_metrics]
 
 
-def _evaluate_arrays(plan, x, y, batch_size, metric_objects, verbose=0):
+def _evaluate_batches(model, plan, batches, verbose=0, what="evaluate"):
+    """Mean loss and metrics over every batch of ``batches`` (training=False): {"loss": ..., metric: ...}.
+    The plan and the metrics are made at the first batch when not given (a dataset builds the model there)."""
     total, seen = 0.0, 0
-    for metric in metric_objects:
-        metric.reset_state()
-    steps = math.ceil(len(x) / batch_size)
-    bar = ProgressBar(steps, verbose)
+    metric_objects = None
+    steps = batches.steps
+    bar = ProgressBar(steps or 0, verbose)
     logs = {}
-    for step, index in enumerate(batch_indices(len(x), batch_size)):
-        xb, yb = take(x, index), y[index]
+    step = -1
+    for step, (xb, yb) in enumerate(batches):
+        if plan is None:
+            plan = make_plan(model)
+        if metric_objects is None:
+            metric_objects = _make_metrics(model, batches.label_shape)
+            for metric in metric_objects:
+                metric.reset_state()
         out, _ = forward(plan.layers, xb, False, plan.fused)
         if plan.fused:
             value, _, prediction = loss_and_prediction(plan, yb, out)
@@ -206,9 +300,56 @@ def _evaluate_arrays(plan, x, y, batch_size, metric_objects, verbose=0):
         for metric in metric_objects:
             metric.update_state(yb, prediction)
         logs = {"loss": total / seen, **{m.name: m.result() for m in metric_objects}}
-        bar.update(step + 1, logs)
+        if steps is not None:
+            bar.update(step + 1, logs)
+    if step < 0:
+        raise _no_batches(what)
+    _bar_total(bar, steps, step + 1)
     bar.finish(logs)
-    return logs
+    return logs, metric_objects
+
+
+def _array_sources(model, x, y, batch_size, validation_split, validation_data, shuffle, val_batch_size):
+    """fit's arrays, checked as before any step: (training batches, validation batches or None)."""
+    if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
+        raise ValueError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
+    if y is None:
+        raise ValueError("fit: y (the labels) is required")
+    x, y = as_data_array(x, "fit: x"), as_data_array(y, "fit: y")
+    if len(x) != len(y):
+        raise ValueError(f"fit: x and y must have the same number of samples, got {len(x)} inputs and {len(y)} labels")
+    val_dataset = None
+    if validation_data is not None:
+        if is_dataset(validation_data):
+            val_dataset = validation_data
+            x_val = y_val = None
+        else:
+            x_val, y_val = _validation_arrays(validation_data)
+    elif validation_split:
+        split = math.floor(len(x) * (1.0 - validation_split))  # the last samples, before shuffling (Keras)
+        if split in (0, len(x)):
+            raise ValueError(f"fit: {len(x)} samples cannot be split with validation_split={validation_split}")
+        x, x_val, y, y_val = x[:split], x[split:], y[:split], y[split:]
+    else:
+        x_val = y_val = None
+
+    x = check_model_input(model, x, "fit: x")
+    train = ArrayBatches(x, model.loss.check_targets(y, model.output_shape, len(x)), y.shape, batch_size, shuffle)
+    if val_dataset is not None:
+        return train, DatasetBatches(model, val_dataset, "fit: validation_data")
+    if x_val is None:
+        return train, None
+    x_val = check_model_input(model, x_val, "fit: validation x")
+    if len(x_val) != len(y_val):
+        raise ValueError(f"fit: validation x and y must have the same number of samples, got {len(x_val)} and {len(y_val)}")
+    targets = model.loss.check_targets(y_val, model.output_shape, len(x_val))
+    return train, ArrayBatches(x_val, targets, y_val.shape, val_batch_size, False)
+
+
+def _validation_arrays(validation_data):
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or a dataset of (x, y) batches")
+    return tuple(as_data_array(a, f"fit: validation_data[{i}]") for i, a in enumerate(validation_data))
 
 
 def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
@@ -224,37 +365,25 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch), ("validation_freq", validation_freq)):
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < (1 if name == "validation_freq" else 0):
             raise ValueError(f"fit: {name} must be a non-negative int (validation_freq positive), got {value!r}")
-    if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
-        raise ValueError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
-    if y is None:
-        raise ValueError("fit: y (the labels) is required")
-    x, y = as_data_array(x, "fit: x"), as_data_array(y, "fit: y")
-    if len(x) != len(y):
-        raise ValueError(f"fit: x and y must have the same number of samples, got {len(x)} inputs and {len(y)} labels")
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("fit: validation_data must be a tuple (x_val, y_val)")
-        x_val, y_val = (as_data_array(a, f"fit: validation_data[{i}]") for i, a in enumerate(validation_data))
-    elif validation_split:
-        split = math.floor(len(x) * (1.0 - validation_split))  # the last samples, before shuffling (Keras)
-        if split in (0, len(x)):
-            raise ValueError(f"fit: {len(x)} samples cannot be split with validation_split={validation_split}")
-        x, x_val, y, y_val = x[:split], x[split:], y[:split], y[split:]
+    if is_dataset(x):
+        if y is not None:
+            raise ValueError("fit: y must not be given when x is a dataset: the dataset yields (x, y) batches")
+        if validation_split and validation_data is None:
+            raise ValueError("fit: validation_split needs arrays; with a dataset, pass validation_data= (as Keras)")
+        train = DatasetBatches(model, x, "fit")
+        if validation_data is None:
+            val = None
+        elif is_dataset(validation_data):
+            val = DatasetBatches(model, validation_data, "fit: validation_data")
+        else:
+            x_val, y_val = _validation_arrays(validation_data)
+            val = _LazyArrayBatches(model, x_val, y_val, val_batch_size)
     else:
-        x_val = y_val = None
+        train, val = _array_sources(model, x, y, batch_size, validation_split, validation_data, shuffle, val_batch_size)
 
-    x = check_model_input(model, x, "fit: x")
-    y_targets = model.loss.check_targets(y, model.output_shape, len(x))
-    metric_objects = _make_metrics(model, y.shape)
-    if x_val is not None:
-        x_val = check_model_input(model, x_val, "fit: validation x")
-        if len(x_val) != len(y_val):
-            raise ValueError(f"fit: validation x and y must have the same number of samples, got {len(x_val)} and {len(y_val)}")
-        y_val_targets = model.loss.check_targets(y_val, model.output_shape, len(x_val))
-        val_metrics = _make_metrics(model, y_val.shape)
-
-    plan = make_plan(model)
-    n, steps = len(x), math.ceil(len(x) / batch_size)
+    metric_objects = None if train.label_shape is None else _make_metrics(model, train.label_shape)
+    plan = make_plan(model) if model.built else None
+    steps = train.steps
     history = History()
     callback_list = [history, *(callbacks or [])]
     for callback in callback_list:
@@ -265,23 +394,27 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     model.stop_training = False
     for callback in callback_list:
         callback.on_train_begin()
-    rng = global_rng()
     for epoch in range(initial_epoch, epochs):
         for callback in callback_list:
             callback.on_epoch_begin(epoch)
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-        order = rng.permutation(n) if shuffle else None
-        for metric in metric_objects:
+        batches = iter(train)
+        for metric in metric_objects or []:
             metric.reset_state()
-        bar = ProgressBar(steps, verbose)
+        bar = ProgressBar(steps or 0, verbose)
         total, seen, logs = 0.0, 0, {}
-        for step, index in enumerate(batch_indices(n, batch_size, order)):
-            xb, yb = take(x, index), y_targets[index]
+        step = -1
+        for step, (xb, yb) in enumerate(batches):
+            if plan is None:  # a dataset: the model was built by its first batch
+                plan = make_plan(model)
+            if metric_objects is None:
+                metric_objects = _make_metrics(model, train.label_shape)
             value, prediction = train_step(plan, xb, yb)
             if not math.isfinite(value):
+                where = f"step {step + 1}/{steps}" if steps is not None else f"step {step + 1}"
                 raise NonFiniteLossError(
-                    f"fit: the loss became {value} at epoch {epoch + 1}/{epochs}, step {step + 1}/{steps}; training "
+                    f"fit: the loss became {value} at epoch {epoch + 1}/{epochs}, {where}; training "
                     f"stopped before that step's update (the weights are those after the previous step)"
                 )
             total += value * len(xb)
@@ -289,12 +422,16 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
             for metric in metric_objects:
                 metric.update_state(yb, prediction)
             logs = {"loss": total / seen, **{m.name: m.result() for m in metric_objects}}
-            bar.update(step + 1, logs)
+            if steps is not None:
+                bar.update(step + 1, logs)
             for callback in callback_list[1:]:
                 callback.on_train_batch_end(step, logs)
-        if x_val is not None and (epoch + 1) % validation_freq == 0:
-            val_logs = _evaluate_arrays(plan, x_val, y_val_targets, val_batch_size, val_metrics)
+        if step < 0:
+            raise _no_batches("fit", epoch)
+        if val is not None and (epoch + 1) % validation_freq == 0:
+            val_logs, _ = _evaluate_batches(model, plan, val, 0, "fit: validation_data")
             logs.update({f"val_{key}": value for key, value in val_logs.items()})
+        _bar_total(bar, steps, step + 1)
         bar.finish(logs)
         model.epochs_completed = epoch + 1  # before the callbacks, so a checkpoint records it
         for callback in callback_list:
@@ -307,6 +444,25 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     return history
 
 
+class _LazyArrayBatches(ArrayBatches):
+    """Validation arrays beside a training dataset: checked once the dataset has built the model."""
+
+    def __init__(self, model, x, y, batch_size):
+        self.model, self.raw_x, self.raw_y, self.batch_size, self.shuffle = model, x, y, batch_size, False
+        self.steps = math.ceil(len(x) / batch_size)
+        self.label_shape = y.shape
+        self.x = None
+
+    def __iter__(self):
+        if self.x is None:
+            self.x = check_model_input(self.model, self.raw_x, "fit: validation x")
+            if len(self.x) != len(self.raw_y):
+                raise ValueError(f"fit: validation x and y must have the same number of samples, got {len(self.x)} "
+                                 f"and {len(self.raw_y)}")
+            self.targets = self.model.loss.check_targets(self.raw_y, self.model.output_shape, len(self.x))
+        return super().__iter__()
+
+
 def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, callbacks=None,
              return_dict=False):
     """See ``Sequential.evaluate``."""
@@ -315,15 +471,21 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
         raise ValueError("evaluate: sample_weight and steps are not supported")
     verbose = resolve_verbose(verbose)
     batch_size = check_batch_size(batch_size)
-    if y is None:
-        raise ValueError("evaluate: y (the labels) is required")
-    x = check_model_input(model, x, "evaluate: x")
-    y = as_data_array(y, "evaluate: y")
-    if len(x) != len(y):
-        raise ValueError(f"evaluate: x and y must have the same number of samples, got {len(x)} inputs and {len(y)} labels")
-    targets = model.loss.check_targets(y, model.output_shape, len(x))
-    metric_objects = _make_metrics(model, y.shape)
-    logs = _evaluate_arrays(make_plan(model), x, targets, batch_size, metric_objects, verbose)
+    if is_dataset(x):
+        if y is not None:
+            raise ValueError("evaluate: y must not be given when x is a dataset: the dataset yields (x, y) batches")
+        batches = DatasetBatches(model, x, "evaluate")
+    else:
+        if y is None:
+            raise ValueError("evaluate: y (the labels) is required")
+        x = check_model_input(model, x, "evaluate: x")
+        y = as_data_array(y, "evaluate: y")
+        if len(x) != len(y):
+            raise ValueError(f"evaluate: x and y must have the same number of samples, got {len(x)} inputs and {len(y)} labels")
+        targets = model.loss.check_targets(y, model.output_shape, len(x))
+        batches = ArrayBatches(x, targets, y.shape, batch_size, False)
+    plan = make_plan(model) if model.built else None
+    logs, metric_objects = _evaluate_batches(model, plan, batches, verbose)
     if return_dict:
         return logs
     if not metric_objects:
@@ -335,6 +497,8 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
     """See ``Sequential.predict``."""
     verbose = resolve_verbose(verbose)
     batch_size = check_batch_size(batch_size)
+    if is_dataset(x):
+        return _predict_dataset(model, x, verbose)
     x = check_model_input(model, x, "predict: x")
     out = None
     steps = math.ceil(len(x) / batch_size)
@@ -347,3 +511,19 @@ def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=Non
         bar.update(step + 1, {})
     bar.finish({})
     return out
+
+
+def _predict_dataset(model, data, verbose):
+    """Outputs for every batch of a dataset (x, or the x of (x, y)), concatenated in its order."""
+    batches = DatasetBatches(model, data, "predict", labels=False)
+    bar = ProgressBar(batches.steps or 0, verbose)
+    outputs = []
+    for step, xb in enumerate(batches):
+        outputs.append(forward(model.layers, xb, False)[0])
+        if batches.steps is not None:
+            bar.update(step + 1, {})
+    if not outputs:
+        raise _no_batches("predict")
+    _bar_total(bar, batches.steps, len(outputs))
+    bar.finish({})
+    return np.concatenate(outputs).astype(np.float32, copy=False)

@@ -9,7 +9,8 @@
     ])
 
 Where each layer lives: base.py (the Layer contract), conv.py, pooling.py, core.py (Dense,
-Flatten, Dropout, Activation, ReLU, Input), activations.py (names -> ops).
+Flatten, Dropout, Activation, ReLU, Input), activations.py (names -> ops), preprocessing.py
+(Rescaling and the random augmentation layers).
 """
 
 from .base import Layer
@@ -33,6 +34,7 @@ from .pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
+from .preprocessing import RandomContrast, RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling
 
 # Classes a saved architecture may name (aliases resolve to their class).
 LAYER_CLASSES = {
@@ -41,6 +43,7 @@ LAYER_CLASSES = {
         Activation, AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, Dense, Dropout, Flatten,
         GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, InputLayer,
         MaxPooling1D, MaxPooling2D, ReLU,
+        RandomContrast, RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling,
     )
 }
 
@@ -73,5 +76,11 @@ __all__ = [
     "MaxPool2D",
     "MaxPooling1D",
     "MaxPooling2D",
+    "RandomContrast",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomTranslation",
+    "RandomZoom",
     "ReLU",
+    "Rescaling",
 ]
