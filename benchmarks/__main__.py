@@ -1,4 +1,4 @@
-"""``python -m benchmarks <subcommand>``: ``ops`` now; ``train`` comes later.
+"""``python -m benchmarks <subcommand>``: ``ops`` (layer by layer) and ``train`` (whole training epochs).
 
 Each subcommand is a module with ``add_arguments(parser)`` and ``run(args) -> exit code``;
 adding one is one line in ``SUBCOMMANDS``.
@@ -12,6 +12,7 @@ import sys
 
 SUBCOMMANDS = {
     "ops": ("benchmarks.ops", "time every layer of the course models: miniconv vs TensorFlow and PyTorch"),
+    "train": ("benchmarks.train", "seconds per training epoch of the course convnets (mnist, cats-dogs): miniconv vs Keras"),
 }
 
 

@@ -24,11 +24,12 @@ from .interop import from_keras
 from .models import Sequential
 from .saving import ModelFileError, load_model
 from .training import NonFiniteLossError
+from .viz.receptive_field import receptive_field
 
 __version__ = "0.1.0"
 
 __all__ = [
     "available_backends", "current_backend", "get_backend", "nn", "set_backend", "use_backend", "vjp", "__version__",
     "Input", "Model", "from_keras", "ModelFileError", "NonFiniteLossError", "Sequential", "load_model", "callbacks", "initializers", "layers", "losses", "metrics",
-    "optimizers", "utils",
+    "optimizers", "receptive_field", "utils",
 ]
