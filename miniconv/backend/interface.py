@@ -37,7 +37,7 @@ class Backend:
 
     # --- pooling -----------------------------------------------------------------------------
     def max_pool2d_forward(self, x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
-        """(N, H, W, C) -> y (N, P, Q, C) and argmax (N, P, Q, C) int64: h * W + w of the winner."""
+        """(N, H, W, C) -> y (N, P, Q, C) and argmax (N, P, Q, C) ints: h * W + w of the winner."""
         raise NotImplementedError
 
     def max_pool2d_backward(self, dy: np.ndarray, argmax: np.ndarray, g: PoolGeometry) -> np.ndarray:
