@@ -177,8 +177,10 @@ def markdown(data: dict) -> str:
     lines = [
         "# MNIST training benchmark: Chollet's ch. 5.1 convnet",
         "",
-        f"Measured {m['date']} on {m['cpu_model']} ({m['usable_cores']} usable cores of {m['cpu_count']}), "
-        f"Python {m['python']}; {versions}. {blas} Workers ran with `OPENBLAS_THREAD_TIMEOUT=4`.",
+        (
+            f"Measured {m['date']} on {m['cpu_model']} ({m['usable_cores']} usable cores of {m['cpu_count']}), "
+            f"Python {m['python']}; {versions}. {blas} Workers ran with `OPENBLAS_THREAD_TIMEOUT=4`."
+        ),
         "",
         f"Seconds per epoch of training only ({samples} images, batch {s['batch_size']}, RMSprop; from the start "
         f"of an epoch to the end of its last step, no validation), mean of {s['epochs']} timed epoch(s) after an "

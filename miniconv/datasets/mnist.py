@@ -121,4 +121,4 @@ def load_data(path=None):
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
-__all__ = ["CHECKSUMS", "DatasetError", "EMBEDDED", "ENV_VARIABLE", "load_data", "resolve_path"]
+__all__ = ["CHECKSUMS", "EMBEDDED", "ENV_VARIABLE", "DatasetError", "load_data", "resolve_path"]
