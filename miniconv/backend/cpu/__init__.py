@@ -14,8 +14,10 @@ from __future__ import annotations
 from ..._threads import warn_if_blas_spins
 from ..interface import Backend
 from . import conv_kernels, elementwise_kernels, pool_kernels
+from .allocation import keep_freed_memory
 
 warn_if_blas_spins()
+keep_freed_memory()
 
 
 class CpuBackend(Backend):

@@ -118,8 +118,11 @@ def bias_relu_forward_kernel(x, bias, y):
 
 
 @njit(parallel=True, cache=True)
-def bias_relu_backward_kernel(dy, y, dx, partial_dbias):
-    """dx = dy where y > 0 else 0; partial_dbias[t] = column sums of dx over block t of the rows."""
+def bias_relu_backward_kernel(dy, y, zero, dx, partial_dbias):
+    """dx = dy where y > 0 else 0; partial_dbias[t] = column sums of dx over block t of the rows.
+
+    ``zero`` comes in with dy's dtype: a literal 0.0 would make the select float64.
+    """
     M, O = dy.shape
     T = partial_dbias.shape[0]
     for t in prange(T):
@@ -127,7 +130,7 @@ def bias_relu_backward_kernel(dy, y, dx, partial_dbias):
             partial_dbias[t, o] = 0.0
         for m in range(t * M // T, (t + 1) * M // T):
             for o in range(O):
-                g = dy[m, o] if y[m, o] > 0 else 0.0
+                g = dy[m, o] if y[m, o] > 0 else zero
                 dx[m, o] = g
                 partial_dbias[t, o] += g
 
@@ -213,7 +216,7 @@ def bias_relu_forward(x, bias):
 def bias_relu_backward(dy, y):
     dx = np.empty_like(dy)
     partial = _row_partials(dy)
-    bias_relu_backward_kernel(dy, y, dx, partial)
+    bias_relu_backward_kernel(dy, y, dy.dtype.type(0), dx, partial)
     return dx, partial.sum(axis=0)
 
 
