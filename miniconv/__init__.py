@@ -17,7 +17,7 @@ from . import _threads  # noqa: F401  (must run before NumPy loads)
 from . import nn
 from .backend import available_backends, current_backend, get_backend, set_backend, use_backend
 from .ops import vjp
-from . import callbacks, initializers, layers, losses, metrics, optimizers, utils
+from . import callbacks, datasets, initializers, layers, losses, metrics, optimizers, utils
 from .layers import Input
 from .inspection import Model
 from .interop import from_keras

@@ -48,12 +48,19 @@ def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None
         np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
