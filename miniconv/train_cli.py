@@ -290,27 +290,12 @@ def _versions() -> dict:
 def plot_history(history: dict, path: Path) -> bool:
     """Loss and accuracy per epoch, training 'bo' vs validation 'b' as in the book; False without matplotlib."""
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.ticker import MaxNLocator
+        from miniconv.viz.curves import show_learning_curves
     except ImportError:
         return False
-    figure = Figure(figsize=(10, 4), dpi=100)  # no pyplot: no GUI backend, no global state
-    FigureCanvasAgg(figure)
-    epochs = range(1, len(history.get("loss", [])) + 1)
-    for axes, key, title in ((figure.add_subplot(1, 2, 1), "loss", "Training and validation loss"),
-                             (figure.add_subplot(1, 2, 2), "accuracy", "Training and validation accuracy")):
-        axes.plot(epochs, history.get(key, []), "bo", label=f"Training {key}")
-        if f"val_{key}" in history:
-            axes.plot(epochs, history[f"val_{key}"], "b", label=f"Validation {key}")
-        axes.set_title(title)
-        axes.set_xlabel("Epochs")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_ylabel(key.capitalize())
-        axes.legend()
-    figure.tight_layout()
     from miniconv.saving import atomic_write
 
+    figure = show_learning_curves({k: v for k, v in history.items() if k.split("val_")[-1] in ("loss", "accuracy")})
     atomic_write(path, lambda handle: figure.savefig(handle, format="png"))
     return True
 

@@ -51,7 +51,8 @@ def show_learning_curves(source, figsize=None):
             axes.plot(range(1, len(history[name]) + 1), history[name], "bo", label=f"Training {name}")
         if f"val_{name}" in history:
             values = history[f"val_{name}"]
-            axes.plot(range(1, len(values) + 1), values, "b", label=f"Validation {name}")
+            style = "b" if len(values) > 1 else "bx"  # one epoch has no line to draw: mark the point
+            axes.plot(range(1, len(values) + 1), values, style, label=f"Validation {name}")
         axes.set_title(f"Training and validation {name}")
         axes.set_xlabel("epoch")
         axes.set_ylabel(name)
