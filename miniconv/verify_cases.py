@@ -277,6 +277,20 @@ def bias_add_relu(rng) -> Case:
     return case
 
 
+def conv2d_bias_relu(rng) -> Case:
+    """As ``conv2d``, plus a bias (K,); TF: relu(bias_add(conv2d(x, w), bias))."""
+    case = conv2d(rng)
+    x, w = case.arrays
+    bias = _normal(rng, w.shape[3:])
+    kw = case.kwargs
+
+    def reference(tf, x, w, b):
+        return tf.nn.relu(tf.nn.bias_add(_tf_conv(tf, tf.nn.conv2d, x, w, kw["strides"], kw["padding"], kw["dilations"]), b))
+
+    # conv2d's L already includes N*P*Q, the length of the bias gradient's sum
+    return Case("conv2d_bias_relu", ("x", "w", "bias"), (x, w, bias), kw, reference, case.reduction, floor=1.0)
+
+
 # --- dropout (checked by its arithmetic, not against TF's random stream) ---------------------------
 
 
@@ -307,5 +321,6 @@ GENERATORS: dict[str, Callable[[np.random.Generator], Case]] = {
     "dense": dense,
     "bias_add": bias_add,
     "bias_add_relu": bias_add_relu,
+    "conv2d_bias_relu": conv2d_bias_relu,
     "dropout": dropout,
 }

@@ -35,6 +35,25 @@ class Backend:
         """(N, H, W, C), (N, P, Q, K) -> dw (R, S, C, K)."""
         raise NotImplementedError
 
+    # --- convolution + bias + ReLU: a Conv2D layer with activation="relu" -----------------------
+    def conv2d_bias_relu_forward(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, g: ConvGeometry) -> np.ndarray:
+        """(N, H, W, C), (R, S, C, K), (K,) -> z (N, P, Q, K) = max(conv2d(x, w) + bias, 0).
+
+        This default runs the convolution and then bias + ReLU; a backend may fuse them.
+        """
+        y = self.conv2d_forward(x, w, g)
+        return self.bias_relu_forward(y.reshape(-1, g.K), bias).reshape(y.shape)
+
+    def conv2d_bias_relu_backward(self, x, w, z, dz, g: ConvGeometry, input_gradient: bool = True):
+        """-> (dx or None, dw, dbias) of z = conv2d_bias_relu(x, w, bias) at upstream dz.
+
+        dy = dz where z > 0 else 0; dbias = sum of dy over N, P, Q; dx, dw = conv2d's at dy.
+        """
+        dy, dbias = self.bias_relu_backward(dz.reshape(-1, g.K), z.reshape(-1, g.K))
+        dy = dy.reshape(dz.shape)
+        dx = self.conv2d_backward_input(dy, w, g) if input_gradient else None
+        return dx, self.conv2d_backward_filter(x, dy, g), dbias
+
     # --- pooling -----------------------------------------------------------------------------
     def max_pool2d_forward(self, x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
         """(N, H, W, C) -> y (N, P, Q, C) and argmax (N, P, Q, C) ints: h * W + w of the winner."""

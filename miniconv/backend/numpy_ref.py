@@ -213,12 +213,17 @@ def dropout_backward(dy, keep, scale):
 
 
 class NumpyBackend(Backend):
-    """The reference: each method is the module function of the same name."""
+    """The reference: each method is the module function of the same name.
+
+    The fused conv2d + bias + ReLU keeps Backend's default, which composes the functions above.
+    """
 
     name = "numpy"
 
 
+_COMPOSED = ("conv2d_bias_relu_forward", "conv2d_bias_relu_backward")
 for _name in [m for m in vars(Backend) if not m.startswith("_") and callable(getattr(Backend, m))]:
-    setattr(NumpyBackend, _name, staticmethod(globals()[_name]))
+    if _name not in _COMPOSED:
+        setattr(NumpyBackend, _name, staticmethod(globals()[_name]))
 
 BACKEND = NumpyBackend()

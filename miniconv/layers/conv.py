@@ -106,6 +106,8 @@ class _Conv(Layer):
         raise NotImplementedError
 
     def forward(self, x, training=False, apply_activation=True):
+        if self.rank == 2 and self.use_bias and apply_activation and self.activation == "relu":
+            return self._forward_fused(x)
         z, conv_pullback = self._conv_vjp(x)
         bias_pullback = activation_pullback = None
         if self.use_bias and apply_activation and self.activation == "relu":
@@ -122,6 +124,19 @@ class _Conv(Layer):
             if bias_pullback is not None:
                 dy, self.grads[1] = bias_pullback(dy)
             dx, self.grads[0] = conv_pullback(dy, input_gradient=input_gradient)
+            return dx
+
+        return z, backward
+
+    def _forward_fused(self, x):
+        """relu(conv + bias) as one op (nn.conv2d_bias_relu): the bias and ReLU ride along the convolution's passes."""
+        z, pullback = vjp(
+            nn.conv2d_bias_relu, x, self.kernel, self.bias, strides=self.strides, padding=self.padding.upper(),
+            dilations=self.dilation_rate,
+        )
+
+        def backward(dz, input_gradient=True):
+            dx, self.grads[0], self.grads[1] = pullback(dz, input_gradient=input_gradient)
             return dx
 
         return z, backward

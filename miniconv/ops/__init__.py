@@ -2,7 +2,7 @@
 
 from ._vjp import vjp
 from .activation import relu, relu_vjp, sigmoid, sigmoid_vjp, softmax, softmax_vjp
-from .conv import conv1d, conv1d_vjp, conv2d, conv2d_vjp
+from .conv import conv1d, conv1d_vjp, conv2d, conv2d_bias_relu, conv2d_bias_relu_vjp, conv2d_vjp
 from .dense import bias_add, bias_add_relu, bias_add_relu_vjp, bias_add_vjp, dense, dense_vjp
 from .dropout import dropout, dropout_vjp
 from .pool import (
@@ -18,8 +18,8 @@ from .pool import (
 )
 
 __all__ = [
-    "avg_pool1d", "avg_pool2d", "bias_add", "bias_add_relu", "conv1d", "conv2d", "dense", "dropout", "global_avg_pool1d",
+    "avg_pool1d", "avg_pool2d", "bias_add", "bias_add_relu", "conv1d", "conv2d", "conv2d_bias_relu", "dense", "dropout", "global_avg_pool1d",
     "global_avg_pool2d", "global_max_pool1d", "global_max_pool2d", "max_pool1d", "max_pool2d",
     "pool", "relu", "sigmoid", "softmax", "vjp",
-    "bias_add_relu_vjp", "bias_add_vjp", "conv1d_vjp", "conv2d_vjp", "dense_vjp", "dropout_vjp", "relu_vjp", "sigmoid_vjp", "softmax_vjp",
+    "bias_add_relu_vjp", "bias_add_vjp", "conv1d_vjp", "conv2d_bias_relu_vjp", "conv2d_vjp", "dense_vjp", "dropout_vjp", "relu_vjp", "sigmoid_vjp", "softmax_vjp",
 ]

@@ -16,16 +16,22 @@ from ._checks import as_float_array, check_data_format, check_nonempty, check_up
 from ._vjp import has_vjp
 
 
-def _conv_vjp(x, w, strides, padding, dilations, backend, op):
-    """The shared body: checked 4-D arrays in, ``(y, pullback)`` out."""
+def _conv_vjp(x, w, strides, padding, dilations, backend, op, bias=None):
+    """The shared body: checked 4-D arrays in, ``(y, pullback)`` out.
+
+    With ``bias`` (checked, shape (K,)) the op is max(conv2d + bias, 0), fused, and the
+    pullback returns (dx, dw, dbias).
+    """
     check_nonempty(x, "input", op)
     check_nonempty(w, "filters", op)
     g = conv_geometry(x.shape, w.shape, strides, normalize_padding(padding), dilations, op)
     be = get_backend(backend)
-    y = be.conv2d_forward(x, w, g)
+    y = be.conv2d_forward(x, w, g) if bias is None else be.conv2d_bias_relu_forward(x, w, bias, g)
 
     def pullback(dy, input_gradient=True):
         dy = check_upstream(dy, g.output_shape, op)
+        if bias is not None:
+            return be.conv2d_bias_relu_backward(x, w, y, dy, g, input_gradient)
         dx = be.conv2d_backward_input(dy, w, g) if input_gradient else None
         return dx, be.conv2d_backward_filter(x, dy, g)
 
@@ -58,6 +64,32 @@ def conv2d(input, filters, strides=1, padding="VALID", dilations=1, *, backend=N
     convolution layers. Matches ``tf.nn.conv2d``.
     """
     return conv2d_vjp(input, filters, strides, padding, dilations, backend=backend, data_format=data_format)[0]
+
+
+def conv2d_bias_relu_vjp(input, filters, bias, strides=1, padding="VALID", dilations=1, *, backend=None):
+    """``conv2d_bias_relu`` and its pullback ``dz -> (dx, dw, dbias)``; ``input_gradient=False`` as conv2d's."""
+    op = "conv2d_bias_relu"
+    x = as_float_array(input, "input", op, rank=4, layout="(N, H, W, C)")
+    w = as_float_array(filters, "filters", op, rank=4, layout="(R, S, C, K)")
+    b = as_float_array(bias, "bias", op, rank=1, layout="(K,)")
+    if b.shape[0] != w.shape[3]:
+        raise ValueError(f"{op}: bias must have shape ({w.shape[3]},), one value per filter of filters {w.shape}, got {b.shape}")
+    strides = normalize_tuple(strides, 2, "strides", allow_nc=True)
+    dilations = normalize_tuple(1 if dilations is None else dilations, 2, "dilations", allow_nc=True)
+    return _conv_vjp(x, w, strides, padding, dilations, backend, op, bias=b)
+
+
+@has_vjp(conv2d_bias_relu_vjp)
+def conv2d_bias_relu(input, filters, bias, strides=1, padding="VALID", dilations=1, *, backend=None):
+    """z = max(conv2d(input, filters) + bias, 0), fused: what a Conv2D layer with ``activation="relu"`` computes.
+
+    input (N, H, W, C), filters (R, S, C, K), bias (K,) -> (N, P, Q, K); strides, padding and
+    dilations as ``conv2d``. The same numbers as
+    ``tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(input, filters, strides, padding, dilations=dilations), bias))``;
+    the cpu backend adds the bias and applies ReLU to each block of output rows while it is still
+    in cache, and forms the ReLU gradient block by block inside the filter-gradient pass.
+    """
+    return conv2d_bias_relu_vjp(input, filters, bias, strides, padding, dilations, backend=backend)[0]
 
 
 def conv1d_vjp(input, filters, stride=1, padding="VALID", dilations=1, *, backend=None, data_format=None, name=None):

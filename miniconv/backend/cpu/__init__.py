@@ -28,6 +28,8 @@ class CpuBackend(Backend):
     conv2d_forward = staticmethod(conv_kernels.conv2d_forward)
     conv2d_backward_input = staticmethod(conv_kernels.conv2d_backward_input)
     conv2d_backward_filter = staticmethod(conv_kernels.conv2d_backward_filter)
+    conv2d_bias_relu_forward = staticmethod(conv_kernels.conv2d_bias_relu_forward)
+    conv2d_bias_relu_backward = staticmethod(conv_kernels.conv2d_bias_relu_backward)
 
     max_pool2d_forward = staticmethod(pool_kernels.max_pool2d_forward)
     max_pool2d_backward = staticmethod(pool_kernels.max_pool2d_backward)

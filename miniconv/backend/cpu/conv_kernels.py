@@ -24,28 +24,34 @@ from .work_sharing import chunk_bounds, run_chunks, scratch, single_threaded_bla
 
 CHUNK_BYTES = 1 << 19  # patches per chunk: 512 KiB stays in a core's L2 between im2col and the product
 REDUCTION_GROUPS = 8  # fixed partial sums for the filter gradient, independent of the thread count
+MIN_CHUNKS = 4  # at least this many chunks (when there are rows enough), so that threads finish together
 
 
 @njit(nogil=True, cache=True)
-def im2col_rows(x, R, S, sh, sw, dh, dw, top, left, P, Q, row_start, cols):
-    """cols[i] = the patch of output row row_start + i, where row = (n*P + p)*Q + q."""
+def im2col_rows(x, R, S, sh, sw, dh, dw, top, left, P, Q, first_image_row, cols):
+    """cols[i] = the patch of output row (first_image_row * Q) + i, where row = (n*P + p)*Q + q.
+
+    cols holds whole output image rows (a multiple of Q matrix rows). Per image row (n, p) and
+    filter cell (r, s) the loop runs over q: one bounds test for the input row, none per channel.
+    """
     N, H, W, C = x.shape
-    for i in range(cols.shape[0]):
-        row = row_start + i
-        q = row % Q
-        p = (row // Q) % P
-        n = row // (P * Q)
+    for block in range(cols.shape[0] // Q):
+        image_row = first_image_row + block
+        n = image_row // P
+        p = image_row % P
+        row0 = block * Q
         for r in range(R):
             h = p * sh + r * dh - top
             for s in range(S):
-                w = q * sw + s * dw - left
                 base = (r * S + s) * C
-                if 0 <= h < H and 0 <= w < W:
-                    for c in range(C):
-                        cols[i, base + c] = x[n, h, w, c]
-                else:
-                    for c in range(C):
-                        cols[i, base + c] = 0.0
+                for q in range(Q):
+                    w = q * sw + s * dw - left
+                    if 0 <= h < H and 0 <= w < W:
+                        for c in range(C):
+                            cols[row0 + q, base + c] = x[n, h, w, c]
+                    else:
+                        for c in range(C):
+                            cols[row0 + q, base + c] = 0.0
 
 
 @njit(nogil=True, cache=True)
@@ -74,17 +80,49 @@ def col2im_images(dcols, R, S, sh, sw, dh, dw, top, left, P, Q, dx):
 
 
 def _row_chunks(g):
-    """Bounds of the row chunks for the forward and backward-filter passes."""
-    rows_per_chunk = max(1, CHUNK_BYTES // (4 * g.R * g.S * g.C))
-    return chunk_bounds(g.N * g.P * g.Q, rows_per_chunk)
+    """Bounds of the row chunks for the forward and backward-filter passes, in matrix rows.
+
+    A chunk is a whole number of output image rows (Q matrix rows each) whose patches fill about
+    CHUNK_BYTES, or less to make MIN_CHUNKS chunks.
+    """
+    image_rows = g.N * g.P
+    per_chunk = max(1, min(CHUNK_BYTES // (4 * g.R * g.S * g.C * g.Q), -(-image_rows // MIN_CHUNKS)))
+    return [(start * g.Q, stop * g.Q) for start, stop in chunk_bounds(image_rows, per_chunk)]
 
 
 def _im2col(x, g, row_start, cols):
-    im2col_rows(x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, row_start, cols)
+    im2col_rows(x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, row_start // g.Q, cols)
 
 
-def conv2d_forward(x, w, g):
-    """y (N, P, Q, K): per chunk of rows, y[rows] = im2col(x)[rows] @ w.reshape(R*S*C, K)."""
+@njit(nogil=True, cache=True)
+def bias_relu_rows(y, bias):
+    """In place: y[m, k] = max(y[m, k] + bias[k], 0), NaN kept (the same select as relu)."""
+    M, K = y.shape
+    for m in range(M):
+        for k in range(K):
+            z = y[m, k] + bias[k]
+            y[m, k] = 0.0 if z <= 0 else z
+
+
+@njit(nogil=True, cache=True)
+def relu_gradient_rows(dz, z, zero, dy, bias_partial):
+    """dy = dz where z > 0 else 0; bias_partial += the column sums of dy.
+
+    ``zero`` comes in with dz's dtype: a literal 0.0 would make the select float64.
+    """
+    M, K = dz.shape
+    for m in range(M):
+        for k in range(K):
+            value = dz[m, k] if z[m, k] > 0 else zero
+            dy[m, k] = value
+            bias_partial[k] += value
+
+
+def conv2d_forward(x, w, g, bias=None):
+    """y (N, P, Q, K): per chunk of rows, y[rows] = im2col(x)[rows] @ w.reshape(R*S*C, K).
+
+    With ``bias``, each chunk then becomes max(y[rows] + bias, 0) while it is still in cache.
+    """
     w_matrix = w.reshape(-1, g.K)
     y = np.empty((g.N * g.P * g.Q, g.K), x.dtype)
     bounds = _row_chunks(g)
@@ -94,39 +132,84 @@ def conv2d_forward(x, w, g):
         cols = scratch("cols", (stop - start, w_matrix.shape[0]), x.dtype)
         _im2col(x, g, start, cols)
         np.matmul(cols, w_matrix, out=y[start:stop])
+        if bias is not None:
+            bias_relu_rows(y[start:stop], bias)
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
     return y.reshape(g.N, g.P, g.Q, g.K)
 
 
-def conv2d_backward_filter(x, dy, g):
-    """dw (R, S, C, K) = sum over row chunks of im2col(x)[rows].T @ dy[rows].
+def conv2d_bias_relu_forward(x, w, bias, g):
+    """z (N, P, Q, K) = max(conv2d(x, w) + bias, 0), bias and ReLU applied per chunk of rows."""
+    return conv2d_forward(x, w, g, bias)
+
+
+def _filter_gradient(x, g, dy_chunk):
+    """dw (R, S, C, K) = sum over row chunks of im2col(x)[rows].T @ dy_chunk(group, start, stop).
 
     The chunks form REDUCTION_GROUPS fixed groups, each summed in order into its own partial,
     and the partials are added in group order: the same bits whichever thread ran what, so a
-    seeded training run repeats exactly.
+    seeded training run repeats exactly. ``dy_chunk`` gives the upstream rows [start, stop) of
+    a chunk of that group.
     """
-    dy_rows = dy.reshape(-1, g.K)
     patch = g.R * g.S * g.C
     bounds = _row_chunks(g)
-    groups = chunk_bounds(len(bounds), -(-len(bounds) // REDUCTION_GROUPS))
+    groups = _reduction_groups(bounds)
     partials = scratch("dw_partials", (len(groups), patch, g.K), x.dtype)
 
     def task(group):
         partial = partials[group]
         partial[:] = 0.0
         for start, stop in bounds[groups[group][0] : groups[group][1]]:
+            dy_rows = dy_chunk(group, start, stop)
             cols = scratch("cols", (stop - start, patch), x.dtype)
             _im2col(x, g, start, cols)
-            partial += cols.T @ dy_rows[start:stop]
+            partial += cols.T @ dy_rows
 
     with single_threaded_blas():
         run_chunks(task, len(groups))
-    dw = partials[0].copy()  # the partials are a scratch buffer: never hand it out
+    return _sum_in_order(partials).reshape(g.R, g.S, g.C, g.K)
+
+
+def _reduction_groups(bounds):
+    return chunk_bounds(len(bounds), -(-len(bounds) // REDUCTION_GROUPS))
+
+
+def _sum_in_order(partials):
+    total = partials[0].copy()  # partials may be a scratch buffer: never hand it out
     for partial in partials[1:]:
-        dw += partial
-    return dw.reshape(g.R, g.S, g.C, g.K)
+        total += partial
+    return total
+
+
+def conv2d_backward_filter(x, dy, g):
+    """dw (R, S, C, K) = im2col(x).T @ dy, chunk by chunk (see _filter_gradient)."""
+    dy_rows = dy.reshape(-1, g.K)
+    return _filter_gradient(x, g, lambda group, start, stop: dy_rows[start:stop])
+
+
+def conv2d_bias_relu_backward(x, w, z, dz, g, input_gradient=True):
+    """(dx or None, dw, dbias) of z = max(conv2d(x, w) + bias, 0) at upstream dz.
+
+    dy = dz where z > 0 else 0 is formed chunk by chunk inside the filter-gradient pass, with the
+    bias gradient summed per reduction group alongside; it is written out whole only when dx
+    needs it (a network's first layer never does).
+    """
+    dz_rows = dz.reshape(-1, g.K)
+    z_rows = z.reshape(-1, g.K)
+    dy_rows = np.empty_like(dz_rows) if input_gradient else None
+    bias_partials = np.zeros((len(_reduction_groups(_row_chunks(g))), g.K), dz.dtype)
+    zero = dz.dtype.type(0)
+
+    def dy_chunk(group, start, stop):
+        rows = dy_rows[start:stop] if input_gradient else scratch("dy", (stop - start, g.K), dz.dtype)
+        relu_gradient_rows(dz_rows[start:stop], z_rows[start:stop], zero, rows, bias_partials[group])
+        return rows
+
+    dw = _filter_gradient(x, g, dy_chunk)
+    dx = conv2d_backward_input(dy_rows.reshape(dz.shape), w, g) if input_gradient else None
+    return dx, dw, _sum_in_order(bias_partials)
 
 
 def conv2d_backward_input(dy, w, g):
@@ -135,7 +218,8 @@ def conv2d_backward_input(dy, w, g):
     dy_rows = dy.reshape(-1, g.K)
     dx = np.empty((g.N, g.H, g.W, g.C), dy.dtype)
     rows_per_image = g.P * g.Q
-    bounds = chunk_bounds(g.N, max(1, CHUNK_BYTES // (4 * rows_per_image * w_matrix.shape[0])))
+    images_per_chunk = min(CHUNK_BYTES // (4 * rows_per_image * w_matrix.shape[0]), -(-g.N // MIN_CHUNKS))
+    bounds = chunk_bounds(g.N, max(1, images_per_chunk))
 
     def task(i):
         first, last = bounds[i]

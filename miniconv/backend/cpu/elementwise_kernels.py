@@ -196,9 +196,12 @@ def bias_add_forward(x, bias):
     return y
 
 
+ROW_BLOCKS = 8  # a column reduction sums this many fixed row blocks: balanced, and the same bits on any thread count
+
+
 def _row_partials(dy):
-    """Per-thread partial sums for a column reduction over the rows of dy."""
-    return np.empty((max(1, min(numba.get_num_threads(), dy.shape[0])), dy.shape[1]), dy.dtype)
+    """Partial sums, one per fixed block of rows, for a column reduction over the rows of dy."""
+    return np.empty((max(1, min(ROW_BLOCKS, dy.shape[0])), dy.shape[1]), dy.dtype)
 
 
 def bias_add_backward(dy):

@@ -17,7 +17,9 @@ def max_pool2d_forward_kernel(x, R, S, sh, sw, top, left, lowest, y, argmax):
     """TensorFlow's scan: start at (lowest, first valid cell); take a cell only if strictly greater.
 
     So ties go to the first maximum in row-major window order and NaN never wins.
-    argmax holds h * W + w of the winner.
+    argmax holds h * W + w of the winner. The running maximum and its cell live in two small
+    buffers of C values (not in y and argmax), so the loop over channels is a pair of selects
+    the compiler turns into vector instructions.
     """
     N, H, W, C = x.shape
     _, P, Q, _ = y.shape
@@ -26,33 +28,40 @@ def max_pool2d_forward_kernel(x, R, S, sh, sw, top, left, lowest, y, argmax):
         p = row_block % P
         h_start = max(p * sh - top, 0)
         h_stop = min(p * sh - top + R, H)
+        best = np.empty(C, x.dtype)
+        best_cell = np.empty(C, np.int32)
         for q in range(Q):
             w_start = max(q * sw - left, 0)
             w_stop = min(q * sw - left + S, W)
-            for c in range(C):
-                y[n, p, q, c] = lowest
-                argmax[n, p, q, c] = h_start * W + w_start
+            best[:] = lowest
+            best_cell[:] = h_start * W + w_start
             for h in range(h_start, h_stop):
                 for w in range(w_start, w_stop):
+                    cell = np.int32(h * W + w)
                     for c in range(C):
                         value = x[n, h, w, c]
-                        if value > y[n, p, q, c]:
-                            y[n, p, q, c] = value
-                            argmax[n, p, q, c] = h * W + w
+                        take = value > best[c]
+                        best[c] = value if take else best[c]
+                        best_cell[c] = cell if take else best_cell[c]
+            y[n, p, q, :] = best
+            argmax[n, p, q, :] = best_cell
 
 
 @njit(parallel=True, cache=True)
 def max_pool2d_backward_kernel(dy, argmax, dx):
-    """dx[n, h, w, c] = sum of dy[n, p, q, c] over windows whose argmax is h * W + w; one image per step."""
+    """dx[n, h, w, c] = sum of dy[n, p, q, c] over windows whose argmax is h * W + w; one image per step.
+
+    The image is addressed flat: (h * W + w) * C + c, no division to recover h and w.
+    """
     N, H, W, C = dx.shape
     _, P, Q, _ = dy.shape
     for n in prange(N):
-        dx[n] = 0.0
+        image = dx[n].reshape(-1)
+        image[:] = 0.0
         for p in range(P):
             for q in range(Q):
                 for c in range(C):
-                    index = argmax[n, p, q, c]
-                    dx[n, index // W, index % W, c] += dy[n, p, q, c]
+                    image[argmax[n, p, q, c] * C + c] += dy[n, p, q, c]
 
 
 @njit(parallel=True, cache=True)
