@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from strategies import ConvCase, conv_cases
-from tf_reference import assert_vjp_close
+import tf_reference
+from tf_reference import Tolerance, assert_vjp_close
 
 import miniconv
 
@@ -84,3 +85,54 @@ def test_conv2d_non_square_single_channel_single_image(backend):
 @pytest.mark.parametrize("S, stride, dilation", [(2, 1, 1), (4, 3, 1), (1, 5, 1), (3, 1, 2)])
 def test_conv1d_named_cases(backend, S, stride, dilation, padding):
     check(conv1d_case(2, 10, 3, 4, S, stride, padding, dilation, seed=S), backend)
+
+
+# --- conv2d_bias_relu: the fused op a Conv2D layer with activation="relu" runs ---------------------
+
+
+def _tf_conv2d_bias_relu(input, filters, bias, strides=1, padding="VALID", dilations=1):
+    return tf_reference.tf.nn.relu(tf_reference.tf.nn.bias_add(tf_reference.tf_conv2d(input, filters, strides, padding, dilations), bias))
+
+
+def check_fused(case: ConvCase, backend: str) -> None:
+    x, w, dy = case.arrays()
+    bias = np.random.default_rng(case.seed + 1).uniform(-0.5, 0.5, case.K).astype(np.float32)
+    RS, NPQ = case.R * case.S, case.N * case.P * case.Q
+    # not linear, but on |arrays| the ReLU passes everything: the TF run on them bounds sum|terms|
+    tol = Tolerance((RS * case.C, RS * case.K, NPQ, NPQ), abs_terms=True)
+    assert_vjp_close(miniconv.nn.conv2d_bias_relu, _tf_conv2d_bias_relu, (x, w, bias), dy, case.kwargs, backend=backend, tol=tol)
+
+
+@given(case=conv_cases(dims=2))
+def test_conv2d_bias_relu_matches_tf(backend, case):
+    check_fused(case, backend)
+
+
+@pytest.mark.parametrize("shape", [(64, 28, 28, 1, 32), (9, 13, 13, 8, 16), (1, 5, 7, 3, 2)])
+def test_conv2d_bias_relu_many_chunks(backend, shape):
+    """MNIST's first layer (several row chunks and reduction groups), a mid-sized one, batch 1."""
+    N, H, W, C, K = shape
+    check_fused(conv2d_case(N, H, W, C, K, 3, 3, (1, 1), "VALID", seed=N), backend)
+
+
+def test_conv2d_bias_relu_is_the_composition(backend):
+    """Forward: the same bits as relu(bias_add(conv2d)); backward: the same dw / dbias with and without dx."""
+    rng = np.random.default_rng(4)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((8, 12, 12, 3), (3, 3, 3, 5), (5,)))
+    z, pullback = miniconv.vjp(miniconv.nn.conv2d_bias_relu, x, w, b, padding="SAME", backend=backend)
+    composed = miniconv.nn.bias_add_relu(miniconv.nn.conv2d(x, w, padding="SAME", backend=backend), b, backend=backend)
+    np.testing.assert_array_equal(z, composed)
+    dz = rng.standard_normal(z.shape).astype(np.float32)
+    dx, dw, db = pullback(dz)
+    none, dw_only, db_only = pullback(dz, input_gradient=False)
+    assert none is None
+    np.testing.assert_array_equal(dw, dw_only)
+    np.testing.assert_array_equal(db, db_only)
+
+
+def test_conv2d_bias_relu_bad_bias(backend):
+    x, w = np.zeros((1, 4, 4, 2), np.float32), np.zeros((3, 3, 2, 5), np.float32)
+    with pytest.raises(ValueError, match=r"bias must have shape \(5,\).*got \(4,\)"):
+        miniconv.nn.conv2d_bias_relu(x, w, np.zeros(4, np.float32), backend=backend)
+    with pytest.raises(ValueError, match="bias"):
+        miniconv.nn.conv2d_bias_relu(x, w, np.zeros((5, 1), np.float32), backend=backend)

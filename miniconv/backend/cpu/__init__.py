@@ -4,7 +4,7 @@ Convolutions are im2col / col2im kernels around NumPy's BLAS product; pooling, a
 softmax, bias and dropout are loop nests of ours. Kernels are dtype-generic (float32 from the
 ops, float64 in the gradient checks). Where each kernel lives:
 
-    conv_kernels.py         conv2d forward, backward-input, backward-filter
+    conv_kernels.py         conv2d forward, backward-input, backward-filter; conv2d + bias + ReLU fused
     pool_kernels.py         max / average pooling forward and backward (argmax for max)
     elementwise_kernels.py  relu, sigmoid, softmax, dense bias, dropout
 """
