@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tf_reference
 from hypothesis import given
 from strategies import ConvCase, conv_cases
-import tf_reference
 from tf_reference import Tolerance, assert_vjp_close
 
 import miniconv
@@ -123,7 +123,7 @@ def test_conv2d_bias_relu_is_the_composition(backend):
     composed = miniconv.nn.bias_add_relu(miniconv.nn.conv2d(x, w, padding="SAME", backend=backend), b, backend=backend)
     np.testing.assert_array_equal(z, composed)
     dz = rng.standard_normal(z.shape).astype(np.float32)
-    dx, dw, db = pullback(dz)
+    _, dw, db = pullback(dz)
     none, dw_only, db_only = pullback(dz, input_gradient=False)
     assert none is None
     np.testing.assert_array_equal(dw, dw_only)

@@ -34,7 +34,7 @@ def im2col_rows(x, R, S, sh, sw, dh, dw, top, left, P, Q, first_image_row, cols)
     cols holds whole output image rows (a multiple of Q matrix rows). Per image row (n, p) and
     filter cell (r, s) the loop runs over q: one bounds test for the input row, none per channel.
     """
-    N, H, W, C = x.shape
+    _, H, W, C = x.shape
     for block in range(cols.shape[0] // Q):
         image_row = first_image_row + block
         n = image_row // P

@@ -53,7 +53,7 @@ def max_pool2d_backward_kernel(dy, argmax, dx):
 
     The image is addressed flat: (h * W + w) * C + c, no division to recover h and w.
     """
-    N, H, W, C = dx.shape
+    N, _, _, C = dx.shape
     _, P, Q, _ = dy.shape
     for n in prange(N):
         image = dx[n].reshape(-1)
