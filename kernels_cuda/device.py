@@ -16,10 +16,14 @@ Supported layers: Conv1D / Conv2D and Dense (linear, relu, sigmoid activations; 
 last layer), MaxPooling / AveragePooling 1D / 2D, the global poolings, Flatten, ReLU,
 Activation, Dropout (mask drawn on the device) and InputLayer; losses: (sparse) categorical
 crossentropy from a softmax output or from logits, fused with the softmax. Anything else raises
-``NotImplementedError`` naming it; train such models with ``use_backend("cuda")`` (op by op,
-NumPy in and out) instead. Not done yet: metrics and validation on the device, callbacks, a
-``fit`` with progress bars (``fit`` here is a bare loop), streams / pinned-memory prefetch of the
-next batch.
+``NotImplementedError`` naming it.
+
+``Sequential.fit`` under ``use_backend("cuda")`` trains through this class (progress bar, metrics
+and callbacks as usual: each step also copies the batch's N predictions back for the metrics,
+and the weights come back to the host at the end of every epoch, before validation and the
+callbacks); a model it does not support is trained op by op instead, with a warning. Not done
+yet: validation on the device (it runs op by op), streams / pinned-memory prefetch of the next
+batch.
 """
 
 from __future__ import annotations
@@ -208,6 +212,7 @@ class DeviceTrainer:
                 "DeviceTrainer: the last layer must have a softmax activation (or the loss from_logits=True "
                 f"with a linear last layer), got {last_activation!r}"
             )
+        self.softmax_output = fused  # the model's output is the softmax of the loss's logits
         self.random = None
         self.steps: list = []
         self.variables, self.keys, self.owners = [], [], []
@@ -249,8 +254,12 @@ class DeviceTrainer:
         self.first_trained = next((i for i, s in enumerate(self.steps) if any(o[0] is s for o in self.owners)), None)
         self.optimizer = DeviceOptimizer(model.optimizer)
 
-    def train_step(self, x, y) -> float:
-        """One optimizer step on one batch (host arrays); returns the batch's mean loss."""
+    def train_step(self, x, y, return_prediction: bool = False):
+        """One optimizer step on one batch (host arrays); returns the batch's mean loss.
+
+        With ``return_prediction``: (loss, the model's output for the batch as a host array: the
+        softmax probabilities, or the logits of a from_logits model), for the metrics.
+        """
         x = np.ascontiguousarray(x, dtype=np.float32)
         targets = self.loss.check_targets(y, self.model.output_shape, len(x))
         h = to_device(x)
@@ -261,17 +270,18 @@ class DeviceTrainer:
             backward.append(back)
         z = _rows(h)
         if self.sparse:
-            rows, dz, _ = losses.softmax_crossentropy(z, labels=to_device(targets.reshape(-1), np.int64))
+            rows, dz, p = losses.softmax_crossentropy(z, labels=to_device(targets.reshape(-1), np.int64))
         else:
-            rows, dz, _ = losses.softmax_crossentropy(z, targets=to_device(targets.reshape(z.shape)))
+            rows, dz, p = losses.softmax_crossentropy(z, targets=to_device(targets.reshape(z.shape)))
         value = float(rows.copy_to_host().mean(dtype=np.float64))
+        result = (value, (p if self.softmax_output else z).copy_to_host().reshape(h.shape)) if return_prediction else value
         if not np.isfinite(value) or self.first_trained is None:
-            return value
+            return result
         grad = dz.reshape(h.shape)
         for i in range(len(self.steps) - 1, self.first_trained - 1, -1):
             grad = backward[i](grad)
         self.optimizer.apply([s.grads[j] for s, j in self.owners], self.variables, self.keys)
-        return value
+        return result
 
     def fit(self, x, y, batch_size: int = 32, epochs: int = 1, shuffle: bool = True, seed: int = 0) -> list[float]:
         """A bare training loop; returns the mean loss of each epoch."""

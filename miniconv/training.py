@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import metrics as metrics_module
+from .backend import get_backend
 from .callbacks import Callback, History
 from .layers.base import format_shape
 from .progress import ProgressBar, resolve_verbose
@@ -181,6 +183,24 @@ def train_step(plan: Plan, x, y):
         backward[plan.first_backward](grad)
     plan.optimizer.apply([layer.grads[j] for layer, j in plan.slots], plan.variables, plan.keys)
     return value, prediction
+
+
+def _device_trainer(model):
+    """Under the cuda backend, a ``kernels_cuda.device.DeviceTrainer`` for the model; else False.
+
+    Every array of a step then stays on the GPU (one batch in, the loss and predictions out). A
+    model it cannot run whole is trained op by op (NumPy in and out of each kernel), with a warning.
+    """
+    if get_backend().name != "cuda":
+        return False
+    from kernels_cuda.device import DeviceTrainer
+
+    try:
+        return DeviceTrainer(model, seed=int(global_rng().integers(2**31)))
+    except NotImplementedError as reason:
+        warnings.warn(f"fit: training op by op on the cuda backend, each op copying its arrays to the GPU and back: {reason}",
+                      stacklevel=3)
+        return False
 
 
 # --- where batches come from: arrays or a dataset ----------------------------------------------
@@ -383,6 +403,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
 
     metric_objects = None if train.label_shape is None else _make_metrics(model, train.label_shape)
     plan = make_plan(model) if model.built else None
+    device = None  # a DeviceTrainer under the cuda backend (False: train op by op), made at the first step
     steps = train.steps
     history = History()
     callback_list = [history, *(callbacks or [])]
@@ -405,27 +426,33 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
         bar = ProgressBar(steps or 0, verbose)
         total, seen, logs = 0.0, 0, {}
         step = -1
-        for step, (xb, yb) in enumerate(batches):
-            if plan is None:  # a dataset: the model was built by its first batch
-                plan = make_plan(model)
-            if metric_objects is None:
-                metric_objects = _make_metrics(model, train.label_shape)
-            value, prediction = train_step(plan, xb, yb)
-            if not math.isfinite(value):
-                where = f"step {step + 1}/{steps}" if steps is not None else f"step {step + 1}"
-                raise NonFiniteLossError(
-                    f"fit: the loss became {value} at epoch {epoch + 1}/{epochs}, {where}; training "
-                    f"stopped before that step's update (the weights are those after the previous step)"
-                )
-            total += value * len(xb)
-            seen += len(xb)
-            for metric in metric_objects:
-                metric.update_state(yb, prediction)
-            logs = {"loss": total / seen, **{m.name: m.result() for m in metric_objects}}
-            if steps is not None:
-                bar.update(step + 1, logs)
-            for callback in callback_list[1:]:
-                callback.on_train_batch_end(step, logs)
+        try:
+            for step, (xb, yb) in enumerate(batches):
+                if plan is None:  # a dataset: the model was built by its first batch
+                    plan = make_plan(model)
+                if metric_objects is None:
+                    metric_objects = _make_metrics(model, train.label_shape)
+                if device is None:
+                    device = _device_trainer(model)
+                value, prediction = train_step(plan, xb, yb) if device is False else device.train_step(xb, yb, True)
+                if not math.isfinite(value):
+                    where = f"step {step + 1}/{steps}" if steps is not None else f"step {step + 1}"
+                    raise NonFiniteLossError(
+                        f"fit: the loss became {value} at epoch {epoch + 1}/{epochs}, {where}; training "
+                        f"stopped before that step's update (the weights are those after the previous step)"
+                    )
+                total += value * len(xb)
+                seen += len(xb)
+                for metric in metric_objects:
+                    metric.update_state(yb, prediction)
+                logs = {"loss": total / seen, **{m.name: m.result() for m in metric_objects}}
+                if steps is not None:
+                    bar.update(step + 1, logs)
+                for callback in callback_list[1:]:
+                    callback.on_train_batch_end(step, logs)
+        finally:
+            if device:  # the host model (validation, callbacks, an interrupted run) gets the device's weights
+                device.sync_to_host()
         if step < 0:
             raise _no_batches("fit", epoch)
         if val is not None and (epoch + 1) % validation_freq == 0:

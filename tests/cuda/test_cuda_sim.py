@@ -401,17 +401,49 @@ def batch(n=4, seed=0):
     return rng.uniform(0, 1, (n, 6, 6, 1)).astype(np.float32), np.arange(n) % 3
 
 
-def test_fit_with_use_backend_cuda_matches_the_numpy_backend():
-    """The whole Sequential API on the cuda backend, op by op (NumPy in and out of each kernel)."""
-    x, y = batch()
+def test_fit_with_use_backend_cuda_trains_on_the_device(monkeypatch):
+    """Sequential.fit under the cuda backend steps through DeviceTrainer, with metrics, and matches numpy's fit."""
+    calls = []
+    device_step = DeviceTrainer.train_step
+
+    def spy(self, *args, **kwargs):
+        calls.append(1)
+        return device_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeviceTrainer, "train_step", spy)
+    x, y = (np.concatenate(pair) for pair in zip(batch(4, 0), batch(4, 1)))
     a, b = twin_models(lambda: miniconv.optimizers.Adam(0.01))
+    a.compile(a.optimizer, a.loss, metrics=["accuracy"])
+    b.compile(b.optimizer, b.loss, metrics=["accuracy"])
     with miniconv.use_backend("cuda"):
-        got = a.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history["loss"]
+        got = a.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history
     with miniconv.use_backend("numpy"):
-        expected = b.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history["loss"]
-    np.testing.assert_allclose(got, expected, rtol=1e-5)
-    for mine, reference in zip(a.get_weights(), b.get_weights()):
+        expected = b.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history
+    assert len(calls) == 2  # both steps ran on the device
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
+    assert got["accuracy"] == expected["accuracy"]
+    assert a.optimizer.iterations == 2
+    for mine, reference in zip(a.get_weights(), b.get_weights()):  # synced back at the end of the epoch
         np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)
+
+
+def test_fit_with_use_backend_cuda_falls_back_to_op_by_op_with_a_warning():
+    """A model DeviceTrainer cannot run whole (here: a binary crossentropy loss) still trains, op by op."""
+    x = batch()[0]
+    y = np.array([0, 1, 1, 0], np.float32)
+    models = []
+    layers = miniconv.layers
+    for _ in range(2):
+        miniconv.utils.set_random_seed(0)
+        model = miniconv.Sequential([layers.Input((6, 6, 1)), layers.Conv2D(2, 3, activation="relu"),
+                                     layers.Flatten(), layers.Dense(1, activation="sigmoid")])  # fmt: skip
+        model.compile(miniconv.optimizers.SGD(0.1), "binary_crossentropy")
+        models.append(model)
+    with miniconv.use_backend("cuda"), pytest.warns(UserWarning, match="op by op.*binary_crossentropy"):
+        got = models[0].fit(x, y, batch_size=4, verbose=0).history["loss"]
+    with miniconv.use_backend("numpy"):
+        expected = models[1].fit(x, y, batch_size=4, verbose=0).history["loss"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
 def test_device_resident_training_steps_match_host_training_steps():
