@@ -13,7 +13,8 @@
     model.fit(x_train, y_train, epochs=5, batch_size=64)
 """
 
-from . import _threads  # noqa: F401  (must run before NumPy loads)
+# ruff: noqa: I001  (the import order matters: _threads must run before anything loads NumPy)
+from . import _threads  # noqa: F401
 from . import nn
 from .backend import available_backends, current_backend, get_backend, set_backend, use_backend
 from .ops import vjp
@@ -29,7 +30,8 @@ from .viz.receptive_field import receptive_field
 __version__ = "0.1.0"
 
 __all__ = [
-    "available_backends", "current_backend", "get_backend", "nn", "set_backend", "use_backend", "vjp", "__version__",
-    "Input", "Model", "from_keras", "ModelFileError", "NonFiniteLossError", "Sequential", "load_model", "callbacks", "initializers", "layers", "losses", "metrics",
-    "optimizers", "receptive_field", "utils",
+    "Input", "Model", "ModelFileError", "NonFiniteLossError", "Sequential", "__version__",
+    "available_backends", "callbacks", "current_backend", "datasets", "from_keras", "get_backend",
+    "initializers", "layers", "load_model", "losses", "metrics", "nn", "optimizers",
+    "receptive_field", "set_backend", "use_backend", "utils", "vjp"
 ]

@@ -70,7 +70,7 @@ def run_chunks(task, chunk_count: int) -> None:
                 return
             try:
                 task(i)
-            except BaseException as error:  # re-raised in the caller below
+            except BaseException as error:  # noqa: BLE001  (re-raised in the caller below)
                 errors.append(error)
             with lock:
                 remaining[0] -= 1
