@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .elementwise_kernels import relu_gradient_rows
 from .work_sharing import chunk_bounds, run_chunks, scratch, single_threaded_blas
 
 CHUNK_BYTES = 1 << 19  # patches per chunk: 512 KiB stays in a core's L2 between im2col and the product
@@ -102,20 +103,6 @@ def bias_relu_rows(y, bias):
         for k in range(K):
             z = y[m, k] + bias[k]
             y[m, k] = 0.0 if z <= 0 else z
-
-
-@njit(nogil=True, cache=True)
-def relu_gradient_rows(dz, z, zero, dy, bias_partial):
-    """dy = dz where z > 0 else 0; bias_partial += the column sums of dy.
-
-    ``zero`` comes in with dz's dtype: a literal 0.0 would make the select float64.
-    """
-    M, K = dz.shape
-    for m in range(M):
-        for k in range(K):
-            value = dz[m, k] if z[m, k] > 0 else zero
-            dy[m, k] = value
-            bias_partial[k] += value
 
 
 def conv2d_forward(x, w, g, bias=None):

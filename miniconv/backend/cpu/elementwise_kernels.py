@@ -116,22 +116,29 @@ def bias_relu_forward_kernel(x, bias, y):
             y[m, o] = 0.0 if z <= 0 else z
 
 
+@njit(nogil=True, cache=True)
+def relu_gradient_rows(dz, z, zero, dy, bias_partial):
+    """dy = dz where z > 0 else 0; bias_partial += the column sums of dy.
+
+    ``zero`` comes in with dz's dtype: a literal 0.0 would make the select float64.
+    """
+    M, K = dz.shape
+    for m in range(M):
+        for k in range(K):
+            value = dz[m, k] if z[m, k] > 0 else zero
+            dy[m, k] = value
+            bias_partial[k] += value
+
+
 @njit(parallel=True, cache=True)
 def bias_relu_backward_kernel(dy, y, zero, dx, partial_dbias):
-    """dx = dy where y > 0 else 0; partial_dbias[t] = column sums of dx over block t of the rows.
-
-    ``zero`` comes in with dy's dtype: a literal 0.0 would make the select float64.
-    """
-    M, O = dy.shape
+    """dx = dy where y > 0 else 0; partial_dbias[t] = column sums of dx over block t of the rows."""
+    M = dy.shape[0]
     T = partial_dbias.shape[0]
     for t in prange(T):
-        for o in range(O):
-            partial_dbias[t, o] = 0.0
-        for m in range(t * M // T, (t + 1) * M // T):
-            for o in range(O):
-                g = dy[m, o] if y[m, o] > 0 else zero
-                dx[m, o] = g
-                partial_dbias[t, o] += g
+        rows = slice(t * M // T, (t + 1) * M // T)
+        partial_dbias[t, :] = 0.0
+        relu_gradient_rows(dy[rows], y[rows], zero, dx[rows], partial_dbias[t])
 
 
 @njit(parallel=True, cache=True)
