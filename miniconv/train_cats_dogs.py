@@ -54,7 +54,10 @@ from .train_cli import (
     _versions,
     _warm_up,
     _write_json,
+    fresh_or_resumed,
     plot_history,
+    report_interrupted,
+    report_written,
 )
 
 HELP = "train Chollet's ch. 5.2 convnet on cats vs dogs photos (image folders), optionally with augmentation"
@@ -250,19 +253,18 @@ def _run(args) -> int:
     _check_args(args)
     train, validation = load_splits(args.data, args.batch_size, args.seed, args.limit, args.cache)
     settings = _settings(args, train, validation)
-    out = args.out
     with miniconv.use_backend(args.backend):
-        if args.resume:
-            model, state = _load_checkpoint(args, settings, train)
-            print(f"Resuming from {out / MODEL_FILE}: epoch {state['epochs_completed']} of {args.epochs} done")
-        else:
-            if (out / MODEL_FILE).exists():
-                print(f"note: starting afresh; the model in {out} will be overwritten (--resume continues it)")
+
+        def build():
             utils.set_random_seed(args.seed)  # initialisation, augmentation and dropout draw from this generator
             model = cats_dogs_convnet(args.augment)
             model.compile(optimizers.RMSprop(learning_rate=1e-4), "binary_crossentropy", metrics=["accuracy"])
-            state = {"settings": settings, "epochs_completed": 0, "history": {}, "epoch_seconds": [],
-                     "epoch_seconds_with_validation": []}
+            return model
+
+        fresh_state = {"settings": settings, "epochs_completed": 0, "history": {}, "epoch_seconds": [],
+                       "epoch_seconds_with_validation": []}
+        model, state = fresh_or_resumed(args, MODEL_FILE, lambda: _load_checkpoint(args, settings, train), build,
+                                        fresh_state)
         model.summary()
         print(f"Cats vs dogs: {train.num_samples} training images, {validation.num_samples} validation images, "
               f"classes {train.class_names}; batch {args.batch_size}, RMSprop 1e-4, "
@@ -273,28 +275,20 @@ def _run(args) -> int:
                 print("Nothing to train: the checkpoint has all the epochs asked for.")
             else:
                 _warm_up_batch(model, train, args.batch_size)
-                timer, checkpoint = _make_callbacks(state, out, MODEL_FILE)
-                out.mkdir(parents=True, exist_ok=True)
+                timer, checkpoint = _make_callbacks(state, args.out, MODEL_FILE)
+                args.out.mkdir(parents=True, exist_ok=True)
                 model.fit(train, epochs=args.epochs, initial_epoch=start_epoch, validation_data=validation,
                           callbacks=[_extra_callbacks(state, train), timer, checkpoint])
             plotted = _write_outputs(args, state)
         except KeyboardInterrupt:
-            done = state["epochs_completed"]
-            print(file=sys.stderr)
-            if done == 0:
-                print("Interrupted before the first epoch finished; nothing was saved.", file=sys.stderr)
-            else:
-                print(f"Interrupted. The checkpoint {out / MODEL_FILE} holds epoch {done} of {args.epochs}. "
-                      f"To continue:\n  {_resume_command(args)}", file=sys.stderr)
-            return 130
-    report = json.loads((out / REPORT_FILE).read_text())
+            return report_interrupted(args, state, MODEL_FILE, _resume_command(args))
+    report = json.loads((args.out / REPORT_FILE).read_text())
     print(f"\nValidation accuracy: {report['validation_accuracy']:.4f} after epoch {report['epochs']} "
           f"(best {report['best_validation_accuracy']:.4f} at epoch {report['best_epoch']}; "
           f"{validation.num_samples} images)")
     print(f"Seconds per epoch: {report['seconds_per_epoch']:.2f} training only, "
           f"{report['seconds_per_epoch_with_validation']:.2f} with validation (mean of {report['epochs']})")
-    written = [MODEL_FILE, REPORT_FILE] + ([PLOT_FILE] if plotted else [])
-    print(f"Wrote {', '.join(written)} to {out}" + ("" if plotted else " (no history.png: matplotlib is not installed)"))
+    report_written(args.out, MODEL_FILE, plotted)
     return 0
 
 

@@ -300,6 +300,38 @@ def plot_history(history: dict, path: Path) -> bool:
     return True
 
 
+def fresh_or_resumed(args, model_file: str, load_checkpoint, build, state: dict):
+    """(model, state): from the checkpoint in --out with --resume, else ``build()`` and ``state``.
+
+    ``load_checkpoint()`` returns (model, state); ``build()`` seeds, builds and compiles a new model.
+    """
+    out = args.out
+    if args.resume:
+        model, state = load_checkpoint()
+        print(f"Resuming from {out / model_file}: epoch {state['epochs_completed']} of {args.epochs} done")
+        return model, state
+    if (out / model_file).exists():
+        print(f"note: starting afresh; the model in {out} will be overwritten (--resume continues it)")
+    return build(), state
+
+
+def report_interrupted(args, state: dict, model_file: str, resume_command: str) -> int:
+    """After Ctrl-C: what the checkpoint holds and how to go on; returns the exit status 130."""
+    done = state["epochs_completed"]
+    print(file=sys.stderr)
+    if done == 0:
+        print("Interrupted before the first epoch finished; nothing was saved.", file=sys.stderr)
+    else:
+        print(f"Interrupted. The checkpoint {args.out / model_file} holds epoch {done} of {args.epochs}. "
+              f"To continue (or, if all epochs are done, to write the report):\n  {resume_command}", file=sys.stderr)
+    return 130
+
+
+def report_written(out: Path, model_file: str, plotted: bool) -> None:
+    written = [model_file, REPORT_FILE] + ([PLOT_FILE] if plotted else [])
+    print(f"Wrote {', '.join(written)} to {out}" + ("" if plotted else " (no history.png: matplotlib is not installed)"))
+
+
 def run(args) -> int:
     """Train, write the outputs; 0 on success, 2 for a usage error, 130 when interrupted (Ctrl-C)."""
     if args.dataset == "cats-dogs":
@@ -324,18 +356,16 @@ def _run(args) -> int:
     except (FileNotFoundError, DatasetError) as error:
         raise UsageError(str(error)) from None
     settings = _settings(args, len(x_train), len(x_test))
-    out = args.out
     with miniconv.use_backend(args.backend):
-        if args.resume:
-            model, state = _load_checkpoint(args, settings)
-            print(f"Resuming from {out / MODEL_FILE}: epoch {state['epochs_completed']} of {args.epochs} done")
-        else:
-            if (out / MODEL_FILE).exists():
-                print(f"note: starting afresh; the model in {out} will be overwritten (--resume continues it)")
+
+        def build():
             utils.set_random_seed(args.seed)  # initialisation, then shuffling, draw from this generator
             model = mnist_convnet()
             model.compile(optimizers.get(args.optimizer), "sparse_categorical_crossentropy", metrics=["accuracy"])
-            state = {"settings": settings, "epochs_completed": 0, "history": {}, "epoch_seconds": []}
+            return model
+
+        fresh_state = {"settings": settings, "epochs_completed": 0, "history": {}, "epoch_seconds": []}
+        model, state = fresh_or_resumed(args, MODEL_FILE, lambda: _load_checkpoint(args, settings), build, fresh_state)
         model.summary()
         print(f"MNIST: {len(x_train)} training images, {len(x_test)} test images (the validation set); "
               f"batch {args.batch_size}, {args.optimizer}, backend {args.backend}, seed {args.seed}")
@@ -343,20 +373,11 @@ def _run(args) -> int:
             _train(args, model, state, (x_train, y_train), (x_test, y_test))
             plotted = _write_outputs(args, state)
         except KeyboardInterrupt:
-            done = state["epochs_completed"]
-            print(file=sys.stderr)
-            if done == 0:
-                print("Interrupted before the first epoch finished; nothing was saved.", file=sys.stderr)
-            else:
-                print(f"Interrupted. The checkpoint {out / MODEL_FILE} holds epoch {done} of {args.epochs}. "
-                      f"To continue (or, if all epochs are done, to write the report):\n  {_resume_command(args)}",
-                      file=sys.stderr)
-            return 130
+            return report_interrupted(args, state, MODEL_FILE, _resume_command(args))
     history, seconds = state["history"], state["epoch_seconds"]
     print(f"\nTest accuracy: {history['val_accuracy'][-1]:.4f} ({len(x_test)} test images, after epoch {len(seconds)})")
     print(f"Seconds per epoch: {sum(seconds) / len(seconds):.2f} (mean of {len(seconds)}; {TIMING_NOTE})")
-    written = [MODEL_FILE, REPORT_FILE] + ([PLOT_FILE] if plotted else [])
-    print(f"Wrote {', '.join(written)} to {out}" + ("" if plotted else " (no history.png: matplotlib is not installed)"))
+    report_written(args.out, MODEL_FILE, plotted)
     return 0
 
 
