@@ -199,15 +199,21 @@ def markdown(data: dict) -> str:
         rounds = ", ".join(f"{t:.2f}" for t in result["round_seconds_per_epoch"])
         lines.append(f"| {_label(name)} | {info.get('version', '')} | {result['seconds_per_epoch']:.2f} | {rounds} | "
                      f"{result['peak_rss_mb']:.0f} | {result['test_accuracy']:.4f} |")
+    return "\n".join(lines + ratio_lines(data, "Seconds per epoch")) + "\n"
+
+
+def ratio_lines(data: dict, what: str) -> list[str]:
+    """The markdown lines after a results table: the ratios of the best rounds, and who did not run."""
+    lines = []
     if data["ratios"]:
-        lines += ["", "Seconds per epoch, best rounds (below 1: miniconv is faster):", ""]
+        lines += ["", f"{what}, best rounds (below 1: miniconv is faster):", ""]
         lines += [f"- **{_label(k.split('/')[0])} / {_label(k.split('/')[1])}: {ratio:.2f}x**"
                   for k, ratio in data["ratios"].items()]
     missing = [f"{_label(n)} ({st.get('reason', 'did not run')})" for n, st in data["contestants"].items()
                if not st.get("available")]
     if missing:
         lines += ["", "Not run: " + "; ".join(missing) + "."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _run_worker(name: str, extra: list[str], module: str = "benchmarks.train") -> dict:

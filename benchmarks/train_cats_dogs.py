@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from .common import blas_env, machine_info
-from .train import MINICONV_PREFIX, Unavailable, _label, _ratios, _results, _run_worker, _split
+from .train import MINICONV_PREFIX, Unavailable, _label, _ratios, _results, _run_worker, _split, ratio_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -163,15 +163,7 @@ def markdown(data: dict) -> str:
         lines.append(f"| {_label(name)} | {info.get('version', '')} | {result['seconds_per_epoch']:.2f} | {rounds} | "
                      f"{result['seconds_per_epoch_with_validation']:.2f} | {result['peak_rss_mb']:.0f} | "
                      f"{result['test_accuracy']:.4f} |")
-    if data["ratios"]:
-        lines += ["", "Seconds per training epoch, best rounds (below 1: miniconv is faster):", ""]
-        lines += [f"- **{_label(k.split('/')[0])} / {_label(k.split('/')[1])}: {ratio:.2f}x**"
-                  for k, ratio in data["ratios"].items()]
-    missing = [f"{_label(n)} ({st.get('reason', 'did not run')})" for n, st in data["contestants"].items()
-               if not st.get("available")]
-    if missing:
-        lines += ["", "Not run: " + "; ".join(missing) + "."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ratio_lines(data, "Seconds per training epoch")) + "\n"
 
 
 # --- workers: one contestant per process ---------------------------------------------------------
