@@ -64,3 +64,18 @@ def test_flop_counts():
     assert BY_ID["cats/dense1"].flops("forward") == 2 * 20 * 6272 * 512
     assert BY_ID["cats/pool4"].output_shape == (20, 7, 7, 128)
     assert BY_ID["mnist/conv3"].output_shape == (64, 3, 3, 64)  # 3*3*64 = 576 = dense1's input
+
+
+def test_training_benchmark_markdown_from_the_committed_results():
+    """The table, the ratio of best rounds and the not-run line are rebuilt from train_mnist.json."""
+    import json
+    from pathlib import Path
+
+    from benchmarks import train
+
+    data = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "train_mnist.json").read_text())
+    text = train.markdown(data)
+    for key, ratio in data["ratios"].items():
+        assert f": {ratio:.2f}x**" in text
+    data["contestants"]["torch"] = {"available": False, "reason": "not installed"}
+    assert "Not run: PyTorch (not installed)." in train.markdown(data)
