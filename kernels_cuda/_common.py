@@ -22,6 +22,7 @@ types so ``numba.cuda.compile_ptx`` can build every kernel without a GPU (tests/
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -81,6 +82,66 @@ def zero_tile(acc):
     for i in range(TM):
         for j in range(TN):
             acc[i, j] = float32(0)
+
+
+NEG_INF = float32(-np.inf)
+
+
+@device_function
+def block_sum(buf, value):
+    """The sum of ``value`` over the block's threads, returned to every thread (a shared-memory tree).
+
+    buf: shared (blockDim.x,), blockDim.x a power of two. buf is free again when this returns.
+    """
+    t = cuda.threadIdx.x
+    buf[t] = value
+    cuda.syncthreads()
+    stride = cuda.blockDim.x // 2
+    while stride > 0:
+        if t < stride:
+            buf[t] += buf[t + stride]
+        cuda.syncthreads()
+        stride //= 2
+    total = buf[0]
+    cuda.syncthreads()  # everyone has read buf[0] before buf is reused
+    return total
+
+
+@device_function
+def block_row_max(buf, x, row):
+    """max of x[row, :] over the block's threads striding the row, NaN winning (a NaN row stays NaN)."""
+    t = cuda.threadIdx.x
+    T = cuda.blockDim.x
+    peak = NEG_INF
+    for j in range(t, x.shape[1], T):
+        v = x[row, j]
+        if v > peak or math.isnan(v):
+            peak = v
+    buf[t] = peak
+    cuda.syncthreads()
+    stride = T // 2
+    while stride > 0:
+        if t < stride:
+            other = buf[t + stride]
+            if other > buf[t] or math.isnan(other):
+                buf[t] = other
+        cuda.syncthreads()
+        stride //= 2
+    peak = buf[0]
+    cuda.syncthreads()
+    return peak
+
+
+@device_function
+def block_row_exp_sum(buf, x, row, peak, out):
+    """out[row, j] = exp(x[row, j] - peak) for the whole row; returns the row's sum to every thread."""
+    t = cuda.threadIdx.x
+    total = float32(0)
+    for j in range(t, x.shape[1], cuda.blockDim.x):
+        e = math.exp(x[row, j] - peak)
+        out[row, j] = e
+        total += e
+    return block_sum(buf, total)
 
 
 @cuda.jit

@@ -41,6 +41,9 @@ from ._common import (
     ROW_THREADS,
     THREADS_1D,
     array,
+    block_row_exp_sum,
+    block_row_max,
+    block_sum,
     blocks,
     cuda,
     empty,
@@ -49,8 +52,6 @@ from ._common import (
     sum_slices,
     void,
 )
-
-NEG_INF = float32(-np.inf)
 
 # ================================ kernels ===================================================
 
@@ -94,41 +95,9 @@ def softmax_forward_kernel(x, y):
     """Row blockIdx.x: max (NaN wins, so a NaN row stays NaN), exp, sum, divide; threads stride the row."""
     buf = cuda.shared.array(ROW_THREADS, float32)
     row = cuda.blockIdx.x
-    t = cuda.threadIdx.x
-    T = cuda.blockDim.x
-    L = x.shape[1]
-    peak = NEG_INF
-    for j in range(t, L, T):
-        v = x[row, j]
-        if v > peak or math.isnan(v):
-            peak = v
-    buf[t] = peak
-    cuda.syncthreads()
-    stride = T // 2
-    while stride > 0:
-        if t < stride:
-            other = buf[t + stride]
-            if other > buf[t] or math.isnan(other):
-                buf[t] = other
-        cuda.syncthreads()
-        stride //= 2
-    peak = buf[0]
-    cuda.syncthreads()  # everyone has read buf[0] before it is reused
-    total = float32(0)
-    for j in range(t, L, T):
-        e = math.exp(x[row, j] - peak)
-        y[row, j] = e
-        total += e
-    buf[t] = total
-    cuda.syncthreads()
-    stride = T // 2
-    while stride > 0:
-        if t < stride:
-            buf[t] += buf[t + stride]
-        cuda.syncthreads()
-        stride //= 2
-    total = buf[0]
-    for j in range(t, L, T):
+    peak = block_row_max(buf, x, row)
+    total = block_row_exp_sum(buf, x, row, peak, y)
+    for j in range(cuda.threadIdx.x, x.shape[1], cuda.blockDim.x):
         y[row, j] = y[row, j] / total
 
 
@@ -143,15 +112,7 @@ def softmax_backward_kernel(dy, y, dx):
     inner = float32(0)
     for j in range(t, L, T):
         inner += dy[row, j] * y[row, j]
-    buf[t] = inner
-    cuda.syncthreads()
-    stride = T // 2
-    while stride > 0:
-        if t < stride:
-            buf[t] += buf[t + stride]
-        cuda.syncthreads()
-        stride //= 2
-    inner = buf[0]
+    inner = block_sum(buf, inner)
     for j in range(t, L, T):
         dx[row, j] = y[row, j] * (dy[row, j] - inner)
 

@@ -20,10 +20,24 @@ import math
 import numba
 import numpy as np
 
-from ._common import F1, F2, ROW_THREADS, THREADS_1D, array, blocks, cuda, empty, float32, int64, to_device, void
+from ._common import (
+    F1,
+    F2,
+    ROW_THREADS,
+    THREADS_1D,
+    array,
+    block_row_exp_sum,
+    block_row_max,
+    block_sum,
+    blocks,
+    cuda,
+    empty,
+    float32,
+    int64,
+    to_device,
+    void,
+)  # fmt: skip
 from .elementwise import row_threads
-
-NEG_INF = float32(-np.inf)
 
 # ================================ kernels ===================================================
 
@@ -36,39 +50,9 @@ def softmax_crossentropy_kernel(z, labels, targets, sparse, count, p, dz, loss):
     t = cuda.threadIdx.x
     T = cuda.blockDim.x
     L = z.shape[1]
-    peak = NEG_INF
-    for j in range(t, L, T):
-        v = z[row, j]
-        if v > peak or math.isnan(v):
-            peak = v
-    buf[t] = peak
-    cuda.syncthreads()
-    stride = T // 2
-    while stride > 0:
-        if t < stride:
-            other = buf[t + stride]
-            if other > buf[t] or math.isnan(other):
-                buf[t] = other
-        cuda.syncthreads()
-        stride //= 2
-    peak = buf[0]
-    cuda.syncthreads()
-    total = float32(0)
-    for j in range(t, L, T):
-        e = math.exp(z[row, j] - peak)
-        p[row, j] = e
-        total += e
-    buf[t] = total
-    cuda.syncthreads()
-    stride = T // 2
-    while stride > 0:
-        if t < stride:
-            buf[t] += buf[t + stride]
-        cuda.syncthreads()
-        stride //= 2
-    total = buf[0]
+    peak = block_row_max(buf, z, row)
+    total = block_row_exp_sum(buf, z, row, peak, p)
     log_total = math.log(total)
-    cuda.syncthreads()
     # this thread's part of the loss, and of sum(y) for soft targets
     part = float32(0)
     y_part = float32(0)
@@ -81,27 +65,12 @@ def softmax_crossentropy_kernel(z, labels, targets, sparse, count, p, dz, loss):
             y = targets[row, j]
             part -= y * (z[row, j] - peak - log_total)
             y_part += y
-    buf[t] = part
-    cuda.syncthreads()
-    stride = T // 2
-    while stride > 0:
-        if t < stride:
-            buf[t] += buf[t + stride]
-        cuda.syncthreads()
-        stride //= 2
+    row_loss = block_sum(buf, part)
     if t == 0:
-        loss[row] = buf[0]
-    cuda.syncthreads()
-    if not sparse:
-        buf[t] = y_part
-        cuda.syncthreads()
-        stride = T // 2
-        while stride > 0:
-            if t < stride:
-                buf[t] += buf[t + stride]
-            cuda.syncthreads()
-            stride //= 2
-    y_sum = buf[0]
+        loss[row] = row_loss
+    y_sum = float32(1)
+    if not sparse:  # the same branch for the whole block, so its barriers are safe
+        y_sum = block_sum(buf, y_part)
     for j in range(t, L, T):
         if sparse:
             hot = float32(1) if j == labels[row] else float32(0)
