@@ -75,7 +75,7 @@ def test_training_benchmark_markdown_from_the_committed_results():
 
     data = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "train_mnist.json").read_text())
     text = train.markdown(data)
-    for key, ratio in data["ratios"].items():
+    for ratio in data["ratios"].values():
         assert f": {ratio:.2f}x**" in text
     data["contestants"]["torch"] = {"available": False, "reason": "not installed"}
     assert "Not run: PyTorch (not installed)." in train.markdown(data)

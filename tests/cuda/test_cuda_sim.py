@@ -427,6 +427,21 @@ def test_fit_with_use_backend_cuda_trains_on_the_device(monkeypatch):
         np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)
 
 
+def test_two_fits_on_the_device_continue_like_one():
+    """A second fit copies the weights and the optimizer state (synced after the first) back in."""
+    x, y = batch()
+    a, b = twin_models(lambda: miniconv.optimizers.RMSprop(0.01))
+    with miniconv.use_backend("cuda"):
+        first = a.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history["loss"]
+        second = a.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history["loss"]
+    with miniconv.use_backend("numpy"):
+        expected = b.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0).history["loss"]
+    np.testing.assert_allclose(first + second, expected, rtol=1e-5)
+    assert a.optimizer.iterations == b.optimizer.iterations == 2
+    for mine, reference in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)
+
+
 def test_fit_with_use_backend_cuda_falls_back_to_op_by_op_with_a_warning():
     """A model DeviceTrainer cannot run whole (here: a binary crossentropy loss) still trains, op by op."""
     x = batch()[0]
