@@ -167,6 +167,7 @@ def check_warp_arguments(interpolation: str, fill_mode: str, owner: str = "affin
 def affine_transform(images, transforms, interpolation="bilinear", fill_mode="reflect", fill_value=0.0) -> np.ndarray:
     """(N, H, W, C) float32 warped by ``transforms`` (N, 8), as ``keras.ops.image.affine_transform``
     (TF's ImageProjectiveTransformV3); the Numba kernel of ``augment_kernels``."""
+    from ..backend.cpu.work_sharing import parallel_range
     from . import augment_kernels as kernels
 
     check_warp_arguments(interpolation, fill_mode)
@@ -177,8 +178,9 @@ def affine_transform(images, transforms, interpolation="bilinear", fill_mode="re
     if transforms.shape != (images.shape[0], 8):
         raise ValueError(f"affine_transform: transforms must be ({images.shape[0]}, 8), got {transforms.shape}")
     out = np.empty_like(images)
-    kernels.affine_transform_forward(images, transforms, kernels.INTERPOLATIONS[interpolation],
-                                     kernels.FILL_MODES[fill_mode], float(fill_value), out)
+    args = (images, transforms, kernels.INTERPOLATIONS[interpolation], kernels.FILL_MODES[fill_mode],
+            float(fill_value), out)
+    parallel_range(lambda start, stop: kernels.affine_transform_forward(*args, start, stop), len(images), 1)
     return out
 
 

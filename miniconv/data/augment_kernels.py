@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 FILL_MODES = {"reflect": 0, "wrap": 1, "constant": 2, "nearest": 3}
 INTERPOLATIONS = {"nearest": 0, "bilinear": 1}
@@ -67,12 +67,14 @@ def _read(images, n, y, x, c, fill):
     return fill
 
 
-@njit(parallel=True, cache=True)
-def affine_transform_forward(images, transforms, interpolation, fill_mode, fill_value, out):
-    """out[n, y, x, c] = images sampled at transforms[n] applied to (x, y), TF's ImageProjectiveTransformV3."""
-    N, H, W, C = images.shape
+@njit(nogil=True, cache=True)
+def affine_transform_forward(images, transforms, interpolation, fill_mode, fill_value, out, start, stop):
+    """out[n, y, x, c] = images sampled at transforms[n] applied to (x, y), TF's ImageProjectiveTransformV3.
+
+    Images n in [start, stop) only: the caller shares the batch between threads."""
+    _, H, W, C = images.shape
     fill = np.float32(fill_value)
-    for n in prange(N):
+    for n in range(start, stop):
         t = transforms[n]
         for y in range(H):
             for x in range(W):

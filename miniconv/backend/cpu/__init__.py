@@ -1,4 +1,5 @@
-"""The "cpu" backend (the default): Numba ``@njit(parallel=True, cache=True)`` kernels.
+"""The "cpu" backend (the default): Numba ``@njit(nogil=True, cache=True)`` kernels
+whose chunks one small thread pool shares (``work_sharing``).
 
 Convolutions are im2col / col2im kernels around NumPy's BLAS product; pooling, activations,
 softmax, bias and dropout are loop nests of ours. Kernels are dtype-generic (float32 from the

@@ -2,6 +2,9 @@
 
 Arrays arrive C-contiguous; elementwise kernels work on the flat view (``ravel`` is free).
 Shape legend for the row kernels: M rows, L row length (softmax) or O outputs (dense).
+
+Each kernel is serial over a range [start, stop) of its outer index and releases the GIL; the
+wrappers below share the ranges between threads with ``work_sharing.parallel_range``.
 """
 
 from __future__ import annotations
@@ -9,29 +12,31 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .work_sharing import matmul
+from .work_sharing import matmul, parallel_range
+
+FLAT_GRAIN = 1 << 15  # elements per shared piece of an elementwise pass (~10-20 us of work)
 
 
-@njit(parallel=True, cache=True)
-def relu_forward_kernel(x, y):
+@njit(nogil=True, cache=True)
+def relu_forward_kernel(x, y, start, stop):
     """y = x where not (x <= 0) else 0, so NaN passes through as TensorFlow's relu."""
-    for i in prange(x.size):
+    for i in range(start, stop):
         y[i] = 0.0 if x[i] <= 0 else x[i]
 
 
-@njit(parallel=True, cache=True)
-def relu_backward_kernel(dy, y, dx):
+@njit(nogil=True, cache=True)
+def relu_backward_kernel(dy, y, dx, start, stop):
     """dx = dy where y > 0 else 0."""
-    for i in prange(dy.size):
+    for i in range(start, stop):
         dx[i] = dy[i] if y[i] > 0 else 0.0
 
 
-@njit(parallel=True, cache=True)
-def sigmoid_forward_kernel(x, y):
+@njit(nogil=True, cache=True)
+def sigmoid_forward_kernel(x, y, start, stop):
     """y = 1 / (1 + exp(-x)) for x >= 0, exp(x) / (1 + exp(x)) for x < 0 (no overflow either way)."""
-    for i in prange(x.size):
+    for i in range(start, stop):
         if x[i] >= 0:
             y[i] = 1.0 / (1.0 + math.exp(-x[i]))
         else:
@@ -39,18 +44,18 @@ def sigmoid_forward_kernel(x, y):
             y[i] = e / (1.0 + e)
 
 
-@njit(parallel=True, cache=True)
-def sigmoid_backward_kernel(dy, y, dx):
+@njit(nogil=True, cache=True)
+def sigmoid_backward_kernel(dy, y, dx, start, stop):
     """dx = dy * y * (1 - y)."""
-    for i in prange(dy.size):
+    for i in range(start, stop):
         dx[i] = dy[i] * y[i] * (1.0 - y[i])
 
 
-@njit(parallel=True, cache=True)
-def softmax_forward_kernel(x, y):
+@njit(nogil=True, cache=True)
+def softmax_forward_kernel(x, y, start, stop):
     """Row m: y = exp(x - max) / sum(exp(x - max)); an inf or NaN in the row gives NaN, as TF."""
-    M, L = x.shape
-    for m in prange(M):
+    _, L = x.shape
+    for m in range(start, stop):
         peak = x[m, 0]
         for j in range(1, L):
             if x[m, j] > peak or math.isnan(x[m, j]):
@@ -63,11 +68,11 @@ def softmax_forward_kernel(x, y):
             y[m, j] /= total
 
 
-@njit(parallel=True, cache=True)
-def softmax_backward_kernel(dy, y, dx):
+@njit(nogil=True, cache=True)
+def softmax_backward_kernel(dy, y, dx, start, stop):
     """Row m: dx = y * (dy - sum(dy * y))."""
-    M, L = dy.shape
-    for m in prange(M):
+    _, L = dy.shape
+    for m in range(start, stop):
         inner = 0.0
         for j in range(L):
             inner += dy[m, j] * y[m, j]
@@ -75,21 +80,21 @@ def softmax_backward_kernel(dy, y, dx):
             dx[m, j] = y[m, j] * (dy[m, j] - inner)
 
 
-@njit(parallel=True, cache=True)
-def add_bias_kernel(y, bias):
+@njit(nogil=True, cache=True)
+def add_bias_kernel(y, bias, start, stop):
     """y[m, o] += bias[o], in place."""
-    M, O = y.shape
-    for m in prange(M):
+    _, O = y.shape
+    for m in range(start, stop):
         for o in range(O):
             y[m, o] += bias[o]
 
 
-@njit(parallel=True, cache=True)
-def bias_gradient_kernel(dy, partial_dbias):
+@njit(nogil=True, cache=True)
+def bias_gradient_kernel(dy, partial_dbias, start, stop):
     """partial_dbias[t, o] = sum of dy[m, o] over block t of the rows; summed by the caller."""
     M, O = dy.shape
     T = partial_dbias.shape[0]
-    for t in prange(T):
+    for t in range(start, stop):
         for o in range(O):
             partial_dbias[t, o] = 0.0
         for m in range(t * M // T, (t + 1) * M // T):
@@ -97,20 +102,20 @@ def bias_gradient_kernel(dy, partial_dbias):
                 partial_dbias[t, o] += dy[m, o]
 
 
-@njit(parallel=True, cache=True)
-def bias_add_kernel(x, bias, y):
+@njit(nogil=True, cache=True)
+def bias_add_kernel(x, bias, y, start, stop):
     """y[m, o] = x[m, o] + bias[o]."""
-    M, O = x.shape
-    for m in prange(M):
+    _, O = x.shape
+    for m in range(start, stop):
         for o in range(O):
             y[m, o] = x[m, o] + bias[o]
 
 
-@njit(parallel=True, cache=True)
-def bias_relu_forward_kernel(x, bias, y):
+@njit(nogil=True, cache=True)
+def bias_relu_forward_kernel(x, bias, y, start, stop):
     """y[m, o] = max(x[m, o] + bias[o], 0), NaN kept."""
-    M, O = x.shape
-    for m in prange(M):
+    _, O = x.shape
+    for m in range(start, stop):
         for o in range(O):
             z = x[m, o] + bias[o]
             y[m, o] = 0.0 if z <= 0 else z
@@ -130,28 +135,34 @@ def relu_gradient_rows(dz, z, zero, dy, bias_partial):
             bias_partial[k] += value
 
 
-@njit(parallel=True, cache=True)
-def bias_relu_backward_kernel(dy, y, zero, dx, partial_dbias):
+@njit(nogil=True, cache=True)
+def bias_relu_backward_kernel(dy, y, zero, dx, partial_dbias, start, stop):
     """dx = dy where y > 0 else 0; partial_dbias[t] = column sums of dx over block t of the rows."""
     M = dy.shape[0]
     T = partial_dbias.shape[0]
-    for t in prange(T):
+    for t in range(start, stop):
         rows = slice(t * M // T, (t + 1) * M // T)
         partial_dbias[t, :] = 0.0
         relu_gradient_rows(dy[rows], y[rows], zero, dx[rows], partial_dbias[t])
 
 
-@njit(parallel=True, cache=True)
-def dropout_kernel(x, keep, scale, y):
+@njit(nogil=True, cache=True)
+def dropout_kernel(x, keep, scale, y, start, stop):
     """y = x * scale where kept, else exactly 0 (a select, as tf.nn.dropout: a dropped inf is 0)."""
-    for i in prange(x.size):
+    for i in range(start, stop):
         y[i] = x[i] * scale if keep[i] else 0.0
 
 
 def _flat_map(kernel, *arrays):
     out = np.empty_like(arrays[0])
-    kernel(*(a.reshape(-1) for a in arrays), out.reshape(-1))
+    flat = [a.reshape(-1) for a in (*arrays, out)]
+    parallel_range(lambda start, stop: kernel(*flat, start, stop), out.size, FLAT_GRAIN)
     return out
+
+
+def _by_rows(kernel, rows, row_length, *args):
+    """kernel(*args, start, stop) over row ranges of about FLAT_GRAIN elements, shared between threads."""
+    parallel_range(lambda start, stop: kernel(*args, start, stop), rows, -(-FLAT_GRAIN // max(row_length, 1)))
 
 
 def relu_forward(x):
@@ -172,13 +183,13 @@ def sigmoid_backward(dy, y):
 
 def softmax_forward(x):
     y = np.empty_like(x)
-    softmax_forward_kernel(x, y)
+    _by_rows(softmax_forward_kernel, *x.shape, x, y)
     return y
 
 
 def softmax_backward(dy, y):
     dx = np.empty_like(dy)
-    softmax_backward_kernel(dy, y, dx)
+    _by_rows(softmax_backward_kernel, *dy.shape, dy, y, dx)
     return dx
 
 
@@ -186,7 +197,7 @@ def dense_forward(x, kernel, bias):
     """y = x @ kernel (BLAS, work-shared), then the bias added in place."""
     y = matmul(x, kernel)
     if bias is not None:
-        add_bias_kernel(y, bias)
+        _by_rows(add_bias_kernel, *y.shape, y, bias)
     return y
 
 
@@ -198,7 +209,7 @@ def dense_backward(dy, x, kernel, with_bias):
 
 def bias_add_forward(x, bias):
     y = np.empty_like(x)
-    bias_add_kernel(x, bias, y)
+    _by_rows(bias_add_kernel, *x.shape, x, bias, y)
     return y
 
 
@@ -210,28 +221,35 @@ def _row_partials(dy):
     return np.empty((max(1, min(ROW_BLOCKS, dy.shape[0])), dy.shape[1]), dy.dtype)
 
 
+def _by_blocks(kernel, dy, *args):
+    """kernel(dy, *args, start, stop) over ranges of the fixed row blocks of ``_row_partials`` (the last arg)."""
+    blocks = args[-1].shape[0]
+    parallel_range(lambda start, stop: kernel(dy, *args, start, stop), blocks, -(-blocks * FLAT_GRAIN // dy.size))
+
+
 def bias_add_backward(dy):
     partial = _row_partials(dy)
-    bias_gradient_kernel(dy, partial)
+    _by_blocks(bias_gradient_kernel, dy, partial)
     return partial.sum(axis=0)
 
 
 def bias_relu_forward(x, bias):
     y = np.empty_like(x)
-    bias_relu_forward_kernel(x, bias, y)
+    _by_rows(bias_relu_forward_kernel, *x.shape, x, bias, y)
     return y
 
 
 def bias_relu_backward(dy, y):
     dx = np.empty_like(dy)
     partial = _row_partials(dy)
-    bias_relu_backward_kernel(dy, y, dy.dtype.type(0), dx, partial)
+    _by_blocks(bias_relu_backward_kernel, dy, y, dy.dtype.type(0), dx, partial)
     return dx, partial.sum(axis=0)
 
 
 def dropout_forward(x, keep, scale):
     y = np.empty_like(x)
-    dropout_kernel(x.reshape(-1), keep.reshape(-1), x.dtype.type(scale), y.reshape(-1))
+    flat = (x.reshape(-1), keep.reshape(-1), x.dtype.type(scale), y.reshape(-1))
+    parallel_range(lambda start, stop: dropout_kernel(*flat, start, stop), x.size, FLAT_GRAIN)
     return y
 
 

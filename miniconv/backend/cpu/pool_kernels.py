@@ -4,16 +4,22 @@ Shape legend: N batch, H W input size, C channels, R S window size, P Q output s
 
 A window's valid cells are rows [max(p*sh - top, 0), min(p*sh - top + R, H)) and the matching
 columns; padded cells are never read. The innermost loop runs over the contiguous channels.
+Each kernel is serial over a range [start, stop) of output rows (forward) or images (backward)
+and releases the GIL; the wrappers share the ranges between threads (``parallel_range``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from .work_sharing import parallel_range
+
+GRAIN = 1 << 15  # elements of input per shared piece (~10-20 us of work)
 
 
-@njit(parallel=True, cache=True)
-def max_pool2d_forward_kernel(x, R, S, sh, sw, top, left, lowest, y, argmax):
+@njit(nogil=True, cache=True)
+def max_pool2d_forward_kernel(x, R, S, sh, sw, top, left, lowest, y, argmax, start, stop):
     """TensorFlow's scan: start at (lowest, first valid cell); take a cell only if strictly greater.
 
     So ties go to the first maximum in row-major window order and NaN never wins.
@@ -21,9 +27,9 @@ def max_pool2d_forward_kernel(x, R, S, sh, sw, top, left, lowest, y, argmax):
     buffers of C values (not in y and argmax), so the loop over channels is a pair of selects
     the compiler turns into vector instructions.
     """
-    N, H, W, C = x.shape
+    _, H, W, C = x.shape
     _, P, Q, _ = y.shape
-    for row_block in prange(N * P):
+    for row_block in range(start, stop):
         n = row_block // P
         p = row_block % P
         h_start = max(p * sh - top, 0)
@@ -47,15 +53,15 @@ def max_pool2d_forward_kernel(x, R, S, sh, sw, top, left, lowest, y, argmax):
             argmax[n, p, q, :] = best_cell
 
 
-@njit(parallel=True, cache=True)
-def max_pool2d_backward_kernel(dy, argmax, dx):
+@njit(nogil=True, cache=True)
+def max_pool2d_backward_kernel(dy, argmax, dx, start, stop):
     """dx[n, h, w, c] = sum of dy[n, p, q, c] over windows whose argmax is h * W + w; one image per step.
 
     The image is addressed flat: (h * W + w) * C + c, no division to recover h and w.
     """
-    N, _, _, C = dx.shape
+    _, _, _, C = dx.shape
     _, P, Q, _ = dy.shape
-    for n in prange(N):
+    for n in range(start, stop):
         image = dx[n].reshape(-1)
         image[:] = 0.0
         for p in range(P):
@@ -64,12 +70,12 @@ def max_pool2d_backward_kernel(dy, argmax, dx):
                     image[argmax[n, p, q, c] * C + c] += dy[n, p, q, c]
 
 
-@njit(parallel=True, cache=True)
-def avg_pool2d_forward_kernel(x, R, S, sh, sw, top, left, y):
+@njit(nogil=True, cache=True)
+def avg_pool2d_forward_kernel(x, R, S, sh, sw, top, left, y, start, stop):
     """y[n,p,q,c] = sum of the window's valid cells / their count."""
-    N, H, W, C = x.shape
+    _, H, W, C = x.shape
     _, P, Q, _ = y.shape
-    for row_block in prange(N * P):
+    for row_block in range(start, stop):
         n = row_block // P
         p = row_block % P
         h_start = max(p * sh - top, 0)
@@ -88,12 +94,12 @@ def avg_pool2d_forward_kernel(x, R, S, sh, sw, top, left, y):
                 y[n, p, q, c] *= inverse_count
 
 
-@njit(parallel=True, cache=True)
-def avg_pool2d_backward_kernel(dy, R, S, sh, sw, top, left, dx):
+@njit(nogil=True, cache=True)
+def avg_pool2d_backward_kernel(dy, R, S, sh, sw, top, left, dx, start, stop):
     """dx[n,h,w,c] = sum over windows covering (h, w) of dy[n,p,q,c] / count[p,q]; one image per step."""
-    N, H, W, C = dx.shape
+    _, H, W, C = dx.shape
     _, P, Q, _ = dy.shape
-    for n in prange(N):
+    for n in range(start, stop):
         dx[n] = 0.0
         for p in range(P):
             h_start = max(p * sh - top, 0)
@@ -108,27 +114,39 @@ def avg_pool2d_backward_kernel(dy, R, S, sh, sw, top, left, dx):
                             dx[n, h, w, c] += dy[n, p, q, c] * inverse_count
 
 
+def _by_output_rows(kernel, x, g, *args):
+    """kernel(*args, start, stop) over ranges of the N * P output rows, shared between threads."""
+    input_per_row = max(1, x.size // (g.N * g.P))
+    parallel_range(lambda start, stop: kernel(*args, start, stop), g.N * g.P, -(-GRAIN // input_per_row))
+
+
+def _by_images(kernel, dx, *args):
+    """kernel(*args, start, stop) over ranges of the N images of dx, shared between threads."""
+    per_image = max(1, dx.size // dx.shape[0])
+    parallel_range(lambda start, stop: kernel(*args, start, stop), dx.shape[0], -(-GRAIN // per_image))
+
+
 def max_pool2d_forward(x, g):
     y = np.empty(g.output_shape, x.dtype)
     argmax = np.empty(g.output_shape, np.int32)  # h * W + w; half the bytes of int64 on a memory-bound pass
     lowest = x.dtype.type(np.finfo(x.dtype).min)
-    max_pool2d_forward_kernel(x, g.R, g.S, g.sh, g.sw, g.top, g.left, lowest, y, argmax)
+    _by_output_rows(max_pool2d_forward_kernel, x, g, x, g.R, g.S, g.sh, g.sw, g.top, g.left, lowest, y, argmax)
     return y, argmax
 
 
 def max_pool2d_backward(dy, argmax, g):
     dx = np.empty(g.input_shape, dy.dtype)
-    max_pool2d_backward_kernel(dy, argmax, dx)
+    _by_images(max_pool2d_backward_kernel, dx, dy, argmax, dx)
     return dx
 
 
 def avg_pool2d_forward(x, g):
     y = np.empty(g.output_shape, x.dtype)
-    avg_pool2d_forward_kernel(x, g.R, g.S, g.sh, g.sw, g.top, g.left, y)
+    _by_output_rows(avg_pool2d_forward_kernel, x, g, x, g.R, g.S, g.sh, g.sw, g.top, g.left, y)
     return y
 
 
 def avg_pool2d_backward(dy, g):
     dx = np.empty(g.input_shape, dy.dtype)
-    avg_pool2d_backward_kernel(dy, g.R, g.S, g.sh, g.sw, g.top, g.left, dx)
+    _by_images(avg_pool2d_backward_kernel, dx, dy, g.R, g.S, g.sh, g.sw, g.top, g.left, dx)
     return dx

@@ -1,4 +1,4 @@
-"""Share chunks of a BLAS-backed kernel between the calling thread and a small thread pool.
+"""Share chunks of every cpu kernel between the calling thread and a small thread pool.
 
 Why not let OpenBLAS and Numba each parallelise their half? Both split work statically over
 their own threads, so on a busy (shared, virtualised) machine each product and each parallel
@@ -8,6 +8,10 @@ for example) that the caller and the pool's threads pull from one counter: whoev
 the next chunk, a thread that is not scheduled takes none, and nobody waits for it. BLAS runs
 single-threaded inside each chunk and NumPy releases the GIL during products, as Numba's
 ``nogil`` kernels do, so the chunks really run in parallel.
+
+The loop kernels (pooling, activations, bias) are shared the same way (``parallel_range``), not
+through Numba's ``prange``: a second set of threads (Numba's pool) spinning beside this one cost
+a third of every training step (measured: 23 ms a step with both, 16 ms with Numba's threads off).
 """
 
 from __future__ import annotations
@@ -149,6 +153,19 @@ def scratch(slot: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     if buffer is None or buffer.size < size:
         buffer = buffers[key] = np.empty(max(size, 1), dtype)
     return buffer[:size].reshape(shape)
+
+
+def parallel_range(task, total: int, grain: int) -> None:
+    """Call ``task(start, stop)`` over pieces of [0, total), shared between the threads.
+
+    Pieces hold at least ``grain`` items (so that each is worth a thread's wake-up, ~20 us), and
+    about four per thread otherwise; work for one piece runs on the caller alone.
+    """
+    bounds = chunk_bounds(total, max(grain, -(-total // (4 * thread_count())), 1))
+    if len(bounds) <= 1:
+        task(0, total)
+        return
+    run_chunks(lambda i: task(*bounds[i]), len(bounds))
 
 
 def chunk_bounds(total: int, chunk: int) -> list[tuple[int, int]]:
