@@ -12,6 +12,7 @@ from .ops import (  # noqa: F401  (re-exported: the names listed in OPS)
     conv1d,
     conv2d,
     conv2d_bias_relu,
+    conv2d_bias_relu_max_pool2d,
     dense,
     dropout,
     global_avg_pool1d,
@@ -29,7 +30,8 @@ from .ops import (  # noqa: F401  (re-exported: the names listed in OPS)
 OPS = (
     "conv1d", "conv2d", "relu", "sigmoid", "softmax", "max_pool1d", "avg_pool1d", "max_pool2d",
     "avg_pool2d", "pool", "global_avg_pool1d", "global_max_pool1d", "global_avg_pool2d",
-    "global_max_pool2d", "dense", "bias_add", "bias_add_relu", "conv2d_bias_relu", "dropout",
+    "global_max_pool2d", "dense", "bias_add", "bias_add_relu", "conv2d_bias_relu",
+    "conv2d_bias_relu_max_pool2d", "dropout",
 )
 
 __all__ = list(OPS)

@@ -144,17 +144,36 @@ def make_plan(model) -> Plan:
 
 
 def forward(layers, x, training: bool, fused: bool = False):
-    """Run every layer; return the output (the last layer's logits when fused) and the backward functions."""
+    """Run every layer; return the output (the last layer's logits when fused) and the backward functions.
+
+    backward[i] is layer i's. Two neighbours that fuse (``Layer.forward_with_next``: a Conv2D(relu)
+    and its MaxPooling2D) run as one op: backward[i] is the pair's and backward[i + 1] passes the
+    gradient through, so the indices still match the layers.
+    """
     backward = []
     h = x
     last = len(layers) - 1
-    for i, layer in enumerate(layers):
+    i = 0
+    while i <= last:
+        layer = layers[i]
         if i == last and fused:
             h, back = layer.forward(h, training, apply_activation=False)
         else:
+            fuse = getattr(layer, "forward_with_next", None)  # a nested Sequential has none
+            pair = fuse(layers[i + 1], h, training) if fuse and i < last and not (fused and i + 1 == last) else None
+            if pair is not None:
+                h, back = pair
+                backward += [back, _pass_through]
+                i += 2
+                continue
             h, back = layer.forward(h, training)
         backward.append(back)
+        i += 1
     return h, backward
+
+
+def _pass_through(dy):
+    return dy
 
 
 def loss_and_prediction(plan: Plan, y, out):

@@ -54,6 +54,27 @@ class Backend:
         dx = self.conv2d_backward_input(dy, w, g) if input_gradient else None
         return dx, self.conv2d_backward_filter(x, dy, g), dbias
 
+    # --- convolution + bias + ReLU + max pooling: a Conv2D(relu) followed by MaxPooling2D --------
+    def conv2d_bias_relu_max_pool_forward(self, x, w, bias, g: ConvGeometry, pg: PoolGeometry):
+        """-> (y, argmax) of y = max_pool2d(max(conv2d(x, w) + bias, 0)), pg the pooling of the
+        conv output (N, P, Q, K): window = strides, VALID. argmax as ``max_pool2d_forward``'s.
+
+        This default runs the two ops one after the other; a backend may fuse them.
+        """
+        return self.max_pool2d_forward(self.conv2d_bias_relu_forward(x, w, bias, g), pg)
+
+    def conv2d_bias_relu_max_pool_backward(self, x, w, y, argmax, dy, g: ConvGeometry, pg: PoolGeometry,
+                                           input_gradient: bool = True):
+        """-> (dx or None, dw, dbias) at the pooled upstream dy.
+
+        dz = dy at each window's winner where y > 0, 0 elsewhere: at the winner y is ReLU's
+        output, so ReLU's gradient there is y > 0; then dbias = sum of dz, dx, dw = conv2d's at dz.
+        """
+        dz = self.max_pool2d_backward(self.relu_backward(dy, y), argmax, pg)
+        dbias = self.bias_add_backward(dz.reshape(-1, g.K))
+        dx = self.conv2d_backward_input(dz, w, g) if input_gradient else None
+        return dx, self.conv2d_backward_filter(x, dz, g), dbias
+
     # --- pooling -----------------------------------------------------------------------------
     def max_pool2d_forward(self, x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
         """(N, H, W, C) -> y (N, P, Q, C) and argmax (N, P, Q, C) ints: h * W + w of the winner."""

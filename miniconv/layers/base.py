@@ -138,6 +138,12 @@ class Layer:
         """``(y, backward)``: the output and ``backward(dy) -> dx``, which also fills ``self.grads``."""
         raise NotImplementedError
 
+    def forward_with_next(self, next_layer, x: np.ndarray, training: bool = False):
+        """``(next_layer's output, backward)`` with this layer and the next one run as one fused op,
+        or None when they do not fuse (the default). ``backward(dy)`` takes the next layer's
+        upstream gradient and fills both layers' ``grads``."""
+        del next_layer, x, training  # no pair by default: the layers run one by one
+
     def __call__(self, x, training: bool = False):
         """Run the layer on an array (building it for the array's shape first if needed)."""
         x = np.asarray(x, dtype=np.float32)

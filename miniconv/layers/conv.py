@@ -141,6 +141,28 @@ class _Conv(Layer):
 
         return z, backward
 
+    def forward_with_next(self, next_layer, x, training=False):
+        """A Conv2D(relu) followed by a MaxPooling2D with strides = pool size and VALID padding runs as
+        ``nn.conv2d_bias_relu_max_pool2d``: the convolution's output is pooled chunk by chunk, never stored."""
+        from .pooling import MaxPooling2D  # (pooling imports this module)
+
+        fuses = (
+            self.rank == 2 and self.use_bias and self.activation == "relu" and isinstance(next_layer, MaxPooling2D)
+            and next_layer.padding == "valid" and next_layer.strides == next_layer.pool_size
+        )
+        if not fuses:
+            return None
+        y, pullback = vjp(
+            nn.conv2d_bias_relu_max_pool2d, x, self.kernel, self.bias, next_layer.pool_size, strides=self.strides,
+            padding=self.padding.upper(), dilations=self.dilation_rate,
+        )
+
+        def backward(dy, input_gradient=True):
+            dx, self.grads[0], self.grads[1] = pullback(dy, input_gradient=input_gradient)
+            return dx
+
+        return y, backward
+
     def get_config(self):
         config = super().get_config()
         config.update(

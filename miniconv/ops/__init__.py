@@ -2,7 +2,16 @@
 
 from ._vjp import vjp
 from .activation import relu, relu_vjp, sigmoid, sigmoid_vjp, softmax, softmax_vjp
-from .conv import conv1d, conv1d_vjp, conv2d, conv2d_bias_relu, conv2d_bias_relu_vjp, conv2d_vjp
+from .conv import (
+    conv1d,
+    conv1d_vjp,
+    conv2d,
+    conv2d_bias_relu,
+    conv2d_bias_relu_max_pool2d,
+    conv2d_bias_relu_max_pool2d_vjp,
+    conv2d_bias_relu_vjp,
+    conv2d_vjp,
+)
 from .dense import bias_add, bias_add_relu, bias_add_relu_vjp, bias_add_vjp, dense, dense_vjp
 from .dropout import dropout, dropout_vjp
 from .pool import (
@@ -28,6 +37,8 @@ __all__ = [
     "conv1d_vjp",
     "conv2d",
     "conv2d_bias_relu",
+    "conv2d_bias_relu_max_pool2d",
+    "conv2d_bias_relu_max_pool2d_vjp",
     "conv2d_bias_relu_vjp",
     "conv2d_vjp",
     "dense",

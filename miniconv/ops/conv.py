@@ -11,7 +11,7 @@ Matches ``tf.nn.conv2d`` / ``tf.nn.conv1d`` (channels last, filters HWIO / WIO).
 from __future__ import annotations
 
 from ..backend import get_backend
-from ..shapes import conv_geometry, normalize_padding, normalize_tuple
+from ..shapes import conv_geometry, normalize_padding, normalize_tuple, pool_geometry
 from ._checks import as_float_array, check_data_format, check_nonempty, check_upstream
 from ._vjp import has_vjp
 
@@ -69,6 +69,11 @@ def conv2d(input, filters, strides=1, padding="VALID", dilations=1, *, backend=N
 def conv2d_bias_relu_vjp(input, filters, bias, strides=1, padding="VALID", dilations=1, *, backend=None):
     """``conv2d_bias_relu`` and its pullback ``dz -> (dx, dw, dbias)``; ``input_gradient=False`` as conv2d's."""
     op = "conv2d_bias_relu"
+    x, w, b, strides, dilations = _check_bias_conv_arguments(input, filters, bias, strides, dilations, op)
+    return _conv_vjp(x, w, strides, padding, dilations, backend, op, bias=b)
+
+
+def _check_bias_conv_arguments(input, filters, bias, strides, dilations, op):
     x = as_float_array(input, "input", op, rank=4, layout="(N, H, W, C)")
     w = as_float_array(filters, "filters", op, rank=4, layout="(R, S, C, K)")
     b = as_float_array(bias, "bias", op, rank=1, layout="(K,)")
@@ -76,7 +81,7 @@ def conv2d_bias_relu_vjp(input, filters, bias, strides=1, padding="VALID", dilat
         raise ValueError(f"{op}: bias must have shape ({w.shape[3]},), one value per filter of filters {w.shape}, got {b.shape}")
     strides = normalize_tuple(strides, 2, "strides", allow_nc=True)
     dilations = normalize_tuple(1 if dilations is None else dilations, 2, "dilations", allow_nc=True)
-    return _conv_vjp(x, w, strides, padding, dilations, backend, op, bias=b)
+    return x, w, b, strides, dilations
 
 
 @has_vjp(conv2d_bias_relu_vjp)
@@ -90,6 +95,44 @@ def conv2d_bias_relu(input, filters, bias, strides=1, padding="VALID", dilations
     in cache, and forms the ReLU gradient block by block inside the filter-gradient pass.
     """
     return conv2d_bias_relu_vjp(input, filters, bias, strides, padding, dilations, backend=backend)[0]
+
+
+def conv2d_bias_relu_max_pool2d_vjp(input, filters, bias, pool_size, strides=1, padding="VALID", dilations=1, *,
+                                    backend=None):
+    """``conv2d_bias_relu_max_pool2d`` and its pullback ``dy -> (dx, dw, dbias)``; ``input_gradient=False`` as conv2d's."""
+    op = "conv2d_bias_relu_max_pool2d"
+    x, w, b, strides, dilations = _check_bias_conv_arguments(input, filters, bias, strides, dilations, op)
+    window = normalize_tuple(pool_size, 2, "pool_size")
+    check_nonempty(x, "input", op)
+    check_nonempty(w, "filters", op)
+    g = conv_geometry(x.shape, w.shape, strides, normalize_padding(padding), dilations, op)
+    pg = pool_geometry(g.output_shape, window, window, "VALID", op)
+    be = get_backend(backend)
+    y, argmax = be.conv2d_bias_relu_max_pool_forward(x, w, b, g, pg)
+
+    def pullback(dy, input_gradient=True):
+        dy = check_upstream(dy, pg.output_shape, op)
+        return be.conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradient)
+
+    return y, pullback
+
+
+@has_vjp(conv2d_bias_relu_max_pool2d_vjp)
+def conv2d_bias_relu_max_pool2d(input, filters, bias, pool_size, strides=1, padding="VALID", dilations=1, *,
+                                backend=None):
+    """y = max_pool2d(max(conv2d(input, filters) + bias, 0), pool_size), fused: a Conv2D(relu) layer
+    followed by a MaxPooling2D whose strides are its pool size, with VALID padding (Keras's default).
+
+    input (N, H, W, C), filters (R, S, C, K), bias (K,), pool_size an int or a pair (Rp, Sp)
+    -> (N, P // Rp, Q // Sp, K) with (P, Q) the convolution's output size; strides, padding and
+    dilations as ``conv2d``. The same numbers as
+    ``tf.nn.max_pool2d(tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(...), bias)), pool_size, pool_size, "VALID")``,
+    ties to the first maximum in scan order. The cpu backend pools each chunk of convolution rows
+    while it is in cache, so the convolution's output is never written out whole, and (without
+    dx) forms the convolution's gradient chunk by chunk inside the filter-gradient pass.
+    """
+    return conv2d_bias_relu_max_pool2d_vjp(input, filters, bias, pool_size, strides, padding, dilations,
+                                           backend=backend)[0]
 
 
 def conv1d_vjp(input, filters, stride=1, padding="VALID", dilations=1, *, backend=None, data_format=None, name=None):

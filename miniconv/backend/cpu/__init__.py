@@ -6,6 +6,7 @@ softmax, bias and dropout are loop nests of ours. Kernels are dtype-generic (flo
 ops, float64 in the gradient checks). Where each kernel lives:
 
     conv_kernels.py         conv2d forward, backward-input, backward-filter; conv2d + bias + ReLU fused
+    conv_pool_kernels.py    conv2d + bias + ReLU + a non-overlapping max pooling, fused per chunk
     pool_kernels.py         max / average pooling forward and backward (argmax for max)
     elementwise_kernels.py  relu, sigmoid, softmax, dense bias, dropout
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from ..._threads import warn_if_blas_spins
 from ..interface import Backend
-from . import conv_kernels, elementwise_kernels, pool_kernels
+from . import conv_kernels, conv_pool_kernels, elementwise_kernels, pool_kernels
 from .allocation import keep_freed_memory
 
 warn_if_blas_spins()
@@ -31,6 +32,14 @@ class CpuBackend(Backend):
     conv2d_backward_filter = staticmethod(conv_kernels.conv2d_backward_filter)
     conv2d_bias_relu_forward = staticmethod(conv_kernels.conv2d_bias_relu_forward)
     conv2d_bias_relu_backward = staticmethod(conv_kernels.conv2d_bias_relu_backward)
+    conv2d_bias_relu_max_pool_forward = staticmethod(conv_pool_kernels.conv2d_bias_relu_max_pool_forward)
+
+    def conv2d_bias_relu_max_pool_backward(self, x, w, y, argmax, dy, g, pg, input_gradient=True):
+        """Without dx, dz is formed chunk by chunk inside the filter-gradient pass; with dx, the composition."""
+        if input_gradient:
+            return super().conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, True)
+        dw, dbias = conv_pool_kernels.conv2d_bias_relu_max_pool_filter_gradient(x, y, argmax, dy, g, pg)
+        return None, dw, dbias
 
     max_pool2d_forward = staticmethod(pool_kernels.max_pool2d_forward)
     max_pool2d_backward = staticmethod(pool_kernels.max_pool2d_backward)

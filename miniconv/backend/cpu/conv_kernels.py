@@ -29,17 +29,21 @@ MIN_CHUNKS = 4  # at least this many chunks (when there are rows enough), so tha
 
 
 @njit(nogil=True, cache=True)
-def im2col_rows(x, R, S, sh, sw, dh, dw, top, left, P, Q, first_image_row, cols):
-    """cols[i] = the patch of output row (first_image_row * Q) + i, where row = (n*P + p)*Q + q.
+def im2col_rows(x, R, S, sh, sw, dh, dw, top, left, P, Q, rows_per_unit, units_per_image, first_unit, cols):
+    """cols = the patches of whole output image rows, Q matrix rows each, ``rows_per_unit`` per unit.
 
-    cols holds whole output image rows (a multiple of Q matrix rows). Per image row (n, p) and
-    filter cell (r, s) the loop runs over q: one bounds test for the input row, none per channel.
+    Unit u (from first_unit) is the output image rows (n, i * rows_per_unit + t), t < rows_per_unit,
+    with n = u // units_per_image and i = u % units_per_image: with rows_per_unit = 1 and
+    units_per_image = P, the output image rows (n, p) in order, so matrix row (n*P + p)*Q + q;
+    with the pooling window's height, the conv rows a non-overlapping pooling reads.
+    Per image row and filter cell (r, s) the loop runs over q: one bounds test for the input
+    row, none per channel.
     """
     _, H, W, C = x.shape
     for block in range(cols.shape[0] // Q):
-        image_row = first_image_row + block
-        n = image_row // P
-        p = image_row % P
+        unit = first_unit + block // rows_per_unit
+        n = unit // units_per_image
+        p = (unit % units_per_image) * rows_per_unit + block % rows_per_unit
         row0 = block * Q
         for r in range(R):
             h = p * sh + r * dh - top
@@ -81,18 +85,21 @@ def col2im_images(dcols, R, S, sh, sw, dh, dw, top, left, P, Q, dx):
 
 
 def _row_chunks(g):
-    """Bounds of the row chunks for the forward and backward-filter passes, in matrix rows.
+    """Bounds of the row chunks for the forward and backward-filter passes, in output image rows.
 
     A chunk is a whole number of output image rows (Q matrix rows each) whose patches fill about
     CHUNK_BYTES, or less to make MIN_CHUNKS chunks.
     """
-    image_rows = g.N * g.P
-    per_chunk = max(1, min(CHUNK_BYTES // (4 * g.R * g.S * g.C * g.Q), -(-image_rows // MIN_CHUNKS)))
-    return [(start * g.Q, stop * g.Q) for start, stop in chunk_bounds(image_rows, per_chunk)]
+    return _unit_chunks(g.N * g.P, 4 * g.R * g.S * g.C * g.Q)
 
 
-def _im2col(x, g, row_start, cols):
-    im2col_rows(x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, row_start // g.Q, cols)
+def _unit_chunks(units, unit_bytes):
+    per_chunk = max(1, min(CHUNK_BYTES // unit_bytes, -(-units // MIN_CHUNKS)))
+    return chunk_bounds(units, per_chunk)
+
+
+def _im2col(x, g, first_image_row, cols):
+    im2col_rows(x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, 1, g.P, first_image_row, cols)
 
 
 @njit(nogil=True, cache=True)
@@ -116,11 +123,12 @@ def conv2d_forward(x, w, g, bias=None):
 
     def task(i):
         start, stop = bounds[i]
-        cols = scratch("cols", (stop - start, w_matrix.shape[0]), x.dtype)
+        rows = slice(start * g.Q, stop * g.Q)
+        cols = scratch("cols", ((stop - start) * g.Q, w_matrix.shape[0]), x.dtype)
         _im2col(x, g, start, cols)
-        np.matmul(cols, w_matrix, out=y[start:stop])
+        np.matmul(cols, w_matrix, out=y[rows])
         if bias is not None:
-            bias_relu_rows(y[start:stop], bias)
+            bias_relu_rows(y[rows], bias)
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
@@ -132,16 +140,18 @@ def conv2d_bias_relu_forward(x, w, bias, g):
     return conv2d_forward(x, w, g, bias)
 
 
-def _filter_gradient(x, g, dy_chunk):
+def _filter_gradient(x, g, dy_chunk, bounds=None, im2col=None, rows_per_unit=1):
     """dw (R, S, C, K) = sum over row chunks of im2col(x)[rows].T @ dy_chunk(group, start, stop).
 
     The chunks form REDUCTION_GROUPS fixed groups, each summed in order into its own partial,
     and the partials are added in group order: the same bits whichever thread ran what, so a
-    seeded training run repeats exactly. ``dy_chunk`` gives the upstream rows [start, stop) of
-    a chunk of that group.
+    seeded training run repeats exactly. ``dy_chunk`` gives the upstream rows of units
+    [start, stop) of that group. By default a unit is one output image row (``_row_chunks``,
+    ``_im2col``); the fused pooling passes its own ``bounds``, ``im2col`` and ``rows_per_unit``.
     """
     patch = g.R * g.S * g.C
-    bounds = _row_chunks(g)
+    bounds = _row_chunks(g) if bounds is None else bounds
+    im2col = _im2col if im2col is None else im2col
     groups = _reduction_groups(bounds)
     partials = scratch("dw_partials", (len(groups), patch, g.K), x.dtype)
 
@@ -150,8 +160,8 @@ def _filter_gradient(x, g, dy_chunk):
         partial[:] = 0.0
         for start, stop in bounds[groups[group][0] : groups[group][1]]:
             dy_rows = dy_chunk(group, start, stop)
-            cols = scratch("cols", (stop - start, patch), x.dtype)
-            _im2col(x, g, start, cols)
+            cols = scratch("cols", ((stop - start) * rows_per_unit * g.Q, patch), x.dtype)
+            im2col(x, g, start, cols)
             partial += cols.T @ dy_rows
 
     with single_threaded_blas():
@@ -173,7 +183,7 @@ def _sum_in_order(partials):
 def conv2d_backward_filter(x, dy, g):
     """dw (R, S, C, K) = im2col(x).T @ dy, chunk by chunk (see _filter_gradient)."""
     dy_rows = dy.reshape(-1, g.K)
-    return _filter_gradient(x, g, lambda group, start, stop: dy_rows[start:stop])
+    return _filter_gradient(x, g, lambda group, start, stop: dy_rows[start * g.Q : stop * g.Q])
 
 
 def conv2d_bias_relu_backward(x, w, z, dz, g, input_gradient=True):
@@ -190,6 +200,7 @@ def conv2d_bias_relu_backward(x, w, z, dz, g, input_gradient=True):
     zero = dz.dtype.type(0)
 
     def dy_chunk(group, start, stop):
+        start, stop = start * g.Q, stop * g.Q
         rows = dy_rows[start:stop] if input_gradient else scratch("dy", (stop - start, g.K), dz.dtype)
         relu_gradient_rows(dz_rows[start:stop], z_rows[start:stop], zero, rows, bias_partials[group])
         return rows

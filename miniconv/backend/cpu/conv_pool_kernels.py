@@ -1,0 +1,128 @@
+"""Numba kernels for conv2d + bias + ReLU + a non-overlapping max pooling, fused per chunk.
+
+Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q conv
+output size; Rp Sp the pooling window (= its strides, VALID), Pp Qp the pooled size.
+
+    z = max(conv2d(x, w) + bias, 0)    (N, P, Q, K)     never written out whole
+    y = max_pool2d(z, (Rp, Sp))        (N, Pp, Qp, K)   argmax: h * Q + w of each window's winner
+
+A unit is one pooled image row, i.e. the Rp conv rows (Q cells each) its windows read; a chunk
+is a run of units. Forward: per chunk, im2col, one BLAS product, then bias + ReLU + pooling
+while the chunk's z is in cache. Backward without dx (a network's first layer): per chunk, the
+pooled gradient is scattered to each window's winner where y > 0 (there y is ReLU's output, so
+ReLU's gradient is 1; elsewhere z's gradient is 0), and that chunk of dz goes straight into the
+filter-gradient product: neither z nor dz exists whole. Conv rows and columns that no window
+reads (an odd P or Q) are never computed; their gradient is 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .conv_kernels import _filter_gradient, _reduction_groups, _sum_in_order, _unit_chunks, im2col_rows
+from .work_sharing import run_chunks, scratch, single_threaded_blas
+
+
+@njit(nogil=True, cache=True)
+def bias_relu_max_pool_rows(z, bias, Q, Rp, Sp, Pp, first_unit, lowest, y, argmax):
+    """y[u, j, k] = max over the window (t, v) of relu(z[(u*Rp + t)*Q + j*Sp + v, k] + bias[k]).
+
+    TensorFlow's scan, as max_pool2d's: start at (lowest, the first cell), take a cell only if
+    strictly greater; ReLU keeps NaN, which never wins. argmax[u, j, k] = h * Q + w in the
+    image's conv output, h = (unit % Pp) * Rp + t. y, argmax (units, Qp, K).
+    """
+    units, Qp, K = y.shape
+    best = np.empty(K, y.dtype)
+    best_cell = np.empty(K, np.int32)
+    for u in range(units):
+        h0 = ((first_unit + u) % Pp) * Rp
+        for j in range(Qp):
+            best[:] = lowest
+            best_cell[:] = h0 * Q + j * Sp
+            for t in range(Rp):
+                for v in range(Sp):
+                    row = (u * Rp + t) * Q + j * Sp + v
+                    cell = np.int32((h0 + t) * Q + j * Sp + v)
+                    for k in range(K):
+                        value = z[row, k] + bias[k]
+                        value = 0.0 if value <= 0 else value
+                        take = value > best[k]
+                        best[k] = value if take else best[k]
+                        best_cell[k] = cell if take else best_cell[k]
+            y[u, j, :] = best
+            argmax[u, j, :] = best_cell
+
+
+@njit(nogil=True, cache=True)
+def pooled_gradient_rows(dy, y, argmax, Q, Rp, Pp, first_unit, zero, dz, bias_partial):
+    """dz (units*Rp*Q, K) = dy at each window's winner where y > 0, else 0; bias_partial += its column sums.
+
+    dy, y, argmax (units, Qp, K); windows do not overlap, so each dz cell gets one value at most.
+    """
+    units, Qp, K = dy.shape
+    dz[:] = zero
+    for u in range(units):
+        h0 = ((first_unit + u) % Pp) * Rp
+        for j in range(Qp):
+            for k in range(K):
+                if y[u, j, k] > 0:
+                    cell = argmax[u, j, k]
+                    row = (u * Rp + cell // Q - h0) * Q + cell % Q
+                    dz[row, k] = dy[u, j, k]
+                    bias_partial[k] += dy[u, j, k]
+
+
+def _chunks(g, pg):
+    """Chunks of units whose patches and z rows together fill about CHUNK_BYTES."""
+    return _unit_chunks(g.N * pg.P, 4 * pg.R * g.Q * (g.R * g.S * g.C + g.K))
+
+
+def _im2col_units(x, g, pg):
+    def im2col(x, g, first_unit, cols):
+        im2col_rows(x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, pg.R, pg.P, first_unit, cols)
+
+    return im2col
+
+
+def conv2d_bias_relu_max_pool_forward(x, w, bias, g, pg):
+    """(y (N, Pp, Qp, K), argmax (N, Pp, Qp, K) int32 = h * Q + w), per chunk of units (see the module)."""
+    units, patch = g.N * pg.P, g.R * g.S * g.C
+    w_matrix = w.reshape(patch, g.K)
+    y = np.empty((units, pg.Q, g.K), x.dtype)
+    argmax = np.empty((units, pg.Q, g.K), np.int32)
+    lowest = x.dtype.type(np.finfo(x.dtype).min)
+    bounds = _chunks(g, pg)
+    im2col = _im2col_units(x, g, pg)
+
+    def task(i):
+        start, stop = bounds[i]
+        rows = (stop - start) * pg.R * g.Q
+        cols = scratch("cols", (rows, patch), x.dtype)
+        im2col(x, g, start, cols)
+        z = scratch("z", (rows, g.K), x.dtype)
+        np.matmul(cols, w_matrix, out=z)
+        bias_relu_max_pool_rows(z, bias, g.Q, pg.R, pg.S, pg.P, start, lowest, y[start:stop], argmax[start:stop])
+
+    with single_threaded_blas():
+        run_chunks(task, len(bounds))
+    return y.reshape(pg.output_shape), argmax.reshape(pg.output_shape)
+
+
+def conv2d_bias_relu_max_pool_filter_gradient(x, y, argmax, dy, g, pg):
+    """(dw (R, S, C, K), dbias (K,)) at the pooled upstream gradient dy, dz formed chunk by chunk."""
+    units = g.N * pg.P
+    dy_units, y_units, argmax_units = (a.reshape(units, pg.Q, g.K) for a in (dy, y, argmax))
+    bounds = _chunks(g, pg)
+    bias_partials = np.zeros((len(_reduction_groups(bounds)), g.K), dy.dtype)
+    zero = dy.dtype.type(0)
+
+    def dz_chunk(group, start, stop):
+        dz = scratch("dy", ((stop - start) * pg.R * g.Q, g.K), dy.dtype)
+        pooled_gradient_rows(dy_units[start:stop], y_units[start:stop], argmax_units[start:stop], g.Q, pg.R, pg.P,
+                             start, zero, dz, bias_partials[group])
+        return dz
+
+    dw = _filter_gradient(x, g, dz_chunk, bounds, _im2col_units(x, g, pg), pg.R)
+    return dw, _sum_in_order(bias_partials)
+
