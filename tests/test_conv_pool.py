@@ -121,7 +121,7 @@ def test_conv2d_bias_relu_max_pool2d_all_negative_windows_get_no_gradient(backen
     x = np.ones((1, 4, 4, 1), np.float32)
     w = np.ones((1, 1, 1, 2), np.float32)
     b = np.array([-2.0, 1.0], np.float32)  # channel 0: every z = 1 - 2 < 0; channel 1: every z = 2
-    _, pullback = miniconv.vjp(nn.conv2d_bias_relu_max_pool2d, x, w, b, 2, backend=backend)
+    y, pullback = miniconv.vjp(nn.conv2d_bias_relu_max_pool2d, x, w, b, 2, backend=backend)
     np.testing.assert_array_equal(y[..., 0], 0.0)
     np.testing.assert_array_equal(y[..., 1], 2.0)
     dx, dw, db = pullback(np.ones_like(y))

@@ -33,13 +33,7 @@ class CpuBackend(Backend):
     conv2d_bias_relu_forward = staticmethod(conv_kernels.conv2d_bias_relu_forward)
     conv2d_bias_relu_backward = staticmethod(conv_kernels.conv2d_bias_relu_backward)
     conv2d_bias_relu_max_pool_forward = staticmethod(conv_pool_kernels.conv2d_bias_relu_max_pool_forward)
-
-    def conv2d_bias_relu_max_pool_backward(self, x, w, y, argmax, dy, g, pg, input_gradient=True):
-        """Without dx, dz is formed chunk by chunk inside the filter-gradient pass; with dx, the composition."""
-        if input_gradient:
-            return super().conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, True)
-        dw, dbias = conv_pool_kernels.conv2d_bias_relu_max_pool_filter_gradient(x, y, argmax, dy, g, pg)
-        return None, dw, dbias
+    conv2d_bias_relu_max_pool_backward = staticmethod(conv_pool_kernels.conv2d_bias_relu_max_pool_backward)
 
     max_pool2d_forward = staticmethod(pool_kernels.max_pool2d_forward)
     max_pool2d_backward = staticmethod(pool_kernels.max_pool2d_backward)

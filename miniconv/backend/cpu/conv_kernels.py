@@ -140,18 +140,16 @@ def conv2d_bias_relu_forward(x, w, bias, g):
     return conv2d_forward(x, w, g, bias)
 
 
-def _filter_gradient(x, g, dy_chunk, bounds=None, im2col=None, rows_per_unit=1):
+def _filter_gradient(x, g, dy_chunk):
     """dw (R, S, C, K) = sum over row chunks of im2col(x)[rows].T @ dy_chunk(group, start, stop).
 
     The chunks form REDUCTION_GROUPS fixed groups, each summed in order into its own partial,
     and the partials are added in group order: the same bits whichever thread ran what, so a
-    seeded training run repeats exactly. ``dy_chunk`` gives the upstream rows of units
-    [start, stop) of that group. By default a unit is one output image row (``_row_chunks``,
-    ``_im2col``); the fused pooling passes its own ``bounds``, ``im2col`` and ``rows_per_unit``.
+    seeded training run repeats exactly. ``dy_chunk`` gives the upstream rows of the output image
+    rows [start, stop) of a chunk of that group.
     """
     patch = g.R * g.S * g.C
-    bounds = _row_chunks(g) if bounds is None else bounds
-    im2col = _im2col if im2col is None else im2col
+    bounds = _row_chunks(g)
     groups = _reduction_groups(bounds)
     partials = scratch("dw_partials", (len(groups), patch, g.K), x.dtype)
 
@@ -160,8 +158,8 @@ def _filter_gradient(x, g, dy_chunk, bounds=None, im2col=None, rows_per_unit=1):
         partial[:] = 0.0
         for start, stop in bounds[groups[group][0] : groups[group][1]]:
             dy_rows = dy_chunk(group, start, stop)
-            cols = scratch("cols", ((stop - start) * rows_per_unit * g.Q, patch), x.dtype)
-            im2col(x, g, start, cols)
+            cols = scratch("cols", ((stop - start) * g.Q, patch), x.dtype)
+            _im2col(x, g, start, cols)
             partial += cols.T @ dy_rows
 
     with single_threaded_blas():

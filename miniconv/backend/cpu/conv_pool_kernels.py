@@ -8,11 +8,11 @@ output size; Rp Sp the pooling window (= its strides, VALID), Pp Qp the pooled s
 
 A unit is one pooled image row, i.e. the Rp conv rows (Q cells each) its windows read; a chunk
 is a run of units. Forward: per chunk, im2col, one BLAS product, then bias + ReLU + pooling
-while the chunk's z is in cache. Backward without dx (a network's first layer): per chunk, the
-pooled gradient is scattered to each window's winner where y > 0 (there y is ReLU's output, so
-ReLU's gradient is 1; elsewhere z's gradient is 0), and that chunk of dz goes straight into the
-filter-gradient product: neither z nor dz exists whole. Conv rows and columns that no window
-reads (an odd P or Q) are never computed; their gradient is 0.
+while the chunk's z is in cache; conv rows that no window reads (an odd P) are never computed.
+Backward: per chunk of whole images, the pooled gradient is scattered to each window's winner
+where y > 0 (there y is ReLU's output, so ReLU's gradient is 1; elsewhere z's gradient is 0), and
+that chunk of dz goes straight into the filter-gradient and input-gradient products: neither z
+nor dz ever exists whole.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .conv_kernels import _filter_gradient, _reduction_groups, _sum_in_order, _unit_chunks, im2col_rows
+from .conv_kernels import _im2col, _reduction_groups, _sum_in_order, _unit_chunks, col2im_images, im2col_rows
 from .work_sharing import run_chunks, scratch, single_threaded_blas
 
 
@@ -55,22 +55,21 @@ def bias_relu_max_pool_rows(z, bias, Q, Rp, Sp, Pp, first_unit, lowest, y, argma
 
 
 @njit(nogil=True, cache=True)
-def pooled_gradient_rows(dy, y, argmax, Q, Rp, Pp, first_unit, zero, dz, bias_partial):
-    """dz (units*Rp*Q, K) = dy at each window's winner where y > 0, else 0; bias_partial += its column sums.
+def pooled_gradient_images(dy, y, argmax, PQ, zero, dz, bias_partial):
+    """dz (images * P*Q, K) = dy at each window's winner where y > 0, else 0; bias_partial += its column sums.
 
-    dy, y, argmax (units, Qp, K); windows do not overlap, so each dz cell gets one value at most.
+    dy, y, argmax (images, Pp, Qp, K), argmax = h * Q + w in the image; windows do not overlap,
+    so each dz cell gets one value at most.
     """
-    units, Qp, K = dy.shape
+    images, Pp, Qp, K = dy.shape
     dz[:] = zero
-    for u in range(units):
-        h0 = ((first_unit + u) % Pp) * Rp
-        for j in range(Qp):
-            for k in range(K):
-                if y[u, j, k] > 0:
-                    cell = argmax[u, j, k]
-                    row = (u * Rp + cell // Q - h0) * Q + cell % Q
-                    dz[row, k] = dy[u, j, k]
-                    bias_partial[k] += dy[u, j, k]
+    for n in range(images):
+        for i in range(Pp):
+            for j in range(Qp):
+                for k in range(K):
+                    if y[n, i, j, k] > 0:
+                        dz[n * PQ + argmax[n, i, j, k], k] = dy[n, i, j, k]
+                        bias_partial[k] += dy[n, i, j, k]
 
 
 def _chunks(g, pg):
@@ -109,20 +108,42 @@ def conv2d_bias_relu_max_pool_forward(x, w, bias, g, pg):
     return y.reshape(pg.output_shape), argmax.reshape(pg.output_shape)
 
 
-def conv2d_bias_relu_max_pool_filter_gradient(x, y, argmax, dy, g, pg):
-    """(dw (R, S, C, K), dbias (K,)) at the pooled upstream gradient dy, dz formed chunk by chunk."""
-    units = g.N * pg.P
-    dy_units, y_units, argmax_units = (a.reshape(units, pg.Q, g.K) for a in (dy, y, argmax))
-    bounds = _chunks(g, pg)
-    bias_partials = np.zeros((len(_reduction_groups(bounds)), g.K), dy.dtype)
+def conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradient=True):
+    """(dx or None, dw, dbias) at the pooled upstream dy, per chunk of whole images, all in cache:
+
+        dz     = dy at each window's winner where y > 0, else 0       (the chunk's P*Q rows)
+        dw    += im2col(x).T @ dz,   dbias += column sums of dz
+        dx     = col2im(dz @ w.reshape(R*S*C, K).T)                    (only with input_gradient)
+
+    Chunks hold whole images, so no two threads write the same dx cell; they form
+    REDUCTION_GROUPS fixed groups whose partials are added in order (the same bits on any thread).
+    """
+    patch, rows_per_image = g.R * g.S * g.C, g.P * g.Q
+    w_matrix = w.reshape(patch, g.K)
+    bounds = _unit_chunks(g.N, 4 * rows_per_image * patch)  # CHUNK_BYTES of patches, as conv2d_backward_input
+    groups = _reduction_groups(bounds)
+    dw_partials = scratch("dw_partials", (len(groups), patch, g.K), x.dtype)
+    bias_partials = np.zeros((len(groups), g.K), dy.dtype)
+    dx = np.empty(x.shape, x.dtype) if input_gradient else None
     zero = dy.dtype.type(0)
 
-    def dz_chunk(group, start, stop):
-        dz = scratch("dy", ((stop - start) * pg.R * g.Q, g.K), dy.dtype)
-        pooled_gradient_rows(dy_units[start:stop], y_units[start:stop], argmax_units[start:stop], g.Q, pg.R, pg.P,
-                             start, zero, dz, bias_partials[group])
-        return dz
+    def task(group):
+        dw_partial = dw_partials[group]
+        dw_partial[:] = 0.0
+        for first, last in bounds[groups[group][0] : groups[group][1]]:
+            rows = (last - first) * rows_per_image
+            dz = scratch("dy", (rows, g.K), dy.dtype)
+            pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], rows_per_image, zero, dz,
+                                   bias_partials[group])
+            cols = scratch("cols", (rows, patch), x.dtype)
+            _im2col(x, g, first * g.P, cols)
+            dw_partial += cols.T @ dz
+            if input_gradient:
+                dcols = scratch("dcols", (rows, patch), x.dtype)
+                np.matmul(dz, w_matrix.T, out=dcols)
+                col2im_images(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, dx[first:last])
 
-    dw = _filter_gradient(x, g, dz_chunk, bounds, _im2col_units(x, g, pg), pg.R)
-    return dw, _sum_in_order(bias_partials)
-
+    with single_threaded_blas():
+        run_chunks(task, len(groups))
+    dw = _sum_in_order(dw_partials).reshape(g.R, g.S, g.C, g.K)
+    return dx, dw, _sum_in_order(bias_partials)
