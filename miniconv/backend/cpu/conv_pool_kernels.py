@@ -25,12 +25,13 @@ from .work_sharing import run_chunks, scratch, single_threaded_blas
 
 
 @njit(nogil=True, cache=True)
-def bias_relu_max_pool_rows(z, bias, Q, Rp, Sp, Pp, first_unit, lowest, y, argmax):
+def bias_relu_max_pool_rows(z, bias, Q, Rp, Sp, Pp, first_unit, lowest, zero, y, argmax):
     """y[u, j, k] = max over the window (t, v) of relu(z[(u*Rp + t)*Q + j*Sp + v, k] + bias[k]).
 
     TensorFlow's scan, as max_pool2d's: start at (lowest, the first cell), take a cell only if
     strictly greater; ReLU keeps NaN, which never wins. argmax[u, j, k] = h * Q + w in the
-    image's conv output, h = (unit % Pp) * Rp + t. y, argmax (units, Qp, K).
+    image's conv output, h = (unit % Pp) * Rp + t. y, argmax (units, Qp, K). ``lowest`` and
+    ``zero`` come in with z's dtype: a literal 0.0 would make the selects float64.
     """
     units, Qp, K = y.shape
     best = np.empty(K, y.dtype)
@@ -46,7 +47,7 @@ def bias_relu_max_pool_rows(z, bias, Q, Rp, Sp, Pp, first_unit, lowest, y, argma
                     cell = np.int32((h0 + t) * Q + j * Sp + v)
                     for k in range(K):
                         value = z[row, k] + bias[k]
-                        value = 0.0 if value <= 0 else value
+                        value = zero if value <= 0 else value
                         take = value > best[k]
                         best[k] = value if take else best[k]
                         best_cell[k] = cell if take else best_cell[k]
@@ -86,11 +87,11 @@ def _im2col_units(x, g, pg):
 
 def conv2d_bias_relu_max_pool_forward(x, w, bias, g, pg):
     """(y (N, Pp, Qp, K), argmax (N, Pp, Qp, K) int32 = h * Q + w), per chunk of units (see the module)."""
+    lowest = x.dtype.type(np.finfo(x.dtype).min)
     units, patch = g.N * pg.P, g.R * g.S * g.C
     w_matrix = w.reshape(patch, g.K)
     y = np.empty((units, pg.Q, g.K), x.dtype)
     argmax = np.empty((units, pg.Q, g.K), np.int32)
-    lowest = x.dtype.type(np.finfo(x.dtype).min)
     bounds = _chunks(g, pg)
     im2col = _im2col_units(x, g, pg)
 
@@ -101,7 +102,8 @@ def conv2d_bias_relu_max_pool_forward(x, w, bias, g, pg):
         im2col(x, g, start, cols)
         z = scratch("z", (rows, g.K), x.dtype)
         np.matmul(cols, w_matrix, out=z)
-        bias_relu_max_pool_rows(z, bias, g.Q, pg.R, pg.S, pg.P, start, lowest, y[start:stop], argmax[start:stop])
+        bias_relu_max_pool_rows(z, bias, g.Q, pg.R, pg.S, pg.P, start, lowest, lowest * 0, y[start:stop],
+                                argmax[start:stop])
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
