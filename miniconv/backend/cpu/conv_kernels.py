@@ -24,7 +24,6 @@ from .elementwise_kernels import relu_gradient_rows
 from .work_sharing import chunk_bounds, run_chunks, scratch, single_threaded_blas
 
 CHUNK_BYTES = 1 << 19  # patches per chunk: 512 KiB stays in a core's L2 between im2col and the product
-REDUCTION_GROUPS = 8  # fixed partial sums for the filter gradient, independent of the thread count
 MIN_CHUNKS = 4  # at least this many chunks (when there are rows enough), so that threads finish together
 
 
@@ -141,34 +140,27 @@ def conv2d_bias_relu_forward(x, w, bias, g):
 
 
 def _filter_gradient(x, g, dy_chunk):
-    """dw (R, S, C, K) = sum over row chunks of im2col(x)[rows].T @ dy_chunk(group, start, stop).
+    """dw (R, S, C, K) = sum over row chunks of im2col(x)[rows].T @ dy_chunk(i, start, stop).
 
-    The chunks form REDUCTION_GROUPS fixed groups, each summed in order into its own partial,
-    and the partials are added in group order: the same bits whichever thread ran what, so a
-    seeded training run repeats exactly. ``dy_chunk`` gives the upstream rows of the output image
-    rows [start, stop) of a chunk of that group.
+    Each chunk's product goes to its own partial and the partials are added in chunk order: the
+    same bits whichever thread ran which chunk, so a seeded training run repeats exactly, while
+    the threads still pull chunks as they come free. ``dy_chunk`` gives the upstream rows of the
+    output image rows [start, stop) of chunk i.
     """
     patch = g.R * g.S * g.C
     bounds = _row_chunks(g)
-    groups = _reduction_groups(bounds)
-    partials = scratch("dw_partials", (len(groups), patch, g.K), x.dtype)
+    partials = scratch("dw_partials", (len(bounds), patch, g.K), x.dtype)
 
-    def task(group):
-        partial = partials[group]
-        partial[:] = 0.0
-        for start, stop in bounds[groups[group][0] : groups[group][1]]:
-            dy_rows = dy_chunk(group, start, stop)
-            cols = scratch("cols", ((stop - start) * g.Q, patch), x.dtype)
-            _im2col(x, g, start, cols)
-            partial += cols.T @ dy_rows
+    def task(i):
+        start, stop = bounds[i]
+        dy_rows = dy_chunk(i, start, stop)
+        cols = scratch("cols", ((stop - start) * g.Q, patch), x.dtype)
+        _im2col(x, g, start, cols)
+        np.matmul(cols.T, dy_rows, out=partials[i])
 
     with single_threaded_blas():
-        run_chunks(task, len(groups))
+        run_chunks(task, len(bounds))
     return _sum_in_order(partials).reshape(g.R, g.S, g.C, g.K)
-
-
-def _reduction_groups(bounds):
-    return chunk_bounds(len(bounds), -(-len(bounds) // REDUCTION_GROUPS))
 
 
 def _sum_in_order(partials):
@@ -181,26 +173,26 @@ def _sum_in_order(partials):
 def conv2d_backward_filter(x, dy, g):
     """dw (R, S, C, K) = im2col(x).T @ dy, chunk by chunk (see _filter_gradient)."""
     dy_rows = dy.reshape(-1, g.K)
-    return _filter_gradient(x, g, lambda group, start, stop: dy_rows[start * g.Q : stop * g.Q])
+    return _filter_gradient(x, g, lambda i, start, stop: dy_rows[start * g.Q : stop * g.Q])
 
 
 def conv2d_bias_relu_backward(x, w, z, dz, g, input_gradient=True):
     """(dx or None, dw, dbias) of z = max(conv2d(x, w) + bias, 0) at upstream dz.
 
     dy = dz where z > 0 else 0 is formed chunk by chunk inside the filter-gradient pass, with the
-    bias gradient summed per reduction group alongside; it is written out whole only when dx
+    bias gradient summed per chunk alongside; it is written out whole only when dx
     needs it (a network's first layer never does).
     """
     dz_rows = dz.reshape(-1, g.K)
     z_rows = z.reshape(-1, g.K)
     dy_rows = np.empty_like(dz_rows) if input_gradient else None
-    bias_partials = np.zeros((len(_reduction_groups(_row_chunks(g))), g.K), dz.dtype)
+    bias_partials = np.zeros((len(_row_chunks(g)), g.K), dz.dtype)
     zero = dz.dtype.type(0)
 
-    def dy_chunk(group, start, stop):
+    def dy_chunk(i, start, stop):
         start, stop = start * g.Q, stop * g.Q
         rows = dy_rows[start:stop] if input_gradient else scratch("dy", (stop - start, g.K), dz.dtype)
-        relu_gradient_rows(dz_rows[start:stop], z_rows[start:stop], zero, rows, bias_partials[group])
+        relu_gradient_rows(dz_rows[start:stop], z_rows[start:stop], zero, rows, bias_partials[i])
         return rows
 
     dw = _filter_gradient(x, g, dy_chunk)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .conv_kernels import _im2col, _reduction_groups, _sum_in_order, _unit_chunks, col2im_images, im2col_rows
+from .conv_kernels import _im2col, _sum_in_order, _unit_chunks, col2im_images, im2col_rows
 from .work_sharing import run_chunks, scratch, single_threaded_blas
 
 
@@ -117,35 +117,32 @@ def conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradien
         dw    += im2col(x).T @ dz,   dbias += column sums of dz
         dx     = col2im(dz @ w.reshape(R*S*C, K).T)                    (only with input_gradient)
 
-    Chunks hold whole images, so no two threads write the same dx cell; they form
-    REDUCTION_GROUPS fixed groups whose partials are added in order (the same bits on any thread).
+    Chunks hold whole images, so no two threads write the same dx cell; each has its own dw and
+    dbias partials, added in chunk order (the same bits whichever thread ran which chunk).
     """
     patch, rows_per_image = g.R * g.S * g.C, g.P * g.Q
     w_matrix = w.reshape(patch, g.K)
     bounds = _unit_chunks(g.N, 4 * rows_per_image * patch)  # CHUNK_BYTES of patches, as conv2d_backward_input
-    groups = _reduction_groups(bounds)
-    dw_partials = scratch("dw_partials", (len(groups), patch, g.K), x.dtype)
-    bias_partials = np.zeros((len(groups), g.K), dy.dtype)
+    dw_partials = scratch("dw_partials", (len(bounds), patch, g.K), x.dtype)
+    bias_partials = np.zeros((len(bounds), g.K), dy.dtype)
     dx = np.empty(x.shape, x.dtype) if input_gradient else None
     zero = dy.dtype.type(0)
 
-    def task(group):
-        dw_partial = dw_partials[group]
-        dw_partial[:] = 0.0
-        for first, last in bounds[groups[group][0] : groups[group][1]]:
-            rows = (last - first) * rows_per_image
-            dz = scratch("dy", (rows, g.K), dy.dtype)
-            pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], rows_per_image, zero, dz,
-                                   bias_partials[group])
-            cols = scratch("cols", (rows, patch), x.dtype)
-            _im2col(x, g, first * g.P, cols)
-            dw_partial += cols.T @ dz
-            if input_gradient:
-                dcols = scratch("dcols", (rows, patch), x.dtype)
-                np.matmul(dz, w_matrix.T, out=dcols)
-                col2im_images(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, dx[first:last])
+    def task(i):
+        first, last = bounds[i]
+        rows = (last - first) * rows_per_image
+        dz = scratch("dy", (rows, g.K), dy.dtype)
+        pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], rows_per_image, zero, dz,
+                               bias_partials[i])
+        cols = scratch("cols", (rows, patch), x.dtype)
+        _im2col(x, g, first * g.P, cols)
+        np.matmul(cols.T, dz, out=dw_partials[i])
+        if input_gradient:
+            dcols = scratch("dcols", (rows, patch), x.dtype)
+            np.matmul(dz, w_matrix.T, out=dcols)
+            col2im_images(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, dx[first:last])
 
     with single_threaded_blas():
-        run_chunks(task, len(groups))
+        run_chunks(task, len(bounds))
     dw = _sum_in_order(dw_partials).reshape(g.R, g.S, g.C, g.K)
     return dx, dw, _sum_in_order(bias_partials)
