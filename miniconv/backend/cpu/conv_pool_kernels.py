@@ -122,7 +122,8 @@ def conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradien
     """
     patch, rows_per_image = g.R * g.S * g.C, g.P * g.Q
     w_matrix = w.reshape(patch, g.K)
-    bounds = _unit_chunks(g.N, 4 * rows_per_image * patch)  # CHUNK_BYTES of patches, as conv2d_backward_input
+    # CHUNK_BYTES of patches and dz rows (dcols share the patches' budget, as in conv2d_backward_input)
+    bounds = _unit_chunks(g.N, 4 * rows_per_image * (patch + g.K))
     dw_partials = scratch("dw_partials", (len(bounds), patch, g.K), x.dtype)
     bias_partials = np.zeros((len(bounds), g.K), dy.dtype)
     dx = np.empty(x.shape, x.dtype) if input_gradient else None
