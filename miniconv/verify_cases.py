@@ -291,6 +291,52 @@ def conv2d_bias_relu(rng) -> Case:
     return Case("conv2d_bias_relu", ("x", "w", "bias"), (x, w, bias), kw, reference, case.reduction, floor=1.0)
 
 
+def conv2d_bias_relu_max_pool2d(rng) -> Case:
+    """As ``conv2d_bias_relu``, then a max pooling whose window (1..3 per axis, fitting the conv output)
+    is its strides, VALID; TF: max_pool2d(relu(bias_add(conv2d(x, w), bias)), pool_size, pool_size).
+    Redrawn while a window's two largest values are within 1e-5 of each other: float32 rounding could
+    then pick another winner than TF and send the gradient elsewhere (a tie's gradient is a convention)."""
+    for _ in range(50):
+        case = conv2d_bias_relu(rng)
+        x, w, bias = case.arrays
+        kw = dict(case.kwargs)
+        P, Q = _conv_output(x.shape, w.shape, kw)
+        pool = (int(rng.integers(1, min(P, 3) + 1)), int(rng.integers(1, min(Q, 3) + 1)))
+        if not _has_near_tie(x, w, bias, kw, pool):
+            break
+    kw["pool_size"] = pool
+
+    def reference(tf, x, w, b):
+        z = tf.nn.relu(tf.nn.bias_add(_tf_conv(tf, tf.nn.conv2d, x, w, kw["strides"], kw["padding"], kw["dilations"]), b))
+        return tf.nn.max_pool2d(z, pool, pool, "VALID")
+
+    return Case("conv2d_bias_relu_max_pool2d", case.names, case.arrays, kw, reference, case.reduction, floor=1.0)
+
+
+def _conv_output(x_shape, w_shape, kw):
+    (sh, sw), (dh, dw) = kw["strides"], kw["dilations"]
+    return (output_size(x_shape[1], w_shape[0], sh, dh, kw["padding"])[0],
+            output_size(x_shape[2], w_shape[1], sw, dw, kw["padding"])[0])
+
+
+def _has_near_tie(x, w, bias, kw, pool, gap=1e-5) -> bool:
+    """Some pooling window's two largest positive relu(conv + bias) values (in float64) are within ``gap``."""
+    from .backend import numpy_ref
+    from .shapes import conv_geometry
+
+    g = conv_geometry(x.shape, w.shape, kw["strides"], kw["padding"], kw["dilations"])
+    z = np.maximum(numpy_ref.conv2d_forward(x.astype(np.float64), w.astype(np.float64), g) + bias, 0.0)
+    Rp, Sp = pool
+    if Rp * Sp == 1:
+        return False
+    N, P, Q, K = z.shape
+    Pp, Qp = P // Rp, Q // Sp
+    windows = z[:, : Pp * Rp, : Qp * Sp].reshape(N, Pp, Rp, Qp, Sp, K).transpose(0, 1, 3, 5, 2, 4)
+    windows = np.sort(windows.reshape(N, Pp, Qp, K, Rp * Sp), axis=-1)
+    top, second = windows[..., -1], windows[..., -2]
+    return bool(np.any((second > 0) & (top - second <= gap * np.maximum(top, 1.0))))
+
+
 # --- dropout (checked by its arithmetic, not against TF's random stream) ---------------------------
 
 
@@ -322,5 +368,6 @@ GENERATORS: dict[str, Callable[[np.random.Generator], Case]] = {
     "bias_add": bias_add,
     "bias_add_relu": bias_add_relu,
     "conv2d_bias_relu": conv2d_bias_relu,
+    "conv2d_bias_relu_max_pool2d": conv2d_bias_relu_max_pool2d,
     "dropout": dropout,
 }
