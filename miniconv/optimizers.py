@@ -23,8 +23,6 @@ import numbers
 
 import numpy as np
 
-from .ops.optim import rmsprop_update
-
 _F32 = np.float32
 
 
@@ -157,9 +155,6 @@ class RMSprop(Optimizer):
     def update_step(self, key, g, w, lr):
         rho = _F32(self.rho)
         v = self._slot("velocity", key, w)
-        if not self.centered and self.momentum == 0 and g.dtype == _F32 and g.flags.c_contiguous:
-            rmsprop_update(w, g, v, lr, rho, _F32(self.epsilon))  # the lines below, as one pass
-            return
         v *= rho
         v += np.square(g) * _F32(1 - self.rho)
         if self.centered:

@@ -51,48 +51,6 @@ def test_optimizer_steps_match_keras(name, kwargs):
         np.testing.assert_allclose(mine, reference.numpy(), rtol=1e-6, atol=1e-7)
 
 
-def _rmsprop_numpy(w, g, v, lr, rho, epsilon):
-    """RMSprop's update written out in NumPy, float32, in the order miniconv promises to keep."""
-    v *= np.float32(rho)
-    v += np.square(g) * np.float32(1 - rho)
-    denominator = v + np.float32(epsilon)
-    increment = g * np.float32(lr)
-    increment /= np.sqrt(denominator, out=denominator)
-    w -= increment
-
-
-@pytest.mark.parametrize("size", [1, 7, 100_003])  # one element, a short tail, many shared pieces
-def test_rmsprop_update_gives_the_numpy_bits(backend, size):
-    """The fused update (one pass on the cpu backend) equals the NumPy form exactly, so training with
-    it repeats the earlier runs and still matches Keras (test_optimizer_steps_match_keras)."""
-    from miniconv.ops.optim import rmsprop_update
-
-    rng = np.random.default_rng(size)
-    w, g = (rng.standard_normal(size).astype(np.float32) for _ in range(2))
-    g[: size // 3] *= np.float32(1e-4)
-    v = np.abs(rng.standard_normal(size)).astype(np.float32)
-    expected_w, expected_v = w.copy(), v.copy()
-    for _ in range(3):
-        _rmsprop_numpy(expected_w, g, expected_v, 0.01, 0.8, 1e-7)
-        rmsprop_update(w, g, v, 0.01, 0.8, 1e-7, backend=backend)
-    np.testing.assert_array_equal(w, expected_w)
-    np.testing.assert_array_equal(v, expected_v)
-
-
-def test_rmsprop_update_bad_input():
-    from miniconv.ops.optim import rmsprop_update
-
-    w, v = np.zeros(4, np.float32), np.zeros(4, np.float32)
-    with pytest.raises(TypeError, match="gradient must be a C-contiguous float32 array, got float64"):
-        rmsprop_update(w, np.zeros(4), v, 0.1, 0.9, 1e-7)
-    with pytest.raises(ValueError, match=r"velocity must have the variable's shape \(4,\), got \(5,\)"):
-        rmsprop_update(w, w.copy(), np.zeros(5, np.float32), 0.1, 0.9, 1e-7)
-    frozen = np.zeros(4, np.float32)
-    frozen.setflags(write=False)
-    with pytest.raises(ValueError, match="variable is updated in place"):
-        rmsprop_update(frozen, w, v, 0.1, 0.9, 1e-7)
-
-
 @pytest.mark.parametrize("name", ["sgd", "rmsprop", "adam", "Adam", "RMSprop"])
 def test_optimizer_names_give_keras_defaults(name):
     ours = optimizers.get(name).get_config()

@@ -149,16 +149,3 @@ class Backend:
     def dropout_backward(self, dy: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
         """dx = dy * scale where keep else 0."""
         raise NotImplementedError
-
-    # --- optimizer updates -------------------------------------------------------------------
-    def rmsprop_update(self, w, g, v, lr, rho, one_minus_rho, epsilon) -> None:
-        """In place: v = rho * v + (1 - rho) * g^2; w -= lr * g / sqrt(v + epsilon); float32 scalars.
-
-        This default is the NumPy form (the operation order every backend keeps: the same bits).
-        """
-        v *= rho
-        v += np.square(g) * one_minus_rho
-        denominator = v + epsilon
-        increment = g * lr
-        increment /= np.sqrt(denominator, out=denominator)
-        w -= increment

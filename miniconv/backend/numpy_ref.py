@@ -216,14 +216,14 @@ class NumpyBackend(Backend):
     """The reference: each method is the module function of the same name.
 
     The fused conv2d + bias + ReLU (+ max pooling) keeps Backend's defaults, which compose the
-    functions above, and so does the RMSprop update (already NumPy there).
+    functions above.
     """
 
     name = "numpy"
 
 
 _COMPOSED = ("conv2d_bias_relu_forward", "conv2d_bias_relu_backward", "conv2d_bias_relu_max_pool_forward",
-             "conv2d_bias_relu_max_pool_backward", "rmsprop_update")
+             "conv2d_bias_relu_max_pool_backward")
 for _name in [m for m in vars(Backend) if not m.startswith("_") and callable(getattr(Backend, m))]:
     if _name not in _COMPOSED:
         setattr(NumpyBackend, _name, staticmethod(globals()[_name]))

@@ -8,7 +8,7 @@ ops, float64 in the gradient checks). Where each kernel lives:
     conv_kernels.py         conv2d forward, backward-input, backward-filter; conv2d + bias + ReLU fused
     conv_pool_kernels.py    conv2d + bias + ReLU + a non-overlapping max pooling, fused per chunk
     pool_kernels.py         max / average pooling forward and backward (argmax for max)
-    elementwise_kernels.py  relu, sigmoid, softmax, dense bias, dropout, the RMSprop update
+    elementwise_kernels.py  relu, sigmoid, softmax, dense bias, dropout
 """
 
 from __future__ import annotations
@@ -55,7 +55,6 @@ class CpuBackend(Backend):
     bias_relu_backward = staticmethod(elementwise_kernels.bias_relu_backward)
     dropout_forward = staticmethod(elementwise_kernels.dropout_forward)
     dropout_backward = staticmethod(elementwise_kernels.dropout_backward)
-    rmsprop_update = staticmethod(elementwise_kernels.rmsprop_update)
 
 
 BACKEND = CpuBackend()

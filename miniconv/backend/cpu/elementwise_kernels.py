@@ -153,14 +153,6 @@ def dropout_kernel(x, keep, scale, y, start, stop):
         y[i] = x[i] * scale if keep[i] else 0.0
 
 
-@njit(nogil=True, cache=True)
-def rmsprop_kernel(w, g, v, lr, rho, one_minus_rho, epsilon, start, stop):
-    """v = v * rho + g^2 * (1 - rho); w -= g * lr / sqrt(v + epsilon): Backend.rmsprop_update's order, one pass."""
-    for i in range(start, stop):
-        v[i] = v[i] * rho + (g[i] * g[i]) * one_minus_rho
-        w[i] -= (g[i] * lr) / math.sqrt(v[i] + epsilon)
-
-
 def _flat_map(kernel, *arrays):
     out = np.empty_like(arrays[0])
     flat = [a.reshape(-1) for a in (*arrays, out)]
@@ -263,8 +255,3 @@ def dropout_forward(x, keep, scale):
 
 def dropout_backward(dy, keep, scale):
     return dropout_forward(dy, keep, scale)
-
-
-def rmsprop_update(w, g, v, lr, rho, one_minus_rho, epsilon):
-    flat = (w.reshape(-1), g.reshape(-1), v.reshape(-1), lr, rho, one_minus_rho, epsilon)
-    parallel_range(lambda start, stop: rmsprop_kernel(*flat, start, stop), w.size, FLAT_GRAIN)
