@@ -28,8 +28,8 @@ MIN_CHUNKS = 4  # at least this many chunks (when there are rows enough), so tha
 
 
 @njit(nogil=True, cache=True)
-def im2col_rows(x, R, S, sh, sw, dh, dw, top, left, P, Q, rows_per_unit, units_per_image, first_unit, cols):
-    """cols = the patches of whole output image rows, Q matrix rows each, ``rows_per_unit`` per unit.
+def im2col_rows(x, R, S, sh, sw, dh, dw, top, left, Q, rows_per_unit, units_per_image, first_unit, cols):
+    """cols = the patches of output image rows (their first Q cells, Q matrix rows each), ``rows_per_unit`` per unit.
 
     Unit u (from first_unit) is the output image rows (n, i * rows_per_unit + t), t < rows_per_unit,
     with n = u // units_per_image and i = u % units_per_image: with rows_per_unit = 1 and
@@ -62,7 +62,8 @@ def im2col_rows(x, R, S, sh, sw, dh, dw, top, left, P, Q, rows_per_unit, units_p
 def col2im_images(dcols, R, S, sh, sw, dh, dw, top, left, P, Q, dx):
     """dx[n, h, w, c] = sum of dcols[(n*P + p)*Q + q, (r*S + s)*C + c] over the patch cells that read it.
 
-    dx holds whole images (a block of the batch) and dcols exactly their rows.
+    dx holds whole images (a block of the batch) and dcols exactly their rows: the output cells
+    p < P, q < Q of each image (all of them, or the ones a pooling reads).
     """
     N, H, W, C = dx.shape
     dx[:] = 0.0
@@ -98,7 +99,7 @@ def _unit_chunks(units, unit_bytes):
 
 
 def _im2col(x, g, first_image_row, cols):
-    im2col_rows(x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, 1, g.P, first_image_row, cols)
+    im2col_rows(x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.Q, 1, g.P, first_image_row, cols)
 
 
 @njit(nogil=True, cache=True)

@@ -6,13 +6,14 @@ output size; Rp Sp the pooling window (= its strides, VALID), Pp Qp the pooled s
     z = max(conv2d(x, w) + bias, 0)    (N, P, Q, K)     never written out whole
     y = max_pool2d(z, (Rp, Sp))        (N, Pp, Qp, K)   argmax: h * Q + w of each window's winner
 
-A unit is one pooled image row, i.e. the Rp conv rows (Q cells each) its windows read; a chunk
-is a run of units. Forward: per chunk, im2col, one BLAS product, then bias + ReLU + pooling
-while the chunk's z is in cache; conv rows that no window reads (an odd P) are never computed.
-Backward: per chunk of whole images, the pooled gradient is scattered to each window's winner
-where y > 0 (there y is ReLU's output, so ReLU's gradient is 1; elsewhere z's gradient is 0), and
-that chunk of dz goes straight into the filter-gradient and input-gradient products: neither z
-nor dz ever exists whole.
+Only the Pz x Qz = (Pp*Rp) x (Qp*Sp) conv cells that some window reads are computed, forward and
+backward (an odd P or Q leaves a row or column that cannot matter: MNIST's second layer, 11x11
+pooled to 5x5, saves 17% of its products). A unit is one pooled image row, i.e. the Rp conv rows
+(Qz cells each) its windows read; a chunk is a run of units. Forward: per chunk, im2col, one
+BLAS product, then bias + ReLU + pooling while the chunk's z is in cache. Backward: per chunk of
+whole images, the pooled gradient is scattered to each window's winner where y > 0 (there y is
+ReLU's output, so ReLU's gradient is 1; elsewhere z's gradient is 0), and that chunk of dz goes
+straight into the filter-gradient and input-gradient products: neither z nor dz ever exists whole.
 """
 
 from __future__ import annotations
@@ -20,17 +21,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .conv_kernels import _im2col, _sum_in_order, _unit_chunks, col2im_images, im2col_rows
+from .conv_kernels import _sum_in_order, _unit_chunks, col2im_images, im2col_rows
 from .work_sharing import run_chunks, scratch, single_threaded_blas
 
 
 @njit(nogil=True, cache=True)
-def bias_relu_max_pool_rows(z, bias, Q, Rp, Sp, Pp, first_unit, lowest, zero, y, argmax):
-    """y[u, j, k] = max over the window (t, v) of relu(z[(u*Rp + t)*Q + j*Sp + v, k] + bias[k]).
+def bias_relu_max_pool_rows(z, bias, Q, Qz, Rp, Sp, Pp, first_unit, lowest, zero, y, argmax):
+    """y[u, j, k] = max over the window (t, v) of relu(z[(u*Rp + t)*Qz + j*Sp + v, k] + bias[k]).
 
     TensorFlow's scan, as max_pool2d's: start at (lowest, the first cell), take a cell only if
     strictly greater; ReLU keeps NaN, which never wins. argmax[u, j, k] = h * Q + w in the
-    image's conv output, h = (unit % Pp) * Rp + t. y, argmax (units, Qp, K). ``lowest`` and
+    image's conv output, h = (unit % Pp) * Rp + t; z holds Qz = Qp * Sp cells per conv row (the
+    ones the windows read). y, argmax (units, Qp, K). ``lowest`` and
     ``zero`` come in with z's dtype: a literal 0.0 would make the selects float64.
     """
     units, Qp, K = y.shape
@@ -43,7 +45,7 @@ def bias_relu_max_pool_rows(z, bias, Q, Rp, Sp, Pp, first_unit, lowest, zero, y,
             best_cell[:] = h0 * Q + j * Sp
             for t in range(Rp):
                 for v in range(Sp):
-                    row = (u * Rp + t) * Q + j * Sp + v
+                    row = (u * Rp + t) * Qz + j * Sp + v
                     cell = np.int32((h0 + t) * Q + j * Sp + v)
                     for k in range(K):
                         value = z[row, k] + bias[k]
@@ -56,11 +58,12 @@ def bias_relu_max_pool_rows(z, bias, Q, Rp, Sp, Pp, first_unit, lowest, zero, y,
 
 
 @njit(nogil=True, cache=True)
-def pooled_gradient_images(dy, y, argmax, PQ, zero, dz, bias_partial):
-    """dz (images * P*Q, K) = dy at each window's winner where y > 0, else 0; bias_partial += its column sums.
+def pooled_gradient_images(dy, y, argmax, Q, Pz, Qz, zero, dz, bias_partial):
+    """dz (images * Pz*Qz, K) = dy at each window's winner where y > 0, else 0; bias_partial += its column sums.
 
-    dy, y, argmax (images, Pp, Qp, K), argmax = h * Q + w in the image; windows do not overlap,
-    so each dz cell gets one value at most.
+    dy, y, argmax (images, Pp, Qp, K), argmax = h * Q + w in the image; dz holds the Pz x Qz conv
+    cells the windows read (Pz = Pp*Rp, Qz = Qp*Sp). Windows do not overlap, so each dz cell gets
+    one value at most.
     """
     images, Pp, Qp, K = dy.shape
     dz[:] = zero
@@ -69,20 +72,25 @@ def pooled_gradient_images(dy, y, argmax, PQ, zero, dz, bias_partial):
             for j in range(Qp):
                 for k in range(K):
                     if y[n, i, j, k] > 0:
-                        dz[n * PQ + argmax[n, i, j, k], k] = dy[n, i, j, k]
+                        cell = argmax[n, i, j, k]
+                        dz[(n * Pz + cell // Q) * Qz + cell % Q, k] = dy[n, i, j, k]
                         bias_partial[k] += dy[n, i, j, k]
+
+
+def _read_size(pg):
+    """(Pz, Qz): the conv output rows and columns the windows read (an odd P or Q leaves one out)."""
+    return pg.P * pg.R, pg.Q * pg.S
 
 
 def _chunks(g, pg):
     """Chunks of units whose patches and z rows together fill about CHUNK_BYTES."""
-    return _unit_chunks(g.N * pg.P, 4 * pg.R * g.Q * (g.R * g.S * g.C + g.K))
+    return _unit_chunks(g.N * pg.P, 4 * pg.R * _read_size(pg)[1] * (g.R * g.S * g.C + g.K))
 
 
-def _im2col_units(x, g, pg):
-    def im2col(x, g, first_unit, cols):
-        im2col_rows(x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, pg.R, pg.P, first_unit, cols)
-
-    return im2col
+def _im2col_cells(x, g, rows_per_unit, units_per_image, first_unit, Qz, cols):
+    """The patches of conv cells q < Qz of rows of units (im2col_rows's row map)."""
+    im2col_rows(x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, Qz, rows_per_unit, units_per_image, first_unit,
+                cols)
 
 
 def conv2d_bias_relu_max_pool_forward(x, w, bias, g, pg):
@@ -93,16 +101,16 @@ def conv2d_bias_relu_max_pool_forward(x, w, bias, g, pg):
     y = np.empty((units, pg.Q, g.K), x.dtype)
     argmax = np.empty((units, pg.Q, g.K), np.int32)
     bounds = _chunks(g, pg)
-    im2col = _im2col_units(x, g, pg)
+    Qz = _read_size(pg)[1]
 
     def task(i):
         start, stop = bounds[i]
-        rows = (stop - start) * pg.R * g.Q
+        rows = (stop - start) * pg.R * Qz
         cols = scratch("cols", (rows, patch), x.dtype)
-        im2col(x, g, start, cols)
+        _im2col_cells(x, g, pg.R, pg.P, start, Qz, cols)  # unit = a pooled row: its Rp conv rows
         z = scratch("z", (rows, g.K), x.dtype)
         np.matmul(cols, w_matrix, out=z)
-        bias_relu_max_pool_rows(z, bias, g.Q, pg.R, pg.S, pg.P, start, lowest, lowest * 0, y[start:stop],
+        bias_relu_max_pool_rows(z, bias, g.Q, Qz, pg.R, pg.S, pg.P, start, lowest, lowest * 0, y[start:stop],
                                 argmax[start:stop])
 
     with single_threaded_blas():
@@ -113,14 +121,16 @@ def conv2d_bias_relu_max_pool_forward(x, w, bias, g, pg):
 def conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradient=True):
     """(dx or None, dw, dbias) at the pooled upstream dy, per chunk of whole images, all in cache:
 
-        dz     = dy at each window's winner where y > 0, else 0       (the chunk's P*Q rows)
+        dz     = dy at each window's winner where y > 0, else 0       (the chunk's Pz*Qz cells read)
         dw    += im2col(x).T @ dz,   dbias += column sums of dz
         dx     = col2im(dz @ w.reshape(R*S*C, K).T)                    (only with input_gradient)
 
     Chunks hold whole images, so no two threads write the same dx cell; each has its own dw and
     dbias partials, added in chunk order (the same bits whichever thread ran which chunk).
     """
-    patch, rows_per_image = g.R * g.S * g.C, g.P * g.Q
+    patch = g.R * g.S * g.C
+    Pz, Qz = _read_size(pg)  # cells no window reads have a zero gradient: left out of every product
+    rows_per_image = Pz * Qz
     w_matrix = w.reshape(patch, g.K)
     # CHUNK_BYTES of patches and dz rows (dcols share the patches' budget, as in conv2d_backward_input)
     bounds = _unit_chunks(g.N, 4 * rows_per_image * (patch + g.K))
@@ -133,15 +143,15 @@ def conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradien
         first, last = bounds[i]
         rows = (last - first) * rows_per_image
         dz = scratch("dy", (rows, g.K), dy.dtype)
-        pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], rows_per_image, zero, dz,
+        pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], g.Q, Pz, Qz, zero, dz,
                                bias_partials[i])
         cols = scratch("cols", (rows, patch), x.dtype)
-        _im2col(x, g, first * g.P, cols)
+        _im2col_cells(x, g, Pz, 1, first, Qz, cols)  # unit = an image: its Pz conv rows
         np.matmul(cols.T, dz, out=dw_partials[i])
         if input_gradient:
             dcols = scratch("dcols", (rows, patch), x.dtype)
             np.matmul(dz, w_matrix.T, out=dcols)
-            col2im_images(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, dx[first:last])
+            col2im_images(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, Pz, Qz, dx[first:last])
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
