@@ -140,24 +140,23 @@ def conv2d_bias_relu_forward(x, w, bias, g):
     return conv2d_forward(x, w, g, bias)
 
 
-def _filter_gradient(x, g, dy_chunk):
-    """dw (R, S, C, K) = sum over row chunks of im2col(x)[rows].T @ dy_chunk(i, start, stop).
+def conv2d_backward_filter(x, dy, g):
+    """dw (R, S, C, K) = sum over row chunks of im2col(x)[rows].T @ dy[rows].
 
     Each chunk's product goes to its own partial and the partials are added in chunk order: the
     same bits whichever thread ran which chunk, so a seeded training run repeats exactly, while
-    the threads still pull chunks as they come free. ``dy_chunk`` gives the upstream rows of the
-    output image rows [start, stop) of chunk i.
+    the threads still pull chunks as they come free.
     """
+    dy_rows = dy.reshape(-1, g.K)
     patch = g.R * g.S * g.C
     bounds = _row_chunks(g)
     partials = scratch("dw_partials", (len(bounds), patch, g.K), x.dtype)
 
     def task(i):
         start, stop = bounds[i]
-        dy_rows = dy_chunk(i, start, stop)
         cols = scratch("cols", ((stop - start) * g.Q, patch), x.dtype)
         _im2col(x, g, start, cols)
-        np.matmul(cols.T, dy_rows, out=partials[i])
+        np.matmul(cols.T, dy_rows[start * g.Q : stop * g.Q], out=partials[i])
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
@@ -171,34 +170,59 @@ def _sum_in_order(partials):
     return total
 
 
-def conv2d_backward_filter(x, dy, g):
-    """dw (R, S, C, K) = im2col(x).T @ dy, chunk by chunk (see _filter_gradient)."""
-    dy_rows = dy.reshape(-1, g.K)
-    return _filter_gradient(x, g, lambda i, start, stop: dy_rows[start * g.Q : stop * g.Q])
-
-
 def conv2d_bias_relu_backward(x, w, z, dz, g, input_gradient=True):
-    """(dx or None, dw, dbias) of z = max(conv2d(x, w) + bias, 0) at upstream dz.
-
-    dy = dz where z > 0 else 0 is formed chunk by chunk inside the filter-gradient pass, with the
-    bias gradient summed per chunk alongside; it is written out whole only when dx
-    needs it (a network's first layer never does).
-    """
+    """(dx or None, dw, dbias) of z = max(conv2d(x, w) + bias, 0) at upstream dz: dy = dz where
+    z > 0 else 0, formed chunk by chunk inside ``backward_by_images``'s single pass."""
+    rows_per_image = g.P * g.Q
     dz_rows = dz.reshape(-1, g.K)
     z_rows = z.reshape(-1, g.K)
-    dy_rows = np.empty_like(dz_rows) if input_gradient else None
-    bias_partials = np.zeros((len(_row_chunks(g)), g.K), dz.dtype)
     zero = dz.dtype.type(0)
 
-    def dy_chunk(i, start, stop):
-        start, stop = start * g.Q, stop * g.Q
-        rows = dy_rows[start:stop] if input_gradient else scratch("dy", (stop - start, g.K), dz.dtype)
-        relu_gradient_rows(dz_rows[start:stop], z_rows[start:stop], zero, rows, bias_partials[i])
-        return rows
+    def upstream(first, last, dy, bias_partial):
+        rows = slice(first * rows_per_image, last * rows_per_image)
+        relu_gradient_rows(dz_rows[rows], z_rows[rows], zero, dy, bias_partial)
 
-    dw = _filter_gradient(x, g, dy_chunk)
-    dx = conv2d_backward_input(dy_rows.reshape(dz.shape), w, g) if input_gradient else None
-    return dx, dw, _sum_in_order(bias_partials)
+    return backward_by_images(x, w, g, upstream, input_gradient)
+
+
+def backward_by_images(x, w, g, upstream, input_gradient, cells=None):
+    """(dx or None, dw, dbias) of a convolution, per chunk of whole images, all in cache:
+
+        upstream(first, last, dy, bias_partial)   fills dy (the images' conv cells, K) and adds
+                                                  its column sums to bias_partial
+        dw    += im2col(x).T @ dy                 (the cells' patches only)
+        dx     = col2im(dy @ w.reshape(R*S*C, K).T)                    (only with input_gradient)
+
+    ``cells`` = (Pz, Qz): the first Pz rows and Qz columns of each image's conv output (default
+    all P x Q), the rest having a zero gradient. Chunks hold whole images, so no two threads write
+    the same dx cell; each has its own dw and dbias partials, added in chunk order (the same bits
+    whichever thread ran which chunk).
+    """
+    Pz, Qz = (g.P, g.Q) if cells is None else cells
+    patch, rows_per_image = g.R * g.S * g.C, Pz * Qz
+    w_matrix = w.reshape(patch, g.K)
+    # CHUNK_BYTES of patches and dy rows (dcols share the patches' budget, as in conv2d_backward_input)
+    bounds = _unit_chunks(g.N, 4 * rows_per_image * (patch + g.K))
+    dw_partials = scratch("dw_partials", (len(bounds), patch, g.K), x.dtype)
+    bias_partials = np.zeros((len(bounds), g.K), x.dtype)
+    dx = np.empty(x.shape, x.dtype) if input_gradient else None
+
+    def task(i):
+        first, last = bounds[i]
+        rows = (last - first) * rows_per_image
+        dy = scratch("dy", (rows, g.K), x.dtype)
+        upstream(first, last, dy, bias_partials[i])
+        cols = scratch("cols", (rows, patch), x.dtype)
+        im2col_rows(x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, Qz, Pz, 1, first, cols)  # unit = an image
+        np.matmul(cols.T, dy, out=dw_partials[i])
+        if input_gradient:
+            dcols = scratch("dcols", (rows, patch), x.dtype)
+            np.matmul(dy, w_matrix.T, out=dcols)
+            col2im_images(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, Pz, Qz, dx[first:last])
+
+    with single_threaded_blas():
+        run_chunks(task, len(bounds))
+    return dx, _sum_in_order(dw_partials).reshape(g.R, g.S, g.C, g.K), _sum_in_order(bias_partials)
 
 
 def conv2d_backward_input(dy, w, g):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .conv_kernels import _sum_in_order, _unit_chunks, col2im_images, im2col_rows
+from .conv_kernels import _unit_chunks, backward_by_images, im2col_rows
 from .work_sharing import run_chunks, scratch, single_threaded_blas
 
 
@@ -119,41 +119,13 @@ def conv2d_bias_relu_max_pool_forward(x, w, bias, g, pg):
 
 
 def conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradient=True):
-    """(dx or None, dw, dbias) at the pooled upstream dy, per chunk of whole images, all in cache:
-
-        dz     = dy at each window's winner where y > 0, else 0       (the chunk's Pz*Qz cells read)
-        dw    += im2col(x).T @ dz,   dbias += column sums of dz
-        dx     = col2im(dz @ w.reshape(R*S*C, K).T)                    (only with input_gradient)
-
-    Chunks hold whole images, so no two threads write the same dx cell; each has its own dw and
-    dbias partials, added in chunk order (the same bits whichever thread ran which chunk).
-    """
-    patch = g.R * g.S * g.C
-    Pz, Qz = _read_size(pg)  # cells no window reads have a zero gradient: left out of every product
-    rows_per_image = Pz * Qz
-    w_matrix = w.reshape(patch, g.K)
-    # CHUNK_BYTES of patches and dz rows (dcols share the patches' budget, as in conv2d_backward_input)
-    bounds = _unit_chunks(g.N, 4 * rows_per_image * (patch + g.K))
-    dw_partials = scratch("dw_partials", (len(bounds), patch, g.K), x.dtype)
-    bias_partials = np.zeros((len(bounds), g.K), dy.dtype)
-    dx = np.empty(x.shape, x.dtype) if input_gradient else None
+    """(dx or None, dw, dbias) at the pooled upstream dy, in ``backward_by_images``'s single pass:
+    each chunk's dz is the pooled gradient at each window's winner where y > 0 (else 0), over the
+    Pz x Qz cells the windows read (the others have a zero gradient and are left out)."""
+    Pz, Qz = _read_size(pg)
     zero = dy.dtype.type(0)
 
-    def task(i):
-        first, last = bounds[i]
-        rows = (last - first) * rows_per_image
-        dz = scratch("dy", (rows, g.K), dy.dtype)
-        pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], g.Q, Pz, Qz, zero, dz,
-                               bias_partials[i])
-        cols = scratch("cols", (rows, patch), x.dtype)
-        _im2col_cells(x, g, Pz, 1, first, Qz, cols)  # unit = an image: its Pz conv rows
-        np.matmul(cols.T, dz, out=dw_partials[i])
-        if input_gradient:
-            dcols = scratch("dcols", (rows, patch), x.dtype)
-            np.matmul(dz, w_matrix.T, out=dcols)
-            col2im_images(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, Pz, Qz, dx[first:last])
+    def upstream(first, last, dz, bias_partial):
+        pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], g.Q, Pz, Qz, zero, dz, bias_partial)
 
-    with single_threaded_blas():
-        run_chunks(task, len(bounds))
-    dw = _sum_in_order(dw_partials).reshape(g.R, g.S, g.C, g.K)
-    return dx, dw, _sum_in_order(bias_partials)
+    return backward_by_images(x, w, g, upstream, input_gradient, cells=(Pz, Qz))
