@@ -319,13 +319,19 @@ def _conv_output(x_shape, w_shape, kw):
             output_size(x_shape[2], w_shape[1], sw, dw, kw["padding"])[0])
 
 
-def _has_near_tie(x, w, bias, kw, pool, gap=1e-5) -> bool:
-    """Some pooling window's two largest positive relu(conv + bias) values (in float64) are within ``gap``."""
+def _has_near_tie(x, w, bias, kw, pool) -> bool:
+    """Some pooling window of relu(conv + bias), computed in float64, holds a near tie."""
     from .backend import numpy_ref
     from .shapes import conv_geometry
 
     g = conv_geometry(x.shape, w.shape, kw["strides"], kw["padding"], kw["dilations"])
     z = np.maximum(numpy_ref.conv2d_forward(x.astype(np.float64), w.astype(np.float64), g) + bias, 0.0)
+    return windows_near_tie(z, pool)
+
+
+def windows_near_tie(z, pool, gap=1e-5) -> bool:
+    """Some non-overlapping VALID window (pool = (Rp, Sp)) of z (N, P, Q, K) has its two largest
+    positive values within ``gap`` (relative): float32 rounding could pick another winner than TF."""
     Rp, Sp = pool
     if Rp * Sp == 1:
         return False

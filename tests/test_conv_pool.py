@@ -21,6 +21,7 @@ from tf_reference import Tolerance, assert_vjp_close
 
 import miniconv
 from miniconv import layers, nn
+from miniconv.verify_cases import windows_near_tie
 
 tf = tf_reference.tf
 
@@ -28,19 +29,6 @@ tf = tf_reference.tf
 def _tf_conv_relu_pool(input, filters, bias, pool_size, strides=1, padding="VALID", dilations=1):
     z = tf.nn.relu(tf.nn.bias_add(tf_reference.tf_conv2d(input, filters, strides, padding, dilations), bias))
     return tf.nn.max_pool2d(z, pool_size, pool_size, "VALID")
-
-
-def _near_tie(z: np.ndarray, Rp: int, Sp: int, gap: float = 1e-5) -> bool:
-    """Some window's two largest positive values are within ``gap`` (relative): float32 rounding
-    could then pick a different winner than TF does, and the gradient would go elsewhere."""
-    N, P, Q, K = z.shape
-    Pp, Qp = P // Rp, Q // Sp
-    windows = z[:, : Pp * Rp, : Qp * Sp].reshape(N, Pp, Rp, Qp, Sp, K).transpose(0, 1, 3, 5, 2, 4)
-    windows = np.sort(windows.reshape(N, Pp, Qp, K, Rp * Sp), axis=-1)
-    if Rp * Sp == 1:
-        return False
-    top, second = windows[..., -1], windows[..., -2]
-    return bool(np.any((second > 0) & (top - second <= gap * np.maximum(top, 1.0))))
 
 
 def check(case: ConvCase, pool_size: tuple[int, int], backend: str, require=assume) -> None:
@@ -51,7 +39,7 @@ def check(case: ConvCase, pool_size: tuple[int, int], backend: str, require=assu
     Rp, Sp = pool_size
     require(case.P >= Rp and case.Q >= Sp)
     z = tf.nn.relu(tf.nn.bias_add(tf_reference.tf_conv2d(x, w, case.strides, case.padding, case.dilations), bias)).numpy()
-    require(not _near_tie(z, Rp, Sp))
+    require(not windows_near_tie(z, pool_size))  # rounding could pick another winner than TF
     dy = rng.uniform(-1, 1, (case.N, case.P // Rp, case.Q // Sp, case.K)).astype(np.float32)
     RS, NPQ = case.R * case.S, case.N * case.P * case.Q
     # errors against each result's largest value, and at least the size of one term (every array is
