@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tf_reference
 from hypothesis import given
+from hypothesis import strategies as st
 from strategies import ConvCase, conv_cases
 from tf_reference import Tolerance, assert_vjp_close
 
@@ -136,3 +137,22 @@ def test_conv2d_bias_relu_bad_bias(backend):
         miniconv.nn.conv2d_bias_relu(x, w, np.zeros(4, np.float32), backend=backend)
     with pytest.raises(ValueError, match="bias"):
         miniconv.nn.conv2d_bias_relu(x, w, np.zeros((5, 1), np.float32), backend=backend)
+
+
+@given(case=conv_cases(dims=2), data=st.data())
+def test_cpu_patch_major_im2col_is_the_transpose(case, data):
+    """The cpu backend's two patch layouts hold the same numbers (few-channel inputs take the
+    patch-major one): any geometry, padding zeros included, from any first output row."""
+    from miniconv.backend.cpu import conv_kernels
+    from miniconv.shapes import conv_geometry
+
+    x, w, _ = case.arrays()
+    g = conv_geometry(x.shape, w.shape, case.strides, case.padding, case.dilations)
+    first = data.draw(st.integers(0, g.N * g.P - 1))
+    count = data.draw(st.integers(1, g.N * g.P - first))
+    args = (x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.Q, 1, g.P, first)
+    cols = np.full((count * g.Q, g.R * g.S * g.C), np.nan, np.float32)
+    cols_t = np.full(cols.shape[::-1], np.nan, np.float32)
+    conv_kernels.im2col_rows(*args, cols)
+    conv_kernels.im2col_rows_patch_major(*args, cols_t)
+    np.testing.assert_array_equal(cols_t.T, cols)

@@ -57,7 +57,9 @@ class Backend:
     # --- convolution + bias + ReLU + max pooling: a Conv2D(relu) followed by MaxPooling2D --------
     def conv2d_bias_relu_max_pool_forward(self, x, w, bias, g: ConvGeometry, pg: PoolGeometry):
         """-> (y, argmax) of y = max_pool2d(max(conv2d(x, w) + bias, 0)), pg the pooling of the
-        conv output (N, P, Q, K): window = strides, VALID. argmax as ``max_pool2d_forward``'s.
+        conv output (N, P, Q, K): window = strides, VALID. argmax records each window's winner for
+        this backend's own backward only (here ``max_pool2d_forward``'s; a fused kernel may encode it
+        otherwise).
 
         This default runs the two ops one after the other; a backend may fuse them.
         """

@@ -4,7 +4,7 @@ Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size
 output size; Rp Sp the pooling window (= its strides, VALID), Pp Qp the pooled size.
 
     z = max(conv2d(x, w) + bias, 0)    (N, P, Q, K)     never written out whole
-    y = max_pool2d(z, (Rp, Sp))        (N, Pp, Qp, K)   argmax: h * Q + w of each window's winner
+    y = max_pool2d(z, (Rp, Sp))        (N, Pp, Qp, K)   argmax: t * Qz + v, each winner's offset in its window
 
 Only the Pz x Qz = (Pp*Rp) x (Qp*Sp) conv cells that some window reads are computed, forward and
 backward (an odd P or Q leaves a row or column that cannot matter: MNIST's second layer, 11x11
@@ -21,59 +21,59 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .conv_kernels import _unit_chunks, backward_by_images, im2col_rows
+from .conv_kernels import _unit_chunks, backward_by_images, patch_matrix
 from .work_sharing import run_chunks, scratch, single_threaded_blas
 
 
 @njit(nogil=True, cache=True)
-def bias_relu_max_pool_rows(z, bias, Q, Qz, Rp, Sp, Pp, first_unit, lowest, zero, y, argmax):
+def bias_relu_max_pool_rows(z, bias, Qz, Rp, Sp, lowest, zero, y, argmax):
     """y[u, j, k] = max over the window (t, v) of relu(z[(u*Rp + t)*Qz + j*Sp + v, k] + bias[k]).
 
     TensorFlow's scan, as max_pool2d's: start at (lowest, the first cell), take a cell only if
-    strictly greater; ReLU keeps NaN, which never wins. argmax[u, j, k] = h * Q + w in the
-    image's conv output, h = (unit % Pp) * Rp + t; z holds Qz = Qp * Sp cells per conv row (the
-    ones the windows read). y, argmax (units, Qp, K). ``lowest`` and
-    ``zero`` come in with z's dtype: a literal 0.0 would make the selects float64.
+    strictly greater; ReLU keeps NaN, which never wins. argmax[u, j, k] = t * Qz + v, the
+    winner's offset from its window's first row of z (no division to undo it in the backward).
+    z holds Qz = Qp * Sp cells per conv row (the ones the windows read). y, argmax (units, Qp,
+    K), written in place as the scan goes (a loop over k that vectorises). ``lowest`` and ``zero``
+    come in with z's dtype: a literal 0.0 would make the selects float64.
     """
     units, Qp, K = y.shape
-    best = np.empty(K, y.dtype)
-    best_cell = np.empty(K, np.int32)
     for u in range(units):
-        h0 = ((first_unit + u) % Pp) * Rp
         for j in range(Qp):
-            best[:] = lowest
-            best_cell[:] = h0 * Q + j * Sp
+            best = y[u, j]
+            best_cell = argmax[u, j]
+            for k in range(K):
+                best[k] = lowest
+                best_cell[k] = 0
             for t in range(Rp):
                 for v in range(Sp):
-                    row = (u * Rp + t) * Qz + j * Sp + v
-                    cell = np.int32((h0 + t) * Q + j * Sp + v)
+                    z_row = z[(u * Rp + t) * Qz + j * Sp + v]
+                    cell = np.int32(t * Qz + v)
                     for k in range(K):
-                        value = z[row, k] + bias[k]
-                        value = zero if value <= 0 else value
+                        value = z_row[k] + bias[k]
+                        value = zero if value <= zero else value
                         take = value > best[k]
                         best[k] = value if take else best[k]
                         best_cell[k] = cell if take else best_cell[k]
-            y[u, j, :] = best
-            argmax[u, j, :] = best_cell
 
 
 @njit(nogil=True, cache=True)
-def pooled_gradient_images(dy, y, argmax, Q, Pz, Qz, zero, dz, bias_partial):
+def pooled_gradient_images(dy, y, argmax, Pz, Qz, Rp, Sp, zero, dz, bias_partial):
     """dz (images * Pz*Qz, K) = dy at each window's winner where y > 0, else 0; bias_partial += its column sums.
 
-    dy, y, argmax (images, Pp, Qp, K), argmax = h * Q + w in the image; dz holds the Pz x Qz conv
-    cells the windows read (Pz = Pp*Rp, Qz = Qp*Sp). Windows do not overlap, so each dz cell gets
-    one value at most.
+    dy, y, argmax (images, Pp, Qp, K), argmax = the winner's offset from its window's first cell
+    (t * Qz + v, as ``bias_relu_max_pool_rows`` writes it); dz holds the Pz x Qz conv cells the
+    windows read (Pz = Pp*Rp, Qz = Qp*Sp). Windows do not overlap, so each dz cell gets one
+    value at most.
     """
     images, Pp, Qp, K = dy.shape
     dz[:] = zero
     for n in range(images):
         for i in range(Pp):
             for j in range(Qp):
+                first = (n * Pz + i * Rp) * Qz + j * Sp
                 for k in range(K):
                     if y[n, i, j, k] > 0:
-                        cell = argmax[n, i, j, k]
-                        dz[(n * Pz + cell // Q) * Qz + cell % Q, k] = dy[n, i, j, k]
+                        dz[first + argmax[n, i, j, k], k] = dy[n, i, j, k]
                         bias_partial[k] += dy[n, i, j, k]
 
 
@@ -87,14 +87,9 @@ def _chunks(g, pg):
     return _unit_chunks(g.N * pg.P, 4 * pg.R * _read_size(pg)[1] * (g.R * g.S * g.C + g.K))
 
 
-def _im2col_cells(x, g, rows_per_unit, units_per_image, first_unit, Qz, cols):
-    """The patches of conv cells q < Qz of rows of units (im2col_rows's row map)."""
-    im2col_rows(x, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, Qz, rows_per_unit, units_per_image, first_unit,
-                cols)
-
-
 def conv2d_bias_relu_max_pool_forward(x, w, bias, g, pg):
-    """(y (N, Pp, Qp, K), argmax (N, Pp, Qp, K) int32 = h * Q + w), per chunk of units (see the module)."""
+    """(y (N, Pp, Qp, K), argmax (N, Pp, Qp, K) int32: each winner's offset in its window, t * Qz + v), per chunk of
+    units (see the module)."""
     lowest = x.dtype.type(np.finfo(x.dtype).min)
     units, patch = g.N * pg.P, g.R * g.S * g.C
     w_matrix = w.reshape(patch, g.K)
@@ -106,12 +101,10 @@ def conv2d_bias_relu_max_pool_forward(x, w, bias, g, pg):
     def task(i):
         start, stop = bounds[i]
         rows = (stop - start) * pg.R * Qz
-        cols = scratch("cols", (rows, patch), x.dtype)
-        _im2col_cells(x, g, pg.R, pg.P, start, Qz, cols)  # unit = a pooled row: its Rp conv rows
+        cols = patch_matrix(x, g, Qz, pg.R, pg.P, start, rows)  # unit = a pooled row: its Rp conv rows
         z = scratch("z", (rows, g.K), x.dtype)
         np.matmul(cols, w_matrix, out=z)
-        bias_relu_max_pool_rows(z, bias, g.Q, Qz, pg.R, pg.S, pg.P, start, lowest, lowest * 0, y[start:stop],
-                                argmax[start:stop])
+        bias_relu_max_pool_rows(z, bias, Qz, pg.R, pg.S, lowest, lowest * 0, y[start:stop], argmax[start:stop])
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
@@ -126,6 +119,7 @@ def conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradien
     zero = dy.dtype.type(0)
 
     def upstream(first, last, dz, bias_partial):
-        pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], g.Q, Pz, Qz, zero, dz, bias_partial)
+        pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], Pz, Qz, pg.R, pg.S, zero, dz,
+                               bias_partial)
 
     return backward_by_images(x, w, g, upstream, input_gradient, cells=(Pz, Qz))
