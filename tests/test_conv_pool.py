@@ -4,9 +4,10 @@ Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size
 size, Rp Sp the pooling window (= its strides, VALID), Pp Qp the pooled size.
 
 Against TensorFlow's composition max_pool2d(relu(bias_add(conv2d))) on every backend, forward and
-VJP with a random upstream gradient; the same bits as miniconv's own composition; chunk and row
-corners (MNIST's layers, an odd P and Q whose last conv row and column no window reads, batch 1);
-the pairing inside a Sequential; bad input.
+VJP with a random upstream gradient; the same bits as miniconv's own composition (im2col's path);
+chunk and row corners (MNIST's layers, an odd P and Q whose last conv row and column no window
+reads, batch 1); the cpu backend's Winograd forward (3 x 3, stride 1, >= 8 channels, 2 x 2 pool)
+against TF and against its im2col forward; the pairing inside a Sequential; bad input.
 """
 
 from __future__ import annotations
@@ -177,3 +178,51 @@ def test_sequential_pairs_conv_and_pool(backend, pool, fused):
     np.testing.assert_allclose(dx, g, rtol=1e-5, atol=1e-6)
     for fused_grad, grad in zip(grads, (g for layer in model.layers for g in layer.grads)):
         np.testing.assert_allclose(fused_grad, grad, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, padding", [
+    ((2, 9, 10, 8, 5), "VALID"),    # P = 7: the last conv row unread; Q = 8
+    ((1, 7, 6, 9, 3), "SAME"),      # batch 1, padding zeros inside the 4 x 4 tiles
+    ((3, 4, 4, 16, 7), "SAME"),     # 2 x 2 tiles, every one reaching into the padding
+])
+def test_conv2d_bias_relu_max_pool2d_winograd_shapes(backend, shape, padding):
+    """3 x 3, stride 1, >= 8 channels under a 2 x 2 pool: the cpu backend's Winograd forward, against TF."""
+    N, H, W, C, K = shape
+
+    class NearTie(Exception):
+        pass
+
+    def require(condition):
+        if not condition:
+            raise NearTie
+
+    for seed in range(10):
+        case = ConvCase(2, N, H, W, C, K, 3, 3, (1, 1), (1, 1), padding, [1, 1], [1, 1], seed=seed)
+        try:
+            return check(case, (2, 2), backend, require)
+        except NearTie:
+            continue
+    pytest.fail(f"every seed drew a near tie for {shape}")
+
+
+@given(N=st.integers(1, 3), H=st.integers(2, 12), W=st.integers(2, 12), C=st.integers(8, 12), K=st.integers(1, 6),
+       padding=st.sampled_from(["VALID", "SAME"]), seed=st.integers(0, 2**32 - 1))
+def test_cpu_winograd_forward_is_im2col_up_to_rounding(N, H, W, C, K, padding, seed):
+    """The cpu backend's two forwards of the fused op: the same winners and values within rounding."""
+    from miniconv.backend.cpu import conv_pool_kernels, winograd_kernels
+    from miniconv.shapes import conv_geometry, pool_geometry
+
+    assume(padding == "SAME" or (H >= 4 and W >= 4))  # a VALID conv output of at least 2 x 2
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (N, H, W, C)).astype(np.float32)
+    w = rng.uniform(-1, 1, (3, 3, C, K)).astype(np.float32)
+    bias = rng.uniform(-0.5, 0.5, K).astype(np.float32)
+    g = conv_geometry(x.shape, w.shape, (1, 1), padding, (1, 1))
+    pg = pool_geometry(g.output_shape, (2, 2), (2, 2), "VALID")
+    assert winograd_kernels.applies(g, pg)
+    z = nn.conv2d_bias_relu(x, w, bias, padding=padding, backend="numpy")
+    assume(not windows_near_tie(z, (2, 2)))
+    y, argmax = winograd_kernels.forward(x, w, bias, g, pg)
+    y_ref, argmax_ref = conv_pool_kernels.im2col_bias_relu_max_pool_forward(x, w, bias, g, pg)
+    np.testing.assert_array_equal(argmax, argmax_ref)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5 * 9 * C)
