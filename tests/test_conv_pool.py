@@ -59,6 +59,28 @@ def check(case: ConvCase, pool_size: tuple[int, int], backend: str, require=assu
     np.testing.assert_allclose(db_only, db, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(db).max())))
 
 
+class NearTie(Exception):
+    pass
+
+
+def check_first_tie_free_seed(shape, padding, pool_size, backend) -> None:
+    """``check`` on a fixed 3 x 3, stride 1 case of ``shape`` (N, H, W, C, K): its first seed
+    without a near tie (a fixed case, so always the same one)."""
+    N, H, W, C, K = shape
+
+    def require(condition):
+        if not condition:
+            raise NearTie
+
+    for seed in range(10):
+        case = ConvCase(2, N, H, W, C, K, 3, 3, (1, 1), (1, 1), padding, [1, 1], [1, 1], seed=seed)
+        try:
+            return check(case, pool_size, backend, require)
+        except NearTie:
+            continue
+    pytest.fail(f"every seed drew a near tie for {shape}")
+
+
 @given(case=conv_cases(dims=2), pool_size=st.tuples(st.integers(1, 3), st.integers(1, 3)))
 def test_conv2d_bias_relu_max_pool2d_matches_tf(backend, case, pool_size):
     check(case, pool_size, backend)
@@ -71,22 +93,7 @@ def test_conv2d_bias_relu_max_pool2d_matches_tf(backend, case, pool_size):
     ((2, 6, 6, 2, 3), (4, 4)),       # one window per image
 ])
 def test_conv2d_bias_relu_max_pool2d_corners(backend, shape, pool_size):
-    N, H, W, C, K = shape
-
-    class NearTie(Exception):
-        pass
-
-    def require(condition):
-        if not condition:
-            raise NearTie
-
-    for seed in range(10):  # the first seed without a near tie (a fixed case, so always the same one)
-        case = ConvCase(2, N, H, W, C, K, 3, 3, (1, 1), (1, 1), "VALID", [1, 1], [1, 1], seed=seed)
-        try:
-            return check(case, pool_size, backend, require)
-        except NearTie:
-            continue
-    pytest.fail(f"every seed drew a near tie for {shape}")
+    check_first_tie_free_seed(shape, "VALID", pool_size, backend)
 
 
 @pytest.mark.parametrize("padding, strides", [("SAME", 1), ("VALID", 2)])
@@ -187,22 +194,7 @@ def test_sequential_pairs_conv_and_pool(backend, pool, fused):
 ])
 def test_conv2d_bias_relu_max_pool2d_winograd_shapes(backend, shape, padding):
     """3 x 3, stride 1, >= 8 channels under a 2 x 2 pool: the cpu backend's Winograd forward, against TF."""
-    N, H, W, C, K = shape
-
-    class NearTie(Exception):
-        pass
-
-    def require(condition):
-        if not condition:
-            raise NearTie
-
-    for seed in range(10):
-        case = ConvCase(2, N, H, W, C, K, 3, 3, (1, 1), (1, 1), padding, [1, 1], [1, 1], seed=seed)
-        try:
-            return check(case, (2, 2), backend, require)
-        except NearTie:
-            continue
-    pytest.fail(f"every seed drew a near tie for {shape}")
+    check_first_tie_free_seed(shape, padding, (2, 2), backend)
 
 
 @given(N=st.integers(1, 3), H=st.integers(2, 12), W=st.integers(2, 12), C=st.integers(8, 12), K=st.integers(1, 6),

@@ -27,6 +27,13 @@ CHUNK_BYTES = 1 << 19  # patches per chunk: 512 KiB stays in a core's L2 between
 MIN_CHUNKS = 4  # at least this many chunks (when there are rows enough), so that threads finish together
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _image_row(block, rows_per_unit, units_per_image, first_unit):
+    """(n, p): the output image row of the patch matrix's block of Q rows (im2col_rows's row map)."""
+    unit = first_unit + block // rows_per_unit
+    return unit // units_per_image, (unit % units_per_image) * rows_per_unit + block % rows_per_unit
+
+
 @njit(nogil=True, cache=True)
 def im2col_rows(x, R, S, sh, sw, dh, dw, top, left, Q, rows_per_unit, units_per_image, first_unit, cols):
     """cols = the patches of output image rows (their first Q cells, Q matrix rows each), ``rows_per_unit`` per unit.
@@ -40,9 +47,7 @@ def im2col_rows(x, R, S, sh, sw, dh, dw, top, left, Q, rows_per_unit, units_per_
     """
     _, H, W, C = x.shape
     for block in range(cols.shape[0] // Q):
-        unit = first_unit + block // rows_per_unit
-        n = unit // units_per_image
-        p = (unit % units_per_image) * rows_per_unit + block % rows_per_unit
+        n, p = _image_row(block, rows_per_unit, units_per_image, first_unit)
         row0 = block * Q
         for r in range(R):
             h = p * sh + r * dh - top
@@ -70,9 +75,7 @@ def im2col_rows_patch_major(x, R, S, sh, sw, dh, dw, top, left, Q, rows_per_unit
     """
     _, H, W, C = x.shape
     for block in range(cols_t.shape[1] // Q):
-        unit = first_unit + block // rows_per_unit
-        n = unit // units_per_image
-        p = (unit % units_per_image) * rows_per_unit + block % rows_per_unit
+        n, p = _image_row(block, rows_per_unit, units_per_image, first_unit)
         row0 = block * Q
         for r in range(R):
             h = p * sh + r * dh - top
