@@ -2,7 +2,9 @@
 
 Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size,
 M I O dense rows / inputs / outputs. Convolutions are 3x3, stride 1, VALID; pools 2x2, stride 2,
-VALID; dense layers have a bias. Layouts are miniconv's (TensorFlow's): NHWC, HWIO, (in, out).
+VALID; dense layers have a bias. The "convN+poolN" cases are what training runs for a
+Conv2D(relu) followed by a MaxPooling2D: ``nn.conv2d_bias_relu_max_pool2d``, against the same
+composition (conv2d, bias, ReLU, max pool) in TensorFlow and PyTorch. Layouts are miniconv's (TensorFlow's): NHWC, HWIO, (in, out).
 
     MNIST convnet, batch 64                     cats-vs-dogs convnet, batch 20, 150x150x3
     conv1  28x28x1   -> 26x26x32                conv1  150x150x3  -> 148x148x32
@@ -26,6 +28,7 @@ import numpy as np
 from .common import conv2d_flops, dense_flops, fwd_bwd_flops
 
 MODES = ("forward", "fwd+bwd")
+FUSED = "conv2d_bias_relu_max_pool2d"
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class OpCase:
 
     model: str
     layer: str
-    op: str  # "conv2d" | "relu" | "max_pool2d" | "dense"
+    op: str  # "conv2d" | "relu" | "max_pool2d" | "dense" | "conv2d_bias_relu_max_pool2d"
     shape: tuple[int, ...]
     out: int = 0
 
@@ -51,6 +54,9 @@ class OpCase:
         if self.op == "max_pool2d":
             N, H, W, C = self.shape
             return (N, H // 2, W // 2, C)
+        if self.op == FUSED:
+            N, H, W, _ = self.shape
+            return (N, (H - 2) // 2, (W - 2) // 2, self.out)
         if self.op == "dense":
             return (self.shape[0], self.out)
         return self.shape
@@ -60,6 +66,8 @@ class OpCase:
         shape = "x".join(map(str, self.shape))
         if self.op == "conv2d":
             return f"{shape} -> {self.out}, 3x3"
+        if self.op == FUSED:
+            return f"{shape} -> {self.out}, 3x3, bias, ReLU, 2x2 pool"
         if self.op == "dense":
             return f"{shape} -> {self.out}"
         if self.op == "max_pool2d":
@@ -67,10 +75,11 @@ class OpCase:
         return shape
 
     def flops(self, mode: str) -> int | None:
-        """FLOPs of the pass (see ``benchmarks.common``); None for ops that are memory-bound."""
-        if self.op == "conv2d":
-            N, P, Q, K = self.output_shape
-            forward = conv2d_flops(N, P, Q, K, 3, 3, self.shape[3])
+        """FLOPs of the pass (see ``benchmarks.common``); None for ops that are memory-bound.
+        The fused cases count their convolution's FLOPs only (over its whole output)."""
+        if self.op in ("conv2d", FUSED):
+            N, H, W, C = self.shape
+            forward = conv2d_flops(N, H - 2, W - 2, self.out, 3, 3, C)
         elif self.op == "dense":
             forward = dense_flops(self.shape[0], self.shape[1], self.out)
         else:
@@ -80,7 +89,7 @@ class OpCase:
     def arrays(self, seed: int = 0) -> dict[str, np.ndarray]:
         """float32 inputs by name, plus ``dy`` (the random upstream gradient, output-shaped).
 
-        Keys: conv2d x, w; dense x, kernel, bias; pool and relu x. Weights are Glorot-scaled so
+        Keys: conv2d x, w; fused conv + pool x, w, bias; dense x, kernel, bias; pool and relu x. Weights are Glorot-scaled so
         values stay O(1) layer after layer.
         """
         rng = np.random.default_rng(seed)
@@ -89,9 +98,11 @@ class OpCase:
             return (rng.standard_normal(shape) * scale).astype(np.float32)
 
         arrays = {"x": normal(self.shape)}
-        if self.op == "conv2d":
+        if self.op in ("conv2d", FUSED):
             C = self.shape[3]
             arrays["w"] = normal((3, 3, C, self.out), (2.0 / (9 * C + 9 * self.out)) ** 0.5)
+        if self.op == FUSED:
+            arrays["bias"] = normal((self.out,), 0.1)
         elif self.op == "dense":
             arrays["kernel"] = normal((self.shape[1], self.out), (2.0 / (self.shape[1] + self.out)) ** 0.5)
             arrays["bias"] = normal((self.out,), 0.1)
@@ -107,6 +118,10 @@ def _pool(model, layer, N, H, W, C):
     return OpCase(model, layer, "max_pool2d", (N, H, W, C))
 
 
+def _conv_pool(model, layer, N, H, W, C, K):
+    return OpCase(model, layer, FUSED, (N, H, W, C), K)
+
+
 def _dense(model, layer, M, I, O):
     return OpCase(model, layer, "dense", (M, I), O)
 
@@ -120,6 +135,8 @@ MNIST = (
     _conv("mnist", "conv3", 64, 5, 5, 64, 64),
     _dense("mnist", "dense1", 64, 576, 64),
     _dense("mnist", "dense2", 64, 64, 10),
+    _conv_pool("mnist", "conv1+pool1", 64, 28, 28, 1, 32),
+    _conv_pool("mnist", "conv2+pool2", 64, 13, 13, 32, 64),
 )
 
 CATS = (
@@ -133,6 +150,10 @@ CATS = (
     _pool("cats", "pool4", 20, 15, 15, 128),
     _dense("cats", "dense1", 20, 6272, 512),
     _dense("cats", "dense2", 20, 512, 1),
+    _conv_pool("cats", "conv1+pool1", 20, 150, 150, 3, 32),
+    _conv_pool("cats", "conv2+pool2", 20, 74, 74, 32, 64),
+    _conv_pool("cats", "conv3+pool3", 20, 36, 36, 64, 128),
+    _conv_pool("cats", "conv4+pool4", 20, 17, 17, 128, 128),
 )
 
 ALL = MNIST + CATS

@@ -18,7 +18,7 @@ import os
 import sys
 import traceback
 
-from .cases import BY_ID, OpCase
+from .cases import BY_ID, FUSED, OpCase
 from .common import sgemm_peak, time_call
 
 MINICONV_PREFIX = "miniconv-"
@@ -66,6 +66,8 @@ def _miniconv_call(case: OpCase, a: dict):
         return (a["x"], a["w"]), {"strides": 1, "padding": "VALID"}
     if case.op == "max_pool2d":
         return (a["x"],), {"ksize": 2, "strides": 2, "padding": "VALID"}
+    if case.op == FUSED:
+        return (a["x"], a["w"], a["bias"], 2), {"strides": 1, "padding": "VALID"}
     if case.op == "dense":
         return (a["x"], a["kernel"], a["bias"]), {}
     return (a["x"],), {}
@@ -97,6 +99,8 @@ def _miniconv_cuda():
             "timing": "device-resident arrays; cuda.synchronize() ends every timed call"}  # fmt: skip
 
     def build(case: OpCase, mode: str, a: dict):
+        if case.op == FUSED:
+            raise NotImplementedError("kernels_cuda has no fused conv2d + bias + ReLU + max pool kernel")
         d = {name: cuda.to_device(array) for name, array in a.items()}
         if case.op == "conv2d":
             g = conv_geometry(a["x"].shape, a["w"].shape, (1, 1), "VALID", (1, 1))
@@ -165,6 +169,8 @@ def _tensorflow():
         "max_pool2d": lambda x: tf.nn.max_pool2d(x, 2, 2, "VALID"),
         "relu": tf.nn.relu,
         "dense": lambda x, k, b: tf.matmul(x, k) + b,
+        FUSED: lambda x, w, b: tf.nn.max_pool2d(tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "VALID"), b)), 2, 2,
+                                                "VALID"),
     }
 
     def build(case: OpCase, mode: str, a: dict):
@@ -215,8 +221,9 @@ def _torch():
         return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous(memory_format=cl)
 
     def prepare(case: OpCase, a: dict):
-        if case.op == "conv2d":  # HWIO -> OIHW, stored channels last
-            return [nchw(a["x"]), torch.from_numpy(a["w"]).permute(3, 2, 0, 1).contiguous(memory_format=cl)]
+        if case.op in ("conv2d", FUSED):  # HWIO -> OIHW, stored channels last
+            x_w = [nchw(a["x"]), torch.from_numpy(a["w"]).permute(3, 2, 0, 1).contiguous(memory_format=cl)]
+            return x_w + [torch.from_numpy(a["bias"])] if case.op == FUSED else x_w
         if case.op == "dense":
             return [torch.from_numpy(a[n]) for n in ("x", "kernel", "bias")]
         return [nchw(a["x"])]
@@ -226,6 +233,7 @@ def _torch():
         "max_pool2d": lambda x: F.max_pool2d(x, 2, 2),
         "relu": F.relu,
         "dense": lambda x, k, b: torch.addmm(b, x, k),
+        FUSED: lambda x, w, b: F.max_pool2d(F.relu(F.conv2d(x, w, b)), 2, 2),
     }
 
     def build(case: OpCase, mode: str, a: dict):
@@ -245,7 +253,7 @@ def _torch():
 
 
 def _names(case: OpCase) -> tuple[str, ...]:
-    return {"conv2d": ("x", "w"), "dense": ("x", "kernel", "bias")}.get(case.op, ("x",))
+    return {"conv2d": ("x", "w"), FUSED: ("x", "w", "bias"), "dense": ("x", "kernel", "bias")}.get(case.op, ("x",))
 
 
 def load(name: str):

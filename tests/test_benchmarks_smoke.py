@@ -65,6 +65,34 @@ def test_flop_counts():
     assert BY_ID["cats/pool4"].output_shape == (20, 7, 7, 128)
     assert BY_ID["mnist/conv3"].output_shape == (64, 3, 3, 64)  # 3*3*64 = 576 = dense1's input
 
+    fused = BY_ID["mnist/conv2+pool2"]  # 64x13x13x32 -> conv 11x11x64 -> pooled 5x5x64
+    assert fused.output_shape == (64, 5, 5, 64)
+    assert fused.flops("forward") == 2 * 64 * 11 * 11 * 64 * 3 * 3 * 32  # the whole convolution's
+    assert BY_ID["cats/conv1+pool1"].output_shape == (20, 74, 74, 32)
+    assert set(fused.arrays()) == {"x", "w", "bias", "dy"} and fused.arrays()["dy"].shape == fused.output_shape
+
+
+def test_fused_case_is_the_same_op_for_miniconv_and_tensorflow():
+    """The fused benchmark case computes what its TF composition computes (forward and gradients)."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import contestants
+    from benchmarks.cases import BY_ID
+
+    pytest = __import__("pytest")
+    pytest.importorskip("tensorflow")
+    case = BY_ID["mnist/conv2+pool2"]
+    arrays = case.arrays(seed=1)
+    outputs = {}
+    for name in ("miniconv-cpu", "tf"):
+        build, _ = contestants.load(name)
+        outputs[name] = (build(case, "forward", arrays)(), build(case, "fwd+bwd", arrays)())
+    mine, theirs = outputs["miniconv-cpu"], outputs["tf"]
+    np.testing.assert_allclose(np.asarray(mine[0]), np.asarray(theirs[0]), rtol=1e-4, atol=1e-5)
+    for a, b in zip(mine[1], theirs[1]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
+
 
 def test_training_benchmark_markdown_from_the_committed_results():
     """The table, the ratio of best rounds and the not-run line are rebuilt from train_mnist.json."""
