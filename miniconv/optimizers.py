@@ -11,7 +11,9 @@
              w -= alpha * m / (sqrt(v) + eps)                  ("epsilon hat", as Keras)
                                                                defaults lr=0.001, 0.9, 0.999, eps=1e-7
 
-``apply(grads, variables, keys)`` updates the variables (float32 arrays) in place. The state
+``apply(grads, variables, keys)`` updates the variables (float32 arrays) in place: with NumPy as
+written here, or, when the current backend has them (the cpu backend), with its one-pass Numba
+kernels, which compute the same float32 operations in the same order (the same bits). The state
 arrays (``state()``, keyed by variable name, e.g. "conv2d/kernel") and ``iterations`` are what a
 saved model stores to resume training exactly.
 """
@@ -24,6 +26,7 @@ import numbers
 import numpy as np
 
 _F32 = np.float32
+_UNUSED = np.zeros(1, _F32)  # stands in for a state array a kernel does not touch (never aliasing a used one)
 
 
 def _check_number(value, name, owner, low=None, high=None, low_open=False, high_open=False):
@@ -70,10 +73,14 @@ class Optimizer:
         if keys is None:
             keys = range(len(variables))
         lr = _F32(self.learning_rate)
+        kernels = _backend_kernels()
         for key, g, w in zip(keys, grads, variables):
             if g is None:
                 continue
-            self.update_step(key, g, w, lr)
+            if kernels is not None and _flat_float32(g, w):
+                self.kernel_step(kernels, key, g, w, lr)
+            else:
+                self.update_step(key, g, w, lr)
         self.iterations += 1
 
     def apply_gradients(self, grads_and_vars) -> None:
@@ -82,7 +89,16 @@ class Optimizer:
         self.apply([g for g, _ in pairs], [w for _, w in pairs])
 
     def update_step(self, key, g, w, lr):
+        """The update of one variable w (in place) from its gradient g, in NumPy: the formula."""
         raise NotImplementedError
+
+    def kernel_step(self, kernels, key, g, w, lr):
+        """update_step's result with the backend's ``optimizer_kernels``; g, w C-contiguous float32."""
+        raise NotImplementedError
+
+    def _flat_slot(self, slot: str, key, like: np.ndarray) -> np.ndarray:
+        """The state array (shaped as the variable ``like``, as saved), viewed flat for a kernel."""
+        return self._slot(slot, key, like).reshape(-1)
 
     # --- state for saving and resuming -------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
@@ -136,6 +152,14 @@ class SGD(Optimizer):
         else:
             w += m
 
+    def kernel_step(self, kernels, key, g, w, lr):
+        if self.momentum == 0:
+            kernels.run(kernels.sgd_rows, (w.reshape(-1), g.reshape(-1)), lr)
+            return
+        m = self._flat_slot("momentum", key, w)
+        kernels.run(kernels.sgd_momentum_rows, (w.reshape(-1), g.reshape(-1), m), lr, _F32(self.momentum),
+                    self.nesterov)
+
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -173,6 +197,13 @@ class RMSprop(Optimizer):
             w -= m
         else:
             w -= increment
+
+    def kernel_step(self, kernels, key, g, w, lr):
+        v = self._flat_slot("velocity", key, w)
+        a = self._flat_slot("average_gradient", key, w) if self.centered else _UNUSED
+        m = self._flat_slot("momentum", key, w) if self.momentum > 0 else _UNUSED
+        kernels.run(kernels.rmsprop_rows, (w.reshape(-1), g.reshape(-1), v, a, m), lr, _F32(self.rho),
+                    _F32(1 - self.rho), _F32(self.momentum), _F32(self.epsilon), self.centered, self.momentum > 0)
 
     def get_config(self):
         return {**super().get_config(), "rho": self.rho, "momentum": self.momentum, "epsilon": self.epsilon,
@@ -214,9 +245,28 @@ class Adam(Optimizer):
         step /= denominator
         w -= step
 
+    def kernel_step(self, kernels, key, g, w, lr):
+        m = self._flat_slot("momentum", key, w)
+        v = self._flat_slot("velocity", key, w)
+        v_hat = self._flat_slot("velocity_hat", key, w) if self.amsgrad else _UNUSED
+        kernels.run(kernels.adam_rows, (w.reshape(-1), g.reshape(-1), m, v, v_hat), self._alpha,
+                    _F32(1 - self.beta_1), _F32(1 - self.beta_2), _F32(self.epsilon), self.amsgrad)
+
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
                 "amsgrad": self.amsgrad}
+
+
+def _backend_kernels():
+    """The current backend's optimizer kernels (a module), or None: then NumPy runs the formulas."""
+    from .backend import get_backend
+
+    return getattr(get_backend(), "optimizer_kernels", None)
+
+
+def _flat_float32(g, w) -> bool:
+    return (g.dtype == _F32 and w.dtype == _F32 and g.shape == w.shape and g.flags.c_contiguous
+            and w.flags.c_contiguous and w.flags.writeable)
 
 
 _BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}

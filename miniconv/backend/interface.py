@@ -21,6 +21,9 @@ class Backend:
     """Base class: every method raises until a backend provides it."""
 
     name = "abstract"
+    # A module of one-pass optimizer updates on host float32 arrays (``backend/cpu/optimizer_kernels.py``),
+    # or None: ``miniconv.optimizers`` then runs its NumPy formulas.
+    optimizer_kernels = None
 
     # --- convolution -------------------------------------------------------------------------
     def conv2d_forward(self, x: np.ndarray, w: np.ndarray, g: ConvGeometry) -> np.ndarray:

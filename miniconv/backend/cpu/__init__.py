@@ -9,13 +9,14 @@ ops, float64 in the gradient checks). Where each kernel lives:
     conv_pool_kernels.py    conv2d + bias + ReLU + a non-overlapping max pooling, fused per chunk
     pool_kernels.py         max / average pooling forward and backward (argmax for max)
     elementwise_kernels.py  relu, sigmoid, softmax, dense bias, dropout
+    optimizer_kernels.py    SGD, RMSprop and Adam updates in one pass (the optimizers' NumPy bits)
 """
 
 from __future__ import annotations
 
 from ..._threads import warn_if_blas_spins
 from ..interface import Backend
-from . import conv_kernels, conv_pool_kernels, elementwise_kernels, pool_kernels
+from . import conv_kernels, conv_pool_kernels, elementwise_kernels, optimizer_kernels, pool_kernels
 from .allocation import keep_freed_memory
 
 warn_if_blas_spins()
@@ -26,6 +27,7 @@ class CpuBackend(Backend):
     """Numba CPU kernels; each method is the module function of the same name."""
 
     name = "cpu"
+    optimizer_kernels = optimizer_kernels
 
     conv2d_forward = staticmethod(conv_kernels.conv2d_forward)
     conv2d_backward_input = staticmethod(conv_kernels.conv2d_backward_input)
