@@ -116,6 +116,19 @@ def test_conv2d_bias_relu_many_chunks(backend, shape):
     check_fused(conv2d_case(N, H, W, C, K, 3, 3, (1, 1), "VALID", seed=N), backend)
 
 
+@given(case=conv_cases(dims=2), chunk_bytes=st.sampled_from([256, 4096]))
+def test_cpu_conv2d_bias_relu_backward_in_row_blocks(case, chunk_bytes):
+    """Images larger than a chunk (cats vs dogs' layers) go through the backward in blocks of conv
+    rows, dx added block by block: here any image is, with CHUNK_BYTES cut to 256 or 4096 bytes
+    (BLOCK_BYTES to twice that)."""
+    from miniconv.backend.cpu import conv_kernels
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_kernels, "CHUNK_BYTES", chunk_bytes)
+        patch.setattr(conv_kernels, "BLOCK_BYTES", 2 * chunk_bytes)
+        check_fused(case, "cpu")
+
+
 def test_conv2d_bias_relu_is_the_composition(backend):
     """Forward: the same bits as relu(bias_add(conv2d)); backward: the same dw / dbias with and without dx."""
     rng = np.random.default_rng(4)

@@ -86,6 +86,20 @@ def test_conv2d_bias_relu_max_pool2d_matches_tf(backend, case, pool_size):
     check(case, pool_size, backend)
 
 
+@given(case=conv_cases(dims=2), pool_size=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       chunk_bytes=st.sampled_from([256, 4096]))
+def test_cpu_backward_in_row_blocks_matches_tf(case, pool_size, chunk_bytes):
+    """Images larger than a chunk (cats vs dogs' layers) go through the backward in blocks of conv
+    rows: here any image is, with CHUNK_BYTES cut to 256 or 4096 bytes and BLOCK_BYTES to twice
+    that (forward chunks shrink too)."""
+    from miniconv.backend.cpu import conv_kernels
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_kernels, "CHUNK_BYTES", chunk_bytes)
+        patch.setattr(conv_kernels, "BLOCK_BYTES", 2 * chunk_bytes)
+        check(case, pool_size, "cpu")
+
+
 @pytest.mark.parametrize("shape, pool_size", [
     ((64, 28, 28, 1, 32), (2, 2)),   # MNIST conv1: many chunks and reduction groups
     ((64, 13, 13, 32, 64), (2, 2)),  # MNIST conv2: P = Q = 11, the last conv row and column unread

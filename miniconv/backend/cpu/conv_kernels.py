@@ -25,6 +25,10 @@ from .work_sharing import chunk_bounds, run_chunks, scratch, single_threaded_bla
 
 CHUNK_BYTES = 1 << 19  # patches per chunk: 512 KiB stays in a core's L2 between im2col and the product
 MIN_CHUNKS = 4  # at least this many chunks (when there are rows enough), so that threads finish together
+# A backward chunk is one image when an image's patches and dy rows exceed CHUNK_BYTES; beyond
+# BLOCK_BYTES it is taken in blocks of conv rows of about that size (cats vs dogs' layers,
+# fwd+bwd: 512 KiB and 2 MiB blocks measured slower than 1 MiB; whole images slowest).
+BLOCK_BYTES = 2 * CHUNK_BYTES
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -122,29 +126,40 @@ def patch_matrix(x, g, Q, rows_per_unit, units_per_image, first_unit, rows):
 
 
 @njit(nogil=True, cache=True)
+def col2im_add_rows(dcols, R, S, sh, sw, dh, dw, top, left, first_row, Q, dx_image):
+    """dx_image[h, w, c] += dcols[(p - first_row)*Q + q, (r*S + s)*C + c] over the patch cells that read it.
+
+    dcols holds the output rows p = first_row, first_row + 1, ... (Q cells each) of one image,
+    dx_image (H, W, C) that image's input gradient, added to (not cleared).
+    """
+    H, W, C = dx_image.shape
+    for block in range(dcols.shape[0] // Q):
+        p = first_row + block
+        for q in range(Q):
+            row = block * Q + q
+            for r in range(R):
+                h = p * sh + r * dh - top
+                if h < 0 or h >= H:
+                    continue
+                for s in range(S):
+                    w = q * sw + s * dw - left
+                    if w < 0 or w >= W:
+                        continue
+                    base = (r * S + s) * C
+                    for c in range(C):
+                        dx_image[h, w, c] += dcols[row, base + c]
+
+
+@njit(nogil=True, cache=True)
 def col2im_images(dcols, R, S, sh, sw, dh, dw, top, left, P, Q, dx):
     """dx[n, h, w, c] = sum of dcols[(n*P + p)*Q + q, (r*S + s)*C + c] over the patch cells that read it.
 
     dx holds whole images (a block of the batch) and dcols exactly their rows: the output cells
     p < P, q < Q of each image (all of them, or the ones a pooling reads).
     """
-    N, H, W, C = dx.shape
     dx[:] = 0.0
-    for n in range(N):
-        for p in range(P):
-            for q in range(Q):
-                row = (n * P + p) * Q + q
-                for r in range(R):
-                    h = p * sh + r * dh - top
-                    if h < 0 or h >= H:
-                        continue
-                    for s in range(S):
-                        w = q * sw + s * dw - left
-                        if w < 0 or w >= W:
-                            continue
-                        base = (r * S + s) * C
-                        for c in range(C):
-                            dx[n, h, w, c] += dcols[row, base + c]
+    for n in range(dx.shape[0]):
+        col2im_add_rows(dcols[n * P * Q : (n + 1) * P * Q], R, S, sh, sw, dh, dw, top, left, 0, Q, dx[n])
 
 
 def _row_chunks(g):
@@ -256,28 +271,57 @@ def backward_by_images(x, w, g, upstream, input_gradient, cells=None):
     ``cells`` = (Pz, Qz): the first Pz rows and Qz columns of each image's conv output (default
     all P x Q), the rest having a zero gradient. Chunks hold whole images, so no two threads write
     the same dx cell; each has its own dw and dbias partials, added in chunk order (the same bits
-    whichever thread ran which chunk).
+    whichever thread ran which chunk). An image whose patches and dy rows exceed CHUNK_BYTES is
+    a chunk of its own, and beyond BLOCK_BYTES (cats vs dogs: 6 MB of patches an image in its
+    second layer) it is taken in blocks of conv rows of that size, one after the other, so that
+    patches and dcols stay in cache.
     """
     Pz, Qz = (g.P, g.Q) if cells is None else cells
     patch, rows_per_image = g.R * g.S * g.C, Pz * Qz
     w_matrix = w.reshape(patch, g.K)
-    # CHUNK_BYTES of patches and dy rows (dcols share the patches' budget, as in conv2d_backward_input)
-    bounds = _unit_chunks(g.N, 4 * rows_per_image * (patch + g.K))
+    bytes_per_conv_row = 4 * Qz * (patch + g.K)  # patches (or dcols, which share their budget) and dy rows
+    bounds = _unit_chunks(g.N, Pz * bytes_per_conv_row)
+    conv_rows_per_block = max(1, min(Pz, BLOCK_BYTES // bytes_per_conv_row))
     dw_partials = scratch("dw_partials", (len(bounds), patch, g.K), x.dtype)
     bias_partials = np.zeros((len(bounds), g.K), x.dtype)
     dx = np.empty(x.shape, x.dtype) if input_gradient else None
 
-    def task(i):
-        first, last = bounds[i]
+    def whole_images(i, first, last, dy):
         rows = (last - first) * rows_per_image
-        dy = scratch("dy", (rows, g.K), x.dtype)
-        upstream(first, last, dy, bias_partials[i])
         cols = patch_matrix(x, g, Qz, Pz, 1, first, rows)  # unit = an image
         np.matmul(cols.T, dy, out=dw_partials[i])
         if input_gradient:
             dcols = scratch("dcols", (rows, patch), x.dtype)
             np.matmul(dy, w_matrix.T, out=dcols)
             col2im_images(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, Pz, Qz, dx[first:last])
+
+    def image_in_blocks(i, n, dy):
+        if input_gradient:
+            dx[n] = 0.0
+        for p0 in range(0, Pz, conv_rows_per_block):
+            p1 = min(Pz, p0 + conv_rows_per_block)
+            rows = (p1 - p0) * Qz
+            cols = patch_matrix(x, g, Qz, 1, Pz, n * Pz + p0, rows)  # unit = a conv row
+            dy_block = dy[p0 * Qz : p1 * Qz]
+            if p0 == 0:
+                np.matmul(cols.T, dy_block, out=dw_partials[i])
+            else:
+                dw_block = scratch("dw_block", (patch, g.K), x.dtype)
+                np.matmul(cols.T, dy_block, out=dw_block)
+                dw_partials[i] += dw_block
+            if input_gradient:
+                dcols = scratch("dcols", (rows, patch), x.dtype)
+                np.matmul(dy_block, w_matrix.T, out=dcols)
+                col2im_add_rows(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, p0, Qz, dx[n])
+
+    def task(i):
+        first, last = bounds[i]
+        dy = scratch("dy", ((last - first) * rows_per_image, g.K), x.dtype)
+        upstream(first, last, dy, bias_partials[i])
+        if conv_rows_per_block < Pz:  # (then every chunk is one image)
+            image_in_blocks(i, first, dy)
+        else:
+            whole_images(i, first, last, dy)
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
