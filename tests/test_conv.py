@@ -34,6 +34,18 @@ def test_conv2d_matches_tf(backend, case):
     check(case, backend)
 
 
+@given(case=conv_cases(dims=2), chunk_bytes=st.sampled_from([256, 4096]))
+def test_cpu_conv2d_backward_in_row_blocks(case, chunk_bytes):
+    """With CHUNK_BYTES cut to 256 or 4096 bytes (BLOCK_BYTES to twice that) every image's input
+    gradient goes through in blocks of output rows, as cats vs dogs' large images do."""
+    from miniconv.backend.cpu import conv_kernels
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_kernels, "CHUNK_BYTES", chunk_bytes)
+        patch.setattr(conv_kernels, "BLOCK_BYTES", 2 * chunk_bytes)
+        check(case, "cpu")
+
+
 @given(case=conv_cases(dims=1))
 def test_conv1d_matches_tf(backend, case):
     check(case, backend)
