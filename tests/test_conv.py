@@ -35,9 +35,9 @@ def test_conv2d_matches_tf(backend, case):
 
 
 @given(case=conv_cases(dims=2), chunk_bytes=st.sampled_from([256, 4096]))
-def test_cpu_conv2d_backward_in_row_blocks(case, chunk_bytes):
-    """With CHUNK_BYTES cut to 256 or 4096 bytes (BLOCK_BYTES to twice that) every image's input
-    gradient goes through in blocks of output rows, as cats vs dogs' large images do."""
+def test_cpu_conv2d_backward_in_small_chunks(case, chunk_bytes):
+    """With CHUNK_BYTES cut to 256 or 4096 bytes (BLOCK_BYTES to twice that) every image is a
+    chunk of its own and the filter gradient's row chunks are a few rows each."""
     from miniconv.backend.cpu import conv_kernels
 
     with pytest.MonkeyPatch.context() as patch:

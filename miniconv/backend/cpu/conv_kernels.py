@@ -329,41 +329,20 @@ def backward_by_images(x, w, g, upstream, input_gradient, cells=None):
 
 
 def conv2d_backward_input(dy, w, g):
-    """dx (N, H, W, C): per block of images, col2im(dy[rows] @ w.reshape(R*S*C, K).T).
-
-    An image whose dcols exceed BLOCK_BYTES is a chunk of its own, taken in blocks of output
-    rows (dx added block by block), as in ``backward_by_images``.
-    """
+    """dx (N, H, W, C): per block of images, col2im(dy[rows] @ w.reshape(R*S*C, K).T)."""
     w_matrix = w.reshape(-1, g.K)
-    patch = w_matrix.shape[0]
     dy_rows = dy.reshape(-1, g.K)
     dx = np.empty((g.N, g.H, g.W, g.C), dy.dtype)
     rows_per_image = g.P * g.Q
-    bytes_per_output_row = 4 * g.Q * patch
-    images_per_chunk = min(CHUNK_BYTES // (g.P * bytes_per_output_row), -(-g.N // MIN_CHUNKS))
+    images_per_chunk = min(CHUNK_BYTES // (4 * rows_per_image * w_matrix.shape[0]), -(-g.N // MIN_CHUNKS))
     bounds = chunk_bounds(g.N, max(1, images_per_chunk))
-    output_rows_per_block = max(1, min(g.P, BLOCK_BYTES // bytes_per_output_row))
-
-    def add_to_dx(rows, first_output_row):
-        """dy's matrix rows ``rows`` (whole images, or output rows of one image from first_output_row) into dx."""
-        dcols = scratch("dcols", (rows.stop - rows.start, patch), dy.dtype)
-        np.matmul(dy_rows[rows], w_matrix.T, out=dcols)
-        if first_output_row is None:
-            images = slice(rows.start // rows_per_image, rows.stop // rows_per_image)
-            col2im_images(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, dx[images])
-        else:
-            n = rows.start // rows_per_image
-            col2im_add_rows(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, first_output_row, g.Q, dx[n])
 
     def task(i):
         first, last = bounds[i]
-        if output_rows_per_block == g.P:
-            add_to_dx(slice(first * rows_per_image, last * rows_per_image), None)
-            return
-        dx[first] = 0.0  # (then every chunk is one image)
-        for p0 in range(0, g.P, output_rows_per_block):
-            p1 = min(g.P, p0 + output_rows_per_block)
-            add_to_dx(slice((first * g.P + p0) * g.Q, (first * g.P + p1) * g.Q), p0)
+        rows = slice(first * rows_per_image, last * rows_per_image)
+        dcols = scratch("dcols", ((last - first) * rows_per_image, w_matrix.shape[0]), dy.dtype)
+        np.matmul(dy_rows[rows], w_matrix.T, out=dcols)
+        col2im_images(dcols, g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.P, g.Q, dx[first:last])
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
