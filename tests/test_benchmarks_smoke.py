@@ -107,3 +107,12 @@ def test_training_benchmark_markdown_from_the_committed_results():
         assert f": {ratio:.2f}x**" in text
     data["contestants"]["torch"] = {"available": False, "reason": "not installed"}
     assert "Not run: PyTorch (not installed)." in train.markdown(data)
+
+
+def test_step_times_runs_and_reports_each_round():
+    """``python -m benchmarks.step_times`` on a few steps, miniconv only: one line per round."""
+    run = subprocess.run([sys.executable, "-m", "benchmarks.step_times", "--steps", "3", "--rounds", "1",
+                          "--sides", "miniconv"], cwd=ROOT, check=False, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (line,) = [line for line in run.stdout.splitlines() if line.startswith("round 1 miniconv")]
+    assert "median" in line and line.endswith(" ms")
