@@ -81,26 +81,21 @@ def rmsprop_rows(w, g, v, a, m, lr, rho, one_minus_rho, momentum, epsilon, cente
             w[i] = w[i] - increment
 
 
+@njit(nogil=True, cache=True, error_model="numpy", inline="always")
+def _adam_moments(gi, mi, vi, one_minus_beta_1, one_minus_beta_2):
+    """(m, v) after one step: m + (g - m) * (1 - beta_1), v + (g^2 - v) * (1 - beta_2)."""
+    return mi + (gi - mi) * one_minus_beta_1, vi + (gi * gi - vi) * one_minus_beta_2
+
+
 @njit(nogil=True, cache=True, error_model="numpy")
 def adam_rows(w, g, m, v, v_hat, alpha, one_minus_beta_1, one_minus_beta_2, epsilon, amsgrad):
-    if not amsgrad:  # a loop of its own, without branches: it vectorises
-        for i in range(w.size):
-            gi = g[i]
-            mi = m[i] + (gi - m[i]) * one_minus_beta_1
-            m[i] = mi
-            vi = v[i] + (gi * gi - v[i]) * one_minus_beta_2
-            v[i] = vi
-            w[i] = w[i] - mi * alpha / (np.sqrt(vi) + epsilon)
-        return
-    for i in range(w.size):
-        gi = g[i]
-        mi = m[i] + (gi - m[i]) * one_minus_beta_1
-        m[i] = mi
-        vi = v[i] + (gi * gi - v[i]) * one_minus_beta_2
-        v[i] = vi
-        previous = v_hat[i]
-        vi = previous if (previous >= vi or previous != previous) else vi  # np.maximum: NaN wins
-        v_hat[i] = vi
+    for i in range(w.size):  # (LLVM splits the loop on amsgrad; without it the loop vectorises)
+        mi, vi = _adam_moments(g[i], m[i], v[i], one_minus_beta_1, one_minus_beta_2)
+        m[i], v[i] = mi, vi
+        if amsgrad:
+            previous = v_hat[i]
+            vi = previous if (previous >= vi or previous != previous) else vi  # np.maximum: NaN wins
+            v_hat[i] = vi
         w[i] = w[i] - mi * alpha / (np.sqrt(vi) + epsilon)
 
 
