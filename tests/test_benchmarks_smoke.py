@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -80,7 +82,6 @@ def test_fused_case_is_the_same_op_for_miniconv_and_tensorflow():
     from benchmarks import contestants
     from benchmarks.cases import BY_ID
 
-    pytest = __import__("pytest")
     pytest.importorskip("tensorflow")
     case = BY_ID["mnist/conv2+pool2"]
     arrays = case.arrays(seed=1)
