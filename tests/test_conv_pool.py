@@ -7,7 +7,8 @@ Against TensorFlow's composition max_pool2d(relu(bias_add(conv2d))) on every bac
 VJP with a random upstream gradient; the same bits as miniconv's own composition (im2col's path);
 chunk and row corners (MNIST's layers, an odd P and Q whose last conv row and column no window
 reads, batch 1); the cpu backend's Winograd forward (3 x 3, stride 1, >= 8 channels, 2 x 2 pool)
-against TF and against its im2col forward; the pairing inside a Sequential; bad input.
+and its direct loops (3 x 3, stride 1, <= 4 channels, 2 x 2 pool) against TF and against its
+im2col path; the pairing inside a Sequential; bad input.
 """
 
 from __future__ import annotations
@@ -112,9 +113,12 @@ def test_conv2d_bias_relu_max_pool2d_corners(backend, shape, pool_size):
 
 @pytest.mark.parametrize("padding, strides", [("SAME", 1), ("VALID", 2)])
 def test_conv2d_bias_relu_max_pool2d_is_the_composition(backend, padding, strides):
-    """Forward: the same bits as max_pool2d(conv2d_bias_relu); backward: dw and dbias with and without dx agree."""
+    """Forward: the same bits as max_pool2d(conv2d_bias_relu); backward: dw and dbias with and without dx agree.
+
+    5 input channels: the cpu backend's im2col path, whose products are conv2d_bias_relu's (its
+    direct loops for fewer channels and Winograd for more round differently: tested below)."""
     rng = np.random.default_rng(7)
-    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((8, 13, 11, 3), (3, 3, 3, 5), (5,)))
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((8, 13, 11, 5), (3, 3, 5, 5), (5,)))
     y, pullback = miniconv.vjp(nn.conv2d_bias_relu_max_pool2d, x, w, b, 2, strides=strides, padding=padding,
                                backend=backend)
     z = nn.conv2d_bias_relu(x, w, b, strides=strides, padding=padding, backend=backend)
@@ -232,3 +236,56 @@ def test_cpu_winograd_forward_is_im2col_up_to_rounding(N, H, W, C, K, padding, s
     y_ref, argmax_ref = conv_pool_kernels.im2col_bias_relu_max_pool_forward(x, w, bias, g, pg)
     np.testing.assert_array_equal(argmax, argmax_ref)
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5 * 9 * C)
+
+
+@pytest.mark.parametrize("shape, padding", [
+    ((2, 9, 10, 1, 5), "VALID"),    # P = 7: the last conv row unread; K = 5, below one vector
+    ((1, 7, 6, 3, 3), "SAME"),      # batch 1, RGB, the windows reading the zero padding
+    ((3, 4, 4, 4, 37), "SAME"),     # 2 x 2 windows, all at the border; K = 37, a remainder after vectors
+    ((5, 11, 13, 2, 9), "VALID"),   # odd P and Q: the last conv row and column unread
+])
+def test_conv2d_bias_relu_max_pool2d_direct_shapes(backend, shape, padding):
+    """3 x 3, stride 1, <= 4 channels under a 2 x 2 pool: the cpu backend's direct loops, against TF
+    (``check`` also compares the direct backward, taken without dx, with im2col's, taken with it)."""
+    check_first_tie_free_seed(shape, padding, (2, 2), backend)
+
+
+@given(N=st.integers(1, 3), H=st.integers(2, 12), W=st.integers(2, 12), C=st.integers(1, 4), K=st.integers(1, 40),
+       padding=st.sampled_from(["VALID", "SAME"]), chunk_windows=st.sampled_from([1, 1024]),
+       seed=st.integers(0, 2**32 - 1))
+def test_cpu_direct_path_is_im2col_up_to_rounding(N, H, W, C, K, padding, chunk_windows, seed):
+    """The cpu backend's direct loops and its im2col path, forward (the same winners, values
+    within rounding) and backward without dx (dw, dbias within rounding); chunk_windows = 1 makes
+    every pooled row a chunk of its own, so that the partials' order is exercised."""
+    from miniconv.backend.cpu import conv_kernels, conv_pool_kernels, direct_kernels
+    from miniconv.shapes import conv_geometry, pool_geometry
+
+    assume(padding == "SAME" or (H >= 4 and W >= 4))  # a VALID conv output of at least 2 x 2
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (N, H, W, C)).astype(np.float32)
+    w = rng.uniform(-1, 1, (3, 3, C, K)).astype(np.float32)
+    bias = rng.uniform(-0.5, 0.5, K).astype(np.float32)
+    g = conv_geometry(x.shape, w.shape, (1, 1), padding, (1, 1))
+    pg = pool_geometry(g.output_shape, (2, 2), (2, 2), "VALID")
+    assert direct_kernels.applies(g, pg)
+    z = nn.conv2d_bias_relu(x, w, bias, padding=padding, backend="numpy")
+    assume(not windows_near_tie(z, (2, 2)))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(direct_kernels, "CHUNK_WINDOWS", chunk_windows)
+        y, argmax = direct_kernels.forward(x, w, bias, g, pg)
+        y_ref, argmax_ref = conv_pool_kernels.im2col_bias_relu_max_pool_forward(x, w, bias, g, pg)
+        np.testing.assert_array_equal(argmax, argmax_ref)
+        np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5 * 9 * C)
+        dy = rng.uniform(-1, 1, y.shape).astype(np.float32)
+        dw, dbias = direct_kernels.backward(x, y, argmax, dy, g, pg)
+        Pz, Qz = 2 * pg.P, 2 * pg.Q
+        zero = np.float32(0)
+
+        def upstream(first, last, dz, bias_partial):
+            conv_pool_kernels.pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], Pz, Qz, 2, 2,
+                                                     zero, dz, bias_partial)
+
+        _, dw_ref, dbias_ref = conv_kernels.backward_by_images(x, w, g, upstream, False, cells=(Pz, Qz))
+    terms = N * Pz * Qz  # each dw value sums one term per conv cell
+    np.testing.assert_allclose(dw, dw_ref, rtol=1e-5, atol=1e-6 * terms)
+    np.testing.assert_allclose(dbias, dbias_ref, rtol=1e-5, atol=1e-6 * terms)

@@ -24,6 +24,29 @@ def test_cpu_conv2d_gradients_are_bitwise_repeatable():
     assert _repeat(lambda: (nn.conv2d(x, w, padding="SAME", backend="cpu"), *pullback(dy)))
 
 
+def test_cpu_first_layer_conv_pool_gradients_are_bitwise_repeatable():
+    """The direct loops of a first layer (1 channel, 3 x 3, 2 x 2 pool): per-chunk partials added in order."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((16, 28, 28, 1)).astype(np.float32)  # 208 pooled rows: many chunks
+    w = rng.standard_normal((3, 3, 1, 32)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    y, pullback = miniconv.vjp(nn.conv2d_bias_relu_max_pool2d, x, w, b, 2, backend="cpu")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    assert _repeat(lambda: (nn.conv2d_bias_relu_max_pool2d(x, w, b, 2, backend="cpu"),
+                            *pullback(dy, input_gradient=False)[1:]))
+
+
+def test_cpu_partials_start_on_their_own_cache_lines():
+    from miniconv.backend.cpu.work_sharing import CACHE_LINE, partials
+
+    for shape, dtype in (((7,), np.float32), ((3, 3, 1, 5), np.float64), ((16,), np.float32)):
+        p = partials(5, shape, dtype)
+        assert p.shape == (5, *shape) and p.dtype == dtype and not p.any()
+        assert all(p[i].ctypes.data % CACHE_LINE == 0 and p[i].flags.c_contiguous for i in range(5))
+        p[1] += 1  # each partial its own memory
+        assert p[1].all() and not p[0].any() and not p[2:].any()
+
+
 def test_cpu_dense_and_bias_gradients_are_bitwise_repeatable():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((300, 700)).astype(np.float32)

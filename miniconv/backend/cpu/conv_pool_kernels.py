@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 
 from .conv_kernels import _unit_chunks, backward_by_images, patch_matrix
-from . import winograd_kernels
+from . import direct_kernels, winograd_kernels
 from .work_sharing import run_chunks, scratch, single_threaded_blas
 
 
@@ -93,9 +93,12 @@ def _chunks(g, pg):
 def conv2d_bias_relu_max_pool_forward(x, w, bias, g, pg):
     """(y (N, Pp, Qp, K), argmax (N, Pp, Qp, K) int32: each winner's offset in its window, t * Qz + v).
 
-    3 x 3, stride 1 convolutions of many channels under a 2 x 2 pooling take Winograd's F(2x2, 3x3)
-    (``winograd_kernels``), the others im2col (see the module); both write the same argmax.
+    3 x 3, stride 1 convolutions under a 2 x 2 pooling take direct loops for few input channels
+    (``direct_kernels``) and Winograd's F(2x2, 3x3) for many (``winograd_kernels``), the others
+    im2col (see the module); all write the same argmax.
     """
+    if direct_kernels.applies(g, pg):
+        return direct_kernels.forward(x, w, bias, g, pg)
     if winograd_kernels.applies(g, pg):
         return winograd_kernels.forward(x, w, bias, g, pg)
     return im2col_bias_relu_max_pool_forward(x, w, bias, g, pg)
@@ -127,7 +130,10 @@ def im2col_bias_relu_max_pool_forward(x, w, bias, g, pg):
 def conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradient=True):
     """(dx or None, dw, dbias) at the pooled upstream dy, in ``backward_by_images``'s single pass:
     each chunk's dz is the pooled gradient at each window's winner where y > 0 (else 0), over the
-    Pz x Qz cells the windows read (the others have a zero gradient and are left out)."""
+    Pz x Qz cells the windows read (the others have a zero gradient and are left out). Without
+    the input gradient (a first layer), ``direct_kernels`` where it applies: no patches, no dz."""
+    if not input_gradient and direct_kernels.applies(g, pg):
+        return (None, *direct_kernels.backward(x, y, argmax, dy, g, pg))
     Pz, Qz = _read_size(pg)
     zero = dy.dtype.type(0)
 

@@ -155,6 +155,25 @@ def scratch(slot: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     return buffer[:size].reshape(shape)
 
 
+CACHE_LINE = 64  # bytes
+
+
+def partials(count: int, shape: tuple[int, ...], dtype) -> np.ndarray:
+    """(count, *shape) zeros for per-chunk partial sums, each partial starting on its own cache line.
+
+    Chunks i and i + 1 usually run at the same time on two threads. If their partials shared a
+    cache line (one np.zeros((count, K)) puts partial i + 1 right after partial i, at any
+    alignment), every += of one would evict the other's line from the other core: measured 2x
+    slower for a first layer's backward, whose dbias and dw take a += per pooling window.
+    """
+    itemsize = np.dtype(dtype).itemsize
+    size = math.prod(shape)
+    stride = -(-size * itemsize // CACHE_LINE) * CACHE_LINE // itemsize  # a whole number of lines
+    buffer = np.zeros(count * stride + CACHE_LINE // itemsize, dtype)
+    first = (-buffer.ctypes.data % CACHE_LINE) // itemsize
+    return buffer[first : first + count * stride].reshape(count, stride)[:, :size].reshape(count, *shape)
+
+
 def parallel_range(task, total: int, grain: int) -> None:
     """Call ``task(start, stop)`` over pieces of [0, total), shared between the threads.
 

@@ -1,0 +1,205 @@
+"""Direct loops for a first layer: 3x3 conv2d + bias + ReLU + 2x2 max pooling of an input of few channels.
+
+Shape legend: N batch, H W input size, C in-channels (at most DIRECT_MAX_CHANNELS), K filters,
+3 x 3 kernel, stride 1, dilation 1; Pp Qp the pooled size, Pz x Qz = 2Pp x 2Qp the conv cells
+the windows read. xp is the input as the windows read it: xp[n, h + r, col + s, c] is the input
+under filter cell (r, s) of conv cell (h, col) (x itself, or a zero-padded copy for SAME).
+
+    forward   y[n, i, j, k] = max over t, v < 2 of relu(sum over r, s, c of
+                                   xp[n, 2i + t + r, 2j + v + s, c] * w[r, s, c, k] + bias[k])
+    backward  g = dy[n, i, j, k] where y > 0 else 0, at the window's winner (t, v) only:
+              dw[r, s, c, k] += xp[n, 2i + t + r, 2j + v + s, c] * g;   dbias[k] += g
+
+Why not im2col here: with C = 1 a patch row holds 9 values, so the BLAS product has inner size
+9 and the layout work around it (im2col, the epilogue's pass over z, the zeroed and scattered
+dz of the backward) costs several times the arithmetic (MNIST's first layer: 1.8 ms of a
+forward on one core, 1.5 ms of them outside the product). Here each window's four conv cells
+are 36 multiply-adds per filter in a loop over the filters that vectorises, with the 3 x 3 taps
+unrolled, and bias, ReLU and the window's max follow in registers; the backward needs no patch
+matrix and no dz at all. The input gradient (which a first layer never needs) keeps im2col's path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from . import winograd_kernels
+from .work_sharing import chunk_bounds, partials, run_chunks, scratch, thread_count
+
+DIRECT_MAX_CHANNELS = 4  # more input channels: a patch row is long enough for im2col's product
+CHUNK_WINDOWS = 1024  # windows x input channels per shared chunk (~100 us; fewer: the calls' overhead shows)
+
+
+def applies(g, pg) -> bool:
+    """Whether the fused conv + pool of geometries g, pg takes these direct loops."""
+    return ((g.R, g.S, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1) and (pg.R, pg.S) == (2, 2)
+            and g.C <= DIRECT_MAX_CHANNELS)
+
+
+def padded_input(x, g, pg):
+    """xp: x where the windows read inside it (VALID), else a zero-padded copy of (2Pp + 2, 2Qp + 2) cells."""
+    rows, cols = 2 * pg.P + 2, 2 * pg.Q + 2
+    if g.top == 0 and g.left == 0 and rows <= g.H and cols <= g.W:
+        return x
+    xp = np.zeros((g.N, rows, cols, g.C), x.dtype)
+    h, w = min(g.H, rows - g.top), min(g.W, cols - g.left)
+    xp[:, g.top : g.top + h, g.left : g.left + w] = x[:, :h, :w]
+    return xp
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _patch(image, h, col, c):
+    """The 4 x 4 input cells a window's four conv cells read, channel c, as 16 scalars (row-major)."""
+    return (image[h, col, c], image[h, col + 1, c], image[h, col + 2, c], image[h, col + 3, c],
+            image[h + 1, col, c], image[h + 1, col + 1, c], image[h + 1, col + 2, c], image[h + 1, col + 3, c],
+            image[h + 2, col, c], image[h + 2, col + 1, c], image[h + 2, col + 2, c], image[h + 2, col + 3, c],
+            image[h + 3, col, c], image[h + 3, col + 1, c], image[h + 3, col + 2, c], image[h + 3, col + 3, c])
+
+
+@njit(nogil=True, cache=True, inline="always", fastmath={"contract"})
+def _cell(patch, t, v, w, c, k):
+    """Channel c's share of conv cell (t, v) of the window for filter k: sum over r, s of patch[t + r, v + s] * w[r, s, c, k]."""
+    total = patch[t * 4 + v] * w[0, 0, c, k]
+    for r in range(3):
+        for s in range(3):
+            if r + s > 0:
+                total += patch[(t + r) * 4 + v + s] * w[r, s, c, k]
+    return total
+
+
+# The loops over k below vectorise because each touches few arrays (LLVM's runtime alias checks
+# grow with every pair of them) and the patch is scalars loaded before the loop: the cells' sums
+# go to acc, then the epilogue reads acc; the winners' gradients go to gradients, then dw reads it.
+# fastmath "contract" only lets a * b + c become one fused multiply-add.
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def forward_units(xp, w, bias, Pp, first_unit, lowest, zero, acc, y, argmax):
+    """y, argmax (units, Qp, K) of the pooled rows first_unit, ... (unit = n * Pp + i), as in the module.
+
+    argmax = t * Qz + v of each window's winner, the scan of max_pool2d (cells (0, 0), (0, 1),
+    (1, 0), (1, 1), taken only if strictly greater, from lowest). acc (4, K): scratch for the
+    four cells' sums.
+    """
+    units, Qp, K = y.shape
+    C = xp.shape[3]
+    Qz = 2 * Qp
+    for u in range(units):
+        n, i = divmod(first_unit + u, Pp)
+        image = xp[n]
+        for j in range(Qp):
+            h, col = 2 * i, 2 * j
+            patch = _patch(image, h, col, 0)
+            for k in range(K):
+                acc[0, k] = _cell(patch, 0, 0, w, 0, k)
+                acc[1, k] = _cell(patch, 0, 1, w, 0, k)
+                acc[2, k] = _cell(patch, 1, 0, w, 0, k)
+                acc[3, k] = _cell(patch, 1, 1, w, 0, k)
+            for c in range(1, C):
+                patch = _patch(image, h, col, c)
+                for k in range(K):
+                    acc[0, k] += _cell(patch, 0, 0, w, c, k)
+                    acc[1, k] += _cell(patch, 0, 1, w, c, k)
+                    acc[2, k] += _cell(patch, 1, 0, w, c, k)
+                    acc[3, k] += _cell(patch, 1, 1, w, c, k)
+            best_row, cell_row = y[u, j], argmax[u, j]
+            for k in range(K):
+                best, cell = winograd_kernels._scan(acc[0, k], 0, bias[k], zero, lowest, np.int32(0))
+                best, cell = winograd_kernels._scan(acc[1, k], 1, bias[k], zero, best, cell)
+                best, cell = winograd_kernels._scan(acc[2, k], Qz, bias[k], zero, best, cell)
+                best, cell = winograd_kernels._scan(acc[3, k], Qz + 1, bias[k], zero, best, cell)
+                best_row[k] = best
+                cell_row[k] = cell
+
+
+@njit(nogil=True, cache=True, inline="always", fastmath={"contract"})
+def _add_window_gradient(patch, g00, g01, g10, g11, dw, c, k):
+    """dw[r, s, c, k] += the window's four input cells under (r, s), each times its conv cell's gradient."""
+    for r in range(3):
+        for s in range(3):
+            dw[r, s, c, k] += (patch[r * 4 + s] * g00 + patch[r * 4 + s + 1] * g01 + patch[(r + 1) * 4 + s] * g10
+                               + patch[(r + 1) * 4 + s + 1] * g11)
+
+
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def backward_units(xp, dy, y, argmax, Pp, first_unit, zero, gradients, dw, dbias):
+    """dw (3, 3, C, K) += and dbias (K,) += the gradients of the pooled rows first_unit, ... (module formula).
+
+    dy, y, argmax (units, Qp, K): the upstream gradient and the forward's output and winners.
+    gradients (5, K): scratch for the four conv cells' gradients and the window's.
+    """
+    units, Qp, K = dy.shape
+    C = xp.shape[3]
+    Qz = 2 * Qp
+    for u in range(units):
+        n, i = divmod(first_unit + u, Pp)
+        image = xp[n]
+        for j in range(Qp):
+            h, col = 2 * i, 2 * j
+            g_row, y_row, winner_row = dy[u, j], y[u, j], argmax[u, j]
+            for k in range(K):
+                g = g_row[k] if y_row[k] > zero else zero  # y > 0: ReLU passed it
+                winner = winner_row[k]
+                gradients[0, k] = g if winner == 0 else zero
+                gradients[1, k] = g if winner == 1 else zero
+                gradients[2, k] = g if winner == Qz else zero
+                gradients[3, k] = g if winner == Qz + 1 else zero
+                gradients[4, k] = g
+            for c in range(C):
+                patch = _patch(image, h, col, c)
+                for k in range(K):
+                    _add_window_gradient(patch, gradients[0, k], gradients[1, k], gradients[2, k], gradients[3, k],
+                                         dw, c, k)
+            for k in range(K):
+                dbias[k] += gradients[4, k]
+
+
+def _unit_chunks(g, pg):
+    """Chunks of pooled rows (units) of about CHUNK_WINDOWS windows x channels, at least four per thread."""
+    units = g.N * pg.P
+    per_chunk = max(1, min(CHUNK_WINDOWS // (pg.Q * g.C), -(-units // (4 * thread_count()))))
+    return chunk_bounds(units, per_chunk)
+
+
+def forward(x, w, bias, g, pg):
+    """(y, argmax) as ``conv_pool_kernels.conv2d_bias_relu_max_pool_forward``, per chunk of pooled rows."""
+    lowest = x.dtype.type(np.finfo(x.dtype).min)
+    xp = padded_input(x, g, pg)
+    units = g.N * pg.P
+    y = np.empty((units, pg.Q, g.K), x.dtype)
+    argmax = np.empty((units, pg.Q, g.K), np.int32)
+    bounds = _unit_chunks(g, pg)
+
+    def task(i):
+        start, stop = bounds[i]
+        acc = scratch("direct_acc", (4, g.K), x.dtype)
+        forward_units(xp, w, bias, pg.P, start, lowest, lowest * 0, acc, y[start:stop], argmax[start:stop])
+
+    run_chunks(task, len(bounds))
+    return y.reshape(pg.output_shape), argmax.reshape(pg.output_shape)
+
+
+def backward(x, y, argmax, dy, g, pg):
+    """(dw, dbias) of ``forward`` at the pooled upstream dy: per chunk of pooled rows, partials added in chunk order."""
+    xp = padded_input(x, g, pg)
+    units = g.N * pg.P
+    shape = (units, pg.Q, g.K)
+    y, argmax, dy = y.reshape(shape), argmax.reshape(shape), dy.reshape(shape)
+    bounds = _unit_chunks(g, pg)
+    dw_partials = partials(len(bounds), (3, 3, g.C, g.K), x.dtype)
+    bias_partials = partials(len(bounds), (g.K,), x.dtype)
+    zero = x.dtype.type(0)
+
+    def task(i):
+        start, stop = bounds[i]
+        gradients = scratch("direct_gradients", (5, g.K), x.dtype)
+        backward_units(xp, dy[start:stop], y[start:stop], argmax[start:stop], pg.P, start, zero, gradients,
+                       dw_partials[i], bias_partials[i])
+
+    run_chunks(task, len(bounds))
+    dw, dbias = dw_partials[0].copy(), bias_partials[0].copy()
+    for i in range(1, len(bounds)):
+        dw += dw_partials[i]
+        dbias += bias_partials[i]
+    return dw, dbias
