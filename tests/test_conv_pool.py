@@ -215,23 +215,31 @@ def test_conv2d_bias_relu_max_pool2d_winograd_shapes(backend, shape, padding):
     check_first_tie_free_seed(shape, padding, (2, 2), backend)
 
 
-@given(N=st.integers(1, 3), H=st.integers(2, 12), W=st.integers(2, 12), C=st.integers(8, 12), K=st.integers(1, 6),
-       padding=st.sampled_from(["VALID", "SAME"]), seed=st.integers(0, 2**32 - 1))
-def test_cpu_winograd_forward_is_im2col_up_to_rounding(N, H, W, C, K, padding, seed):
-    """The cpu backend's two forwards of the fused op: the same winners and values within rounding."""
-    from miniconv.backend.cpu import conv_pool_kernels, winograd_kernels
+def _tie_free_3x3_case(N, H, W, C, K, padding, seed):
+    """(rng, x, w, bias, g, pg) of a 3 x 3, stride 1 conv under a 2 x 2 pool; Hypothesis rejects
+    a VALID conv output below 2 x 2 and windows holding a near tie (another path may pick
+    another winner)."""
     from miniconv.shapes import conv_geometry, pool_geometry
 
-    assume(padding == "SAME" or (H >= 4 and W >= 4))  # a VALID conv output of at least 2 x 2
+    assume(padding == "SAME" or (H >= 4 and W >= 4))
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, (N, H, W, C)).astype(np.float32)
     w = rng.uniform(-1, 1, (3, 3, C, K)).astype(np.float32)
     bias = rng.uniform(-0.5, 0.5, K).astype(np.float32)
     g = conv_geometry(x.shape, w.shape, (1, 1), padding, (1, 1))
     pg = pool_geometry(g.output_shape, (2, 2), (2, 2), "VALID")
+    assume(not windows_near_tie(nn.conv2d_bias_relu(x, w, bias, padding=padding, backend="numpy"), (2, 2)))
+    return rng, x, w, bias, g, pg
+
+
+@given(N=st.integers(1, 3), H=st.integers(2, 12), W=st.integers(2, 12), C=st.integers(8, 12), K=st.integers(1, 6),
+       padding=st.sampled_from(["VALID", "SAME"]), seed=st.integers(0, 2**32 - 1))
+def test_cpu_winograd_forward_is_im2col_up_to_rounding(N, H, W, C, K, padding, seed):
+    """The cpu backend's two forwards of the fused op: the same winners and values within rounding."""
+    from miniconv.backend.cpu import conv_pool_kernels, winograd_kernels
+
+    rng, x, w, bias, g, pg = _tie_free_3x3_case(N, H, W, C, K, padding, seed)
     assert winograd_kernels.applies(g, pg)
-    z = nn.conv2d_bias_relu(x, w, bias, padding=padding, backend="numpy")
-    assume(not windows_near_tie(z, (2, 2)))
     y, argmax = winograd_kernels.forward(x, w, bias, g, pg)
     y_ref, argmax_ref = conv_pool_kernels.im2col_bias_relu_max_pool_forward(x, w, bias, g, pg)
     np.testing.assert_array_equal(argmax, argmax_ref)
@@ -258,18 +266,9 @@ def test_cpu_direct_path_is_im2col_up_to_rounding(N, H, W, C, K, padding, chunk_
     within rounding) and backward without dx (dw, dbias within rounding); chunk_windows = 1 makes
     every pooled row a chunk of its own, so that the partials' order is exercised."""
     from miniconv.backend.cpu import conv_kernels, conv_pool_kernels, direct_kernels
-    from miniconv.shapes import conv_geometry, pool_geometry
 
-    assume(padding == "SAME" or (H >= 4 and W >= 4))  # a VALID conv output of at least 2 x 2
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-1, 1, (N, H, W, C)).astype(np.float32)
-    w = rng.uniform(-1, 1, (3, 3, C, K)).astype(np.float32)
-    bias = rng.uniform(-0.5, 0.5, K).astype(np.float32)
-    g = conv_geometry(x.shape, w.shape, (1, 1), padding, (1, 1))
-    pg = pool_geometry(g.output_shape, (2, 2), (2, 2), "VALID")
+    rng, x, w, bias, g, pg = _tie_free_3x3_case(N, H, W, C, K, padding, seed)
     assert direct_kernels.applies(g, pg)
-    z = nn.conv2d_bias_relu(x, w, bias, padding=padding, backend="numpy")
-    assume(not windows_near_tie(z, (2, 2)))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(direct_kernels, "CHUNK_WINDOWS", chunk_windows)
         y, argmax = direct_kernels.forward(x, w, bias, g, pg)
