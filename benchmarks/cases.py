@@ -27,7 +27,9 @@ import numpy as np
 
 from .common import conv2d_flops, dense_flops, fwd_bwd_flops
 
-MODES = ("forward", "fwd+bwd")
+NO_DX = "fwd+bwd no dx"  # a first layer's backward in training: dw (and dbias) only, never dx
+MODES = ("forward", "fwd+bwd", NO_DX)
+FIRST_LAYERS = ("conv1", "conv1+pool1")
 FUSED = "conv2d_bias_relu_max_pool2d"
 
 
@@ -45,6 +47,13 @@ class OpCase:
     @property
     def id(self) -> str:
         return f"{self.model}/{self.layer}"
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The passes timed: every case forward and fwd+bwd; a first layer's convolution also
+        without the input gradient, as training runs it."""
+        first = self.op in ("conv2d", FUSED) and self.layer in FIRST_LAYERS
+        return MODES if first else MODES[:2]
 
     @property
     def output_shape(self) -> tuple[int, ...]:
@@ -84,6 +93,8 @@ class OpCase:
             forward = dense_flops(self.shape[0], self.shape[1], self.out)
         else:
             return None
+        if mode == NO_DX:
+            return 2 * forward  # the forward and dw, each one forward's worth
         return forward if mode == "forward" else fwd_bwd_flops(forward)
 
     def arrays(self, seed: int = 0) -> dict[str, np.ndarray]:

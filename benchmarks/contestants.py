@@ -9,6 +9,7 @@ Numba's, TensorFlow's and PyTorch's thread pools slow each other down when they 
     fwd+bwd   the op and its vector-Jacobian product with the upstream gradient dy, for every
               input (x and w; x, kernel and bias): ``miniconv.vjp``, ``tf.GradientTape`` inside a
               ``tf.function``, ``torch.autograd.grad``
+    fwd+bwd no dx    the same for every input but x (a first layer's convolution in training)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import sys
 import traceback
 
-from .cases import BY_ID, FUSED, OpCase
+from .cases import BY_ID, FUSED, NO_DX, OpCase
 from .common import sgemm_peak, time_call
 
 MINICONV_PREFIX = "miniconv-"
@@ -54,6 +55,8 @@ def _miniconv(backend: str):
 
         def fwd_bwd():
             _, pullback = miniconv.vjp(op, *args, backend=backend, **kwargs)
+            if mode == NO_DX:
+                return pullback(a["dy"], input_gradient=False)[1:]
             return pullback(a["dy"])
 
         return fwd_bwd
@@ -109,7 +112,8 @@ def _miniconv_cuda():
                 return conv.conv2d_forward(d["x"], d["w"], g)
 
             def backward(_):
-                return conv.conv2d_backward_input(d["dy"], d["w"], g), conv.conv2d_backward_filter(d["x"], d["dy"], g)
+                dw = conv.conv2d_backward_filter(d["x"], d["dy"], g)
+                return dw if mode == NO_DX else (conv.conv2d_backward_input(d["dy"], d["w"], g), dw)
 
         elif case.op == "max_pool2d":
             g = pool_geometry(a["x"].shape, (2, 2), (2, 2), "VALID")
@@ -180,13 +184,14 @@ def _tensorflow():
             forward = tf.function(op)
             return _synced(lambda: forward(*args), sync)
         dy = tf.constant(a["dy"])
+        first = 1 if mode == NO_DX else 0  # without dx: x is not watched, so no gradient flows to it
 
         @tf.function
         def fwd_bwd(*inputs):
             with tf.GradientTape() as tape:
-                tape.watch(inputs)
+                tape.watch(inputs[first:])
                 y = op(*inputs)
-            return tape.gradient(y, inputs, output_gradients=dy)
+            return tape.gradient(y, inputs[first:], output_gradients=dy)
 
         return _synced(lambda: fwd_bwd(*args), sync)
 
@@ -245,9 +250,11 @@ def _torch():
                     return op(*args)
 
             return forward
-        args = [t.requires_grad_(True) for t in args]
+        first = 1 if mode == NO_DX else 0  # without dx: x needs no gradient
+        wrt = [t.requires_grad_(True) for t in args[first:]]
+        args = args[:first] + wrt
         dy = nchw(a["dy"]) if a["dy"].ndim == 4 else torch.from_numpy(a["dy"])
-        return lambda: torch.autograd.grad(op(*args), args, dy)
+        return lambda: torch.autograd.grad(op(*args), wrt, dy)
 
     return build, info
 
@@ -279,7 +286,7 @@ def run_worker(name: str, case_ids: list[str], modes: list[str], timing: dict, s
     for case_id in case_ids:
         case = BY_ID[case_id]
         arrays = case.arrays(seed)
-        for mode in modes:
+        for mode in (m for m in modes if m in case.modes):
             entry = {"case": case_id, "mode": mode}
             try:
                 entry.update(time_call(build(case, mode, arrays), **timing))

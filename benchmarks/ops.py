@@ -136,7 +136,7 @@ def _results(cases, contestants, medians, errors, peak_gflops) -> list[dict]:
     """One record per (case, mode): best time per contestant, GFLOP/s, fraction of peak, ratio to TF."""
     rows = []
     for case in cases:
-        for mode in MODES:
+        for mode in case.modes:
             flops = case.flops(mode)
             row = {
                 "case": case.id,

@@ -74,8 +74,9 @@ def header(data: dict) -> list[str]:
         f"contestants alternating over {s['rounds']} round(s); the best round is kept."
         + (" **Quick run (smoke test): not a real measurement.**" if s["quick"] else ""),
         (
-            "fwd+bwd is the op plus its vector-Jacobian product for every input with a random upstream gradient. "
-            "FLOPs: conv 2·N·P·Q·K·R·S·C, dense 2·M·I·O, fwd+bwd 3x forward."
+            "fwd+bwd is the op plus its vector-Jacobian product for every input with a random upstream gradient; "
+            "fwd+bwd no dx (first layers) the same without the input gradient, as training runs a first layer. "
+            "FLOPs: conv 2·N·P·Q·K·R·S·C, dense 2·M·I·O, fwd+bwd 3x forward, fwd+bwd no dx 2x forward."
         ),
     ]
     missing = [

@@ -40,6 +40,7 @@ def test_benchmarks_ops_quick(tmp_path):
     tf_ran = data["contestants"]["tf"]["available"]
     cases = {(r["case"], r["mode"]) for r in data["results"]}
     assert cases == {(c, m) for c in ("mnist/conv2", "mnist/pool1", "mnist/dense1") for m in ("forward", "fwd+bwd")}
+    assert all(r["mode"] != "fwd+bwd no dx" for r in data["results"])  # only first layers have it
     for row in data["results"]:
         assert row["seconds"]["miniconv-numpy"] > 0, row
         if tf_ran:
@@ -63,6 +64,9 @@ def test_flop_counts():
     conv = BY_ID["mnist/conv1"]  # 64x28x28x1 -> 26x26x32, 3x3
     assert conv.flops("forward") == 2 * 64 * 26 * 26 * 32 * 3 * 3 * 1
     assert conv.flops("fwd+bwd") == 3 * conv.flops("forward")
+    assert conv.flops("fwd+bwd no dx") == 2 * conv.flops("forward")
+    assert conv.modes == ("forward", "fwd+bwd", "fwd+bwd no dx") and BY_ID["mnist/conv1+pool1"].modes == conv.modes
+    assert BY_ID["mnist/conv2"].modes == ("forward", "fwd+bwd") and BY_ID["mnist/pool1"].modes == ("forward", "fwd+bwd")
     assert BY_ID["cats/dense1"].flops("forward") == 2 * 20 * 6272 * 512
     assert BY_ID["cats/pool4"].output_shape == (20, 7, 7, 128)
     assert BY_ID["mnist/conv3"].output_shape == (64, 3, 3, 64)  # 3*3*64 = 576 = dense1's input
@@ -83,16 +87,18 @@ def test_fused_case_is_the_same_op_for_miniconv_and_tensorflow():
     from benchmarks.cases import BY_ID
 
     pytest.importorskip("tensorflow")
-    case = BY_ID["mnist/conv2+pool2"]
-    arrays = case.arrays(seed=1)
-    outputs = {}
-    for name in ("miniconv-cpu", "tf"):
-        build, _ = contestants.load(name)
-        outputs[name] = (build(case, "forward", arrays)(), build(case, "fwd+bwd", arrays)())
-    mine, theirs = outputs["miniconv-cpu"], outputs["tf"]
-    np.testing.assert_allclose(np.asarray(mine[0]), np.asarray(theirs[0]), rtol=1e-4, atol=1e-5)
-    for a, b in zip(mine[1], theirs[1]):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
+    for case_id, mode, count in (("mnist/conv2+pool2", "fwd+bwd", 3), ("mnist/conv1+pool1", "fwd+bwd no dx", 2)):
+        case = BY_ID[case_id]
+        arrays = case.arrays(seed=1)
+        outputs = {}
+        for name in ("miniconv-cpu", "tf"):
+            build, _ = contestants.load(name)
+            outputs[name] = (build(case, "forward", arrays)(), build(case, mode, arrays)())
+        mine, theirs = outputs["miniconv-cpu"], outputs["tf"]
+        np.testing.assert_allclose(np.asarray(mine[0]), np.asarray(theirs[0]), rtol=1e-4, atol=1e-5)
+        assert len(mine[1]) == len(theirs[1]) == count  # (dx,) dw, dbias
+        for a, b in zip(mine[1], theirs[1]):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4 * max(1.0, np.abs(b).max()))
 
 
 def test_training_benchmark_markdown_from_the_committed_results():
