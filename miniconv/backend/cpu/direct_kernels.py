@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit
 
 from . import winograd_kernels
+from .conv_kernels import _sum_in_order
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, thread_count
 
 DIRECT_MAX_CHANNELS = 4  # more input channels: a patch row is long enough for im2col's product
@@ -155,7 +156,7 @@ def backward_units(xp, dy, y, argmax, Pp, first_unit, zero, gradients, dw, dbias
                 dbias[k] += gradients[4, k]
 
 
-def _unit_chunks(g, pg):
+def _pooled_row_chunks(g, pg):
     """Chunks of pooled rows (units) of about CHUNK_WINDOWS windows x channels, at least four per thread."""
     units = g.N * pg.P
     per_chunk = max(1, min(CHUNK_WINDOWS // (pg.Q * g.C), -(-units // (4 * thread_count()))))
@@ -169,7 +170,7 @@ def forward(x, w, bias, g, pg):
     units = g.N * pg.P
     y = np.empty((units, pg.Q, g.K), x.dtype)
     argmax = np.empty((units, pg.Q, g.K), np.int32)
-    bounds = _unit_chunks(g, pg)
+    bounds = _pooled_row_chunks(g, pg)
 
     def task(i):
         start, stop = bounds[i]
@@ -186,7 +187,7 @@ def backward(x, y, argmax, dy, g, pg):
     units = g.N * pg.P
     shape = (units, pg.Q, g.K)
     y, argmax, dy = y.reshape(shape), argmax.reshape(shape), dy.reshape(shape)
-    bounds = _unit_chunks(g, pg)
+    bounds = _pooled_row_chunks(g, pg)
     dw_partials = partials(len(bounds), (3, 3, g.C, g.K), x.dtype)
     bias_partials = partials(len(bounds), (g.K,), x.dtype)
     zero = x.dtype.type(0)
@@ -198,8 +199,4 @@ def backward(x, y, argmax, dy, g, pg):
                        dw_partials[i], bias_partials[i])
 
     run_chunks(task, len(bounds))
-    dw, dbias = dw_partials[0].copy(), bias_partials[0].copy()
-    for i in range(1, len(bounds)):
-        dw += dw_partials[i]
-        dbias += bias_partials[i]
-    return dw, dbias
+    return _sum_in_order(dw_partials), _sum_in_order(bias_partials)
