@@ -47,6 +47,32 @@ def test_cpu_partials_start_on_their_own_cache_lines():
         assert p[1].all() and not p[0].any() and not p[2:].any()
 
 
+
+@pytest.mark.parametrize("count, shape, dtype", [(1, (5,), np.float32), (16, (288, 64), np.float32),
+                                                  (3, (2049,), np.float64), (7, (3, 3, 1, 5), np.float32)])
+def test_cpu_sum_in_order_adds_partials_first_to_last(count, shape, dtype):
+    """The same bits as partial 0 + partial 1 + ... one by one (float addition is not associative),
+    for contiguous partials and for the cache-line-strided ones of ``partials``, across SUM_BLOCK."""
+    from miniconv.backend.cpu.work_sharing import partials, sum_in_order
+
+    rng = np.random.default_rng(count)
+    values = (rng.standard_normal((count, *shape)) * 10.0 ** rng.integers(-4, 5, (count, *shape))).astype(dtype)
+    expected = values[0].copy()
+    for value in values[1:]:
+        expected += value
+    strided = partials(count, shape, dtype)
+    strided[:] = values
+    for given in (values, strided):
+        total = sum_in_order(given)
+        assert total.shape == shape and total.dtype == dtype
+        assert np.array_equal(total, expected)
+        assert not np.shares_memory(total, given)
+    if count > 2:  # the order matters for these values: a reversed sum differs somewhere
+        backwards = values[-1].copy()
+        for value in values[-2::-1]:
+            backwards += value
+        assert not np.array_equal(backwards, expected)
+
 def test_cpu_dense_and_bias_gradients_are_bitwise_repeatable():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((300, 700)).astype(np.float32)

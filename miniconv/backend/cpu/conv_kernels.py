@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from .elementwise_kernels import relu_gradient_rows
-from .work_sharing import chunk_bounds, run_chunks, scratch, single_threaded_blas
+from .work_sharing import chunk_bounds, run_chunks, scratch, single_threaded_blas, sum_in_order
 
 CHUNK_BYTES = 1 << 19  # patches per chunk: 512 KiB stays in a core's L2 between im2col and the product
 MIN_CHUNKS = 4  # at least this many chunks (when there are rows enough), so that threads finish together
@@ -235,14 +235,7 @@ def conv2d_backward_filter(x, dy, g):
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
-    return _sum_in_order(partials).reshape(g.R, g.S, g.C, g.K)
-
-
-def _sum_in_order(partials):
-    total = partials[0].copy()  # partials may be a scratch buffer: never hand it out
-    for partial in partials[1:]:
-        total += partial
-    return total
+    return sum_in_order(partials).reshape(g.R, g.S, g.C, g.K)
 
 
 def conv2d_bias_relu_backward(x, w, z, dz, g, input_gradient=True):
@@ -325,7 +318,7 @@ def backward_by_images(x, w, g, upstream, input_gradient, cells=None):
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
-    return dx, _sum_in_order(dw_partials).reshape(g.R, g.S, g.C, g.K), _sum_in_order(bias_partials)
+    return dx, sum_in_order(dw_partials).reshape(g.R, g.S, g.C, g.K), sum_in_order(bias_partials)
 
 
 def conv2d_backward_input(dy, w, g):

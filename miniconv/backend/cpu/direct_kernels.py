@@ -25,8 +25,7 @@ import numpy as np
 from numba import njit
 
 from . import winograd_kernels
-from .conv_kernels import _sum_in_order
-from .work_sharing import chunk_bounds, partials, run_chunks, scratch, thread_count
+from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
 
 DIRECT_MAX_CHANNELS = 4  # more input channels: a patch row is long enough for im2col's product
 CHUNK_WINDOWS = 1024  # windows x input channels per shared chunk (~100 us; fewer: the calls' overhead shows)
@@ -199,4 +198,4 @@ def backward(x, y, argmax, dy, g, pg):
                        dw_partials[i], bias_partials[i])
 
     run_chunks(task, len(bounds))
-    return _sum_in_order(dw_partials), _sum_in_order(bias_partials)
+    return sum_in_order(dw_partials), sum_in_order(bias_partials)

@@ -17,6 +17,7 @@ a third of every training step (measured: 23 ms a step with both, 16 ms with Num
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import threading
@@ -24,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from numba import njit
 
 try:
     from threadpoolctl import ThreadpoolController
@@ -31,14 +33,23 @@ except ImportError:  # then BLAS keeps its own threads; correct, only slower on 
     ThreadpoolController = None
 
 _pool: ThreadPoolExecutor | None = None
+_threads: int | None = None
 _scratch = threading.local()
 _pool_lock = threading.Lock()
 _blas_libraries = None
 
 
 def thread_count() -> int:
-    """Threads that share a kernel's chunks: Numba's setting (NUMBA_NUM_THREADS, default the cores)."""
-    return numba.get_num_threads()
+    """Threads that share a kernel's chunks: Numba's setting (NUMBA_NUM_THREADS, default the cores).
+
+    Read once, when the first kernel asks (the pool is sized by it then): each call of
+    ``numba.get_num_threads`` takes two locks, one of them a process lock (~2-9 us here, and the
+    kernels of a training step asked 24 times a step).
+    """
+    global _threads
+    if _threads is None:
+        _threads = numba.get_num_threads()
+    return _threads
 
 
 def _get_pool() -> ThreadPoolExecutor:
@@ -174,6 +185,38 @@ def partials(count: int, shape: tuple[int, ...], dtype) -> np.ndarray:
     return buffer[first : first + count * stride].reshape(count, stride)[:, :size].reshape(count, *shape)
 
 
+def sum_in_order(partials: np.ndarray) -> np.ndarray:
+    """partials[0] + partials[1] + ... added in that order, as a new array of partials[0]'s shape.
+
+    The order is fixed whichever thread computed which partial, so a seeded run repeats to the
+    bit. One pass over the partials (``_add_in_order``) instead of one NumPy ``+=`` each: 67 -> 37 us
+    for conv2's sixteen (288, 64) filter-gradient partials, 18 -> 3 us for sixteen biases.
+    """
+    count = partials.shape[0]
+    total = np.empty(partials.shape[1:], partials.dtype)
+    _add_in_order(partials.reshape(count, -1), total.reshape(-1))
+    return total
+
+
+SUM_BLOCK = 2048  # elements of the total kept in L1 while every partial is added to them
+
+
+@njit(nogil=True, cache=True)
+def _add_in_order(partials, total):
+    """total[e] = ((partials[0, e] + partials[1, e]) + partials[2, e]) + ..., block by block of e."""
+    count, size = partials.shape
+    for start in range(0, size, SUM_BLOCK):
+        length = min(SUM_BLOCK, size - start)
+        out = total[start : start + length]
+        first = partials[0, start : start + length]
+        for e in range(length):
+            out[e] = first[e]
+        for i in range(1, count):
+            row = partials[i, start : start + length]
+            for e in range(length):
+                out[e] += row[e]
+
+
 def parallel_range(task, total: int, grain: int) -> None:
     """Call ``task(start, stop)`` over pieces of [0, total), shared between the threads.
 
@@ -187,6 +230,7 @@ def parallel_range(task, total: int, grain: int) -> None:
     run_chunks(lambda i: task(*bounds[i]), len(bounds))
 
 
-def chunk_bounds(total: int, chunk: int) -> list[tuple[int, int]]:
-    """[(0, chunk), (chunk, 2 chunk), ..., (.., total)]."""
-    return [(start, min(start + chunk, total)) for start in range(0, total, chunk)]
+@functools.lru_cache(maxsize=512)
+def chunk_bounds(total: int, chunk: int) -> tuple[tuple[int, int], ...]:
+    """((0, chunk), (chunk, 2 chunk), ..., (.., total)), remembered: a training step asks for the same few."""
+    return tuple((start, min(start + chunk, total)) for start in range(0, total, chunk))
