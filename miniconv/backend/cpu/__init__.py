@@ -8,7 +8,8 @@ ops, float64 in the gradient checks). Where each kernel lives:
     conv_kernels.py         conv2d forward, backward-input, backward-filter; conv2d + bias + ReLU fused
     conv_pool_kernels.py    conv2d + bias + ReLU + a non-overlapping max pooling, fused per chunk
     winograd_kernels.py     its forward for 3x3 convolutions of many channels under a 2x2 pooling
-    direct_kernels.py       its forward and (no dx) backward for 3x3 first layers of few channels
+    direct_kernels.py       its forward and (no dx) backward for 3x3 first layers of few channels;
+                            plain conv2d's filter gradient for them
     pool_kernels.py         max / average pooling forward and backward (argmax for max)
     elementwise_kernels.py  relu, sigmoid, softmax, dense bias, dropout
     optimizer_kernels.py    SGD, RMSprop and Adam updates in one pass (the optimizers' NumPy bits)
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from ..._threads import warn_if_blas_spins
 from ..interface import Backend
-from . import conv_kernels, conv_pool_kernels, elementwise_kernels, optimizer_kernels, pool_kernels
+from . import conv_kernels, conv_pool_kernels, direct_kernels, elementwise_kernels, optimizer_kernels, pool_kernels
 from .allocation import keep_freed_memory
 
 warn_if_blas_spins()
@@ -33,7 +34,7 @@ class CpuBackend(Backend):
 
     conv2d_forward = staticmethod(conv_kernels.conv2d_forward)
     conv2d_backward_input = staticmethod(conv_kernels.conv2d_backward_input)
-    conv2d_backward_filter = staticmethod(conv_kernels.conv2d_backward_filter)
+    conv2d_backward_filter = staticmethod(direct_kernels.conv2d_backward_filter)  # im2col's where the loops don't apply
     conv2d_bias_relu_forward = staticmethod(conv_kernels.conv2d_bias_relu_forward)
     conv2d_bias_relu_backward = staticmethod(conv_kernels.conv2d_bias_relu_backward)
     conv2d_bias_relu_max_pool_forward = staticmethod(conv_pool_kernels.conv2d_bias_relu_max_pool_forward)
