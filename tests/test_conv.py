@@ -96,24 +96,31 @@ def test_conv2d_non_square_single_channel_single_image(backend):
 
 @pytest.mark.parametrize("shape, padding", [
     ((64, 28, 28, 1, 32), "VALID"),  # MNIST's first layer
-    ((1, 7, 6, 3, 3), "SAME"),       # batch 1, RGB, blocks reading the zero padding
-    ((2, 9, 10, 2, 17), "VALID"),    # P = 7 odd: the last block row has one cell row
-    ((3, 5, 5, 4, 40), "SAME"),      # odd P and Q, K = 40: a remainder after vectors
-    ((1, 3, 3, 1, 1), "VALID"),      # one output cell: a block of one cell
+    ((1, 7, 6, 1, 32), "SAME"),      # batch 1, blocks reading the zero padding
+    ((2, 9, 10, 1, 33), "VALID"),    # P = 7 odd: the last block row has one cell row; K past a vector
+    ((3, 5, 5, 1, 40), "SAME"),      # odd P and Q
+    ((1, 3, 3, 1, 32), "VALID"),     # one output cell: a block of one cell
 ])
 def test_conv2d_direct_filter_gradient_shapes(backend, shape, padding):
-    """3 x 3, stride 1, <= 4 channels: the cpu backend's filter gradient takes direct loops
-    (``direct_kernels.conv2d_backward_filter``), checked with the whole VJP against TF."""
+    """3 x 3, stride 1, one channel, >= 32 filters: the cpu backend's filter gradient takes direct
+    loops (``direct_kernels.filter_gradient``), checked with the whole VJP against TF."""
     N, H, W, C, K = shape
-    check(conv2d_case(N, H, W, C, K, 3, 3, (1, 1), padding, seed=sum(shape)), backend)
+    case = conv2d_case(N, H, W, C, K, 3, 3, (1, 1), padding, seed=sum(shape))
+    if backend == "cpu":
+        from miniconv.backend.cpu import direct_kernels
+        from miniconv.shapes import conv_geometry
+
+        assert direct_kernels.filter_gradient_applies(conv_geometry((N, H, W, C), (3, 3, C, K), (1, 1), padding, (1, 1)))
+    check(case, backend)
 
 
 @given(N=st.integers(1, 3), H=st.integers(3, 12), W=st.integers(3, 12), C=st.integers(1, 4), K=st.integers(1, 40),
        padding=st.sampled_from(["VALID", "SAME"]), chunk_windows=st.sampled_from([1, 1024]),
        seed=st.integers(0, 2**32 - 1))
 def test_cpu_direct_filter_gradient_is_im2col_up_to_rounding(N, H, W, C, K, padding, chunk_windows, seed):
-    """The direct filter gradient against im2col's product; chunk_windows = 1 makes every block
-    row a chunk of its own, so that the partials' order is exercised."""
+    """The direct filter gradient (for every shape it can take, also those it is not dispatched
+    to) against im2col's product; chunk_windows = 1 makes every block row a chunk of its own, so
+    that the partials' order is exercised."""
     from miniconv.backend.cpu import conv_kernels, direct_kernels
     from miniconv.shapes import conv_geometry
 
@@ -121,10 +128,9 @@ def test_cpu_direct_filter_gradient_is_im2col_up_to_rounding(N, H, W, C, K, padd
     x = rng.uniform(-1, 1, (N, H, W, C)).astype(np.float32)
     g = conv_geometry(x.shape, (3, 3, C, K), (1, 1), padding, (1, 1))
     dy = rng.uniform(-1, 1, (N, g.P, g.Q, K)).astype(np.float32)
-    assert direct_kernels.filter_gradient_applies(g)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(direct_kernels, "CHUNK_WINDOWS", chunk_windows)
-        dw = direct_kernels.conv2d_backward_filter(x, dy, g)
+        dw = direct_kernels.filter_gradient(x, dy, g)
     dw_ref = conv_kernels.conv2d_backward_filter(x, dy, g)
     assert dw.shape == (3, 3, C, K) and dw.dtype == np.float32
     np.testing.assert_allclose(dw, dw_ref, rtol=1e-5, atol=1e-6 * N * g.P * g.Q)
