@@ -8,6 +8,8 @@ rtol 1e-5 / atol 1e-6 (float32 sums of at most ~100 terms, in different orders).
 
 from __future__ import annotations
 
+import zlib
+
 import keras
 import numpy as np
 import pytest
@@ -48,7 +50,7 @@ IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in kwargs.items())}" for name, kwa
 
 @pytest.mark.parametrize(("name", "kwargs", "shape"), CASES, ids=IDS)
 def test_layer_matches_keras_forward_and_gradients(name, kwargs, shape):
-    rng = np.random.default_rng(abs(hash((name, str(kwargs)))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{name} {kwargs}".encode()))  # the same inputs in every process
     ours = getattr(layers, name)(**kwargs)
     theirs = getattr(keras.layers, name)(**kwargs)
     declared = ours.build((None, *shape[1:]))
