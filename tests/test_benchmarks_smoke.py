@@ -123,3 +123,30 @@ def test_step_times_runs_and_reports_each_round():
     assert run.returncode == 0, run.stderr[-3000:]
     (line,) = [line for line in run.stdout.splitlines() if line.startswith("round 1 miniconv")]
     assert "median" in line and line.endswith(" ms")
+
+
+def test_step_profile_parts_are_disjoint_and_cover_every_layer():
+    """``benchmarks.step_profile`` times each part once a step, inside the step, and restores what it wrapped."""
+    from benchmarks import step_profile
+    from miniconv import training
+
+    before = training.loss_and_prediction
+    parts, record = step_profile.profile(steps=3)
+    assert training.loss_and_prediction is before
+    assert all(len(record[part]) == 3 for part in parts), {part: len(record[part]) for part in parts}
+    # The MNIST convnet: two fused conv + pool pairs, conv3, flatten, two dense layers.
+    forwards = [part for part in parts if part.endswith(" forward")]
+    assert len(forwards) == 6 and sum("+" in part for part in forwards) == 2, forwards
+    assert {part.replace(" forward", " backward") for part in forwards} <= set(parts)
+    for step in range(3):  # the parts never overlap: their sum stays within the step
+        inside = sum(record[part][step] for part in parts if part != "whole step")
+        assert 0 < inside <= record["whole step"][step]
+
+
+def test_step_profile_command_prints_every_part():
+    run = subprocess.run([sys.executable, "-m", "benchmarks.step_profile", "--steps", "2"], cwd=ROOT, check=False,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("MNIST convnet") and lines[-1].startswith("whole step")
+    assert any(line.startswith("optimizer") for line in lines) and len(lines) == 1 + 1 + 6 + 1 + 6 + 1 + 1
