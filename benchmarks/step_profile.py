@@ -11,7 +11,7 @@ do not add up to the step exactly: the wrappers' own cost and the loop between t
 step, not in a part.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (miniconv is imported before NumPy on purpose)
 
 import argparse
 import sys
