@@ -238,7 +238,7 @@ def test_cpu_winograd_forward_is_im2col_up_to_rounding(N, H, W, C, K, padding, s
     """The cpu backend's two forwards of the fused op: the same winners and values within rounding."""
     from miniconv.backend.cpu import conv_pool_kernels, winograd_kernels
 
-    rng, x, w, bias, g, pg = _tie_free_3x3_case(N, H, W, C, K, padding, seed)
+    _, x, w, bias, g, pg = _tie_free_3x3_case(N, H, W, C, K, padding, seed)
     assert winograd_kernels.applies(g, pg)
     y, argmax = winograd_kernels.forward(x, w, bias, g, pg)
     y_ref, argmax_ref = conv_pool_kernels.im2col_bias_relu_max_pool_forward(x, w, bias, g, pg)
