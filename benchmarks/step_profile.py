@@ -3,12 +3,12 @@
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks.step_profile [--steps 400]
 
 miniconv only, one process, batch 64, RMSprop, the shuffled training set. The step is
-``training.train_step`` itself: each layer's ``forward`` (and ``forward_with_next``, the fused
-Conv2D(relu) + MaxPooling2D pair) is wrapped on the instance to time it and the backward it
-returns, so the profile runs exactly the code that ``fit`` runs. Printed per part: minimum and
-median ms over the steps, and the median's share of the median step (batch + step). The parts
-do not add up to the step exactly: the wrappers' own cost and the loop between them are in the
-step, not in a part.
+``TrainStep.train`` itself (``miniconv/training/step.py``): each step of the compiled plan (a
+layer, or a fused group such as Conv2D(relu) + MaxPooling2D) has its ``forward`` wrapped on the
+instance to time it and the pullback it returns, and so do the loss and the optimizer, so the
+profile runs exactly the code that ``fit`` runs. Printed per part: minimum and median ms over the
+steps, and the median's share of the median step (batch + step). The parts do not add up to the
+step exactly: the wrappers' own cost and the loop between them are in the step, not in a part.
 """
 
 from __future__ import annotations  # noqa: I001  (miniconv is imported before NumPy on purpose)
@@ -33,30 +33,24 @@ def _timed(record: dict, key: str, fn):
     return wrapper
 
 
-def _instrument_layer(record: dict, layer, following) -> None:
-    """Time the layer's forward and, through the closures it returns, its backward."""
+def _instrument_step(record: dict, step) -> None:
+    """Time a plan step's forward and, through the pullback it returns, its backward."""
+    forward = step.forward
 
-    def with_timed_backward(key, forward):
-        def run(*args, **kwargs):
-            start = time.perf_counter()
-            result = forward(*args, **kwargs)
-            if result is None:  # forward_with_next declined to fuse: the layer's own forward runs next
-                return None
-            record.setdefault(f"{key} forward", []).append(time.perf_counter() - start)
-            h, back = result
-            return h, _timed(record, f"{key} backward", back)
+    def run(x, training=False):
+        start = time.perf_counter()
+        y, pullback = forward(x, training)
+        record.setdefault(f"{step.name} forward", []).append(time.perf_counter() - start)
+        return y, _timed(record, f"{step.name} backward", pullback)
 
-        return run
-
-    layer.forward = with_timed_backward(layer.name, layer.forward)
-    fuse = getattr(layer, "forward_with_next", None)
-    if fuse is not None and following is not None:
-        layer.forward_with_next = with_timed_backward(f"{layer.name}+{following.name}", fuse)
+    step.forward = run
 
 
 def profile(steps: int, batch_size: int = 64, seed: int = 0) -> tuple[list[str], dict]:
     """Run ``steps`` training steps; (part names in step order, {part: seconds per call})."""
-    from miniconv import optimizers, training, utils
+    from miniconv import optimizers, utils
+    from miniconv.training import data
+    from miniconv.training import step as step_module
     from miniconv.train_cli import mnist_convnet, prepare_mnist
 
     (x, y), _ = prepare_mnist(None, None)
@@ -64,26 +58,28 @@ def profile(steps: int, batch_size: int = 64, seed: int = 0) -> tuple[list[str],
     model = mnist_convnet()
     model.compile(optimizers.RMSprop(), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x[: 4 * batch_size], y[: 4 * batch_size], batch_size=batch_size, epochs=1, verbose=0)  # build, compile kernels
-    plan = training.make_plan(model)
+    train_step = step_module.TrainStep(model)
 
     record: dict[str, list[float]] = {}
-    for i, layer in enumerate(plan.layers):
-        _instrument_layer(record, layer, plan.layers[i + 1] if i + 1 < len(plan.layers) else None)
-    plan.optimizer.apply = _timed(record, "optimizer", plan.optimizer.apply)
-    loss_and_prediction = training.loss_and_prediction
-    training.loss_and_prediction = _timed(record, "loss", loss_and_prediction)
+    for plan_step in train_step.plan.steps:
+        _instrument_step(record, plan_step)
+    train_step.optimizer.apply = _timed(record, "optimizer", train_step.optimizer.apply)
+    loss = step_module.loss_value_and_gradient
+    step_module.loss_value_and_gradient = _timed(record, "loss", loss)
+    targets = model.loss.check_targets(y, model.output_shape, len(y))
     try:
         order = np.random.default_rng(seed).permutation(len(x))
-        batches = list(training.batch_indices(len(x), batch_size, order))
-        for step in range(steps):
+        batches = list(data.batch_indices(len(x), batch_size, order))
+        for i in range(steps):
             start = time.perf_counter()
-            index = batches[step % len(batches)]
-            xb, yb = training.take(x, index), y[index]
+            index = batches[i % len(batches)]
+            xb, yb = data.take(x, index), targets[index]
             record.setdefault("batch (gather + float32)", []).append(time.perf_counter() - start)
-            training.train_step(plan, xb, yb)
+            train_step.train([xb], yb)
             record.setdefault("whole step", []).append(time.perf_counter() - start)
     finally:
-        training.loss_and_prediction = loss_and_prediction
+        step_module.loss_value_and_gradient = loss
+        del train_step.optimizer.apply  # the optimizer's own method again
     forwards = [k for k in record if k.endswith(" forward")]  # in the order they first ran
     backwards = [k for k in record if k.endswith(" backward")]
     order_of_parts = ["batch (gather + float32)", *forwards, "loss", *backwards, "optimizer", "whole step"]

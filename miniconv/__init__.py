@@ -20,10 +20,9 @@ from .backend import available_backends, current_backend, get_backend, set_backe
 from .ops import vjp
 from . import callbacks, datasets, initializers, layers, losses, metrics, optimizers, utils
 from .layers import Input
-from .inspection import Model
+from .models import Model, Sequential, load_model
 from .interop import from_keras
-from .models import Sequential
-from .saving import ModelFileError, load_model
+from .saving import ModelFileError
 from .training import NonFiniteLossError
 from .viz.receptive_field import receptive_field
 

@@ -1,7 +1,7 @@
-"""Callbacks with Keras's hooks: ``Callback`` (the base), ``History`` (what ``fit`` returns) and
-``EarlyStopping``. Hooks receive ``logs``, a dict of Python floats with Keras's keys
-("loss", "accuracy", "val_loss", ...); a callback stops training by setting
-``self.model.stop_training = True``.
+"""Callbacks with Keras's hooks: ``Callback`` (the base), ``CallbackList`` (how ``fit`` calls them),
+``History`` (what ``fit`` returns), ``EarlyStopping`` and ``ModelCheckpoint``. Hooks receive
+``logs``, a dict of Python floats with Keras's keys ("loss", "accuracy", "val_loss", ...); a
+callback stops training by setting ``self.model.stop_training = True``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,51 @@ class Callback:
     def on_epoch_end(self, epoch, logs=None): ...
     def on_train_batch_begin(self, batch, logs=None): ...
     def on_train_batch_end(self, batch, logs=None): ...
+
+
+class CallbackList:
+    """Several callbacks called as one, in order, as ``keras.callbacks.CallbackList``: every hook
+    of the list calls the same hook of each callback (with its own copy of ``logs``)."""
+
+    def __init__(self, callbacks=None, model=None, **params):
+        self.callbacks = list(callbacks or [])
+        for callback in self.callbacks:
+            if not isinstance(callback, Callback):
+                raise TypeError(f"callbacks must be miniconv.callbacks.Callback instances, got {callback!r}")
+        if model is not None:
+            self.set_model(model)
+        if params:
+            self.set_params(params)
+
+    def set_model(self, model) -> None:
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+    def set_params(self, params: dict) -> None:
+        for callback in self.callbacks:
+            callback.set_params(params)
+
+    def _call(self, hook: str, *args, logs=None) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(*args, logs=None if logs is None else dict(logs))
+
+    def on_train_begin(self, logs=None):
+        self._call("on_train_begin", logs=logs)
+
+    def on_train_end(self, logs=None):
+        self._call("on_train_end", logs=logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._call("on_epoch_begin", epoch, logs=logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._call("on_epoch_end", epoch, logs=logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._call("on_train_batch_begin", batch, logs=logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._call("on_train_batch_end", batch, logs=logs)
 
 
 class History(Callback):
@@ -142,4 +187,4 @@ class ModelCheckpoint(Callback):
             self.model.save(path)
 
 
-__all__ = ["Callback", "EarlyStopping", "History", "ModelCheckpoint"]
+__all__ = ["Callback", "CallbackList", "EarlyStopping", "History", "ModelCheckpoint"]

@@ -1,15 +1,17 @@
-"""Keras interop (extra ``tf``): ``miniconv.from_keras(keras_model)`` and ``model.to_keras()``.
+"""Keras interop (extra ``tf``): ``miniconv.from_keras(keras_model)`` (and ``model.to_keras()``,
+in ``models/to_keras.py``).
 
 Every layer of ``miniconv.layers`` converts both ways with its weights and ``trainable`` flag.
-A Keras Sequential converts, and so does a Functional model that is a plain chain (one input,
-each layer fed by the one before), such as ``keras.applications.VGG16(include_top=False)``;
-nested models convert to nested Sequentials. Anything else raises an error naming the layer.
-Keras is imported only when these functions run.
+A Keras Sequential becomes a Sequential; a functional Keras model becomes a functional model
+over the same graph (merge layers, shared layers and several inputs or outputs included), such
+as ``keras.applications.VGG16(include_top=False)``; nested models convert to nested models.
+Anything else raises an error naming the layer. Keras is imported only when these functions run.
 """
 
 from __future__ import annotations
 
 from . import layers as L
+from .models import Model, Sequential
 
 # Keras class -> (miniconv class, the config keys it takes). Other keys must hold Keras's defaults.
 _CONVERTIBLE = {
@@ -28,34 +30,14 @@ _CONVERTIBLE = {
     "Dropout": (L.Dropout, ("rate", "seed")),
     "Activation": (L.Activation, ("activation",)),
     "ReLU": (L.ReLU, ("max_value", "negative_slope", "threshold")),
+    "Add": (L.Add, ()),
+    "Multiply": (L.Multiply, ()),
+    "Concatenate": (L.Concatenate, ("axis",)),
 }
 # Keras config entries that must hold these values (anything else changes the math).
 _REQUIRED = {"data_format": (None, "channels_last"), "groups": (1,), "noise_shape": (None,), "kernel_regularizer": (None,),
              "bias_regularizer": (None,), "activity_regularizer": (None,), "kernel_constraint": (None,),
              "bias_constraint": (None,), "quantization_config": (None,)}
-
-
-def _chain(keras_model) -> list:
-    """The layers of a Sequential or of a Functional model that is a plain chain, input layer excluded."""
-    import keras
-
-    if isinstance(keras_model, keras.Sequential):
-        return list(keras_model.layers)
-    if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
-        raise ValueError(f"from_keras: {keras_model.name!r} has several inputs or outputs; only chains of layers convert")
-    chain, previous = [], None
-    for layer in keras_model.layers:
-        if type(layer).__name__ == "InputLayer":
-            previous = layer
-            continue
-        nodes = getattr(layer, "_inbound_nodes", [])
-        sources = [t._keras_history.operation for node in nodes for t in node.input_tensors]
-        if len(sources) != 1 or sources[0] is not previous:
-            raise ValueError(f"from_keras: layer {layer.name!r} of {keras_model.name!r} is not fed by the layer before it; "
-                             f"only chains of layers convert")
-        chain.append(layer)
-        previous = layer
-    return chain
 
 
 def _convert_layer(layer):
@@ -75,46 +57,58 @@ def _convert_layer(layer):
     return cls(name=layer.name, trainable=layer.trainable, **kwargs)
 
 
-def from_keras(keras_model):
-    """A miniconv Sequential with the Keras model's layers, weights and trainable flags."""
-    from .models import Sequential
+def _copy_weights(ours, theirs) -> None:
+    if not ours.is_model:  # a nested model got its weights and flags from from_keras
+        ours.set_weights(theirs.get_weights())
 
-    input_shape = tuple(keras_model.inputs[0].shape[1:]) if getattr(keras_model, "inputs", None) else None
+
+def _from_sequential(keras_model):
     model = Sequential(name=keras_model.name)
-    if input_shape is not None:
-        model.add(L.Input(shape=input_shape))
-    for layer in _chain(keras_model):
+    inputs = getattr(keras_model, "inputs", None)
+    if inputs:
+        model.add(L.Input(shape=tuple(inputs[0].shape[1:])))
+    theirs = list(keras_model.layers)
+    for layer in theirs:
         model.add(_convert_layer(layer))
     if not model.built:
         raise ValueError(f"from_keras: {keras_model.name!r} has no known input shape; build it first")
-    for ours, theirs in zip(model.layers, _chain(keras_model)):
-        if not hasattr(theirs, "layers"):  # a nested model got its weights and flags from from_keras
-            ours.set_weights(theirs.get_weights())
-    if not keras_model.trainable:
-        model.trainable = False
+    for ours, their in zip(model.layers, theirs):
+        _copy_weights(ours, their)
     return model
 
 
-def to_keras(model):
-    """A keras.Sequential equal to ``model``: same layers, names, weights and trainable flags."""
+def _from_functional(keras_model):
+    tensors, converted = {}, {}
+    for tensor in keras_model.inputs:
+        history = tensor._keras_history
+        tensors[id(tensor)] = L.Input(shape=tuple(tensor.shape[1:]), name=history.operation.name)
+    for depth in sorted(keras_model._nodes_by_depth, reverse=True):
+        for node in keras_model._nodes_by_depth[depth]:
+            layer = node.operation
+            if node.is_input:
+                continue
+            if id(layer) not in converted:
+                converted[id(layer)] = (_convert_layer(layer), layer)
+            ours = converted[id(layer)][0]
+            inputs = [tensors[id(t)] for t in node.input_tensors]
+            several = ours.input_structure == "list" or (ours.is_model and len(inputs) > 1)
+            outputs = ours(inputs if several else inputs[0])
+            for tensor, mine in zip(node.output_tensors, outputs if isinstance(outputs, list) else [outputs]):
+                tensors[id(tensor)] = mine
+    single_in, single_out = len(keras_model.inputs) == 1, len(keras_model.outputs) == 1
+    ins = [tensors[id(t)] for t in keras_model.inputs]
+    outs = [tensors[id(t)] for t in keras_model.outputs]
+    model = Model(ins[0] if single_in else ins, outs[0] if single_out else outs, name=keras_model.name)
+    for ours, theirs in converted.values():
+        _copy_weights(ours, theirs)
+    return model
+
+
+def from_keras(keras_model):
+    """A miniconv model with the Keras model's layers, graph, weights and trainable flags."""
     import keras
 
-    from .models import Sequential
-
-    def convert(layer):
-        if isinstance(layer, Sequential):
-            return to_keras(layer)
-        config = dict(layer.get_config())
-        config.pop("input_shape", None)
-        for key in ("kernel_initializer", "bias_initializer"):
-            config.pop(key, None)
-        return getattr(keras.layers, type(layer).__name__)(**config)
-
-    if not model.built:
-        raise ValueError(f"to_keras: {model.name} is not built yet")
-    result = keras.Sequential([keras.Input(model.input_shape[1:]), *(convert(layer) for layer in model.layers)], name=model.name)
-    for ours, theirs in zip(model.layers, result.layers):
-        theirs.set_weights(ours.get_weights())
-        if not isinstance(ours, Sequential):
-            theirs.trainable = ours.trainable
-    return result
+    model = _from_sequential(keras_model) if isinstance(keras_model, keras.Sequential) else _from_functional(keras_model)
+    if not keras_model.trainable:
+        model.trainable = False
+    return model

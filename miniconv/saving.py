@@ -1,7 +1,7 @@
-"""Saving and loading models: one zip file, JSON for the architecture, .npy arrays for the numbers.
+"""The model file: one zip file, JSON for the architecture, .npy arrays for the numbers.
 
     model.save("mnist.miniconv")              # atomic: written to a temporary file, then renamed
-    model = miniconv.load_model("mnist.miniconv")
+    model = miniconv.load_model("mnist.miniconv")   # miniconv/models/loading.py, with this module's readers
 
 File layout (a zip archive, also readable with ``np.load``):
 
@@ -33,7 +33,6 @@ from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from . import utils
-from .training import leaf_layers
 
 FORMAT = "miniconv-model"
 VERSION = 1
@@ -76,7 +75,7 @@ def _metric_config(metric):
 
 
 def _layer_rngs(model) -> dict:
-    return {leaf.name: leaf._rng.bit_generator.state for leaf in leaf_layers(model) if getattr(leaf, "_rng", None) is not None}
+    return {leaf.name: leaf._rng.bit_generator.state for leaf in model.leaf_layers() if getattr(leaf, "_rng", None) is not None}
 
 
 def save_model(model, path, include_optimizer: bool = True) -> None:
@@ -90,8 +89,8 @@ def save_model(model, path, include_optimizer: bool = True) -> None:
         "format": FORMAT,
         "version": VERSION,
         "miniconv_version": __version__,
-        "model": {"class_name": "Sequential", "config": model.get_config()},
-        "input_shape": list(model.input_shape[1:]),
+        "model": {"class_name": type(model).__name__, "config": model.get_config()},
+        "input_shape": list(model.input_shape[1:]) if model.is_sequential else None,
         "weights": [{"name": n, "shape": list(w.shape)} for n, w in zip(model.weight_names, weights)],
         "epochs_completed": int(getattr(model, "epochs_completed", 0)),
         "rng_state": utils.get_rng_state(),
@@ -132,10 +131,8 @@ def _read_array(archive, name, path):
         raise ModelFileError(f"{path}: {name} is corrupt ({error})") from None
 
 
-def load_model(path, compile: bool = True, restore_random_state: bool = False):
-    """Read a model written by ``model.save``; see the module docstring."""
-    from .models import Sequential
-
+def read_model_file(path) -> tuple[dict, zipfile.ZipFile]:
+    """(model.json's contents, the open archive) of a file ``save_model`` wrote; ModelFileError if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_model: no such file: {path}")
@@ -143,46 +140,51 @@ def load_model(path, compile: bool = True, restore_random_state: bool = False):
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:
         raise ModelFileError(f"{path}: not a miniconv model file (not a zip archive: {error}); it may be truncated") from None
-    with archive:
-        try:
-            meta = json.loads(archive.read("model.json"))
-        except KeyError:
-            raise ModelFileError(f"{path}: not a miniconv model file (no model.json inside)") from None
-        except (ValueError, zipfile.BadZipFile, OSError, EOFError) as error:
-            raise ModelFileError(f"{path}: model.json is corrupt ({error})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ModelFileError(f"{path}: not a miniconv model file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
-        if meta.get("version") != VERSION:
-            raise ModelFileError(f"{path}: file format version {meta.get('version')!r}; this miniconv reads version {VERSION}")
-        try:
-            model = Sequential.from_config(meta["model"]["config"])
-            if not model.built:
-                model.build((None, *meta["input_shape"]))
-            weights = [_read_array(archive, f"weights/{i:04d}.npy", path) for i in range(len(meta["weights"]))]
-            model.set_weights(weights)
-            model.epochs_completed = int(meta.get("epochs_completed", 0))
-            config = meta.get("compile")
-            if compile and config is not None:
-                metrics = [m if isinstance(m, str) else _metric_from_config(m) for m in config["metrics"]]
-                model.compile(optimizer=optimizers_module.deserialize(config["optimizer"]),
-                              loss=losses_module.deserialize(config["loss"]), metrics=metrics)
-                names = config.get("optimizer_state", [])
-                arrays = {n: _read_array(archive, f"optimizer/{i:04d}.npy", path) for i, n in enumerate(names)}
-                model.optimizer.set_state(arrays, config.get("optimizer_iterations", 0))
-        except ModelFileError:
-            raise
-        except (KeyError, TypeError, ValueError) as error:
-            raise ModelFileError(f"{path}: the model description is invalid ({type(error).__name__}: {error})") from None
-    if restore_random_state:
-        utils.set_rng_state(meta["rng_state"])
-        for leaf in leaf_layers(model):
-            state = meta.get("layer_rng_states", {}).get(leaf.name)
-            if state is not None and getattr(leaf, "_rng", None) is not None:
-                leaf._rng.bit_generator.state = state
-    return model
+    try:
+        meta = json.loads(archive.read("model.json"))
+    except KeyError:
+        archive.close()
+        raise ModelFileError(f"{path}: not a miniconv model file (no model.json inside)") from None
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError) as error:
+        archive.close()
+        raise ModelFileError(f"{path}: model.json is corrupt ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        archive.close()
+        raise ModelFileError(f"{path}: not a miniconv model file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") != VERSION:
+        archive.close()
+        raise ModelFileError(f"{path}: file format version {meta.get('version')!r}; this miniconv reads version {VERSION}")
+    return meta, archive
 
 
-def _metric_from_config(config):
+def read_arrays(archive, folder: str, count: int, path) -> list[np.ndarray]:
+    """``folder/0000.npy`` ... of the archive, read without pickle."""
+    return [_read_array(archive, f"{folder}/{i:04d}.npy", path) for i in range(count)]
+
+
+def restore_compile_state(model, meta: dict, archive, path) -> None:
+    """Compile ``model`` as it was saved, with its optimizer's state arrays and iteration count."""
+    config = meta.get("compile")
+    if config is None:
+        return
+    metrics = [m if isinstance(m, str) else metric_from_config(m) for m in config["metrics"]]
+    model.compile(optimizer=optimizers_module.deserialize(config["optimizer"]),
+                  loss=losses_module.deserialize(config["loss"]), metrics=metrics)
+    names = config.get("optimizer_state", [])
+    arrays = dict(zip(names, read_arrays(archive, "optimizer", len(names), path)))
+    model.optimizer.set_state(arrays, config.get("optimizer_iterations", 0))
+
+
+def restore_random_state(model, meta: dict) -> None:
+    """The global generator and the layers' own generators as they were when the file was written."""
+    utils.set_rng_state(meta["rng_state"])
+    for leaf in model.leaf_layers():
+        state = meta.get("layer_rng_states", {}).get(leaf.name)
+        if state is not None and getattr(leaf, "_rng", None) is not None:
+            leaf._rng.bit_generator.state = state
+
+
+def metric_from_config(config):
     classes = {cls.__name__: cls for cls in (metrics_module.BinaryAccuracy, metrics_module.CategoricalAccuracy,
                                              metrics_module.SparseCategoricalAccuracy, metrics_module.MeanSquaredError,
                                              metrics_module.MeanAbsoluteError)}

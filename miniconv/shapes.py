@@ -177,3 +177,8 @@ def _check_window_fits(op, name, size, window, dilation, padding, P, Q):
             f"{op}: the {name} window {effective} (after dilation) is larger than the "
             f"{padding}-padded input {tuple(size)}; the output would be empty"
         )
+
+
+def format_shape(shape) -> str:
+    """(None, 26, 26, 32) as Keras prints it; a 1-tuple keeps its comma: (None,)."""
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"

@@ -128,13 +128,13 @@ def test_step_times_runs_and_reports_each_round():
 def test_step_profile_parts_are_disjoint_and_cover_every_layer():
     """``benchmarks.step_profile`` times each part once a step, inside the step, and restores what it wrapped."""
     from benchmarks import step_profile
-    from miniconv import training
+    from miniconv.training import step
 
-    before = training.loss_and_prediction
+    before = step.loss_value_and_gradient
     parts, record = step_profile.profile(steps=3)
-    assert training.loss_and_prediction is before
+    assert step.loss_value_and_gradient is before
     assert all(len(record[part]) == 3 for part in parts), {part: len(record[part]) for part in parts}
-    # The MNIST convnet: two fused conv + pool pairs, conv3, flatten, two dense layers.
+    # The MNIST convnet's plan: two fused conv + pool steps, conv3, flatten, two dense layers.
     forwards = [part for part in parts if part.endswith(" forward")]
     assert len(forwards) == 6 and sum("+" in part for part in forwards) == 2, forwards
     assert {part.replace(" forward", " backward") for part in forwards} <= set(parts)

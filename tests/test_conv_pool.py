@@ -23,6 +23,7 @@ from tf_reference import Tolerance, assert_vjp_close
 
 import miniconv
 from miniconv import layers, nn
+from miniconv.engine.plan import compile_plan
 from miniconv.verify_cases import windows_near_tie
 
 tf = tf_reference.tf
@@ -181,13 +182,14 @@ def _model(pool):
     (layers.AveragePooling2D(2), False),
 ])
 def test_sequential_pairs_conv_and_pool(backend, pool, fused):
-    """The model's forward pairs Conv2D(relu) + MaxPooling2D when they fuse, and gives the layer-by-layer
-    outputs and gradients either way."""
+    """The compiled model runs Conv2D(relu) + MaxPooling2D as one step when they fuse (the fusion
+    table), and gives the layer-by-layer outputs and gradients either way."""
     miniconv.utils.set_random_seed(3)
     model = _model(pool)
     x = np.random.default_rng(0).standard_normal((5, 13, 14, 2)).astype(np.float32)
     with miniconv.use_backend(backend):
-        assert (model.layers[0].forward_with_next(model.layers[1], x) is not None) == fused
+        first = compile_plan(model).steps[0]  # the first Conv2D, with or without the pooling after it
+        assert (first.op == "conv2d_bias_relu_max_pool2d" and first.layers == tuple(model.layers[:2])) == fused
         y, backward = model.forward(x)
         dy = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
         dx = backward(dy)

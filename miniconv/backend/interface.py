@@ -25,6 +25,39 @@ class Backend:
     # or None: ``miniconv.optimizers`` then runs its NumPy formulas.
     optimizer_kernels = None
 
+    # --- arrays: where they live ----------------------------------------------------------------
+    def from_host(self, array):
+        """A host NumPy array (or an array of this backend) as this backend's array: the array itself
+        on backends that compute on the host; a device copy on a GPU backend."""
+        return array
+
+    def to_host(self, array) -> np.ndarray:
+        """This backend's array as a host NumPy array (the array itself on host backends)."""
+        return np.asarray(array)
+
+    def is_native(self, array) -> bool:
+        """True for an array this backend computes on without a copy."""
+        return isinstance(array, np.ndarray)
+
+    # --- optimizers -------------------------------------------------------------------------
+    def optimizer_for(self, optimizer):
+        """What applies a ``miniconv.optimizers.Optimizer``'s updates to this backend's arrays
+        (``apply(grads, variables, keys)``): the optimizer itself where arrays live on the host; a
+        GPU backend returns one that keeps the state on the device (and ``sync_to_host()``s it)."""
+        return optimizer
+
+    # --- the end of a training step ------------------------------------------------------------
+    def loss_value_and_gradient(self, loss, targets, output, from_logits: bool):
+        """(mean loss, d loss / d output as this backend's array, prediction as a host array) of a
+        ``miniconv.losses.Loss`` (see ``ops/loss.py``). This default computes on the host with the
+        loss's own NumPy formulas (``value_and_grad_logits`` / ``value_and_grad``)."""
+        host = self.to_host(output)
+        if from_logits:
+            value, gradient, prediction = loss.value_and_grad_logits(targets, host)
+        else:
+            (value, gradient), prediction = loss.value_and_grad(targets, host), host
+        return value, self.from_host(gradient), prediction
+
     # --- convolution -------------------------------------------------------------------------
     def conv2d_forward(self, x: np.ndarray, w: np.ndarray, g: ConvGeometry) -> np.ndarray:
         """(N, H, W, C), (R, S, C, K) -> y (N, P, Q, K)."""
@@ -154,3 +187,21 @@ class Backend:
     def dropout_backward(self, dy: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
         """dx = dy * scale where keep else 0."""
         raise NotImplementedError
+
+    # --- merging: the Add, Multiply and Concatenate layers -----------------------------------
+    def add_forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """y = a + b, elementwise; a and b have one shape."""
+        raise NotImplementedError
+
+    def multiply_forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """y = a * b, elementwise; a and b have one shape."""
+        raise NotImplementedError
+
+    def concat_columns(self, blocks: list) -> np.ndarray:
+        """[(M, W_0), (M, W_1), ...] -> (M, sum W_i): the blocks side by side."""
+        raise NotImplementedError
+
+    def split_columns(self, y: np.ndarray, widths: list) -> list:
+        """(M, sum W_i) -> [(M, W_0), (M, W_1), ...]: concat_columns undone (new C-contiguous arrays)."""
+        raise NotImplementedError
+

@@ -212,11 +212,36 @@ def dropout_backward(dy, keep, scale):
     return np.where(keep, dy * dy.dtype.type(scale), dy.dtype.type(0))
 
 
+# --- merging --------------------------------------------------------------------------------------
+
+
+def add_forward(a, b):
+    """y = a + b."""
+    return a + b
+
+
+def multiply_forward(a, b):
+    """y = a * b."""
+    return a * b
+
+
+def concat_columns(blocks):
+    """(M, W_i) blocks side by side -> (M, sum W_i)."""
+    return np.concatenate(blocks, axis=1)
+
+
+def split_columns(y, widths):
+    """(M, sum W_i) -> the (M, W_i) blocks, copied."""
+    edges = np.cumsum(widths)[:-1]
+    return [np.ascontiguousarray(piece) for piece in np.split(y, edges, axis=1)]
+
+
 class NumpyBackend(Backend):
     """The reference: each method is the module function of the same name.
 
     The fused conv2d + bias + ReLU (+ max pooling) keeps Backend's defaults, which compose the
-    functions above.
+    functions above; so do the methods that only move arrays (``from_host``, ``to_host``: the host
+    is where this backend computes) or run a whole step's piece on the host (the loss).
     """
 
     name = "numpy"
@@ -225,7 +250,7 @@ class NumpyBackend(Backend):
 _COMPOSED = ("conv2d_bias_relu_forward", "conv2d_bias_relu_backward", "conv2d_bias_relu_max_pool_forward",
              "conv2d_bias_relu_max_pool_backward")
 for _name in [m for m in vars(Backend) if not m.startswith("_") and callable(getattr(Backend, m))]:
-    if _name not in _COMPOSED:
+    if _name not in _COMPOSED and _name in globals():
         setattr(NumpyBackend, _name, staticmethod(globals()[_name]))
 
 BACKEND = NumpyBackend()

@@ -9,13 +9,15 @@
     ])
 
 Where each layer lives: base.py (the Layer contract), conv.py, pooling.py, core.py (Dense,
-Flatten, Dropout, Activation, ReLU, Input), activations.py (names -> ops), preprocessing.py
-(Rescaling and the random augmentation layers).
+Flatten, Dropout, Activation, ReLU, Input), merge.py (Add, Multiply, Concatenate),
+activations.py (names -> ops), preprocessing.py (Rescaling and the random augmentation layers),
+arguments.py (the argument checks they share).
 """
 
-from .base import Layer
+from .base import Layer, registered_class
 from .conv import Conv1D, Conv2D, Convolution1D, Convolution2D
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer, ReLU
+from .merge import Add, Concatenate, Multiply
 from .pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -36,24 +38,14 @@ from .pooling import (
 )
 from .preprocessing import RandomContrast, RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling
 
-# Classes a saved architecture may name (aliases resolve to their class).
-LAYER_CLASSES = {
-    cls.__name__: cls
-    for cls in (
-        Activation, AveragePooling1D, AveragePooling2D, Conv1D, Conv2D, Dense, Dropout, Flatten,
-        GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, InputLayer,
-        MaxPooling1D, MaxPooling2D, ReLU,
-        RandomContrast, RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling,
-    )
-}
-
 __all__ = [
-    "LAYER_CLASSES",
     "Activation",
+    "Add",
     "AveragePooling1D",
     "AveragePooling2D",
     "AvgPool1D",
     "AvgPool2D",
+    "Concatenate",
     "Conv1D",
     "Conv2D",
     "Convolution1D",
@@ -76,6 +68,7 @@ __all__ = [
     "MaxPool2D",
     "MaxPooling1D",
     "MaxPooling2D",
+    "Multiply",
     "RandomContrast",
     "RandomFlip",
     "RandomRotation",
@@ -83,4 +76,5 @@ __all__ = [
     "RandomZoom",
     "ReLU",
     "Rescaling",
+    "registered_class",
 ]

@@ -1,14 +1,27 @@
-"""The Layer base class: weights in Keras shapes and order, forward with its backward, config.
+"""The Layer base class: weights in Keras shapes and order, one op with its pullback, config.
 
-A layer's contract, shared by every layer in ``miniconv.layers``:
+A layer's contract, shared by every layer in ``miniconv.layers`` (and by models, which are layers):
 
-    out_shape = layer.build(in_shape, rng)   # shapes carry Keras's None batch: (None, 28, 28, 1)
-    y, backward = layer.forward(x, training)
-    dx = backward(dy)                        # also fills layer.grads, aligned with layer.params
+    out_shape = layer.build(in_shape, rng)          # shapes carry Keras's None batch: (None, 28, 28, 1)
+    y, pullback = layer.call(x, weights, training)  # x and weights are arrays of the current backend
+    dx, dweights = pullback(dy)                      # dweights aligned with weights (None: no gradient)
 
-``params`` are the layer's float32 weight arrays (kernel then bias, as Keras orders them). They are
-updated in place by the optimizers and by ``set_weights``, so references to them stay valid.
-Layers compute with ``miniconv.nn`` ops and ``miniconv.vjp`` only, on the current backend.
+``call`` is the layer's own computation and nothing else: it never looks at other layers, and it
+never reads its own ``params`` (the engine passes the weights, so the same call runs on host
+arrays or on a GPU's). ``pullback(dy, input_gradient=False)`` may skip dx (it then returns None
+for it): a network's first layers need only their weight gradients. Layers with several inputs
+(``Add``, ``Concatenate``) take and return lists.
+
+Calling a layer:
+
+    y = layer(x_array)                 # eager: builds for x's shape, runs ``call`` on the layer's params
+    t = layer(symbolic_tensor)         # functional API: records a Node, returns a SymbolicTensor
+    y, backward = layer.forward(x)     # eager with the pullback; ``backward(dy)`` fills ``layer.grads``
+
+``params`` are the layer's float32 weight arrays on the host (kernel then bias, as Keras orders
+them); optimizers and ``set_weights`` update them in place, so references to them stay valid.
+Every public subclass registers itself by class name (``registered_class``), which is how a saved
+architecture names its layers. Layers compute with ``miniconv.nn`` ops and ``miniconv.vjp`` only.
 """
 
 from __future__ import annotations
@@ -19,8 +32,11 @@ from collections import defaultdict
 import numpy as np
 
 from .. import initializers as _initializers
+from ..engine.tensors import Node, SymbolicTensor, is_symbolic
+from ..shapes import format_shape
 
 _NAME_COUNTS: dict[str, int] = defaultdict(int)
+_CLASSES: dict[str, type] = {}
 
 
 def to_snake_case(name: str) -> str:
@@ -36,9 +52,13 @@ def unique_name(stem: str) -> str:
     return stem if count == 0 else f"{stem}_{count}"
 
 
-def format_shape(shape) -> str:
-    """(None, 26, 26, 32) as Keras prints it."""
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+def registered_class(name: str):
+    """The layer or model class a saved architecture names (``"Conv2D"``, ``"Sequential"``), or None."""
+    return _CLASSES.get(name)
+
+
+def registered_names() -> list[str]:
+    return sorted(_CLASSES)
 
 
 def check_shape_tuple(shape, what: str, owner: str) -> tuple:
@@ -55,12 +75,23 @@ def check_shape_tuple(shape, what: str, owner: str) -> tuple:
     return tuple(None if d is None else int(d) for d in shape)
 
 
-class Layer:
-    """Base class of every layer. Subclasses set ``rank`` checks in ``_check_input`` and define
-    ``_build`` (weights), ``compute_output_shape`` and ``forward``."""
+def _shapes(value) -> list:
+    return [value] if isinstance(value, tuple) and (not value or not isinstance(value[0], tuple)) else list(value)
 
-    #: backward(dy, input_gradient=False) skips dx: training asks it of the first trained layer
-    skips_input_gradient = False
+
+class Layer:
+    """Base class of every layer. Subclasses define ``compute_output_shape``, ``call`` and, for
+    weights, ``_build``; ``get_config`` returns their constructor arguments."""
+
+    #: "single": call takes one array; "list": a list of arrays (merge layers)
+    input_structure = "single"
+    #: True for models: a layer made of other layers (``subgraph`` gives their graph)
+    is_model = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            _CLASSES[cls.__name__] = cls
 
     def __init__(self, *, name=None, trainable=True, input_shape=None, batch_input_shape=None, input_dim=None,
                  batch_size=None, dtype=None, **kwargs):
@@ -74,11 +105,10 @@ class Layer:
         self.name = name or unique_name(to_snake_case(cls))
         self.trainable = bool(trainable)
         self.built = False
-        self.input_shape = None  # with the batch axis, set by build
+        self.input_shape = None  # with the batch axis (a list of shapes for a merge layer), set by build
         self.output_shape = None
-        self._weight_names: list[str] = []
-        self.params: list[np.ndarray] = []
-        self.grads: list[np.ndarray | None] = []
+        self._create_weight_lists()
+        self._inbound_nodes: list[Node] = []
         # The shape the first layer of a Sequential declares (without the batch axis), as Keras reads it.
         self.declared_input_shape = None
         if batch_input_shape is not None:
@@ -89,11 +119,17 @@ class Layer:
             self.declared_input_shape = check_shape_tuple((input_dim,), "input_dim", cls)
         del batch_size  # accepted for Keras compatibility; the batch size comes from the data
 
+    def _create_weight_lists(self) -> None:
+        """The arrays this layer owns: weights (host float32, Keras order), their names and gradients."""
+        self._weight_names: list[str] = []
+        self.params: list[np.ndarray] = []
+        self.grads: list[np.ndarray | None] = []
+
     # --- building ----------------------------------------------------------------------------
     def build(self, input_shape, rng: np.random.Generator | None = None):
         """Check the input shape (with its batch axis), create the weights, return the output shape."""
-        input_shape = tuple(input_shape)
-        if self.built and self.params and input_shape[-1] != self.input_shape[-1]:
+        input_shape = tuple(input_shape) if self.input_structure == "single" else [tuple(s) for s in input_shape]
+        if self.built and self.params and self.input_structure == "single" and input_shape[-1] != self.input_shape[-1]:
             raise ValueError(f"{self.describe()} was built for input {format_shape(self.input_shape)} (its weights fit "
                              f"{self.input_shape[-1]} input channels) and cannot take {format_shape(input_shape)}")
         output_shape = self.compute_output_shape(input_shape)  # also checks the input shape
@@ -125,31 +161,77 @@ class Layer:
     def describe(self) -> str:
         return f"{type(self).__name__} layer {self.name!r}"
 
-    @property
-    def output(self):
-        """This layer's output in the Sequential model it was last added to (for ``miniconv.Model``)."""
-        ref = getattr(self, "_output_ref", None)
-        if ref is None or ref.model is None:
-            raise AttributeError(f"{self.describe()} has no output: add it to a Sequential model first")
-        return ref
-
-    # --- running -----------------------------------------------------------------------------
-    def forward(self, x: np.ndarray, training: bool = False):
-        """``(y, backward)``: the output and ``backward(dy) -> dx``, which also fills ``self.grads``."""
+    # --- computing ---------------------------------------------------------------------------
+    def call(self, inputs, weights: list, training: bool = False):
+        """``(y, pullback)`` for backend arrays ``inputs`` and ``weights``; see the module docstring."""
         raise NotImplementedError
 
-    def forward_with_next(self, next_layer, x: np.ndarray, training: bool = False):
-        """``(next_layer's output, backward)`` with this layer and the next one run as one fused op,
-        or None when they do not fuse (the default). ``backward(dy)`` takes the next layer's
-        upstream gradient and fills both layers' ``grads``."""
-        del next_layer, x, training  # no pair by default: the layers run one by one
+    def forward(self, x, training: bool = False):
+        """``(y, backward)`` on the layer's own weights; ``backward(dy, input_gradient=True)``
+        returns dx and stores the weight gradients in ``self.grads``."""
+        y, pullback = self.call(x, self.params, training)
 
-    def __call__(self, x, training: bool = False):
-        """Run the layer on an array (building it for the array's shape first if needed)."""
-        x = np.asarray(x, dtype=np.float32)
+        def backward(dy, input_gradient=True):
+            dx, dweights = pullback(dy, input_gradient=input_gradient)
+            self.grads = list(dweights)
+            return dx
+
+        return y, backward
+
+    def __call__(self, inputs, training: bool = False):
+        """On symbolic tensors: record the call in a graph (functional API). On arrays: compute
+        (building the layer for their shape first if needed)."""
+        if is_symbolic(inputs):
+            return self._call_symbolic(inputs)
+        if self.input_structure == "list":
+            if not isinstance(inputs, (list, tuple)):
+                raise TypeError(f"{self.describe()} takes a list of arrays, got {type(inputs).__name__}")
+            xs = [np.asarray(x, dtype=np.float32) for x in inputs]
+            if not self.built:
+                self.build([(None, *x.shape[1:]) for x in xs])
+            return self.call(xs, self.params, training)[0]
+        x = np.asarray(inputs, dtype=np.float32)
         if not self.built:
             self.build((None, *x.shape[1:]))
-        return self.forward(x, training)[0]
+        return self.call(x, self.params, training)[0]
+
+    def _call_symbolic(self, inputs):
+        if self.input_structure == "list":
+            if isinstance(inputs, SymbolicTensor):
+                raise TypeError(f"{self.describe()} takes a list of tensors, e.g. layers.Add()([a, b]); got one tensor")
+            tensors = list(inputs)
+            shape = [t.shape for t in tensors]
+        else:
+            if not isinstance(inputs, SymbolicTensor):
+                if len(inputs) != 1:
+                    raise TypeError(f"{self.describe()} takes one tensor, got a list of {len(inputs)}")
+                inputs = inputs[0]
+            tensors, shape = [inputs], inputs.shape
+        output_shape = self.build(shape)
+        node = Node(self, tensors, _shapes(output_shape), self.input_structure)
+        return node.outputs[0] if len(node.outputs) == 1 else node.outputs
+
+    # --- the graph ---------------------------------------------------------------------------
+    def subgraph(self):
+        """The graph of layer calls inside this layer: None for a layer, the model's graph for a model."""
+        return None
+
+    def _node_tensors(self, attribute: str, what: str):
+        if not self._inbound_nodes:
+            raise AttributeError(f"{self.describe()} has no {what}: it has not been called on a tensor nor added "
+                                 f"to a model with a known input shape")
+        tensors = getattr(self._inbound_nodes[0], attribute)
+        return tensors[0] if len(tensors) == 1 else list(tensors)
+
+    @property
+    def output(self):
+        """The tensor this layer made at its first call in a graph (as Keras), for ``miniconv.Model``."""
+        return self._node_tensors("outputs", "output")
+
+    @property
+    def input(self):
+        """The tensor this layer read at its first call in a graph (as Keras)."""
+        return self._node_tensors("inputs", "input")
 
     # --- weights -----------------------------------------------------------------------------
     @property
@@ -169,6 +251,15 @@ class Layer:
         """"<layer name>/kernel", "<layer name>/bias", ... in ``params`` order."""
         return [f"{self.name}/{n}" for n in self._weight_names]
 
+    @property
+    def trainable_mask(self) -> list[bool]:
+        """Per weight of ``params``: does training update it? (Keras's trainable / non-trainable split.)"""
+        return [self.trainable] * len(self.params)
+
+    def leaf_layers(self) -> list:
+        """The layers that own weights directly: the layer itself (a model returns its layers' leaves)."""
+        return [self]
+
     def count_params(self) -> int:
         return int(sum(p.size for p in self.params))
 
@@ -184,7 +275,8 @@ class Layer:
             value = np.asarray(value)
             if value.shape != target.shape:
                 raise ValueError(f"{self.describe()}: weight {name!r} has shape {target.shape}, got {value.shape}")
-            np.copyto(target, value.astype(np.float32, copy=False))
+        for target, value in zip(self.params, weights):
+            np.copyto(target, np.asarray(value).astype(np.float32, copy=False))
 
     # --- config ------------------------------------------------------------------------------
     def get_config(self) -> dict:
@@ -200,3 +292,8 @@ class Layer:
     def __repr__(self) -> str:
         shape = "" if self.output_shape is None else f", output {format_shape(self.output_shape)}"
         return f"<{type(self).__name__} {self.name!r}{shape}>"
+
+
+def identity_pullback(dy, input_gradient=True):
+    """The pullback of a layer that passes its input through unchanged and has no weights."""
+    return (dy if input_gradient else None), []

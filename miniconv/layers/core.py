@@ -1,4 +1,4 @@
-"""Dense, Flatten, Dropout, Activation, ReLU and Input, as in ``keras.layers``."""
+"""Dense, Flatten, Dropout, Activation, ReLU, InputLayer and ``Input``, as in ``keras.layers``."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import math
 import numbers
 
 from .. import initializers, nn
+from ..engine.tensors import Node
 from ..ops import vjp
+from ..shapes import format_shape
 from ..utils import as_generator, global_rng
 from . import activations
-from .base import Layer, check_shape_tuple, format_shape
-from .conv import check_int
+from .arguments import check_int, reject_unsupported
+from .base import Layer, check_shape_tuple, identity_pullback
 
 
 class Dense(Layer):
@@ -25,11 +27,9 @@ class Dense(Layer):
         super().__init__(**kwargs)
         owner = self.describe()
         self.units = check_int(units, "units", owner)
-        for arg, value in (("kernel_regularizer", kernel_regularizer), ("bias_regularizer", bias_regularizer),
-                           ("activity_regularizer", activity_regularizer), ("kernel_constraint", kernel_constraint),
-                           ("bias_constraint", bias_constraint)):
-            if value is not None:
-                raise ValueError(f"{owner}: {arg} is not supported, got {value!r}")
+        reject_unsupported(owner, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+                           activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+                           bias_constraint=bias_constraint)
         self.activation, self._activation_op = activations.get(activation, owner)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -46,22 +46,20 @@ class Dense(Layer):
         self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer, rng)
         self.bias = self.add_weight("bias", (self.units,), self.bias_initializer, rng) if self.use_bias else None
 
-    def forward(self, x, training=False, apply_activation=True):
-        if self.use_bias:
-            z, dense_pullback = vjp(nn.dense, x, self.kernel, self.bias)
-        else:
-            z, dense_pullback = vjp(nn.dense, x, self.kernel)
+    def call(self, x, weights, training=False, activation=True):
+        """activation(x @ kernel + bias); ``activation=False`` stops at the logits (a loss folds it in)."""
+        z, dense_pullback = vjp(nn.dense, x, *weights)
         activation_pullback = None
-        if apply_activation:
+        if activation:
             z, activation_pullback = activations.apply(self._activation_op, z)
 
-        def backward(dy, input_gradient=True):  # dx of a dense layer is cheap: always computed
+        def pullback(dy, input_gradient=True):  # dx of a dense layer is cheap: always computed
             if activation_pullback is not None:
                 (dy,) = activation_pullback(dy)
-            dx, *self.grads = dense_pullback(dy)
-            return dx
+            dx, *dweights = dense_pullback(dy)
+            return dx, dweights
 
-        return z, backward
+        return z, pullback
 
     def get_config(self):
         config = super().get_config()
@@ -87,9 +85,10 @@ class Flatten(Layer):
         rest = input_shape[1:]
         return (input_shape[0], None if None in rest else math.prod(rest))
 
-    def forward(self, x, training=False):
-        shape = x.shape
-        return x.reshape(shape[0], -1), lambda dy: dy.reshape(shape)
+    def call(self, x, weights, training=False):
+        shape = tuple(x.shape)
+        y = x.reshape(shape[0], math.prod(shape[1:]))  # explicit sizes: device arrays take no -1
+        return y, lambda dy, input_gradient=True: (dy.reshape(shape), [])
 
 
 class Dropout(Layer):
@@ -109,11 +108,11 @@ class Dropout(Layer):
         self.seed = seed
         self._rng = None if seed is None else as_generator(seed, f"{self.describe()} seed")
 
-    def forward(self, x, training=False):
+    def call(self, x, weights, training=False):
         if not training or self.rate == 0:
-            return x, lambda dy: dy
+            return x, identity_pullback
         y, pullback = vjp(nn.dropout, x, self.rate, self._rng if self._rng is not None else global_rng())
-        return y, lambda dy: pullback(dy)[0]
+        return y, lambda dy, input_gradient=True: (pullback(dy)[0], [])
 
     def get_config(self):
         config = super().get_config()
@@ -128,11 +127,11 @@ class Activation(Layer):
         super().__init__(**kwargs)
         self.activation, self._activation_op = activations.get(activation, self.describe())
 
-    def forward(self, x, training=False, apply_activation=True):
-        if not apply_activation or self._activation_op is None:
-            return x, lambda dy: dy
+    def call(self, x, weights, training=False, activation=True):
+        if not activation or self._activation_op is None:
+            return x, identity_pullback
         y, pullback = activations.apply(self._activation_op, x)
-        return y, lambda dy: pullback(dy)[0]
+        return y, lambda dy, input_gradient=True: (pullback(dy)[0], [])
 
     def get_config(self):
         config = super().get_config()
@@ -151,34 +150,45 @@ class ReLU(Layer):
                 f"max_value={max_value!r}, negative_slope={negative_slope!r}, threshold={threshold!r}"
             )
 
-    def forward(self, x, training=False):
+    def call(self, x, weights, training=False):
         y, pullback = vjp(nn.relu, x)
-        return y, lambda dy: pullback(dy)[0]
+        return y, lambda dy, input_gradient=True: (pullback(dy)[0], [])
 
 
 class InputLayer(Layer):
-    """Declares the input shape of a Sequential model (without the batch axis); computes nothing."""
+    """The source of a model's input (shape without the batch axis); computes nothing.
+
+    Made by ``miniconv.Input(shape)``, which returns its output tensor, as ``keras.Input``.
+    """
 
     def __init__(self, shape=None, batch_size=None, dtype=None, batch_shape=None, name=None, **kwargs):
         if "input_shape" in kwargs and shape is None:
             shape = kwargs.pop("input_shape")
-        super().__init__(name=name, dtype=dtype, **kwargs)
+        super().__init__(name=name, dtype=dtype, **kwargs)  # automatic names: input_layer, input_layer_1, ... as Keras 3
         if batch_shape is not None:
             shape = tuple(batch_shape)[1:]
         if shape is None:
             raise ValueError(f"{self.describe()}: shape is required, e.g. Input(shape=(28, 28, 1))")
         self.declared_input_shape = check_shape_tuple(shape, "shape", self.describe())
         self.shape = (None, *self.declared_input_shape)
+        self.build(self.shape)
+        Node(self, [], [self.shape])
 
-    def forward(self, x, training=False):
-        return x, lambda dy: dy
+    def call(self, x, weights, training=False):
+        return x, identity_pullback
 
     def get_config(self):
         return {"name": self.name, "shape": list(self.declared_input_shape)}
 
 
-def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kwargs) -> InputLayer:
-    """``keras.Input`` for Sequential models: ``Sequential([Input((28, 28, 1)), ...])``."""
-    return InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape, name=name, **kwargs)
+def Input(shape=None, batch_size=None, dtype=None, name=None, batch_shape=None, **kwargs):
+    """A model input, as ``keras.Input``: a symbolic tensor of shape (None, *shape) to call layers on.
 
+        x = miniconv.Input((28, 28, 1))
+        y = layers.Conv2D(32, 3, activation="relu")(x)
+        model = miniconv.Model(x, y)
 
+    ``Sequential([miniconv.Input((28, 28, 1)), ...])`` declares a Sequential's input shape.
+    """
+    layer = InputLayer(shape=shape, batch_size=batch_size, dtype=dtype, batch_shape=batch_shape, name=name, **kwargs)
+    return layer.output

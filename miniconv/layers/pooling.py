@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from .. import nn
 from ..ops import vjp
-from .base import Layer, format_shape
-from .conv import check_data_format, check_padding, check_tuple, spatial_output_shape
+from ..shapes import format_shape
+from .arguments import check_data_format, check_padding, check_tuple, spatial_output_shape
+from .base import Layer
 
 _OPS = {
     ("max", 1): nn.max_pool1d, ("max", 2): nn.max_pool2d,
@@ -42,9 +43,9 @@ class _Pooling(Layer):
                                      what="pool")
         return (input_shape[0], *sizes, input_shape[-1])
 
-    def forward(self, x, training=False):
+    def call(self, x, weights, training=False):
         y, pullback = vjp(self._op, x, self.pool_size, self.strides, self.padding.upper())
-        return y, lambda dy: pullback(dy)[0]
+        return y, lambda dy, input_gradient=True: (pullback(dy)[0], [])
 
     def get_config(self):
         config = super().get_config()
@@ -100,12 +101,12 @@ class _GlobalPooling(Layer):
             return (input_shape[0], *([1] * self.rank), input_shape[-1])
         return (input_shape[0], input_shape[-1])
 
-    def forward(self, x, training=False):
+    def call(self, x, weights, training=False):
         y, pullback = vjp(self._op, x)
         if not self.keepdims:
-            return y, lambda dy: pullback(dy)[0]
+            return y, lambda dy, input_gradient=True: (pullback(dy)[0], [])
         N, C = y.shape
-        return y.reshape(N, *([1] * self.rank), C), lambda dy: pullback(dy.reshape(N, C))[0]
+        return y.reshape(N, *([1] * self.rank), C), lambda dy, input_gradient=True: (pullback(dy.reshape(N, C))[0], [])
 
     def get_config(self):
         config = super().get_config()

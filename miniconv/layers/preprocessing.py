@@ -34,12 +34,28 @@ import numbers
 import numpy as np
 
 from ..data import augment
+from ..ops.arrays import to_backend, to_host
+from ..shapes import format_shape
 from ..utils import as_generator, global_rng
-from .base import Layer, format_shape
+from .base import Layer
 
 
-def _identity(dy, input_gradient=True):
+def _identity(dy):
     return dy
+
+
+class _HostLayer(Layer):
+    """A layer computed with NumPy on the host: ``compute(x, training) -> (y, backward)`` on host
+    arrays; ``call`` moves the arrays there and back (nothing moves on the numpy and cpu backends)."""
+
+    def compute(self, x, training):
+        raise NotImplementedError
+
+    def call(self, x, weights, training=False):
+        y, backward = self.compute(to_host(x), training)
+        if backward is _identity:
+            return x if y is None else to_backend(y), lambda dy, input_gradient=True: (dy, [])
+        return to_backend(y), lambda dy, input_gradient=True: (to_backend(backward(to_host(dy))), [])
 
 
 def _check_number(value, name: str, owner: str) -> float:
@@ -67,7 +83,7 @@ def _factor_range(factor, name: str, owner: str, low: float = -1.0, high: float 
     return -value, value
 
 
-class _ImageLayer(Layer):
+class _ImageLayer(_HostLayer):
     """Shared by the image layers: rank-4 input, the identity shape, the random generator."""
 
     def __init__(self, seed=None, data_format=None, **kwargs):
@@ -97,7 +113,7 @@ class _ImageLayer(Layer):
         return config
 
 
-class Rescaling(Layer):
+class Rescaling(_HostLayer):
     """y = x * scale + offset (scale / offset: a number or one per channel), as ``keras.layers.Rescaling``.
     Not random: applied in training and at inference alike."""
 
@@ -124,11 +140,11 @@ class Rescaling(Layer):
                                  f"with {input_shape[-1]} channels")
         return tuple(input_shape)
 
-    def forward(self, x, training=False):
+    def compute(self, x, training):
         y = (x * self._scale + self._offset).astype(np.float32, copy=False)
         scale = self._scale
 
-        def backward(dy, input_gradient=True):
+        def backward(dy):
             return (dy * scale).astype(np.float32, copy=False)
 
         return y, backward
@@ -160,12 +176,12 @@ class RandomFlip(_ImageLayer):
             x = np.where(chosen, x[:, ::-1], x)
         return x.astype(np.float32, copy=False)
 
-    def forward(self, x, training=False):
+    def compute(self, x, training):
         if not training:
-            return x, _identity
+            return None, _identity
         self._check_batch(x)
         flips = self.rng.uniform(size=len(x)) <= 0.5  # Keras: uniform <= 0.5
-        return self.flip(x, flips), lambda dy, input_gradient=True: self.flip(dy, flips)
+        return self.flip(x, flips), lambda dy: self.flip(dy, flips)
 
     def get_config(self):
         config = super().get_config()
@@ -185,14 +201,14 @@ class _AffineLayer(_ImageLayer):
     def transforms(self, n: int, height: int, width: int) -> np.ndarray:
         raise NotImplementedError
 
-    def forward(self, x, training=False):
+    def compute(self, x, training):
         if not training:
-            return x, _identity
+            return None, _identity
         self._check_batch(x)
         transforms = self.transforms(len(x), x.shape[1], x.shape[2])
         y = augment.affine_transform(x, transforms, self.interpolation, self.fill_mode, self.fill_value)
 
-        def backward(dy, input_gradient=True):
+        def backward(dy):
             return augment.affine_transform_adjoint(dy, transforms, self.interpolation, self.fill_mode)
 
         return y, backward
@@ -297,9 +313,9 @@ class RandomContrast(_ImageLayer):
             raise ValueError(message)
         return max(-value, 0.0), value
 
-    def forward(self, x, training=False):
+    def compute(self, x, training):
         if not training:
-            return x, _identity
+            return None, _identity
         self._check_batch(x)
         f = self.rng.uniform(1.0 - self.factor[0], 1.0 + self.factor[1], size=(len(x), 1, 1, 1)).astype(np.float32)
         mean = x.mean(axis=(1, 2), keepdims=True, dtype=np.float32)
@@ -308,7 +324,7 @@ class RandomContrast(_ImageLayer):
         y = np.clip(z, low, high).astype(np.float32, copy=False)
         inside = (z >= low) & (z <= high)
 
-        def backward(dy, input_gradient=True):
+        def backward(dy):
             g = dy * inside
             return (g * f + (1 - f) * g.mean(axis=(1, 2), keepdims=True)).astype(np.float32, copy=False)
 

@@ -12,6 +12,7 @@ ops, float64 in the gradient checks). Where each kernel lives:
                             plain conv2d's filter gradient for them
     pool_kernels.py         max / average pooling forward and backward (argmax for max)
     elementwise_kernels.py  relu, sigmoid, softmax, dense bias, dropout
+    merge_kernels.py        add, multiply, columns joined and split (the Add / Multiply / Concatenate layers)
     optimizer_kernels.py    SGD, RMSprop and Adam updates in one pass (the optimizers' NumPy bits)
 """
 
@@ -19,7 +20,15 @@ from __future__ import annotations
 
 from ..._threads import warn_if_blas_spins
 from ..interface import Backend
-from . import conv_kernels, conv_pool_kernels, direct_kernels, elementwise_kernels, optimizer_kernels, pool_kernels
+from . import (
+    conv_kernels,
+    conv_pool_kernels,
+    direct_kernels,
+    elementwise_kernels,
+    merge_kernels,
+    optimizer_kernels,
+    pool_kernels,
+)
 from .allocation import keep_freed_memory
 
 warn_if_blas_spins()
@@ -60,6 +69,11 @@ class CpuBackend(Backend):
     bias_relu_backward = staticmethod(elementwise_kernels.bias_relu_backward)
     dropout_forward = staticmethod(elementwise_kernels.dropout_forward)
     dropout_backward = staticmethod(elementwise_kernels.dropout_backward)
+
+    add_forward = staticmethod(merge_kernels.add_forward)
+    multiply_forward = staticmethod(merge_kernels.multiply_forward)
+    concat_columns = staticmethod(merge_kernels.concat_columns)
+    split_columns = staticmethod(merge_kernels.split_columns)
 
 
 BACKEND = CpuBackend()
