@@ -13,14 +13,16 @@ Where each kernel lives (kernels first, launchers below, in every module):
     dense.py        tiled shared-memory matrix product (dense forward and backward) + naive oracle
     optim.py        SGD (momentum, Nesterov), RMSprop, Adam updates with Keras 3's rules
     losses.py       softmax + crossentropy fused, forward and backward
-    backend.py      ``CudaBackend``: the NumPy-in / NumPy-out methods of miniconv's backend interface
-    device.py       device-resident training of a Sequential model (weights, gradients and
-                    optimizer state stay on the GPU; one batch moves in per step)
+    merge.py        add, multiply, column blocks joined and split (Add, Multiply, Concatenate)
+    backend.py      ``CudaBackend``: miniconv's backend interface on these launchers
     ptx_report.py   ``python -m kernels_cuda.ptx_report``: registers / spills / shared memory per kernel
 
-The backend methods copy NumPy arrays in and out, so the ops layer uses them unchanged; the
-launchers of each module (``conv.conv2d_forward(x_dev, w_dev, g)``, ...) take and return device
-arrays for code that keeps its data on the GPU. Everything is float32 (the ops layer's dtype).
+The backend's methods keep device arrays on the device and copy host arrays in and out, so
+``fit`` under ``use_backend("cuda")`` runs miniconv's one engine with every array of a step on
+the GPU (only the batch in, the loss and predictions out), and the ops still take NumPy arrays.
+The launchers of each module (``conv.conv2d_forward(x_dev, w_dev, g)``, ...) take and return
+device arrays. Everything is float32 (the ops layer's dtype). Nothing here imports miniconv's
+models or training: only the backend interface, the geometry records and the optimizers' rules.
 
 Importing this package is cheap and touches no GPU: ``BACKEND`` is built on first access, and
 raises ``miniconv.backend.BackendUnavailableError`` saying why when the backend cannot run here

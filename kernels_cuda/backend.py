@@ -1,11 +1,12 @@
-"""``CudaBackend``: miniconv's backend interface on the CUDA kernels, NumPy arrays in and out.
+"""``CudaBackend``: miniconv's backend interface on the CUDA kernels.
 
 Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size.
 
-Each method copies its NumPy inputs to the device, runs the launchers of ``conv`` / ``pool`` /
-``elementwise`` / ``dense`` and copies the results back, so the ops layer (and everything above
-it: layers, ``Sequential.fit``) runs on the GPU unchanged, one op at a time. That costs a round
-trip per op; ``kernels_cuda.device`` keeps a whole training step on the device instead.
+Arrays on the device stay there: a method given device arrays returns device arrays, so a
+training step (``miniconv/training/step.py``) keeps weights, gradients, optimizer state and
+activations on the GPU, and only the batch goes in and the loss and predictions come out. A
+method given host NumPy arrays (``miniconv.nn.conv2d(x, w, backend="cuda")`` on arrays) copies
+them in and its results back out, so the ops work unchanged on host data too.
 
 float32 only: float64 inputs (the finite-difference checks) are computed in float32 and come
 back float32, which those checks recognise and skip.
@@ -13,22 +14,33 @@ back float32, which those checks recognise and skip.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from miniconv.backend.interface import Backend
 
-from . import conv, dense, elementwise, pool
-from ._common import to_device, to_host
+from . import conv, dense, elementwise, losses, merge, pool
+from ._common import is_device_array, to_device, to_host
+from .optim import DeviceOptimizer
 
 
 def _dev(a):
     return to_device(a, np.float32)
 
 
+def _like(result, reference):
+    """``result`` (a device array) where ``reference`` was on the device; a host copy otherwise."""
+    return result if is_device_array(reference) else to_host(result)
+
+
 class CudaBackend(Backend):
-    """The "cuda" backend: each method is the device launcher of the same name, wrapped in copies."""
+    """The "cuda" backend: each method is the device launcher of the same name; see the module docstring."""
 
     name = "cuda"
+
+    def __init__(self):
+        self._dropout_streams: dict[int, tuple] = {}  # id(rng) -> (rng, DropoutRandom seeded from it)
 
     @staticmethod
     def is_available() -> bool:
@@ -36,38 +48,70 @@ class CudaBackend(Backend):
 
         return is_available()
 
+    # --- arrays ------------------------------------------------------------------------------
+    def from_host(self, array):
+        return array if is_device_array(array) else _dev(array)
+
+    def to_host(self, array) -> np.ndarray:
+        return to_host(array) if is_device_array(array) else np.asarray(array)
+
+    def is_native(self, array) -> bool:
+        return is_device_array(array)
+
+    def optimizer_for(self, optimizer):
+        """The optimizer's updates as device kernels, its state on the device (``sync_to_host`` copies it back)."""
+        return DeviceOptimizer(optimizer)
+
+    def loss_value_and_gradient(self, loss, targets, output, from_logits):
+        """Softmax crossentropy from device logits runs on the device (one kernel: loss rows, dz, p);
+        other losses on the host (``Backend``'s default)."""
+        softmax = from_logits and loss.logits_activation == "softmax" and is_device_array(output)
+        if not softmax:
+            return super().loss_value_and_gradient(loss, targets, output, from_logits)
+        shape = tuple(output.shape)
+        rows = output.reshape(math.prod(shape[:-1]), shape[-1])
+        if np.issubdtype(targets.dtype, np.integer):
+            rows_loss, dz, p = losses.softmax_crossentropy(rows, labels=to_device(targets.reshape(-1), np.int64))
+        else:
+            rows_loss, dz, p = losses.softmax_crossentropy(rows, targets=to_device(targets.reshape(rows.shape)))
+        value = float(rows_loss.copy_to_host().mean(dtype=np.float64))
+        return value, dz.reshape(shape), p.copy_to_host().reshape(shape)
+
     # --- convolution -------------------------------------------------------------------------
     def conv2d_forward(self, x, w, g):
-        return to_host(conv.conv2d_forward(_dev(x), _dev(w), g))
+        return _like(conv.conv2d_forward(_dev(x), _dev(w), g), x)
 
     def conv2d_backward_input(self, dy, w, g):
-        return to_host(conv.conv2d_backward_input(_dev(dy), _dev(w), g))
+        return _like(conv.conv2d_backward_input(_dev(dy), _dev(w), g), dy)
 
     def conv2d_backward_filter(self, x, dy, g):
-        return to_host(conv.conv2d_backward_filter(_dev(x), _dev(dy), g))
+        return _like(conv.conv2d_backward_filter(_dev(x), _dev(dy), g), dy)
 
     # --- pooling -----------------------------------------------------------------------------
     def max_pool2d_forward(self, x, g):
         y, argmax = pool.max_pool2d_forward(_dev(x), g)
-        return to_host(y), to_host(argmax)
+        return _like(y, x), _like(argmax, x)
 
     def max_pool2d_backward(self, dy, argmax, g):
-        return to_host(pool.max_pool2d_backward(_dev(dy), to_device(argmax, np.int64), g))
+        return _like(pool.max_pool2d_backward(_dev(dy), to_device(argmax, np.int64), g), dy)
 
     def avg_pool2d_forward(self, x, g):
-        return to_host(pool.avg_pool2d_forward(_dev(x), g))
+        return _like(pool.avg_pool2d_forward(_dev(x), g), x)
 
     def avg_pool2d_backward(self, dy, g):
-        return to_host(pool.avg_pool2d_backward(_dev(dy), g))
+        return _like(pool.avg_pool2d_backward(_dev(dy), g), dy)
 
     # --- elementwise (any shape: a 0-d array runs as one element) ---------------------------
     @staticmethod
     def _map(launcher, *arrays):
-        shape = np.shape(arrays[0])
-        flat = [_dev(np.reshape(a, -1)) for a in arrays]
-        if flat[0].size == 0:
+        on_device = is_device_array(arrays[0])
+        shape = tuple(arrays[0].shape) if on_device else np.shape(arrays[0])
+        size = math.prod(shape)
+        if size == 0:
             return np.zeros(shape, np.float32)
-        return to_host(launcher(*flat)).reshape(shape)
+        flat = [(a if is_device_array(a) else _dev(np.reshape(a, -1))).reshape(size) for a in arrays]
+        result = launcher(*flat)
+        return result.reshape(shape) if on_device else to_host(result).reshape(shape)
 
     def relu_forward(self, x):
         return self._map(elementwise.relu_forward, x)
@@ -84,40 +128,63 @@ class CudaBackend(Backend):
     def softmax_forward(self, x):
         if x.size == 0:
             return np.zeros(x.shape, np.float32)
-        return to_host(elementwise.softmax_forward(_dev(x)))
+        return _like(elementwise.softmax_forward(_dev(x)), x)
 
     def softmax_backward(self, dy, y):
         if dy.size == 0:
             return np.zeros(dy.shape, np.float32)
-        return to_host(elementwise.softmax_backward(_dev(dy), _dev(y)))
+        return _like(elementwise.softmax_backward(_dev(dy), _dev(y)), dy)
 
     # --- dense, bias and dropout -------------------------------------------------------------
     def dense_forward(self, x, kernel, bias):
-        return to_host(dense.dense_forward(_dev(x), _dev(kernel), None if bias is None else _dev(bias)))
+        return _like(dense.dense_forward(_dev(x), _dev(kernel), None if bias is None else _dev(bias)), x)
 
     def dense_backward(self, dy, x, kernel, with_bias):
         dx, dkernel, dbias = dense.dense_backward(_dev(dy), _dev(x), _dev(kernel), with_bias)
-        return to_host(dx), to_host(dkernel), (to_host(dbias) if with_bias else None)
+        return _like(dx, dy), _like(dkernel, dy), (_like(dbias, dy) if with_bias else None)
 
     def bias_add_forward(self, x, bias):
-        return to_host(elementwise.bias_add_forward(_dev(x), _dev(bias)))
+        return _like(elementwise.bias_add_forward(_dev(x), _dev(bias)), x)
 
     def bias_add_backward(self, dy):
-        return to_host(elementwise.bias_add_backward(_dev(dy)))
+        return _like(elementwise.bias_add_backward(_dev(dy)), dy)
 
     def bias_relu_forward(self, x, bias):
-        return to_host(elementwise.bias_relu_forward(_dev(x), _dev(bias)))
+        return _like(elementwise.bias_relu_forward(_dev(x), _dev(bias)), x)
 
     def bias_relu_backward(self, dy, y):
         dx, dbias = elementwise.bias_relu_backward(_dev(dy), _dev(y))
-        return to_host(dx), to_host(dbias)
+        return _like(dx, dy), _like(dbias, dy)
+
+    def dropout_keep_mask(self, x, rate, rng):
+        """A device mask for a device x, from a device generator seeded once from ``rng``; else NumPy's."""
+        if not is_device_array(x):
+            return super().dropout_keep_mask(x, rate, rng)
+        entry = self._dropout_streams.get(id(rng))
+        if entry is None or entry[0] is not rng:
+            entry = self._dropout_streams[id(rng)] = (rng, elementwise.DropoutRandom(int(rng.integers(2**31))))
+        return entry[1].mask(x.shape, rate)
 
     def dropout_forward(self, x, keep, scale):
-        shape = np.shape(x)
-        if np.size(x) == 0:
+        shape = tuple(x.shape)
+        n = math.prod(shape)
+        if n == 0:
             return np.zeros(shape, np.float32)
-        keep = to_device(np.reshape(keep, -1), np.bool_)
-        return to_host(elementwise.dropout_forward(_dev(np.reshape(x, -1)), keep, scale)).reshape(shape)
+        keep = to_device(np.reshape(keep, -1), np.bool_) if not is_device_array(keep) else keep.reshape(n)
+        return _like(elementwise.dropout_forward(_dev(x).reshape(n), keep, scale).reshape(shape), x)
 
     def dropout_backward(self, dy, keep, scale):
         return self.dropout_forward(dy, keep, scale)
+
+    # --- merging -----------------------------------------------------------------------------
+    def add_forward(self, a, b):
+        return _like(merge.add_forward(_dev(a), _dev(b)), a)
+
+    def multiply_forward(self, a, b):
+        return _like(merge.multiply_forward(_dev(a), _dev(b)), a)
+
+    def concat_columns(self, blocks):
+        return _like(merge.concat_columns([_dev(b) for b in blocks]), blocks[0])
+
+    def split_columns(self, y, widths):
+        return [_like(part, y) for part in merge.split_columns(_dev(y), widths)]

@@ -235,6 +235,15 @@ def dropout_random_kernel(x, rate, scale, states, keep, y):
         y[i] = x[i] * scale if kept else float32(0)
 
 
+@cuda.jit
+def keep_mask_kernel(rate, states, keep):
+    """keep = uniform >= rate per element, one generator state per thread, grid-stride."""
+    start = cuda.grid(1)
+    step = cuda.gridsize(1)
+    for i in range(start, keep.size, step):
+        keep[i] = xoroshiro128p_uniform_float32(states, start) >= rate
+
+
 _STATES = array(numba.from_dtype(xoroshiro128p_dtype), 1)
 SIGNATURES = {
     relu_forward_kernel: void(F1, F1),
@@ -251,6 +260,7 @@ SIGNATURES = {
     column_sums_naive_kernel: void(F2, F1),
     dropout_kernel: void(F1, B1, float32, F1),
     dropout_random_kernel: void(F1, float32, float32, _STATES, B1, F1),
+    keep_mask_kernel: void(float32, _STATES, B1),
 }
 
 # ================================ launchers =================================================
@@ -370,7 +380,7 @@ dropout_backward = dropout_forward  # dx = dy * scale where keep else 0: the sam
 
 
 class DropoutRandom:
-    """Device-side dropout masks: ``y, keep = DropoutRandom(seed)(x, rate)``, keep a device bool array.
+    """Device-side dropout masks: ``y, keep = DropoutRandom(seed)(x, rate)`` or ``keep = ....mask(shape, rate)``.
 
     xoroshiro128+ states, one per thread of a fixed grid (numba.cuda.random); the stream differs
     from NumPy's (as NumPy's differs from TensorFlow's), the keep rate is the same.
@@ -392,3 +402,12 @@ class DropoutRandom:
             x.reshape(n), float32(rate), float32(scale), self.states, keep.reshape(n), y.reshape(n)
         )
         return y, keep
+
+    def mask(self, shape, rate: float):
+        """A device bool array of ``shape``: each element kept (True) with probability 1 - rate."""
+        keep = empty(shape, np.bool_)
+        n = keep.size
+        if n:
+            grid = max(1, min(self.threads // THREADS_1D, blocks(n, THREADS_1D)))
+            keep_mask_kernel[grid, THREADS_1D](float32(rate), self.states, keep.reshape(n))
+        return keep

@@ -142,8 +142,15 @@ def softmax_crossentropy(z, labels=None, targets=None, count=None, naive=False):
     return loss, dz, p
 
 
+_PLACEHOLDERS: dict = {}
+
+
 def _placeholder(dtype, ndim):
-    return to_device(np.zeros((1,) * ndim, dtype), dtype=dtype)
+    """A one-element device array standing in for the argument a call does not use (made once)."""
+    key = (np.dtype(dtype).str, ndim)
+    if key not in _PLACEHOLDERS:
+        _PLACEHOLDERS[key] = to_device(np.zeros((1,) * ndim, dtype), dtype=dtype)
+    return _PLACEHOLDERS[key]
 
 
 def sparse_categorical_crossentropy_from_logits(labels, z):

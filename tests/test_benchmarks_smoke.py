@@ -128,11 +128,11 @@ def test_step_times_runs_and_reports_each_round():
 def test_step_profile_parts_are_disjoint_and_cover_every_layer():
     """``benchmarks.step_profile`` times each part once a step, inside the step, and restores what it wrapped."""
     from benchmarks import step_profile
-    from miniconv.training import step
+    from miniconv.training import step as step_module
 
-    before = step.loss_value_and_gradient
+    before = step_module.loss_value_and_gradient
     parts, record = step_profile.profile(steps=3)
-    assert step.loss_value_and_gradient is before
+    assert step_module.loss_value_and_gradient is before
     assert all(len(record[part]) == 3 for part in parts), {part: len(record[part]) for part in parts}
     # The MNIST convnet's plan: two fused conv + pool steps, conv3, flatten, two dense layers.
     forwards = [part for part in parts if part.endswith(" forward")]

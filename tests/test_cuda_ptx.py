@@ -24,7 +24,7 @@ from kernels_cuda import _ptx
 
 KERNELS = _ptx.all_kernels()
 # numba.cuda.random's xoroshiro128+ converts its uint64 draw to float32 through float64
-F64_ALLOWED = {"elementwise.dropout_random_kernel"}
+F64_ALLOWED = {"elementwise.dropout_random_kernel", "elementwise.keep_mask_kernel"}
 F64_INSTRUCTION = re.compile(r"^\s*(?!cvt)[a-z.]*\.f64\b", re.MULTILINE)
 
 

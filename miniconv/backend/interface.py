@@ -78,14 +78,16 @@ class Backend:
         This default runs the convolution and then bias + ReLU; a backend may fuse them.
         """
         y = self.conv2d_forward(x, w, g)
-        return self.bias_relu_forward(y.reshape(-1, g.K), bias).reshape(y.shape)
+        rows = g.N * g.P * g.Q  # explicit sizes: a GPU array's reshape takes no -1
+        return self.bias_relu_forward(y.reshape(rows, g.K), bias).reshape(y.shape)
 
     def conv2d_bias_relu_backward(self, x, w, z, dz, g: ConvGeometry, input_gradient: bool = True):
         """-> (dx or None, dw, dbias) of z = conv2d_bias_relu(x, w, bias) at upstream dz.
 
         dy = dz where z > 0 else 0; dbias = sum of dy over N, P, Q; dx, dw = conv2d's at dy.
         """
-        dy, dbias = self.bias_relu_backward(dz.reshape(-1, g.K), z.reshape(-1, g.K))
+        rows = g.N * g.P * g.Q
+        dy, dbias = self.bias_relu_backward(dz.reshape(rows, g.K), z.reshape(rows, g.K))
         dy = dy.reshape(dz.shape)
         dx = self.conv2d_backward_input(dy, w, g) if input_gradient else None
         return dx, self.conv2d_backward_filter(x, dy, g), dbias
@@ -109,7 +111,7 @@ class Backend:
         output, so ReLU's gradient there is y > 0; then dbias = sum of dz, dx, dw = conv2d's at dz.
         """
         dz = self.max_pool2d_backward(self.relu_backward(dy, y), argmax, pg)
-        dbias = self.bias_add_backward(dz.reshape(-1, g.K))
+        dbias = self.bias_add_backward(dz.reshape(g.N * g.P * g.Q, g.K))
         dx = self.conv2d_backward_input(dz, w, g) if input_gradient else None
         return dx, self.conv2d_backward_filter(x, dz, g), dbias
 
@@ -179,6 +181,12 @@ class Backend:
     def bias_relu_backward(self, dy: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(M, O) -> (dx = dy where y > 0 else 0, dbias = sum over rows of dx), in one pass."""
         raise NotImplementedError
+
+    def dropout_keep_mask(self, x, rate: float, rng: np.random.Generator):
+        """A bool mask of x's shape, each element kept with probability 1 - rate: ``rng.random(x.shape,
+        float32) >= rate``, drawn on the host. A GPU backend draws a device mask for a device x, from
+        a generator of its own seeded from ``rng``."""
+        return rng.random(tuple(x.shape), dtype=np.float32) >= rate
 
     def dropout_forward(self, x: np.ndarray, keep: np.ndarray, scale: float) -> np.ndarray:
         """y = x * scale where keep else exactly 0 (a select, as tf.nn.dropout); keep is a bool mask of x's shape."""

@@ -214,7 +214,7 @@ class Layer:
     # --- the graph ---------------------------------------------------------------------------
     def subgraph(self):
         """The graph of layer calls inside this layer: None for a layer, the model's graph for a model."""
-        return None
+        return
 
     def _node_tensors(self, attribute: str, what: str):
         if not self._inbound_nodes:

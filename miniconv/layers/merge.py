@@ -71,7 +71,7 @@ class Concatenate(Layer):
     def __init__(self, axis=-1, **kwargs):
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, int):
-            raise ValueError(f"{self.describe()}: axis must be an int, got {axis!r}")
+            raise TypeError(f"{self.describe()}: axis must be an int, got {axis!r}")
         self.axis = axis
 
     def compute_output_shape(self, input_shapes):

@@ -28,7 +28,7 @@ def layer_config(layer) -> dict:
 def layer_from_config(entry: dict, rng):
     """A layer (or a nested model) from ``{"class_name", "config"}``."""
     if not isinstance(entry, dict):
-        raise ValueError(f"a layer entry must be a dict with class_name and config, got {entry!r}")
+        raise TypeError(f"a layer entry must be a dict with class_name and config, got {entry!r}")
     name = entry.get("class_name")
     cls = registered_class(name) if isinstance(name, str) else None
     if cls is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_backend
-from ._checks import as_float_array, check_upstream
+from ._checks import as_float_array, as_rows, check_upstream
 from ._vjp import has_vjp
 
 
@@ -55,6 +55,10 @@ def softmax_vjp(logits, axis=-1, *, backend=None, name=None):
     if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
         raise ValueError(f"{op}: axis must be an int in [{-x.ndim}, {x.ndim}) for logits of shape {x.shape}, got {axis!r}")
     be = get_backend(backend)
+    if axis % x.ndim == x.ndim - 1:  # the last axis: (M, L) rows as they lie (a GPU array takes only reshapes)
+        y_rows = be.softmax_forward(as_rows(x))
+        return y_rows.reshape(x.shape), lambda dy: (
+            be.softmax_backward(as_rows(check_upstream(dy, x.shape, op)), y_rows).reshape(x.shape),)
     moved = np.moveaxis(x, axis, -1)  # softmax runs over the last axis of an (M, L) array
     rows = np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
     y_rows = be.softmax_forward(rows)

@@ -148,14 +148,17 @@ def conv1d_vjp(input, filters, stride=1, padding="VALID", dilations=1, *, backen
             f"{op}: filters expect {w.shape[1]} input channels but the input has {x.shape[2]} "
             f"(input shape {x.shape}, filters shape {w.shape})"
         )
-    y, pullback2d = _conv_vjp(x[:, None], w[None], (1, s), padding, (1, d), backend, op)
+    # (N, W, C) as (N, 1, W, C), filters (S, C, K) as (1, S, C, K): reshapes, which GPU arrays take too
+    y, pullback2d = _conv_vjp(x.reshape(x.shape[0], 1, *x.shape[1:]), w.reshape(1, *w.shape), (1, s), padding, (1, d),
+                              backend, op)
+    N, _, Q, K = y.shape
 
     def pullback(dy, input_gradient=True):
-        dy = check_upstream(dy, (y.shape[0], y.shape[2], y.shape[3]), op)
-        dx, dw = pullback2d(dy[:, None], input_gradient)
-        return (dx[:, 0] if input_gradient else None), dw[0]
+        dy = check_upstream(dy, (N, Q, K), op)
+        dx, dw = pullback2d(dy.reshape(N, 1, Q, K), input_gradient)
+        return (dx.reshape(x.shape) if input_gradient else None), dw.reshape(w.shape)
 
-    return y[:, 0], pullback
+    return y.reshape(N, Q, K), pullback
 
 
 @has_vjp(conv1d_vjp)

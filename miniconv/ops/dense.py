@@ -12,7 +12,7 @@ last (channel) axis of any array, as ``tf.nn.bias_add`` does for NHWC / NWC acti
 from __future__ import annotations
 
 from ..backend import get_backend
-from ._checks import as_float_array, check_upstream
+from ._checks import as_float_array, as_rows, check_upstream
 from ._vjp import has_vjp
 
 
@@ -23,19 +23,20 @@ def dense_vjp(x, kernel, bias=None, *, backend=None):
     if x.ndim < 1:
         raise ValueError(f"{op}: x must have rank >= 1 (..., in), got a scalar")
     kernel = as_float_array(kernel, "kernel", op, rank=2, layout="(in, out)")
-    if x.shape[-1] != kernel.shape[0]:
-        raise ValueError(f"{op}: kernel expects {kernel.shape[0]} inputs (kernel shape {kernel.shape}) but x has {x.shape[-1]} (x shape {x.shape})")
+    shape = tuple(x.shape)  # a tuple: a GPU array's shape takes no negative index
+    if shape[-1] != kernel.shape[0]:
+        raise ValueError(f"{op}: kernel expects {kernel.shape[0]} inputs (kernel shape {kernel.shape}) but x has {shape[-1]} (x shape {shape})")
     if bias is not None:
         bias = as_float_array(bias, "bias", op, rank=1, layout="(out,)")
         if bias.shape[0] != kernel.shape[1]:
             raise ValueError(f"{op}: bias must have shape ({kernel.shape[1]},) to match kernel {kernel.shape}, got {bias.shape}")
     be = get_backend(backend)
-    rows = x.reshape(-1, x.shape[-1])  # (M, I)
-    y = be.dense_forward(rows, kernel, bias).reshape(*x.shape[:-1], kernel.shape[1])
+    rows = as_rows(x)  # (M, I)
+    y = be.dense_forward(rows, kernel, bias).reshape(*shape[:-1], kernel.shape[1])
 
     def pullback(dy):
         dy = check_upstream(dy, y.shape, op)
-        dx, dkernel, dbias = be.dense_backward(dy.reshape(-1, kernel.shape[1]), rows, kernel, bias is not None)
+        dx, dkernel, dbias = be.dense_backward(as_rows(dy), rows, kernel, bias is not None)
         grads = (dx.reshape(x.shape), dkernel)
         return grads if bias is None else (*grads, dbias)
 
@@ -57,14 +58,14 @@ def bias_add_vjp(value, bias, *, backend=None, data_format=None, name=None):
     if x.ndim < 2:
         raise ValueError(f"{op}: value must have rank >= 2 (N, ..., C), got shape {x.shape}")
     bias = as_float_array(bias, "bias", op, rank=1, layout="(C,)")
-    if bias.shape[0] != x.shape[-1]:
-        raise ValueError(f"{op}: bias must have shape ({x.shape[-1]},) to match the last axis of value {x.shape}, got {bias.shape}")
+    if bias.shape[0] != tuple(x.shape)[-1]:
+        raise ValueError(f"{op}: bias must have shape ({tuple(x.shape)[-1]},) to match the last axis of value {tuple(x.shape)}, got {bias.shape}")
     be = get_backend(backend)
-    y = be.bias_add_forward(x.reshape(-1, x.shape[-1]), bias).reshape(x.shape)
+    y = be.bias_add_forward(as_rows(x), bias).reshape(x.shape)
 
     def pullback(dy):
         dy = check_upstream(dy, x.shape, op)
-        return dy, be.bias_add_backward(dy.reshape(-1, x.shape[-1]))
+        return dy, be.bias_add_backward(as_rows(dy))
 
     return y, pullback
 
@@ -82,10 +83,10 @@ def bias_add_relu_vjp(value, bias, *, backend=None):
     if x.ndim < 2:
         raise ValueError(f"{op}: value must have rank >= 2 (N, ..., C), got shape {x.shape}")
     bias = as_float_array(bias, "bias", op, rank=1, layout="(C,)")
-    if bias.shape[0] != x.shape[-1]:
-        raise ValueError(f"{op}: bias must have shape ({x.shape[-1]},) to match the last axis of value {x.shape}, got {bias.shape}")
+    if bias.shape[0] != tuple(x.shape)[-1]:
+        raise ValueError(f"{op}: bias must have shape ({tuple(x.shape)[-1]},) to match the last axis of value {tuple(x.shape)}, got {bias.shape}")
     be = get_backend(backend)
-    rows = x.reshape(-1, x.shape[-1])
+    rows = as_rows(x)
     y_rows = be.bias_relu_forward(rows, bias)
 
     def pullback(dy):

@@ -34,9 +34,9 @@ def dropout_vjp(x, rate, seed=None, *, backend=None, name=None):
     if not isinstance(rate, numbers.Real) or isinstance(rate, bool) or not 0 <= rate < 1:
         raise ValueError(f"{op}: rate must be a number in [0, 1), got {rate!r}")
     rng = _generator(seed)
-    keep = rng.random(x.shape, dtype=np.float32) >= rate
-    scale = 1.0 / (1.0 - float(rate))
     be = get_backend(backend)
+    keep = be.dropout_keep_mask(x, float(rate), rng)
+    scale = 1.0 / (1.0 - float(rate))
     y = be.dropout_forward(x, keep, scale)
     return y, lambda dy: (be.dropout_backward(check_upstream(dy, x.shape, op), keep, scale),)
 

@@ -56,13 +56,14 @@ def _pool_nd_vjp(input, pooling_type, ksize, strides, padding, backend, op, spat
     strides = normalize_tuple(strides, spatial_dims, "strides", allow_nc=True)
     if spatial_dims == 2:
         return _pool2d_vjp(x, pooling_type, ksize, strides, padding, backend, op)
-    y, pullback2d = _pool2d_vjp(x[:, None], pooling_type, (1, *ksize), (1, *strides), padding, backend, op)
+    y, pullback2d = _pool2d_vjp(x.reshape(x.shape[0], 1, *x.shape[1:]), pooling_type, (1, *ksize), (1, *strides),
+                                padding, backend, op)
 
     def pullback(dy):
         dy = check_upstream(dy, (y.shape[0], y.shape[2], y.shape[3]), op)
-        return (pullback2d(dy[:, None])[0][:, 0],)
+        return (pullback2d(dy.reshape(dy.shape[0], 1, *dy.shape[1:]))[0].reshape(x.shape),)
 
-    return y[:, 0], pullback
+    return y.reshape(y.shape[0], *y.shape[2:]), pullback
 
 
 def max_pool2d_vjp(input, ksize, strides, padding, *, backend=None, data_format=None, name=None):
@@ -145,10 +146,10 @@ def _global_pool_vjp(input, pooling_type, spatial_dims, backend, op):
     layout = "(N, W, C)" if spatial_dims == 1 else "(N, H, W, C)"
     x = as_float_array(input, "input", op, rank=spatial_dims + 2, layout=layout)
     check_nonempty(x, "input", op)
-    x4 = x[:, None] if spatial_dims == 1 else x
+    x4 = x.reshape(x.shape[0], 1, *x.shape[1:]) if spatial_dims == 1 else x
     window = x4.shape[1:3]
     y, pullback2d = _pool2d_vjp(x4, pooling_type, window, (1, 1), "VALID", backend, op)
-    N, C = x.shape[0], x.shape[-1]
+    N, C = x.shape[0], tuple(x.shape)[-1]
 
     def pullback(dy):
         dy = check_upstream(dy, (N, C), op)

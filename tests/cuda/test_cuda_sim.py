@@ -33,9 +33,8 @@ from strategies import ArrayCase, ConvCase, DenseCase, GlobalPoolCase, PoolCase,
 from tf_reference import EPS32, Tolerance, assert_close, assert_vjp_close, tf_dense
 
 import miniconv
-from kernels_cuda import conv, dense, elementwise, losses, optim, pool
+from kernels_cuda import conv, dense, elementwise, losses, merge, optim, pool
 from kernels_cuda._common import to_device
-from kernels_cuda.device import DeviceTrainer
 from miniconv.backend import numpy_ref
 from miniconv.shapes import conv_geometry, pool_geometry
 
@@ -401,17 +400,53 @@ def batch(n=4, seed=0):
     return rng.uniform(0, 1, (n, 6, 6, 1)).astype(np.float32), np.arange(n) % 3
 
 
+class Transfers:
+    """Counts the host <-> device copies of the simulator's arrays while active."""
+
+    def __init__(self, monkeypatch):
+        from numba import cuda as numba_cuda
+        from numba.cuda.simulator.cudadrv import devicearray
+
+        self.to_device = self.to_host = 0
+        self.active = False
+        original_to_device = numba_cuda.to_device
+        original_copy = devicearray.FakeCUDAArray.copy_to_host
+
+        def to_device(*args, **kwargs):
+            self.to_device += self.active
+            return original_to_device(*args, **kwargs)
+
+        def copy_to_host(array, *args, **kwargs):
+            self.to_host += self.active
+            return original_copy(array, *args, **kwargs)
+
+        monkeypatch.setattr(numba_cuda, "to_device", to_device)
+        monkeypatch.setattr(devicearray.FakeCUDAArray, "copy_to_host", copy_to_host)
+
+
 def test_fit_with_use_backend_cuda_trains_on_the_device(monkeypatch):
-    """Sequential.fit under the cuda backend steps through DeviceTrainer, with metrics, and matches numpy's fit."""
-    calls = []
-    device_step = DeviceTrainer.train_step
+    """fit under the cuda backend runs the one engine with every array of a step on the device: after
+    the first step, a step copies in only the batch and its labels, and out only the loss and the
+    predictions; the result matches numpy's fit."""
+    from miniconv.training import step as step_module
 
-    def spy(self, *args, **kwargs):
-        calls.append(1)
-        return device_step(self, *args, **kwargs)
+    transfers = Transfers(monkeypatch)
+    per_step = []
+    train = step_module.TrainStep.train
 
-    monkeypatch.setattr(DeviceTrainer, "train_step", spy)
-    x, y = (np.concatenate(pair) for pair in zip(batch(4, 0), batch(4, 1)))
+    def counted(self, xs, y):
+        if self.backend != "cuda":
+            return train(self, xs, y)
+        transfers.active, transfers.to_device, transfers.to_host = True, 0, 0
+        try:
+            return train(self, xs, y)
+        finally:
+            transfers.active = False
+            per_step.append((transfers.to_device, transfers.to_host))
+            assert all(type(v.array).__name__ == "FakeCUDAArray" for v in self.plan.variables)
+
+    monkeypatch.setattr(step_module.TrainStep, "train", counted)
+    x, y = (np.concatenate(pair) for pair in zip(batch(4, 0), batch(4, 1), batch(4, 2)))
     a, b = twin_models(lambda: miniconv.optimizers.Adam(0.01))
     a.compile(a.optimizer, a.loss, metrics=["accuracy"])
     b.compile(b.optimizer, b.loss, metrics=["accuracy"])
@@ -419,10 +454,11 @@ def test_fit_with_use_backend_cuda_trains_on_the_device(monkeypatch):
         got = a.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history
     with miniconv.use_backend("numpy"):
         expected = b.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history
-    assert len(calls) == 2  # both steps ran on the device
+    assert len(per_step) == 3
+    assert per_step[1:] == [(2, 2), (2, 2)]  # in: x, labels; out: the loss rows, the predictions
     np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
     assert got["accuracy"] == expected["accuracy"]
-    assert a.optimizer.iterations == 2
+    assert a.optimizer.iterations == 3
     for mine, reference in zip(a.get_weights(), b.get_weights()):  # synced back at the end of the epoch
         np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)
 
@@ -442,40 +478,116 @@ def test_two_fits_on_the_device_continue_like_one():
         np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)
 
 
-def test_fit_with_use_backend_cuda_falls_back_to_op_by_op_with_a_warning():
-    """A model DeviceTrainer cannot run whole (here: a binary crossentropy loss) still trains, op by op."""
-    x = batch()[0]
-    y = np.array([0, 1, 1, 0], np.float32)
-    models = []
+def _fit_on(backend, make, x, y, epochs=2, **compile_args):
+    model = make()
+    model.compile(**compile_args)
+    with miniconv.use_backend(backend):
+        history = model.fit(x, y, batch_size=4, epochs=epochs, shuffle=False, verbose=0).history
+    return model, history
+
+
+def _same_training(make, x, y, **compile_args):
+    """fit on cuda and on numpy from the same initial weights: same losses, same weights."""
+    (a, got), (b, expected) = (_fit_on(backend, make, x, y, **compile_args) for backend in ("cuda", "numpy"))
+    np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
+    for mine, reference in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)
+    return a
+
+
+def test_fit_on_cuda_matches_numpy_with_a_binary_crossentropy_loss():
+    """A loss the device has no kernel for is taken on the host, inside the same engine."""
     layers = miniconv.layers
-    for _ in range(2):
+
+    def make():
         miniconv.utils.set_random_seed(0)
-        model = miniconv.Sequential([layers.Input((6, 6, 1)), layers.Conv2D(2, 3, activation="relu"),
-                                     layers.Flatten(), layers.Dense(1, activation="sigmoid")])  # fmt: skip
-        model.compile(miniconv.optimizers.SGD(0.1), "binary_crossentropy")
-        models.append(model)
-    with miniconv.use_backend("cuda"), pytest.warns(UserWarning, match="op by op.*binary_crossentropy"):
-        got = models[0].fit(x, y, batch_size=4, verbose=0).history["loss"]
-    with miniconv.use_backend("numpy"):
-        expected = models[1].fit(x, y, batch_size=4, verbose=0).history["loss"]
-    np.testing.assert_allclose(got, expected, rtol=1e-5)
+        return miniconv.Sequential([layers.Input((6, 6, 1)), layers.Conv2D(2, 3, activation="relu"),
+                                    layers.Flatten(), layers.Dense(1, activation="sigmoid")])  # fmt: skip
+
+    _same_training(make, batch()[0], np.array([0, 1, 1, 0], np.float32), optimizer=miniconv.optimizers.SGD(0.1),
+                   loss="binary_crossentropy")
+
+
+def test_fit_on_cuda_matches_numpy_for_a_residual_functional_model():
+    """A functional model with a residual Add and a Concatenate: the gradient of the shared input is summed."""
+    layers = miniconv.layers
+
+    def make():
+        miniconv.utils.set_random_seed(3)
+        inputs = miniconv.Input((6, 6, 1))
+        h = layers.Conv2D(2, 3, padding="same", activation="relu", name="c1")(inputs)
+        g = layers.Conv2D(2, 3, padding="same", name="c2")(h)
+        joined = layers.Concatenate(name="cat")([layers.Add(name="add")([h, g]), layers.Multiply(name="mul")([h, g])])
+        outputs = layers.Dense(3, activation="softmax", name="out")(layers.Flatten()(joined))
+        return miniconv.Model(inputs, outputs)
+
+    x, y = (np.concatenate(pair) for pair in zip(batch(4, 0), batch(4, 1)))
+    # SGD: an update proportional to the gradient. RMSprop's first update is about lr * sign(g), so a
+    # weight whose gradient is within rounding of 0 (here: through the Multiply) moves a full step
+    # one way on one engine and the other way on the other.
+    _same_training(make, x, y, optimizer=miniconv.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy")
+
+
+def test_fit_on_cuda_matches_numpy_for_a_fused_conv_pool_pair():
+    """Conv2D(relu) + MaxPooling2D compile to one fused step on cuda as on numpy, with a dropout before
+    the head (identity at inference, mask drawn on the device in training: rate 0 keeps runs comparable)."""
+    from miniconv.engine.plan import compile_plan
+
+    layers = miniconv.layers
+
+    def make():
+        miniconv.utils.set_random_seed(5)
+        return miniconv.Sequential([layers.Input((7, 8, 2)), layers.Conv2D(3, 3, activation="relu"),
+                                    layers.MaxPooling2D(2), layers.Flatten(), layers.Dropout(0.0),
+                                    layers.Dense(3, activation="softmax")])  # fmt: skip
+
+    x = np.random.default_rng(0).standard_normal((8, 7, 8, 2)).astype(np.float32)
+    model = _same_training(make, x, np.arange(8) % 3, optimizer="adam", loss="sparse_categorical_crossentropy")
+    with miniconv.use_backend("cuda"):
+        assert compile_plan(model).steps[0].op == "conv2d_bias_relu_max_pool2d"
+
+
+def test_dropout_on_cuda_draws_its_mask_on_the_device():
+    """In training, a dropout layer's mask comes from the device's generator: no mask crosses the bus,
+    about rate of the units are zero, the rest scaled by 1 / (1 - rate)."""
+    x = to_device(np.ones((64, 50), np.float32))
+    rng = np.random.default_rng(0)
+    with miniconv.use_backend("cuda"):
+        y = miniconv.nn.dropout(x, 0.3, rng)
+        assert type(y).__name__ == "FakeCUDAArray"
+        host = y.copy_to_host()
+    assert set(np.unique(host)) <= {0.0, np.float32(1 / 0.7)}
+    assert abs((host == 0).mean() - 0.3) < 0.05
+
+
+def test_merge_kernels_match_numpy():
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((5, 7)).astype(np.float32) for _ in range(2))
+    np.testing.assert_array_equal(merge.add_forward(to_device(a), to_device(b)).copy_to_host(), a + b)
+    np.testing.assert_array_equal(merge.multiply_forward(to_device(a), to_device(b)).copy_to_host(), a * b)
+    parts = [rng.standard_normal((3, w)).astype(np.float32) for w in (2, 5, 1)]
+    joined = merge.concat_columns([to_device(p) for p in parts])
+    np.testing.assert_array_equal(joined.copy_to_host(), np.concatenate(parts, axis=1))
+    for got, part in zip(merge.split_columns(joined, [2, 5, 1]), parts):
+        np.testing.assert_array_equal(got.copy_to_host(), part)
 
 
 def test_device_resident_training_steps_match_host_training_steps():
-    """Two steps of DeviceTrainer (everything on the device) against the host's train_step."""
-    from miniconv import training
+    """Two TrainSteps on the cuda backend (everything on the device) against two on numpy."""
+    from miniconv.training.step import TrainStep
 
     xs = [batch(4, seed) for seed in (1, 2)]
     a, b = twin_models(lambda: miniconv.optimizers.RMSprop(0.01, momentum=0.5))
-    trainer = DeviceTrainer(a)
-    plan = training.make_plan(b)
+    device = TrainStep(a, backend="cuda")
+    host = TrainStep(b, backend="numpy")
     for x, y in xs:
-        got = trainer.train_step(x, y)
+        with miniconv.use_backend("cuda"):
+            got, _ = device.train([x], a.loss.check_targets(y, a.output_shape, len(x)))
         with miniconv.use_backend("numpy"):
-            expected, _ = training.train_step(plan, x, b.loss.check_targets(y, b.output_shape, len(x)))
+            expected, _ = host.train([x], b.loss.check_targets(y, b.output_shape, len(x)))
         assert got == pytest.approx(expected, rel=1e-5)
     before = [w.copy() for w in a.get_weights()]
-    trainer.sync_to_host()
+    device.sync_to_host()
     assert any(not np.array_equal(w, v) for w, v in zip(before, a.get_weights()))  # the host copy was stale
     for mine, reference in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6)

@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .conv_kernels import _unit_chunks, backward_by_images, patch_matrix
 from . import direct_kernels, winograd_kernels
+from .conv_kernels import _unit_chunks, backward_by_images, patch_matrix
 from .work_sharing import run_chunks, scratch, single_threaded_blas
 
 
@@ -53,7 +53,7 @@ def bias_relu_max_pool_rows(z, bias, Qz, Rp, Sp, lowest, zero, y, argmax):
                     cell = np.int32(t * Qz + v)
                     for k in range(K):
                         value = z_row[k] + bias[k]
-                        value = zero if value <= zero else value
+                        value = max(zero, value)
                         take = value > best[k]
                         best[k] = value if take else best[k]
                         best_cell[k] = cell if take else best_cell[k]

@@ -104,7 +104,7 @@ def input_tiles(x, top, left, Pp, Qp, first_tile, V):
 def _scan(conv, cell, bias, zero, best, best_cell):
     """One cell of max pooling's scan over relu(conv + bias): (best, best_cell) after it."""
     value = conv + bias
-    value = zero if value <= zero else value
+    value = max(zero, value)
     take = value > best
     return (value if take else best), (np.int32(cell) if take else best_cell)
 
