@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from ..shapes import format_shape
 from .tensors import Node, SymbolicTensor
 
 
@@ -98,6 +99,11 @@ def map_graph(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor]) -> Gr
 
     computable = {id(t) for t in inputs}
     for node in ordered:
+        if node.is_input and not any(id(t) in computable for t in node.outputs):
+            raise ValueError(
+                f"Model: the graph is disconnected: the outputs depend on the Input {node.layer.name!r} of shape "
+                f"{format_shape(node.outputs[0].shape)}, which is not among the model's inputs; pass it in inputs="
+            )
         for tensor in node.inputs:
             if id(tensor) not in computable:
                 raise ValueError(
