@@ -49,7 +49,7 @@ def _instrument_step(record: dict, step) -> None:
 def profile(steps: int, batch_size: int = 64, seed: int = 0) -> tuple[list[str], dict]:
     """Run ``steps`` training steps; (part names in step order, {part: seconds per call})."""
     from miniconv import optimizers, utils
-    from miniconv.train_cli import mnist_convnet, prepare_mnist
+    from miniconv.recipes.mnist import convnet as mnist_convnet, prepare_mnist
     from miniconv.training import data
     from miniconv.training import step as step_module
 

@@ -40,14 +40,14 @@ def _keras_model(keras):
 
 def worker(side: str, steps: int) -> dict:
     """Train ``steps`` batches on one side; the statistics of the gaps between batch ends, in ms."""
-    from miniconv.train_cli import prepare_mnist
+    from miniconv.recipes.mnist import prepare_mnist
 
     (x, y), _ = prepare_mnist(None, None)
     x, y = x[: (steps + 1) * 64], y[: (steps + 1) * 64]  # one more batch: steps gaps between stamps
     stamps: list[float] = []
     if side == "miniconv":
         from miniconv import callbacks, optimizers, utils
-        from miniconv.train_cli import mnist_convnet
+        from miniconv.recipes.mnist import convnet as mnist_convnet
 
         base = callbacks.Callback
         utils.set_random_seed(0)

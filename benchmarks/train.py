@@ -249,7 +249,7 @@ class Unavailable(Exception):
 
 def _load(limit):
     """MNIST as the book prepares it, through miniconv's checked loader (plain NumPy: no Numba loaded)."""
-    from miniconv.train_cli import prepare_mnist
+    from miniconv.recipes.mnist import prepare_mnist
 
     return prepare_mnist(None, limit)
 
@@ -262,7 +262,7 @@ def _warmup_size(n: int, batch: int, steps: int) -> int:
 def _miniconv_worker(backend: str, data, args) -> dict:
     import miniconv
     from miniconv import callbacks, optimizers, utils
-    from miniconv.train_cli import mnist_convnet
+    from miniconv.recipes.mnist import convnet as mnist_convnet
 
     if backend not in miniconv.available_backends():
         raise Unavailable(f"miniconv backend {backend!r} is not available here")

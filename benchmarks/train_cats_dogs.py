@@ -170,7 +170,7 @@ def markdown(data: dict) -> str:
 def _miniconv_worker(backend: str, args) -> dict:
     import miniconv
     from miniconv import callbacks, optimizers, utils
-    from miniconv.train_cats_dogs import cats_dogs_convnet, load_splits
+    from miniconv.recipes.cats_dogs import convnet, load_splits
 
     if backend not in miniconv.available_backends():
         raise Unavailable(f"miniconv backend {backend!r} is not available here")
@@ -178,7 +178,7 @@ def _miniconv_worker(backend: str, args) -> dict:
     clock = _Clock()
     with miniconv.use_backend(backend):
         utils.set_random_seed(args.seed)
-        model = cats_dogs_convnet(args.augment)
+        model = convnet(augment=args.augment)
         model.compile(optimizers.RMSprop(learning_rate=1e-4), "binary_crossentropy", metrics=["accuracy"])
         model.fit(train.first(args.warmup_steps * 20), epochs=1, verbose=0)
         for dataset in (train, validation):  # decode everything into the caches, untimed
@@ -206,7 +206,7 @@ def _keras_worker(args) -> dict:
         raise Unavailable(f"TensorFlow / Keras is not installed ({error})") from None
     from keras import layers
 
-    from miniconv.train_cats_dogs import IMAGE_SIZE, ROTATION
+    from miniconv.recipes.cats_dogs import IMAGE_SIZE, ROTATION
 
     def load(name):
         ds = keras.utils.image_dataset_from_directory(args.data / name, label_mode="binary", image_size=IMAGE_SIZE,

@@ -1,5 +1,5 @@
 """Callbacks with Keras's hooks: ``Callback`` (the base), ``CallbackList`` (how ``fit`` calls them),
-``History`` (what ``fit`` returns), ``EarlyStopping`` and ``ModelCheckpoint``. Hooks receive
+``History`` (what ``fit`` returns), ``EarlyStopping``, ``ModelCheckpoint`` and ``EpochClock``. Hooks receive
 ``logs``, a dict of Python floats with Keras's keys ("loss", "accuracy", "val_loss", ...); a
 callback stops training by setting ``self.model.stop_training = True``.
 """
@@ -7,6 +7,7 @@ callback stops training by setting ``self.model.stop_training = True``.
 from __future__ import annotations
 
 import math
+import time
 
 
 class Callback:
@@ -91,6 +92,27 @@ class History(Callback):
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
+
+
+class EpochClock(Callback):
+    """Seconds of each epoch, two ways: ``training`` from the epoch's start (its shuffle) to the end of
+    its last step, what the epoch's training costs; ``with_validation`` to the epoch's end, after
+    validation. The one epoch clock of ``miniconv train`` and the benchmarks."""
+
+    def __init__(self, training: list | None = None, with_validation: list | None = None):
+        super().__init__()
+        self.training = [] if training is None else training
+        self.with_validation = [] if with_validation is None else with_validation
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = self.stop = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.stop = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.training.append(self.stop - self.start)
+        self.with_validation.append(time.perf_counter() - self.start)
 
 
 class EarlyStopping(Callback):
@@ -187,4 +209,4 @@ class ModelCheckpoint(Callback):
             self.model.save(path)
 
 
-__all__ = ["Callback", "CallbackList", "EarlyStopping", "History", "ModelCheckpoint"]
+__all__ = ["Callback", "CallbackList", "EarlyStopping", "EpochClock", "History", "ModelCheckpoint"]

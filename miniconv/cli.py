@@ -15,7 +15,7 @@ import sys
 # name -> (module providing add_arguments / run, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("miniconv.verify", "cross-check every op and its gradients against TensorFlow"),
-    "train": ("miniconv.train_cli", "train a course convnet: mnist (Chollet ch. 5.1) or cats-dogs (ch. 5.2), with checkpoints"),
+    "train": ("miniconv.runner.command", "train a recipe: mnist (Chollet ch. 5.1) or cats-dogs (ch. 5.2), with checkpoints"),
     "viz": ("miniconv.viz.cli", "write the course's pictures (kernels, feature maps, filter patterns, ...) as PNGs"),
 }
 

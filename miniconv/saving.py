@@ -7,7 +7,8 @@ File layout (a zip archive, also readable with ``np.load``):
 
     model.json                  format name and version, the model's config, the compile config
                                 (optimizer, loss, metrics), the optimizer's iteration count,
-                                the epochs completed, and the random-generator states
+                                the epochs completed, the random-generator states, and any
+                                ``extra`` data (``miniconv train`` keeps its run's state there)
     weights/0000.npy ...        the weights in Keras order (``model.get_weights()``)
     optimizer/0000.npy ...      the optimizer's state arrays, named in model.json
 
@@ -78,8 +79,12 @@ def _layer_rngs(model) -> dict:
     return {leaf.name: leaf._rng.bit_generator.state for leaf in model.leaf_layers() if getattr(leaf, "_rng", None) is not None}
 
 
-def save_model(model, path, include_optimizer: bool = True) -> None:
-    """Write ``model`` (architecture, weights, compile config, optimizer state) to ``path``, atomically."""
+def save_model(model, path, include_optimizer: bool = True, extra: dict | None = None) -> None:
+    """Write ``model`` (architecture, weights, compile config, optimizer state) to ``path``, atomically.
+
+    ``extra``: JSON-ready data stored in model.json beside the model (a training run's state, so
+    that one file, renamed into place once, is the whole checkpoint); ``read_extra`` reads it.
+    """
     from . import __version__
 
     if not model.built:
@@ -96,6 +101,7 @@ def save_model(model, path, include_optimizer: bool = True) -> None:
         "rng_state": utils.get_rng_state(),
         "layer_rng_states": _layer_rngs(model),
         "compile": None,
+        "extra": extra,
     }
     state = {}
     if model.compiled:
@@ -155,6 +161,16 @@ def read_model_file(path) -> tuple[dict, zipfile.ZipFile]:
         archive.close()
         raise ModelFileError(f"{path}: file format version {meta.get('version')!r}; this miniconv reads version {VERSION}")
     return meta, archive
+
+
+def read_extra(path) -> dict | None:
+    """The ``extra`` data a file was saved with (None if none); ModelFileError if it is not a model file."""
+    meta, archive = read_model_file(path)
+    archive.close()
+    extra = meta.get("extra")
+    if extra is not None and not isinstance(extra, dict):
+        raise ModelFileError(f"{path}: its extra data is not a JSON object")
+    return extra
 
 
 def read_arrays(archive, folder: str, count: int, path) -> list[np.ndarray]:

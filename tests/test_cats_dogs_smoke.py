@@ -19,7 +19,7 @@ from PIL import Image
 
 import miniconv
 from miniconv import cli
-from miniconv.train_cats_dogs import cats_dogs_convnet
+from miniconv.recipes.cats_dogs import convnet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,7 +97,7 @@ def test_bad_options_are_usage_errors(data, tmp_path, capsys):
 
 
 def test_model_recipe():
-    plain, augmented = cats_dogs_convnet(False), cats_dogs_convnet(True)
+    plain, augmented = convnet(augment=False), convnet(augment=True)
     assert plain.count_params() == augmented.count_params() == 3_453_121
     rotation = augmented.get_layer(index=1)
     assert rotation.factor == pytest.approx((-40 / 360, 40 / 360))

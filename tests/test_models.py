@@ -20,6 +20,7 @@ import tensorflow as tf
 
 import miniconv
 from miniconv import layers
+from miniconv.recipes import mnist as mnist_recipe
 
 MNIST = Path(os.environ.get("MINICONV_MNIST", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"))
 
@@ -43,21 +44,12 @@ def small_batch(mnist):
 
 
 def mnist_convnet(lib):
-    """The course / Chollet 5.1 convnet, in Keras or miniconv (only the import differs)."""
-    L = keras.layers if lib is keras else layers
-    return lib.Sequential([
-        L.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)),
-        L.MaxPooling2D((2, 2)),
-        L.Conv2D(64, (3, 3), activation="relu"),
-        L.MaxPooling2D((2, 2)),
-        L.Conv2D(64, (3, 3), activation="relu"),
-        L.Flatten(),
-        L.Dense(64, activation="relu"),
-        L.Dense(10, activation="softmax"),
-    ])
+    """The course / Chollet 5.1 convnet, in Keras or miniconv (only the import differs): the recipe's."""
+    return mnist_recipe.convnet(lib)
 
 
 def cats_and_dogs_convnet():
+    """Chollet's 5.2 convnet as the book first writes it (inputs scaled beforehand, no Rescaling layer)."""
     return miniconv.Sequential([
         layers.Conv2D(32, (3, 3), activation="relu", input_shape=(150, 150, 3)),
         layers.MaxPooling2D((2, 2)),

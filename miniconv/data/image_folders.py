@@ -98,7 +98,8 @@ class ImageDataset:
         self.prefetch = int(prefetch)
         self._rng = np.random.default_rng(seed)  # the order of each pass when shuffling
         self._cached: dict[int, np.ndarray] = {}  # index into file_paths -> decoded image
-        self._skipped: list[str] = []            # unreadable files found while decoding
+        self._skipped: list[str] = []            # unreadable files found while decoding, not yet dropped
+        self.dropped: list[str] = []             # files dropped for good after they failed to decode
         self._lock = threading.Lock()
 
     # --- what it holds -------------------------------------------------------------------------
@@ -171,7 +172,22 @@ class ImageDataset:
         if not bad:
             return
         _warn_skipped(bad, "while decoding")
+        self._drop(bad)
+
+    # --- state, for a training run that resumes exactly ------------------------------------------
+    def state(self) -> dict:
+        """What a resumed run needs to see the same batches: the shuffling generator's state and the
+        files dropped so far (JSON-ready)."""
+        return {"order": self._rng.bit_generator.state, "dropped": list(self.dropped)}
+
+    def restore(self, state: dict) -> None:
+        """Put back a ``state()``: drop the same files (without a new warning), continue the same shuffle."""
+        self._drop([path for path in state.get("dropped", []) if path in set(self.file_paths)])
+        self._rng.bit_generator.state = state["order"]
+
+    def _drop(self, bad) -> None:
         drop = set(bad)
+        self.dropped.extend(path for path in self.file_paths if path in drop)
         keep = [i for i, path in enumerate(self.file_paths) if path not in drop]
         self.file_paths = [self.file_paths[i] for i in keep]
         if self.labels is not None:

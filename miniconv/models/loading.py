@@ -10,6 +10,15 @@ from .sequential import Sequential
 _MODEL_CLASSES = {"Sequential": Sequential, "Model": Model, "Functional": Model}
 
 
+def model_from_config(class_name: str, config: dict, rng=None):
+    """A new model of class ``class_name`` ("Sequential" or "Model") from its ``get_config()``; weights
+    initialised from ``rng`` (default a private generator: the global one is not drawn from)."""
+    cls = _MODEL_CLASSES.get(class_name)
+    if cls is None:
+        raise ValueError(f"unknown model class {class_name!r}; expected one of {sorted(_MODEL_CLASSES)}")
+    return cls.from_config(config, rng)
+
+
 def load_model(path, compile: bool = True, restore_random_state: bool = False):
     """Read a model written by ``model.save``: architecture, weights, and (``compile``) the compile
     config with the optimizer's state. ``restore_random_state`` also puts back the random generators
@@ -19,10 +28,7 @@ def load_model(path, compile: bool = True, restore_random_state: bool = False):
     with archive:
         try:
             entry = meta["model"]
-            cls = _MODEL_CLASSES.get(entry.get("class_name"))
-            if cls is None:
-                raise ValueError(f"unknown model class {entry.get('class_name')!r}; expected one of {sorted(_MODEL_CLASSES)}")
-            model = cls.from_config(entry["config"])
+            model = model_from_config(entry.get("class_name"), entry["config"])
             if not model.built:
                 model.build((None, *meta["input_shape"]))
             model.set_weights(saving.read_arrays(archive, "weights", len(meta["weights"]), path))
