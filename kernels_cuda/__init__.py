@@ -14,6 +14,7 @@ Where each kernel lives (kernels first, launchers below, in every module):
     optim.py        SGD (momentum, Nesterov), RMSprop, Adam updates with Keras 3's rules
     losses.py       softmax + crossentropy fused, forward and backward
     merge.py        add, multiply, column blocks joined and split (Add, Multiply, Concatenate)
+    checks.py       is every element finite (a training step checks its gradients where they live)
     backend.py      ``CudaBackend``: miniconv's backend interface on these launchers
     ptx_report.py   ``python -m kernels_cuda.ptx_report``: registers / spills / shared memory per kernel
 

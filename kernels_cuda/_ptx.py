@@ -24,7 +24,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-MODULES = ("_common", "conv", "pool", "elementwise", "dense", "optim", "losses", "merge")
+MODULES = ("_common", "conv", "pool", "elementwise", "dense", "optim", "losses", "merge", "checks")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 
 from miniconv.backend.interface import Backend
 
-from . import conv, dense, elementwise, losses, merge, pool
+from . import checks, conv, dense, elementwise, losses, merge, pool
 from ._common import is_device_array, to_device, to_host
 from .optim import DeviceOptimizer
 
@@ -57,6 +57,9 @@ class CudaBackend(Backend):
 
     def is_native(self, array) -> bool:
         return is_device_array(array)
+
+    def all_finite(self, array) -> bool:
+        return checks.all_finite(array) if is_device_array(array) else bool(np.isfinite(array).all())
 
     def optimizer_for(self, optimizer):
         """The optimizer's updates as device kernels, its state on the device (``sync_to_host`` copies it back)."""

@@ -1,5 +1,6 @@
 """Callbacks with Keras's hooks: ``Callback`` (the base), ``CallbackList`` (how ``fit`` calls them),
-``History`` (what ``fit`` returns), ``EarlyStopping``, ``ModelCheckpoint`` and ``EpochClock``. Hooks receive
+``History`` (what ``fit`` returns), ``EarlyStopping``, ``ModelCheckpoint``, ``TerminateOnNaN`` and
+``EpochClock``. Hooks receive
 ``logs``, a dict of Python floats with Keras's keys ("loss", "accuracy", "val_loss", ...); a
 callback stops training by setting ``self.model.stop_training = True``.
 """
@@ -115,6 +116,18 @@ class EpochClock(Callback):
         self.with_validation.append(time.perf_counter() - self.start)
 
 
+class TerminateOnNaN(Callback):
+    """Stop training at the first step whose loss (or a gradient) is NaN or infinite, as
+    ``keras.callbacks.TerminateOnNaN``. That step makes no update (miniconv never applies a
+    non-finite gradient), and fit returns instead of raising ``NonFiniteLossError``."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs. As ``keras.callbacks.EarlyStopping``.
 
@@ -209,4 +222,4 @@ class ModelCheckpoint(Callback):
             self.model.save(path)
 
 
-__all__ = ["Callback", "CallbackList", "EarlyStopping", "EpochClock", "History", "ModelCheckpoint"]
+__all__ = ["Callback", "CallbackList", "EarlyStopping", "EpochClock", "History", "ModelCheckpoint", "TerminateOnNaN"]

@@ -23,6 +23,7 @@ dropout layers' own generators as they were when the file was written; then
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -79,6 +80,18 @@ def _layer_rngs(model) -> dict:
     return {leaf.name: leaf._rng.bit_generator.state for leaf in model.leaf_layers() if getattr(leaf, "_rng", None) is not None}
 
 
+def check_file_path(path, what: str = "save") -> Path:
+    """A path naming a file to write: not empty, not an existing directory."""
+    if isinstance(path, (str, os.PathLike)) and str(path) in ("", "."):
+        raise ValueError(f"{what}: filepath must name a file, got {str(path)!r}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what}: filepath must be a str or a path, got {path!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what}: {path} is a directory; give a file name inside it")
+    return path
+
+
 def save_model(model, path, include_optimizer: bool = True, extra: dict | None = None) -> None:
     """Write ``model`` (architecture, weights, compile config, optimizer state) to ``path``, atomically.
 
@@ -87,6 +100,7 @@ def save_model(model, path, include_optimizer: bool = True, extra: dict | None =
     """
     from . import __version__
 
+    path = check_file_path(path)
     if not model.built:
         raise ValueError(f"save: {model.name} is not built yet; nothing to save")
     weights = model.get_weights()
@@ -128,9 +142,25 @@ def save_model(model, path, include_optimizer: bool = True, extra: dict | None =
 
 
 def _read_array(archive, name, path):
+    """One .npy entry, its header checked before any data is read: real numbers only (float or int), and
+    no more bytes than the entry holds (a header claiming terabytes is refused, not allocated)."""
+    fmt = np.lib.format
     try:
+        info = archive.getinfo(name)
         with archive.open(name) as handle:
-            return np.lib.format.read_array(handle, allow_pickle=False)
+            version = fmt.read_magic(handle)
+            shape, fortran, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(handle)
+            if dtype.kind not in "fiu":
+                raise ModelFileError(f"{path}: {name} holds {dtype} values; a model file holds real numbers only")
+            count = math.prod(shape)
+            needed = count * dtype.itemsize
+            if needed > info.file_size:
+                raise ModelFileError(f"{path}: {name} claims {needed:,} bytes of data but holds {info.file_size:,}; "
+                                     f"the file is corrupt")
+            data = handle.read(needed)
+            if len(data) != needed:
+                raise ModelFileError(f"{path}: {name} is truncated ({len(data):,} of {needed:,} bytes)")
+            return np.frombuffer(data, dtype=dtype, count=count).reshape(shape, order="F" if fortran else "C").copy()
     except KeyError:
         raise ModelFileError(f"{path}: the file is incomplete: {name} is missing") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
@@ -140,6 +170,9 @@ def _read_array(archive, name, path):
 def read_model_file(path) -> tuple[dict, zipfile.ZipFile]:
     """(model.json's contents, the open archive) of a file ``save_model`` wrote; ModelFileError if it is not one."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"load_model: {path} is a directory; give the model file inside it (e.g. "
+                                f"{path / 'model.miniconv'})")
     if not path.is_file():
         raise FileNotFoundError(f"load_model: no such file: {path}")
     try:
@@ -151,9 +184,9 @@ def read_model_file(path) -> tuple[dict, zipfile.ZipFile]:
     except KeyError:
         archive.close()
         raise ModelFileError(f"{path}: not a miniconv model file (no model.json inside)") from None
-    except (ValueError, zipfile.BadZipFile, OSError, EOFError) as error:
+    except (ValueError, zipfile.BadZipFile, OSError, EOFError, RecursionError) as error:
         archive.close()
-        raise ModelFileError(f"{path}: model.json is corrupt ({error})") from None
+        raise ModelFileError(f"{path}: model.json is corrupt ({type(error).__name__}: {str(error)[:200]})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         archive.close()
         raise ModelFileError(f"{path}: not a miniconv model file (format {meta.get('format') if isinstance(meta, dict) else None!r})")
@@ -179,7 +212,11 @@ def read_arrays(archive, folder: str, count: int, path) -> list[np.ndarray]:
 
 
 def restore_compile_state(model, meta: dict, archive, path) -> None:
-    """Compile ``model`` as it was saved, with its optimizer's state arrays and iteration count."""
+    """Compile ``model`` as it was saved, with its optimizer's state arrays and iteration count.
+
+    Each state array must belong to a trainable weight of the model ("<slot>/<weight name>") and have
+    its shape: an array that does not would be reset to zeros by the first step, and a resumed run
+    would silently differ from the one saved."""
     config = meta.get("compile")
     if config is None:
         return
@@ -188,12 +225,29 @@ def restore_compile_state(model, meta: dict, archive, path) -> None:
                   loss=losses_module.deserialize(config["loss"]), metrics=metrics)
     names = config.get("optimizer_state", [])
     arrays = dict(zip(names, read_arrays(archive, "optimizer", len(names), path)))
-    model.optimizer.set_state(arrays, config.get("optimizer_iterations", 0))
+    shapes = {name: p.shape for name, p in zip(model.weight_names, model.params)}
+    for name, array in arrays.items():
+        slot, _, weight = name.partition("/")
+        if weight not in shapes:
+            raise ModelFileError(f"{path}: optimizer state {name!r} belongs to no weight of the model")
+        if array.shape != shapes[weight]:
+            raise ModelFileError(f"{path}: optimizer state {name!r} has shape {array.shape}, but weight {weight!r} "
+                                 f"has shape {shapes[weight]}")
+    iterations = config.get("optimizer_iterations", 0)
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ModelFileError(f"{path}: optimizer_iterations must be a non-negative int, got {iterations!r}")
+    model.optimizer.set_state(arrays, iterations)
 
 
-def restore_random_state(model, meta: dict) -> None:
+def restore_random_state(model, meta: dict, path=None) -> None:
     """The global generator and the layers' own generators as they were when the file was written."""
-    utils.set_rng_state(meta["rng_state"])
+    if not isinstance(meta.get("rng_state"), dict):
+        raise ModelFileError(f"{path}: the file has no random-generator state (rng_state); it cannot resume a run "
+                             f"exactly (load it without restore_random_state)")
+    try:
+        utils.set_rng_state(meta["rng_state"])
+    except ValueError as error:
+        raise ModelFileError(f"{path}: {error}") from None
     for leaf in model.leaf_layers():
         state = meta.get("layer_rng_states", {}).get(leaf.name)
         if state is not None and getattr(leaf, "_rng", None) is not None:
@@ -211,6 +265,7 @@ def metric_from_config(config):
 
 def save_weights(model, path) -> None:
     """Only the weights, as an .npz of Keras-ordered arrays ``weight_0000`` ..., atomically."""
+    path = check_file_path(path, "save_weights")
     arrays = {f"weight_{i:04d}": w for i, w in enumerate(model.get_weights())}
     atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
@@ -221,4 +276,7 @@ def load_weights(model, path) -> None:
             weights = [data[f"weight_{i:04d}"] for i in range(len(data.files))]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
         raise ModelFileError(f"{path}: not a miniconv weights file ({error})") from None
+    for i, array in enumerate(weights):
+        if array.dtype.kind not in "fiu":
+            raise ModelFileError(f"{path}: weight_{i:04d} holds {array.dtype} values; weights are real numbers")
     model.set_weights(weights)

@@ -122,3 +122,25 @@ def test_benchmark_smoke(data, tmp_path):
     result = json.loads((tmp_path / "train_cats_dogs.json").read_text())["results"]["miniconv-cpu"]
     assert result["seconds_per_epoch"] > 0 and result["peak_rss_mb"] > 50 and result["train_samples"] == 8
     assert "smoke test" in (tmp_path / "train_cats_dogs.md").read_text()
+
+
+def test_resume_is_exact_when_a_jpeg_is_truncated(data, tmp_path):
+    """A JPEG whose header reads but whose data is cut short is found (and dropped) only when epoch 1
+    decodes it; the checkpoint records it, so a resumed epoch 2 shuffles the same files as a run never
+    interrupted."""
+    import shutil
+
+    folder = tmp_path / "data"
+    shutil.copytree(data, folder)
+    (folder / "train" / "dogs" / "dog.99.jpg").unlink()
+    good = (folder / "train" / "cats" / "cat.0.jpg").read_bytes()
+    (folder / "train" / "cats" / "cat.7.jpg").write_bytes(good[: len(good) // 2])  # header fine, data truncated
+    options = ["--epochs", 2, "--limit", 13, "--seed", 1]
+    with pytest.warns(UserWarning, match=r"cat\.7\.jpg.*|skipped"):
+        assert _train(folder, tmp_path / "straight", *options) == 0
+    with pytest.warns(UserWarning, match=r"cat\.7\.jpg"):
+        assert _train(folder, tmp_path / "resumed", "--epochs", 1, "--limit", 13, "--seed", 1) == 0
+    assert _train(folder, tmp_path / "resumed", *options, "--resume") == 0
+    straight = json.loads((tmp_path / "straight" / "report.json").read_text())["history"]
+    resumed = json.loads((tmp_path / "resumed" / "report.json").read_text())["history"]
+    assert resumed == straight

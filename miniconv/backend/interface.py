@@ -35,6 +35,10 @@ class Backend:
         """This backend's array as a host NumPy array (the array itself on host backends)."""
         return np.asarray(array)
 
+    def all_finite(self, array) -> bool:
+        """True when no element is NaN or infinite."""
+        return bool(np.isfinite(array).all())
+
     def is_native(self, array) -> bool:
         """True for an array this backend computes on without a copy."""
         return isinstance(array, np.ndarray)

@@ -273,6 +273,9 @@ class Layer:
             raise ValueError(f"{self.describe()} has {len(self.params)} weight arrays, got {len(weights)}")
         for name, target, value in zip(self._weight_names, self.params, weights):
             value = np.asarray(value)
+            if value.dtype.kind not in "fiub":
+                raise TypeError(f"{self.describe()}: weight {name!r} must "
+                                f"hold real numbers, got dtype {value.dtype}")
             if value.shape != target.shape:
                 raise ValueError(f"{self.describe()}: weight {name!r} has shape {target.shape}, got {value.shape}")
         for target, value in zip(self.params, weights):

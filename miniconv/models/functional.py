@@ -212,6 +212,9 @@ class Model(Layer):
             raise ValueError(f"{self.name}: expected {len(params)} weight arrays (per layer, kernel then bias), got {len(weights)}")
         for name, target, value in zip(self.weight_names, params, weights):
             value = np.asarray(value)
+            if value.dtype.kind not in "fiub":
+                raise TypeError(f"{self.describe()}: weight {name!r} must "
+                                f"hold real numbers, got dtype {value.dtype}")
             if value.shape != target.shape:
                 raise ValueError(f"{self.name}: weight {name!r} has shape {target.shape}, got an array of shape {value.shape}")
         for target, value in zip(params, weights):

@@ -37,8 +37,9 @@ def load_model(path, compile: bool = True, restore_random_state: bool = False):
                 saving.restore_compile_state(model, meta, archive, path)
         except ModelFileError:
             raise
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            raise ModelFileError(f"{path}: the model description is invalid ({type(error).__name__}: {error})") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError) as error:
+            raise ModelFileError(f"{path}: the model description is invalid ({type(error).__name__}: "
+                                 f"{str(error)[:300]})") from None
     if restore_random_state:
-        saving.restore_random_state(model, meta)
+        saving.restore_random_state(model, meta, path)
     return model

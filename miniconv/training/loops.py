@@ -18,8 +18,10 @@ import numbers
 
 import numpy as np
 
+import warnings
+
 from .. import metrics as metrics_module
-from ..callbacks import CallbackList, History
+from ..callbacks import CallbackList, History, TerminateOnNaN
 from ..engine.execute import forward
 from ..engine.plan import compile_plan
 from ..ops.arrays import to_backend, to_host
@@ -36,11 +38,25 @@ from .data import (
     no_batches,
     take,
 )
-from .step import TrainStep
+from .step import NonFiniteStep, TrainStep
+
+DIVERGENCE_FACTOR = 100.0  # an epoch's mean loss this many times the first step's (and > 10): a warning
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the message says at which epoch and step."""
+    """The loss or a gradient became NaN or infinite; the message says where, and what the input held."""
+
+
+def describe_nonfinite_input(xs) -> str:
+    """"; the input batch holds NaN or inf (first at x[3, 14, 14, 0] = nan)" or "" for a finite batch."""
+    for k, x in enumerate(xs):
+        bad = ~np.isfinite(x)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            name = "x" if len(xs) == 1 else f"x[{k}]"
+            return (f"; the input batch holds {int(bad.sum())} NaN or infinite value(s), the first at "
+                    f"{name}[{', '.join(map(str, where))}] = {x[where]}")
+    return ""
 
 
 def _require_compiled(model, what: str):
@@ -76,7 +92,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
     history = History()
     callback_list = CallbackList([history, *(callbacks or [])], model=model,
                                  verbose=verbose, epochs=epochs, steps=train.steps)
-    run = EpochRunner(model, train, verbose)
+    run = EpochRunner(model, train, verbose, stop_on_nan=any(isinstance(c, TerminateOnNaN) for c in callbacks or []))
     model.stop_training = False
     callback_list.on_train_begin()
     try:
@@ -89,6 +105,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
                 val_logs, _ = evaluate_batches(model, val, step=run.step, what="fit: validation_data")
                 logs.update({f"val_{key}": value for key, value in val_logs.items()})
             run.bar.finish(logs)
+            run.warn_if_diverging(epoch, logs)
             model.epochs_completed = epoch + 1  # before the callbacks, so a checkpoint records it
             callback_list.on_epoch_end(epoch, logs)
             if model.stop_training:
@@ -102,13 +119,16 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
 
 class EpochRunner:
     """One epoch of training steps over ``train``; the TrainStep is made at the first batch (a dataset
-    builds the model there)."""
+    builds the model there). A step with a NaN or infinite loss or gradient makes no update and raises
+    ``NonFiniteLossError`` naming the cause, or, with a ``TerminateOnNaN`` callback, ends training there."""
 
-    def __init__(self, model, train, verbose):
-        self.model, self.train, self.verbose = model, train, verbose
+    def __init__(self, model, train, verbose, stop_on_nan: bool = False):
+        self.model, self.train, self.verbose, self.stop_on_nan = model, train, verbose, stop_on_nan
         self.step = None
         self.metrics = None
         self.bar = None
+        self.first_loss = None
+        self.warned = False
 
     def epoch(self, epoch: int, epochs: int, callback_list) -> dict:
         steps = self.train.steps
@@ -120,12 +140,20 @@ class EpochRunner:
             if self.step is None:
                 self.step = TrainStep(self.model)
                 self.metrics = _make_metrics(self.model, self.train.label_shape)
-            value, prediction = self.step.train(xs, y)
-            if not math.isfinite(value):
+            try:
+                value, prediction = self.step.train(xs, y)
+            except NonFiniteStep as problem:
                 where = f"step {count}/{steps}" if steps is not None else f"step {count}"
-                raise NonFiniteLossError(
-                    f"fit: the loss became {value} at epoch {epoch + 1}/{epochs}, {where}; training "
-                    f"stopped before that step's update (the weights are those after the previous step)")
+                if not self.stop_on_nan:
+                    raise NonFiniteLossError(
+                        f"fit: {problem.reason} at epoch {epoch + 1}/{epochs}, {where}{describe_nonfinite_input(xs)}; "
+                        f"training stopped before that step's update (the weights are those after the previous "
+                        f"step)") from None
+                logs = {**logs, "loss": problem.loss}
+                callback_list.on_train_batch_end(count - 1, logs)
+                break
+            if self.first_loss is None:
+                self.first_loss = value
             total, seen = total + value * len(xs[0]), seen + len(xs[0])
             for metric in self.metrics:
                 metric.update_state(y, prediction)
@@ -133,11 +161,25 @@ class EpochRunner:
             if steps is not None:
                 self.bar.update(count, logs)
             callback_list.on_train_batch_end(count - 1, logs)
+            if self.model.stop_training:
+                break
         if count == 0:
             raise no_batches("fit", epoch)
         if steps is None:
             self.bar.total = count
         return logs
+
+    def warn_if_diverging(self, epoch: int, logs: dict) -> None:
+        """One warning per fit when the epoch's loss is far above the first step's: a learning rate too large."""
+        loss, first = logs.get("loss"), self.first_loss
+        if self.warned or first is None or loss is None or not math.isfinite(loss):
+            return
+        if loss > 10.0 and loss > DIVERGENCE_FACTOR * max(first, 1e-12):
+            self.warned = True
+            rate = getattr(self.model.optimizer, "learning_rate", None)
+            warnings.warn(f"fit: the training loss grew from {first:.4g} (first step) to {loss:.4g} (epoch {epoch + 1}): "
+                          f"training is diverging; try a smaller learning rate (now {rate})", RuntimeWarning,
+                          stacklevel=4)
 
     def sync_to_host(self) -> None:
         if self.step is not None:

@@ -9,8 +9,8 @@ A step moves the batch to the backend, runs the plan's steps, takes the loss the
 logits when the plan folded the output activation: dz = (p - y) / N, as Keras), pulls the
 gradient back and lets the optimizer update the trainable variables in place. Only the batch
 goes in and the loss and predictions come out: on the cuda backend the weights, gradients,
-optimizer state and activations stay on the GPU. A loss that is not finite leaves the weights
-untouched (the caller raises).
+optimizer state and activations stay on the GPU. A step whose loss or any gradient is not finite
+raises ``NonFiniteStep`` before the update: the weights stay those of the previous step.
 """
 
 from __future__ import annotations
@@ -20,8 +20,16 @@ import math
 from ..backend import get_backend
 from ..engine.execute import backward, forward, gradients
 from ..engine.plan import compile_plan
-from ..ops.arrays import to_backend, to_host
+from ..ops.arrays import all_finite, to_backend, to_host
 from ..ops.loss import loss_value, loss_value_and_gradient
+
+
+class NonFiniteStep(FloatingPointError):
+    """A training step found a NaN or infinite loss or gradient and did not update the weights."""
+
+    def __init__(self, reason: str, loss: float):
+        super().__init__(reason)
+        self.reason, self.loss = reason, loss
 
 
 class TrainStep:
@@ -49,15 +57,26 @@ class TrainStep:
         return prediction
 
     def train(self, xs, targets):
-        """One optimizer step on one batch; returns (mean loss, host prediction)."""
+        """One optimizer step on one batch; returns (mean loss, host prediction).
+
+        Raises ``NonFiniteStep`` (no update made) when the loss or a gradient is NaN or infinite: a
+        NaN in the input can hide from the loss (a max pool never picks it) and still reach the
+        weights through the filter gradient (NaN * 0)."""
         output, tape = self._forward(xs, True)
         value, gradient, prediction = loss_value_and_gradient(self.loss, targets, output, self.plan.folded,
                                                               backend=self.backend)
         prediction = self._prediction(prediction, output)
-        if not math.isfinite(value) or not self.arrays:
+        if not math.isfinite(value):
+            raise NonFiniteStep(f"the loss became {value}", value)
+        if not self.arrays:
             return value, prediction
         backward(self.plan, tape, [gradient])
-        self.optimizer.apply(gradients(self.plan), self.arrays, self.keys)
+        grads = gradients(self.plan)
+        for key, grad in zip(self.keys, grads):
+            if grad is not None and not all_finite(grad, backend=self.backend):
+                raise NonFiniteStep(f"the gradient of {key!r} has a NaN or infinite value (the loss, {value:.6g}, "
+                                    f"is finite)", value)
+        self.optimizer.apply(grads, self.arrays, self.keys)
         return value, prediction
 
     def evaluate(self, xs, targets):
