@@ -31,27 +31,15 @@ GALLERY: dict[str, str] = {
 
 
 def course_convnet(seed=None):
-    """Chollet's ch. 5.1 MNIST convnet (as ``miniconv train mnist`` trains it), uncompiled.
-
-    Conv2D 32 3x3 relu (28x28x1) -> MaxPooling2D 2 -> Conv2D 64 3x3 relu -> MaxPooling2D 2 ->
-    Conv2D 64 3x3 relu -> Flatten -> Dense 64 relu -> Dense 10 softmax. ``seed`` reseeds miniconv's
-    global generator first (weight initialisation and shuffling).
+    """Chollet's ch. 5.1 MNIST convnet (``miniconv.recipes.mnist.convnet``, what ``miniconv train mnist``
+    trains), uncompiled. ``seed`` reseeds miniconv's global generator first (initialisation, shuffling).
     """
     import miniconv
-    from miniconv import layers
+    from miniconv.recipes import mnist
 
     if seed is not None:
         miniconv.utils.set_random_seed(seed)
-    return miniconv.Sequential([
-        layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)),
-        layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"),
-        layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"),
-        layers.Flatten(),
-        layers.Dense(64, activation="relu"),
-        layers.Dense(10, activation="softmax"),
-    ], name="mnist_convnet")
+    return mnist.convnet(miniconv)
 
 
 def mnist_arrays(limit=None, path=None, validation=500):
