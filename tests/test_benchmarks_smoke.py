@@ -1,10 +1,14 @@
-"""``python -m benchmarks ops --quick`` runs end to end and writes its JSON and markdown.
+"""The benchmarks: ``python -m benchmarks ops --quick`` end to end, and the shared harness's own logic.
 
-A smoke test only: three small MNIST layers, one round, numpy backend, TensorFlow (and PyTorch
+The ops smoke test: three small MNIST layers, one round, numpy backend, TensorFlow (and PyTorch
 where installed) in their own worker processes; a reference that cannot run is recorded as not
 run, not a failure. Output goes to a temporary directory, never over benchmarks/results/.
 Timings are not checked (ARCHITECTURE.md: speed claims come from the benchmark table, never from
 a timed unit test).
+
+The harness tests (``benchmarks.harness``: rotation, best round, ratios, rounds, a worker that is
+unavailable, crashes, prints no JSON or hangs) need no TensorFlow: their workers are fakes, in
+this process or in a small module written to a temporary directory.
 """
 
 from __future__ import annotations
@@ -150,3 +154,160 @@ def test_step_profile_command_prints_every_part():
     lines = run.stdout.splitlines()
     assert lines[0].startswith("MNIST convnet") and lines[-1].startswith("whole step")
     assert any(line.startswith("optimizer") for line in lines) and len(lines) == 1 + 1 + 6 + 1 + 6 + 1 + 1
+
+
+# --- the harness (benchmarks.harness): no TensorFlow needed --------------------------------------
+
+
+def test_rotation_gives_every_contestant_every_place_once_in_n_rounds():
+    from benchmarks.harness import rotated
+
+    names = ["miniconv-cpu", "tf", "torch"]
+    orders = [rotated(names, r) for r in range(4)]
+    assert orders[:3] == [["miniconv-cpu", "tf", "torch"], ["tf", "torch", "miniconv-cpu"],
+                          ["torch", "miniconv-cpu", "tf"]]
+    assert orders[3] == orders[0]  # round 4 starts over
+    for place in range(3):
+        assert sorted(order[place] for order in orders[:3]) == sorted(names)
+    assert rotated([], 5) == [] and rotated(["a"], 7) == ["a"]
+
+
+def test_best_round_is_the_least_time_and_ratios_compare_miniconv_with_each_reference():
+    from benchmarks.harness import best_round, ratio_to, ratios
+
+    runs = [{"s": 3.0, "round": 1}, {"s": 2.0, "round": 2}, {"s": 2.5, "round": 3}]
+    assert best_round(runs, "s") == {"s": 2.0, "round": 2}
+    with pytest.raises(ValueError):
+        best_round([], "s")
+    seconds = {"miniconv-cpu": 3.0, "miniconv-numpy": 12.0, "tf": 4.0, "torch": 6.0}
+    assert ratio_to(seconds, "tf") == {"miniconv-cpu": 0.75, "miniconv-numpy": 3.0}  # never tf / torch
+    assert ratio_to(seconds, "jax") == {} and ratio_to({"miniconv-cpu": 1.0, "tf": 0.0}, "tf") == {}
+    assert ratios(seconds, ("tf", "torch")) == {"miniconv-cpu/tf": 0.75, "miniconv-cpu/torch": 0.5,
+                                                "miniconv-numpy/tf": 3.0, "miniconv-numpy/torch": 2.0}
+    assert list(ratios(seconds, ("tf", "torch"))) == ["miniconv-cpu/tf", "miniconv-cpu/torch", "miniconv-numpy/tf",
+                                                      "miniconv-numpy/torch"]
+    assert ratios({"miniconv-cpu": 1.0}, ("tf",)) == {}
+    assert ratio_to({"miniconv": 2.0, "keras": 4.0}, "keras") == {"miniconv": 0.5}  # step_times' side names
+
+
+def test_contestant_names_drop_unknown_references():
+    from benchmarks.harness import contestants
+
+    assert contestants("cpu, numpy", "tf,jax,", ("tf", "torch")) == ["miniconv-cpu", "miniconv-numpy", "tf"]
+    assert contestants("cpu", "torch,tf", ("tf", "torch"), references_first=True) == ["torch", "tf", "miniconv-cpu"]
+    assert contestants("cpu", "", ("tf",)) == ["miniconv-cpu"]
+
+
+def test_rounds_alternate_keep_every_run_and_report_who_could_not_run():
+    """A fake worker in this process: the call order, each run's round, unavailable and failed contestants."""
+    from benchmarks.harness import run_rounds
+
+    calls = []
+    script = {  # (name, round) -> what the worker prints
+        ("gone", 0): {"unavailable": "not installed"}, ("gone", 1): {"unavailable": "not installed"},
+        ("flaky", 0): {"failed": "exit 1: MemoryError"},  # ran in round 2 only
+        ("late-fail", 1): {"failed": "timed out after 5 s"},  # ran in round 1 only
+    }
+
+    def worker(module, name, args, timeout):
+        r = sum(1 for c in calls if c[0] == "round")
+        calls.append((name, module, tuple(args), timeout))
+        return script.get((name, r - 1), {"contestant": name, "info": {"r": r}, "seconds": 10.0 * r})
+
+    names = ["miniconv-cpu", "gone", "flaky", "late-fail"]
+    seen = run_rounds("benchmarks.fake", names, ["--x", "1"], 2, before_round=lambda r: calls.append(("round", r)),
+                      timeout=5, worker=worker)
+    order = [c[0] for c in calls]
+    assert order == ["round", "miniconv-cpu", "gone", "flaky", "late-fail",
+                     "round", "gone", "flaky", "late-fail", "miniconv-cpu"]
+    assert all(c[1:] == ("benchmarks.fake", ("--x", "1"), 5) for c in calls if c[0] != "round")
+    assert [c[1] for c in calls if c[0] == "round"] == [0, 1]
+
+    assert [run["round"] for run in seen.runs["miniconv-cpu"]] == [1, 2]
+    assert [run["seconds"] for run in seen.runs["miniconv-cpu"]] == [10.0, 20.0]
+    assert seen.status["miniconv-cpu"] == {"available": True, "info": {"r": 1}}
+    assert seen.runs["gone"] == [] and seen.status["gone"] == {"available": False, "reason": "not installed"}
+    assert seen.status["flaky"]["available"] and [run["round"] for run in seen.runs["flaky"]] == [2]
+    assert seen.status["flaky"]["failures"] == [{"round": 1, "reason": "exit 1: MemoryError"}]
+    assert seen.status["late-fail"]["failures"] == [{"round": 2, "reason": "timed out after 5 s"}]
+    assert seen.any_ran()
+    nobody = run_rounds("m", ["gone"], [], 2, worker=lambda *a, **k: {"unavailable": "no"})
+    assert not nobody.any_ran() and nobody.status == {"gone": {"available": False, "reason": "no"}}
+
+
+FAKE_WORKER = '''
+import os, sys, time
+from benchmarks import harness
+
+name = sys.argv[sys.argv.index("--worker") + 1]
+
+
+def measure():
+    if name == "gone":
+        raise harness.Unavailable("no such library here")
+    if name == "crash":
+        raise RuntimeError("boom in the worker")
+    if name == "silent":
+        sys.exit(0)
+    if name == "garbage":
+        print("not json at all")
+        sys.exit(0)
+    if name == "slow":
+        time.sleep(60)
+    print("progress lines before the result do not count")
+    return {"info": {"cwd": os.getcwd(), "timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")},
+            "args": sys.argv[sys.argv.index("--worker") + 2:]}
+
+
+sys.exit(harness.worker_main(name, measure))
+'''
+
+
+@pytest.fixture
+def fake_worker(tmp_path, monkeypatch):
+    (tmp_path / "fake_bench_worker.py").write_text(FAKE_WORKER)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # run_worker puts the repository before it
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    return "fake_bench_worker"
+
+
+def test_a_worker_reports_its_json_line_from_the_repository_with_the_worker_environment(fake_worker):
+    from benchmarks.harness import ROOT, run_worker
+
+    out = run_worker(fake_worker, "ok", ["--steps", "3"])
+    assert out == {"contestant": "ok", "info": {"cwd": str(ROOT), "timeout": "4"}, "args": ["--steps", "3"]}
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("gone", {"unavailable": "no such library here"}),
+    ("crash", {"failed": "exit 1: RuntimeError: boom in the worker"}),
+    ("silent", {"failed": "exit 0: no output"}),
+    ("garbage", {"failed": "no JSON result: not json at all"}),
+])
+def test_a_worker_that_cannot_run_or_fails_is_reported_not_raised(fake_worker, name, reason):
+    from benchmarks.harness import run_worker
+
+    out = run_worker(fake_worker, name)
+    assert {k: v for k, v in out.items() if k != "contestant"} == reason
+
+
+def test_a_worker_that_outlives_its_timeout_is_stopped_and_reported(fake_worker):
+    import time
+
+    from benchmarks.harness import run_worker
+
+    start = time.perf_counter()
+    assert run_worker(fake_worker, "slow", timeout=2) == {"failed": "timed out after 2 s"}
+    assert time.perf_counter() - start < 30
+
+
+def test_write_results_writes_both_files_whole(tmp_path):
+    from benchmarks.harness import write_results
+
+    out = tmp_path / "new" / "dir"
+    data = {"benchmark": "x", "results": {"miniconv-cpu": 1.5}}
+    paths = write_results(out, "x", data, "# table\n")
+    assert paths == (out / "x.json", out / "x.md")
+    assert json.loads(paths[0].read_text()) == data and paths[1].read_text() == "# table\n"
+    write_results(out, "x", {"benchmark": "y"}, "# other\n")  # replaced, no temporary file left beside
+    assert sorted(p.name for p in out.iterdir()) == ["x.json", "x.md"] and paths[1].read_text() == "# other\n"
