@@ -110,14 +110,14 @@ def test_training_benchmark_markdown_from_the_committed_results():
     import json
     from pathlib import Path
 
-    from benchmarks import train
+    from benchmarks import train_mnist
 
     data = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "train_mnist.json").read_text())
-    text = train.markdown(data)
+    text = train_mnist.markdown(data)
     for ratio in data["ratios"].values():
         assert f": {ratio:.2f}x**" in text
     data["contestants"]["torch"] = {"available": False, "reason": "not installed"}
-    assert "Not run: PyTorch (not installed)." in train.markdown(data)
+    assert "Not run: PyTorch (not installed)." in train_mnist.markdown(data)
 
 
 def test_step_times_runs_and_reports_each_round():
@@ -311,3 +311,71 @@ def test_write_results_writes_both_files_whole(tmp_path):
     assert json.loads(paths[0].read_text()) == data and paths[1].read_text() == "# table\n"
     write_results(out, "x", {"benchmark": "y"}, "# other\n")  # replaced, no temporary file left beside
     assert sorted(p.name for p in out.iterdir()) == ["x.json", "x.md"] and paths[1].read_text() == "# other\n"
+
+
+def test_training_results_keep_each_contestants_best_round():
+    from benchmarks import training
+
+    def run(seconds, rss, accuracy, with_validation):
+        return {"epoch_seconds": [seconds], "seconds_per_epoch": seconds, "peak_rss_mb": rss,
+                "test_accuracy": accuracy, "train_samples": 8, "test_samples": 4, "round": 1, "info": {},
+                "epoch_seconds_with_validation": [with_validation],
+                "seconds_per_epoch_with_validation": with_validation}
+
+    runs = {"miniconv-cpu": [run(5.0, 300, 0.5, 5.5), run(4.0, 310, 0.6, 4.9), run(4.5, 290, 0.7, 4.7)], "tf": []}
+    found = training.results(runs, with_validation=True)
+    assert list(found) == ["miniconv-cpu"]  # tf never ran
+    best = found["miniconv-cpu"]
+    assert best["seconds_per_epoch"] == 4.0 and best["test_accuracy"] == 0.6  # the best round's
+    assert best["round_seconds_per_epoch"] == [5.0, 4.0, 4.5] and best["peak_rss_mb"] == 310
+    assert best["seconds_per_epoch_with_validation"] == 4.7  # the least over the rounds
+    assert "round" not in best["rounds"][0] and "info" not in best["rounds"][0]
+    assert "seconds_per_epoch_with_validation" not in training.results(runs)["miniconv-cpu"]
+
+
+def test_the_keras_worker_wraps_the_same_epoch_clock_in_a_lambda_callback():
+    from types import SimpleNamespace
+
+    from benchmarks import engines
+    from miniconv.callbacks import EpochClock
+
+    clock = EpochClock()
+    fake_keras = SimpleNamespace(callbacks=SimpleNamespace(LambdaCallback=lambda **hooks: hooks))
+    hooks = engines.Engine("tf", fake_keras, {}, None).callback(clock)
+    assert hooks == {"on_epoch_begin": clock.on_epoch_begin, "on_train_batch_end": clock.on_train_batch_end,
+                     "on_epoch_end": clock.on_epoch_end}
+    assert engines.Engine("miniconv-cpu", None, {}, None).callback(clock) is clock
+    hooks["on_epoch_begin"](0)
+    hooks["on_train_batch_end"](0)
+    hooks["on_epoch_end"](0)
+    assert len(clock.training) == len(clock.with_validation) == 1
+    assert engines.clock_result(clock)["seconds_per_epoch"] == clock.training[0]
+    for name in ("jax", "miniconv-nosuchbackend"):
+        with pytest.raises(engines.Unavailable):
+            engines.engine(name)
+
+
+def test_the_pytorch_worker_trains_or_says_pytorch_is_missing():
+    import importlib.util
+
+    from benchmarks.harness import run_worker
+
+    out = run_worker("benchmarks.train_mnist", "torch", ["--limit", "64", "--warmup-steps", "1"], timeout=300)
+    if importlib.util.find_spec("torch") is None:
+        assert out == {"contestant": "torch", "unavailable": out["unavailable"]}
+        assert out["unavailable"].startswith("PyTorch is not installed")
+    else:
+        assert out["seconds_per_epoch"] > 0 and out["train_samples"] == 64 and len(out["epoch_seconds"]) == 1
+
+
+def test_benchmark_train_with_no_contestant_that_can_run_exits_1_and_says_why(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "benchmarks", "train", "mnist", "--backends", "nosuch", "--references",
+                          "", "--rounds", "1", "--limit", "64", "--out", str(tmp_path)],
+                         cwd=ROOT, check=False, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr[-3000:]
+    data = json.loads((tmp_path / "train_mnist.json").read_text())
+    assert data["results"] == {} and data["ratios"] == {}
+    assert data["contestants"] == {"miniconv-nosuch": {
+        "available": False, "reason": "miniconv backend 'nosuch' is not available here"}}
+    assert "Not run: miniconv nosuch (miniconv backend 'nosuch' is not available here)." in \
+        (tmp_path / "train_mnist.md").read_text()
