@@ -355,6 +355,17 @@ def test_the_keras_worker_wraps_the_same_epoch_clock_in_a_lambda_callback():
             engines.engine(name)
 
 
+def test_step_times_summary_lists_rounds_in_order_and_ratios_of_best_rounds():
+    from benchmarks import step_times
+
+    stats = lambda m, r: {"min": m, "p10": m, "median": 2 * m, "p90": 3 * m, "mean": 2 * m, "round": r}
+    lines, ratios = step_times.summary({"miniconv": [stats(6.0, 1), stats(5.0, 2)], "keras": [stats(10.0, 1)]})
+    assert [line[:16] for line in lines] == ["round 1 miniconv", "round 1 keras   ", "round 2 miniconv"]
+    assert lines[0].endswith(" ms") and "median 12.00" in lines[0]
+    assert ratios == {"min": 0.5, "median": 0.5}
+    assert step_times.summary({"miniconv": [stats(6.0, 1)], "keras": []})[1] == {}
+
+
 def test_the_pytorch_worker_trains_or_says_pytorch_is_missing():
     import importlib.util
 
