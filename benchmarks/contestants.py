@@ -1,8 +1,9 @@
 """The contestants, each run in its own worker process: miniconv backends, TensorFlow, PyTorch.
 
-A worker is ``python -m benchmarks.ops --worker NAME --case-ids ... ``; it times every requested
-(case, mode) pair and prints one JSON line. Each library lives in its own process because
-Numba's, TensorFlow's and PyTorch's thread pools slow each other down when they share one.
+A worker is ``python -m benchmarks.ops --worker NAME --case-ids ...`` (the protocol of
+``benchmarks.harness``); ``measure`` times every requested (case, mode) pair, and the worker prints
+the result as one JSON line. Each library lives in its own process because Numba's, TensorFlow's
+and PyTorch's thread pools slow each other down when they share one.
 
 ``build(case, mode, arrays)`` returns a no-argument callable doing one call of the pass:
     forward   the op on prepared inputs
@@ -14,20 +15,15 @@ Numba's, TensorFlow's and PyTorch's thread pools slow each other down when they 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import traceback
 
 from .cases import BY_ID, FUSED, NO_DX, OpCase
 from .common import sgemm_peak, time_call
+from .harness import MINICONV_PREFIX, Unavailable
 
-MINICONV_PREFIX = "miniconv-"
 REFERENCES = ("tf", "torch")
-
-
-class Unavailable(Exception):
-    """The contestant cannot run in this environment (the message says why)."""
 
 
 # --- miniconv ------------------------------------------------------------------------------------
@@ -274,14 +270,15 @@ def load(name: str):
     raise ValueError(f"unknown contestant {name!r}: expected tf, torch or {MINICONV_PREFIX}<backend>")
 
 
-def run_worker(name: str, case_ids: list[str], modes: list[str], timing: dict, seed: int = 0) -> dict:
-    """Time every (case, mode) for contestant ``name``; errors are recorded per pair, not raised."""
+def measure(name: str, case_ids: list[str], modes: list[str], timing: dict, seed: int = 0) -> dict:
+    """Time every (case, mode) for contestant ``name`` ("sgemm": the machine's sgemm peak instead).
+
+    Raises ``Unavailable`` when the contestant cannot run here; an error in one (case, mode) is
+    recorded in its entry, not raised.
+    """
     if name == "sgemm":
-        return {"contestant": name, "sgemm": sgemm_peak(timing.get("sgemm_n", 4096))}
-    try:
-        build, info = load(name)
-    except Unavailable as error:
-        return {"contestant": name, "unavailable": str(error)}
+        return {"sgemm": sgemm_peak(timing.get("sgemm_n", 4096))}
+    build, info = load(name)
     results = []
     for case_id in case_ids:
         case = BY_ID[case_id]
@@ -294,14 +291,12 @@ def run_worker(name: str, case_ids: list[str], modes: list[str], timing: dict, s
                 entry["error"] = f"{type(error).__name__}: {error}"
                 traceback.print_exc(file=sys.stderr)
             results.append(entry)
-    return {"contestant": name, "info": info, "results": results}
+    return {"info": info, "results": results}
 
 
-def worker_main(args) -> int:
-    """Entry of ``python -m benchmarks.ops --worker NAME``: print the result as one JSON line."""
-    timing = {"warmup": args.warmup, "repeats": args.repeats, "budget_s": args.budget}
-    if args.worker == "sgemm":
-        timing = {"sgemm_n": args.sgemm_n}
-    out = run_worker(args.worker, [c for c in args.case_ids.split(",") if c], args.modes.split(","), timing, args.seed)
-    print(json.dumps(out), flush=True)
-    return 0
+def run_worker(name: str, case_ids: list[str], modes: list[str], timing: dict, seed: int = 0) -> dict:
+    """``measure`` in this process, as a worker reports it: {"contestant", ...} or {"contestant", "unavailable"}."""
+    try:
+        return {"contestant": name, **measure(name, case_ids, modes, timing, seed)}
+    except Unavailable as error:
+        return {"contestant": name, "unavailable": str(error)}

@@ -4,11 +4,12 @@
     python -m benchmarks ops --quick --backends numpy --out /tmp/bench                # a smoke test
 
 For each case of ``benchmarks.cases`` and each pass (forward; forward + backward with a random
-upstream gradient), every contestant runs in its own subprocess (``--worker NAME``; Numba's,
-TensorFlow's and PyTorch's thread pools fight when they share a process). A worker warms up,
-then reports the median of repeated ``time.perf_counter`` timings. Contestants alternate over
-``--rounds`` rounds, in a rotated order each round, and each case keeps the minimum of its
-per-round medians: the machine is shared, and noise only ever adds time.
+upstream gradient), every contestant runs in its own subprocess (``--worker NAME``, the protocol
+of ``benchmarks.harness``; Numba's, TensorFlow's and PyTorch's thread pools fight when they share
+a process). A worker warms up, then reports the median of repeated ``time.perf_counter`` timings
+(``benchmarks.common.time_call``). Contestants alternate over ``--rounds`` rounds, in a rotated
+order each round, and each case keeps the minimum of its per-round medians: the machine is
+shared, and noise only ever adds time.
 
 Reported: seconds per call, the ratio miniconv / TF, and for convolutions and dense layers
 GFLOP/s (``benchmarks.common`` counts) and the fraction of the machine's sgemm peak (NumPy on
@@ -19,20 +20,15 @@ to ``<out>/ops.json`` and ``<out>/ops.md`` (default ``benchmarks/results``).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-from . import report
+from . import harness, report
 from .cases import MODES, select
-from .common import blas_env, machine_info
-from .contestants import MINICONV_PREFIX, REFERENCES, worker_main
+from .common import machine_info
+from .contestants import REFERENCES, measure
 
-ROOT = Path(__file__).resolve().parent.parent  # the repository: workers run from here
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-WORKER_TIMEOUT_S = 3600
+DEFAULT_OUT = harness.DEFAULT_OUT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,13 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     """Run the rounds, write ops.json and ops.md, print the markdown; 0 unless nothing could run."""
     cases = select(args.cases, args.quick)
-    were_set = [name for name, value in blas_env().items() if value is not None]
-    if were_set:
-        print(
-            f"warning: {', '.join(were_set)} set: BLAS runs slower; for real numbers run "
-            "`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks ops`",
-            file=sys.stderr,
-        )
+    harness.warn_if_blas_set("python -m benchmarks ops")
     rounds = 1 if args.quick else max(1, args.rounds)
     timing = [
         "--warmup",
@@ -81,33 +71,17 @@ def run(args) -> int:
         "--budget",
         "2" if args.quick else "20",
     ]
-    contestants = [r for r in _split(args.references) if r in REFERENCES]
-    contestants += [MINICONV_PREFIX + b for b in _split(args.backends)]
+    contestants = harness.contestants(args.backends, args.references, REFERENCES, references_first=True)
     case_args = ["--case-ids", ",".join(c.id for c in cases), "--modes", ",".join(MODES)]
 
-    status: dict[str, dict] = {name: {"available": False} for name in contestants}
-    medians: dict[tuple[str, str, str], list[float]] = {}  # (case, mode, contestant) -> per-round medians
-    errors: dict[tuple[str, str, str], str] = {}
     sgemm = []
-    for r in range(rounds):
-        sgemm_n = "2048" if args.quick else "4096"
-        peak = _run_worker("sgemm", ["--sgemm-n", sgemm_n])
+
+    def sgemm_peak(_round: int) -> None:  # the machine's peak, measured again each round: the best is kept
+        peak = harness.run_worker("benchmarks.ops", "sgemm", ["--sgemm-n", "2048" if args.quick else "4096"])
         if "sgemm" in peak:
             sgemm.append(peak["sgemm"])
-        for name in contestants[r % len(contestants) :] + contestants[: r % len(contestants)]:
-            print(f"round {r + 1}/{rounds}: {name}", file=sys.stderr, flush=True)
-            out = _run_worker(name, case_args + timing)
-            if "results" not in out:
-                status[name].setdefault("reason", out.get("unavailable") or out.get("failed", "no output"))
-                continue
-            status[name] = {"available": True, "info": out["info"]}
-            for entry in out["results"]:
-                key = (entry["case"], entry["mode"], name)
-                if "error" in entry:
-                    errors[key] = entry["error"]
-                else:
-                    medians.setdefault(key, []).append(entry["median_s"])
 
+    seen = harness.run_rounds("benchmarks.ops", contestants, case_args + timing, rounds, before_round=sgemm_peak)
     peak = max(sgemm, key=lambda s: s["gflops"]) if sgemm else None
     data = {
         "benchmark": "ops",
@@ -118,22 +92,29 @@ def run(args) -> int:
             "rounds": rounds,
             "timing": timing,
             "contestants": contestants,
+            "worker_env": harness.WORKER_ENV,
         },
         "sgemm_peak": peak,
-        "contestants": status,
-        "results": _results(cases, contestants, medians, errors, peak["gflops"] if peak else None),
+        "contestants": seen.status,
+        "results": _results(cases, seen.runs, peak["gflops"] if peak else None),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ops.json").write_text(json.dumps(data, indent=2) + "\n")
     markdown = report.ops_markdown(data)
-    (args.out / "ops.md").write_text(markdown)
+    harness.write_results(args.out, "ops", data, markdown)
     print(markdown)
-    print(f"wrote {args.out / 'ops.json'} and {args.out / 'ops.md'}", file=sys.stderr)
-    return 0 if any(s["available"] for s in status.values()) else 1
+    return 0 if seen.any_ran() else 1
 
 
-def _results(cases, contestants, medians, errors, peak_gflops) -> list[dict]:
-    """One record per (case, mode): best time per contestant, GFLOP/s, fraction of peak, ratio to TF."""
+def _results(cases, runs: dict[str, list[dict]], peak_gflops) -> list[dict]:
+    """One record per (case, mode): best round per contestant, GFLOP/s, fraction of peak, ratio to TF."""
+    medians: dict[tuple[str, str, str], list[float]] = {}  # (case, mode, contestant) -> per-round medians
+    errors: dict[tuple[str, str, str], str] = {}
+    for name, outs in runs.items():
+        for entry in (e for out in outs for e in out["results"]):
+            key = (entry["case"], entry["mode"], name)
+            if "error" in entry:
+                errors[key] = entry["error"]
+            else:
+                medians.setdefault(key, []).append(entry["median_s"])
     rows = []
     for case in cases:
         for mode in case.modes:
@@ -151,9 +132,8 @@ def _results(cases, contestants, medians, errors, peak_gflops) -> list[dict]:
                 "errors": {},
                 "gflops": {},
                 "fraction_of_peak": {},
-                "ratio_to_tf": {},
             }
-            for name in contestants:
+            for name in runs:
                 key = (case.id, mode, name)
                 if key in errors:
                     row["errors"][name] = errors[key]
@@ -165,43 +145,9 @@ def _results(cases, contestants, medians, errors, peak_gflops) -> list[dict]:
                     row["gflops"][name] = flops / best / 1e9
                     if peak_gflops:
                         row["fraction_of_peak"][name] = row["gflops"][name] / peak_gflops
-            tf_time = row["seconds"].get("tf")
-            if tf_time:
-                row["ratio_to_tf"] = {
-                    n: t / tf_time for n, t in row["seconds"].items() if n.startswith(MINICONV_PREFIX)
-                }
+            row["ratio_to_tf"] = harness.ratio_to(row["seconds"], "tf")
             rows.append(row)
     return rows
-
-
-def _run_worker(name: str, extra: list[str]) -> dict:
-    """Run one worker subprocess; its last stdout line is JSON. A crash becomes {"failed": why}."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-    if name.startswith(MINICONV_PREFIX):
-        # What `import miniconv` sets when it loads before NumPy (miniconv/_threads.py); the
-        # worker loads NumPy first, so it must come from the environment.
-        env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    command = [sys.executable, "-m", "benchmarks.ops", "--worker", name, *extra]
-    try:
-        done = subprocess.run(
-            command, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S
-        )
-    except subprocess.TimeoutExpired:
-        return {"failed": f"worker {name} timed out after {WORKER_TIMEOUT_S} s"}
-    lines = done.stdout.strip().splitlines()
-    if done.returncode == 0 and lines:
-        try:
-            return json.loads(lines[-1])
-        except json.JSONDecodeError:
-            pass
-    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    print(f"worker {name} failed (exit {done.returncode}): {tail}", file=sys.stderr)
-    return {"failed": f"exit {done.returncode}: {tail}"}
-
-
-def _split(text: str) -> list[str]:
-    return [item.strip() for item in (text or "").split(",") if item.strip()]
 
 
 def _worker_parser() -> argparse.ArgumentParser:
@@ -217,5 +163,16 @@ def _worker_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def worker(argv: list[str] | None = None) -> int:
+    """Entry of ``python -m benchmarks.ops --worker NAME``: ``contestants.measure``, one JSON line."""
+    args = _worker_parser().parse_args(argv)
+    timing = {"warmup": args.warmup, "repeats": args.repeats, "budget_s": args.budget}
+    if args.worker == "sgemm":
+        timing = {"sgemm_n": args.sgemm_n}
+    return harness.worker_main(
+        args.worker, lambda: measure(args.worker, harness.split(args.case_ids), args.modes.split(","), timing, args.seed)
+    )
+
+
 if __name__ == "__main__":
-    sys.exit(worker_main(_worker_parser().parse_args()))
+    sys.exit(worker())

@@ -1,5 +1,9 @@
 """Markdown for the benchmark results: the tables the README includes.
 
+Every benchmark's markdown starts with ``measured_sentence`` (when, which CPU, which versions)
+and ``blas_sentence`` (whether the BLAS-slowing variables were unset), and ends with
+``not_run_lines`` (the contestants that could not run, and why).
+
 ``ops_markdown(data)`` turns the dict written to ``ops.json`` into ``ops.md``: a header saying
 when, where and how it was measured (including whether the BLAS-slowing variables
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE were unset), a time table with the ratio miniconv / TF, and
@@ -8,13 +12,41 @@ a throughput table (GFLOP/s and % of the sgemm peak) for convolutions and dense 
 
 from __future__ import annotations
 
-from .contestants import MINICONV_PREFIX
+from .harness import MINICONV_PREFIX, label
+
+LIBRARIES = (("NumPy", "numpy"), ("Numba", "numba"), ("TensorFlow", "tensorflow"), ("PyTorch", "torch"))
+
+
+def measured_sentence(machine: dict, libraries=LIBRARIES) -> str:
+    """"Measured <date> on <CPU> (<n> usable cores of <m>), Python <v>; NumPy <v>, ...." for the installed ``libraries``."""
+    v = dict(machine["versions"])
+    v.setdefault("tensorflow", v.get("tensorflow-cpu"))
+    versions = ", ".join(f"{name} {v[key]}" for name, key in libraries if v.get(key))
+    return (f"Measured {machine['date']} on {machine['cpu_model']} ({machine['usable_cores']} usable cores of "
+            f"{machine['cpu_count']}), Python {machine['python']}; {versions}.")
+
+
+def blas_sentence(machine: dict) -> str:
+    """Whether the BLAS-slowing variables OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE were unset, as they should be."""
+    if machine["blas_env_unset"]:
+        return "`OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` were unset (`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`)."
+    were = ", ".join(f"`{k}={val}`" for k, val in machine["blas_env"].items() if val is not None)
+    return f"**BLAS variables were set: {were}** (they slow BLAS; unset them for real numbers)."
+
+
+def not_run_lines(data: dict, name_of) -> list[str]:
+    """["", "Not run: <name> (<reason>); ...."] for the contestants that never ran, [] when all did."""
+    missing = [f"{name_of(n)} ({st.get('reason', 'did not run')})" for n, st in data["contestants"].items()
+               if not st.get("available")]
+    return ["", "Not run: " + "; ".join(missing) + "."] if missing else []
+
 
 ORDER = ("tf", "torch")  # references first, then the miniconv backends in the order run
+LABELS = {"tf": "TF", "torch": "PyTorch"}
 
 
 def _label(name: str) -> str:
-    return {"tf": "TF", "torch": "PyTorch"}.get(name, name.replace(MINICONV_PREFIX, "miniconv "))
+    return label(name, LABELS)
 
 
 def _columns(data: dict) -> list[str]:
@@ -36,24 +68,6 @@ def _table(header: list[str], rows: list[list[str]], right_from: int) -> list[st
 
 def header(data: dict) -> list[str]:
     """What was measured where: date, CPU, versions, sgemm peak, BLAS variables, method."""
-    m = data["machine"]
-    v = m["versions"]
-    tf_version = v.get("tensorflow") or v.get("tensorflow-cpu")
-    names = [
-        ("NumPy", v.get("numpy")),
-        ("Numba", v.get("numba")),
-        ("TensorFlow", tf_version),
-        ("PyTorch", v.get("torch")),
-    ]
-    versions = ", ".join(f"{n} {ver}" for n, ver in names if ver)
-    blas = m["blas_env"]
-    if m["blas_env_unset"]:
-        blas_line = (
-            "`OPENBLAS_CORETYPE` and `OPENBLAS_L2_SIZE` were unset (`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE`)."
-        )
-    else:
-        were = ", ".join(f"`{k}={val}`" for k, val in blas.items() if val is not None)
-        blas_line = f"**BLAS variables were set: {were}** (they slow BLAS; unset them for real numbers)."
     peak = data.get("sgemm_peak")
     peak_line = (
         f"sgemm peak (NumPy, {peak['n']}x{peak['n']} float32 matmul): {peak['gflops']:.1f} GFLOP/s."
@@ -64,11 +78,8 @@ def header(data: dict) -> list[str]:
     lines = [
         "# miniconv op benchmarks",
         "",
-        (
-            f"Measured {m['date']} on {m['cpu_model']} ({m['usable_cores']} usable cores of {m['cpu_count']}), "
-            f"Python {m['python']}; {versions}."
-        ),
-        f"{peak_line} {blas_line}",
+        measured_sentence(data["machine"]),
+        f"{peak_line} {blas_sentence(data['machine'])}",
         "",
         f"Each time is the median of repeated calls after warm-up, every contestant in its own process, "
         f"contestants alternating over {s['rounds']} round(s); the best round is kept."
@@ -79,14 +90,7 @@ def header(data: dict) -> list[str]:
             "FLOPs: conv 2·N·P·Q·K·R·S·C, dense 2·M·I·O, fwd+bwd 3x forward, fwd+bwd no dx 2x forward."
         ),
     ]
-    missing = [
-        f"{_label(n)} ({st.get('reason', 'did not run')})"
-        for n, st in data["contestants"].items()
-        if not st.get("available")
-    ]
-    if missing:
-        lines += ["", "Not run: " + "; ".join(missing) + "."]
-    return lines
+    return lines + not_run_lines(data, _label)
 
 
 def ops_markdown(data: dict) -> str:

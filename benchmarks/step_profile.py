@@ -49,13 +49,13 @@ def _instrument_step(record: dict, step) -> None:
 def profile(steps: int, batch_size: int = 64, seed: int = 0) -> tuple[list[str], dict]:
     """Run ``steps`` training steps; (part names in step order, {part: seconds per call})."""
     from miniconv import optimizers, utils
-    from miniconv.recipes.mnist import convnet as mnist_convnet, prepare_mnist
+    from miniconv.recipes.mnist import convnet, prepare_mnist
     from miniconv.training import data
     from miniconv.training import step as step_module
 
     (x, y), _ = prepare_mnist(None, None)
     utils.set_random_seed(seed)
-    model = mnist_convnet()
+    model = convnet()
     model.compile(optimizers.RMSprop(), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x[: 4 * batch_size], y[: 4 * batch_size], batch_size=batch_size, epochs=1, verbose=0)  # build, compile kernels
     train_step = step_module.TrainStep(model)

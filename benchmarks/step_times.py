@@ -4,90 +4,83 @@
 
 Epoch times on a shared machine swing by 30-50% from one run to the next; the distribution of
 single training steps inside one epoch shows more: its minimum is the work a step costs when
-nothing else runs, its median what a typical step costs. Each side trains ``--steps`` batches of
-64 (after 10 untimed steps) in its own process, alternating, ``--rounds`` times; a callback
-stamps the end of every batch. Printed: min / p10 / median / p90 / mean in ms per side and
-round, and the ratios of the best minimum and the best median.
+nothing else runs, its median what a typical step costs. Each side builds the recipe's model
+(``miniconv.recipes.mnist.convnet(lib)``, miniconv on the cpu backend or Keras: ``benchmarks.engines``),
+trains 10 untimed steps, then ``--steps`` batches of 64 in its own process, a callback stamping
+the end of every batch with ``time.perf_counter``. The sides alternate over ``--rounds`` rounds in
+a rotated order (``benchmarks.harness``). Printed: min / p10 / median / p90 / mean in ms per side
+and round, and the ratios miniconv / Keras of the best (least) minimum and the best median; with
+``--out DIR`` also ``DIR/step_times.json`` and ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from . import engines, harness
+from .common import machine_info
+from .report import blas_sentence, measured_sentence, not_run_lines
 
-ROOT = Path(__file__).resolve().parent.parent
 SIDES = ("miniconv", "keras")
+ENGINES = {"miniconv": "miniconv-cpu", "keras": engines.KERAS}
+STATISTICS = ("min", "p10", "median", "p90", "mean")
 
 
-def _keras_model(keras):
-    from keras import layers
-
-    return keras.Sequential([
-        keras.Input((28, 28, 1)),
-        layers.Conv2D(32, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"), layers.MaxPooling2D((2, 2)),
-        layers.Conv2D(64, (3, 3), activation="relu"), layers.Flatten(),
-        layers.Dense(64, activation="relu"), layers.Dense(10, activation="softmax"),
-    ])  # fmt: skip
-
-
-def worker(side: str, steps: int) -> dict:
+def measure(side: str, steps: int) -> dict:
     """Train ``steps`` batches on one side; the statistics of the gaps between batch ends, in ms."""
-    from miniconv.recipes.mnist import prepare_mnist
+    engine = engines.engine(ENGINES[side])  # first: miniconv before NumPy, or TensorFlow
+    import numpy as np
 
-    (x, y), _ = prepare_mnist(None, None)
-    x, y = x[: (steps + 1) * 64], y[: (steps + 1) * 64]  # one more batch: steps gaps between stamps
+    from miniconv.callbacks import Callback
+    from miniconv.recipes.mnist import convnet, prepare_mnist
+
+    lib = engine.lib
+    (x, y), _ = prepare_mnist(None, (steps + 1) * 64)  # one more batch: steps gaps between stamps
     stamps: list[float] = []
-    if side == "miniconv":
-        from miniconv import callbacks, optimizers, utils
-        from miniconv.recipes.mnist import convnet as mnist_convnet
 
-        base = callbacks.Callback
-        utils.set_random_seed(0)
-        model = mnist_convnet()
-        model.compile(optimizers.RMSprop(), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    else:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
-
-        base = keras.callbacks.Callback
-        keras.utils.set_random_seed(0)
-        model = _keras_model(keras)
-        model.compile(keras.optimizers.RMSprop(), "sparse_categorical_crossentropy", metrics=["accuracy"])
-
-    class Stamp(base):
+    class Stamp(Callback):  # not an epoch clock: the end of every step
         def on_train_batch_end(self, batch, logs=None):
             stamps.append(time.perf_counter())
 
-    model.fit(x[:640], y[:640], batch_size=64, epochs=1, verbose=0)  # untimed: compilation, tracing
-    model.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=[Stamp()])
+    with engine.scope():
+        lib.utils.set_random_seed(0)
+        model = convnet(lib)
+        model.compile(lib.optimizers.RMSprop(), "sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x[:640], y[:640], batch_size=64, epochs=1, verbose=0)  # untimed: compilation, tracing
+        model.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=[engine.callback(Stamp())])
     gaps = np.diff(np.array(stamps)) * 1e3
-    return {"side": side, "steps": int(gaps.size), "min": float(gaps.min()), "p10": float(np.percentile(gaps, 10)),
-            "median": float(np.median(gaps)), "p90": float(np.percentile(gaps, 90)), "mean": float(gaps.mean())}
+    return {"info": engine.info, "steps": int(gaps.size), "min": float(gaps.min()),
+            "p10": float(np.percentile(gaps, 10)), "median": float(np.median(gaps)),
+            "p90": float(np.percentile(gaps, 90)), "mean": float(gaps.mean())}
 
 
-def run(steps: int, rounds: int, sides=SIDES) -> list[dict]:
-    results = []
-    env = {**os.environ, "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT", "4")}
-    for round_ in range(rounds):
-        for side in sides:
-            out = subprocess.run([sys.executable, "-m", "benchmarks.step_times", "--worker", side, "--steps", str(steps)],
-                                 cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-            if out.returncode != 0:
-                raise RuntimeError(f"{side} worker failed:\n{out.stderr[-2000:]}")
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            result["round"] = round_ + 1
-            results.append(result)
-            print(f"round {round_ + 1} {side:9s} " + "  ".join(f"{k} {result[k]:.2f}" for k in
-                                                            ("min", "p10", "median", "p90", "mean")) + " ms")
-    return results
+def summary(runs: dict[str, list[dict]]) -> tuple[list[str], dict[str, float]]:
+    """The lines "round R side  min ... ms" in round order, and the ratios miniconv / Keras of the
+    best minimum and the best median ({} unless both sides ran)."""
+    ran = sorted((out["round"], i, side, out) for i, (side, outs) in enumerate(runs.items()) for out in outs)
+    lines = [f"round {r} {side:9s} " + "  ".join(f"{k} {out[k]:.2f}" for k in STATISTICS) + " ms"
+             for r, _, side, out in ran]
+    best = {key: {side: harness.best_round(outs, key)[key] for side, outs in runs.items() if outs}
+            for key in ("min", "median")}
+    ratios = {key: harness.ratio_to(best[key], "keras").get("miniconv") for key in best}
+    return lines, {key: ratio for key, ratio in ratios.items() if ratio is not None}
+
+
+def markdown(data: dict, lines: list[str]) -> str:
+    """step_times.md: when and where, the settings, every round's line, the ratios, who did not run."""
+    s, m = data["settings"], data["machine"]
+    text = ["# MNIST convnet: milliseconds per training step, miniconv against Keras", "",
+            f"{measured_sentence(m)} {blas_sentence(m)}", "",
+            (f"{s['steps']} steps of batch 64 per side and round after 10 untimed ones, each side in its own "
+             f"process, alternating over {s['rounds']} round(s); gaps between the ends of consecutive steps:"),
+            "", "```", *lines, "```"]
+    if data["ratios"]:
+        ratios = data["ratios"]
+        text += ["", f"miniconv / Keras: best minimum {ratios['min']:.2f}x, best median {ratios['median']:.2f}x"]
+    return "\n".join(text + not_run_lines(data, str)) + "\n"
 
 
 def main(argv=None) -> int:
@@ -95,23 +88,32 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=400, help="timed training steps per run (default 400)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     parser.add_argument("--sides", default=",".join(SIDES), help="miniconv,keras (default both)")
+    parser.add_argument("--out", type=Path, default=None, help="also write step_times.json and .md there")
     parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps < 2:
         parser.error(f"--steps must be at least 2, got {args.steps}")
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.worker:
-        print(json.dumps(worker(args.worker, args.steps)), flush=True)
-        return 0
-    sides = [s for s in args.sides.split(",") if s]
+        return harness.worker_main(args.worker, lambda: measure(args.worker, args.steps))
+    sides = harness.split(args.sides)
     unknown = set(sides) - set(SIDES)
-    if unknown:
-        parser.error(f"--sides: expected miniconv and/or keras, got {sorted(unknown)}")
-    results = run(args.steps, args.rounds, sides)
-    if set(sides) == set(SIDES):
-        best = {side: {k: min(r[k] for r in results if r["side"] == side) for k in ("min", "median")} for side in SIDES}
-        print(f"miniconv / Keras: best minimum {best['miniconv']['min'] / best['keras']['min']:.2f}x, "
-              f"best median {best['miniconv']['median'] / best['keras']['median']:.2f}x")
-    return 0
+    if unknown or not sides:
+        parser.error(f"--sides: expected miniconv and/or keras, got {sorted(unknown) or 'none'}")
+    harness.warn_if_blas_set("python -m benchmarks.step_times")
+    seen = harness.run_rounds("benchmarks.step_times", sides, ["--steps", str(args.steps)], args.rounds)
+    lines, ratios = summary(seen.runs)
+    print("\n".join(lines))
+    if ratios:
+        print(f"miniconv / Keras: best minimum {ratios['min']:.2f}x, best median {ratios['median']:.2f}x")
+    if args.out is not None:
+        data = {"benchmark": "step_times", "machine": machine_info(),
+                "settings": {"steps": args.steps, "rounds": args.rounds, "contestants": sides,
+                             "worker_env": harness.WORKER_ENV},
+                "contestants": seen.status, "results": seen.runs, "ratios": ratios}
+        harness.write_results(args.out, "step_times", data, markdown(data, lines))
+    return 0 if seen.any_ran() else 1
 
 
 if __name__ == "__main__":

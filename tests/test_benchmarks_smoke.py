@@ -1,10 +1,14 @@
-"""``python -m benchmarks ops --quick`` runs end to end and writes its JSON and markdown.
+"""The benchmarks: ``python -m benchmarks ops --quick`` end to end, and the shared harness's own logic.
 
-A smoke test only: three small MNIST layers, one round, numpy backend, TensorFlow (and PyTorch
+The ops smoke test: three small MNIST layers, one round, numpy backend, TensorFlow (and PyTorch
 where installed) in their own worker processes; a reference that cannot run is recorded as not
 run, not a failure. Output goes to a temporary directory, never over benchmarks/results/.
 Timings are not checked (ARCHITECTURE.md: speed claims come from the benchmark table, never from
 a timed unit test).
+
+The harness tests (``benchmarks.harness``: rotation, best round, ratios, rounds, a worker that is
+unavailable, crashes, prints no JSON or hangs) need no TensorFlow: their workers are fakes, in
+this process or in a small module written to a temporary directory.
 """
 
 from __future__ import annotations
@@ -106,14 +110,14 @@ def test_training_benchmark_markdown_from_the_committed_results():
     import json
     from pathlib import Path
 
-    from benchmarks import train
+    from benchmarks import train_mnist
 
     data = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "train_mnist.json").read_text())
-    text = train.markdown(data)
+    text = train_mnist.markdown(data)
     for ratio in data["ratios"].values():
         assert f": {ratio:.2f}x**" in text
     data["contestants"]["torch"] = {"available": False, "reason": "not installed"}
-    assert "Not run: PyTorch (not installed)." in train.markdown(data)
+    assert "Not run: PyTorch (not installed)." in train_mnist.markdown(data)
 
 
 def test_step_times_runs_and_reports_each_round():
@@ -150,3 +154,239 @@ def test_step_profile_command_prints_every_part():
     lines = run.stdout.splitlines()
     assert lines[0].startswith("MNIST convnet") and lines[-1].startswith("whole step")
     assert any(line.startswith("optimizer") for line in lines) and len(lines) == 1 + 1 + 6 + 1 + 6 + 1 + 1
+
+
+# --- the harness (benchmarks.harness): no TensorFlow needed --------------------------------------
+
+
+def test_rotation_gives_every_contestant_every_place_once_in_n_rounds():
+    from benchmarks.harness import rotated
+
+    names = ["miniconv-cpu", "tf", "torch"]
+    orders = [rotated(names, r) for r in range(4)]
+    assert orders[:3] == [["miniconv-cpu", "tf", "torch"], ["tf", "torch", "miniconv-cpu"],
+                          ["torch", "miniconv-cpu", "tf"]]
+    assert orders[3] == orders[0]  # round 4 starts over
+    for place in range(3):
+        assert sorted(order[place] for order in orders[:3]) == sorted(names)
+    assert rotated([], 5) == [] and rotated(["a"], 7) == ["a"]
+
+
+def test_best_round_is_the_least_time_and_ratios_compare_miniconv_with_each_reference():
+    from benchmarks.harness import best_round, ratio_to, ratios
+
+    runs = [{"s": 3.0, "round": 1}, {"s": 2.0, "round": 2}, {"s": 2.5, "round": 3}]
+    assert best_round(runs, "s") == {"s": 2.0, "round": 2}
+    with pytest.raises(ValueError):
+        best_round([], "s")
+    seconds = {"miniconv-cpu": 3.0, "miniconv-numpy": 12.0, "tf": 4.0, "torch": 6.0}
+    assert ratio_to(seconds, "tf") == {"miniconv-cpu": 0.75, "miniconv-numpy": 3.0}  # never tf / torch
+    assert ratio_to(seconds, "jax") == {} and ratio_to({"miniconv-cpu": 1.0, "tf": 0.0}, "tf") == {}
+    assert ratios(seconds, ("tf", "torch")) == {"miniconv-cpu/tf": 0.75, "miniconv-cpu/torch": 0.5,
+                                                "miniconv-numpy/tf": 3.0, "miniconv-numpy/torch": 2.0}
+    assert list(ratios(seconds, ("tf", "torch"))) == ["miniconv-cpu/tf", "miniconv-cpu/torch", "miniconv-numpy/tf",
+                                                      "miniconv-numpy/torch"]
+    assert ratios({"miniconv-cpu": 1.0}, ("tf",)) == {}
+    assert ratio_to({"miniconv": 2.0, "keras": 4.0}, "keras") == {"miniconv": 0.5}  # step_times' side names
+
+
+def test_contestant_names_drop_unknown_references():
+    from benchmarks.harness import contestants
+
+    assert contestants("cpu, numpy", "tf,jax,", ("tf", "torch")) == ["miniconv-cpu", "miniconv-numpy", "tf"]
+    assert contestants("cpu", "torch,tf", ("tf", "torch"), references_first=True) == ["torch", "tf", "miniconv-cpu"]
+    assert contestants("cpu", "", ("tf",)) == ["miniconv-cpu"]
+
+
+def test_rounds_alternate_keep_every_run_and_report_who_could_not_run():
+    """A fake worker in this process: the call order, each run's round, unavailable and failed contestants."""
+    from benchmarks.harness import run_rounds
+
+    calls = []
+    script = {  # (name, round) -> what the worker prints
+        ("gone", 0): {"unavailable": "not installed"}, ("gone", 1): {"unavailable": "not installed"},
+        ("flaky", 0): {"failed": "exit 1: MemoryError"},  # ran in round 2 only
+        ("late-fail", 1): {"failed": "timed out after 5 s"},  # ran in round 1 only
+    }
+
+    def worker(module, name, args, timeout):
+        r = sum(1 for c in calls if c[0] == "round")
+        calls.append((name, module, tuple(args), timeout))
+        return script.get((name, r - 1), {"contestant": name, "info": {"r": r}, "seconds": 10.0 * r})
+
+    names = ["miniconv-cpu", "gone", "flaky", "late-fail"]
+    seen = run_rounds("benchmarks.fake", names, ["--x", "1"], 2, before_round=lambda r: calls.append(("round", r)),
+                      timeout=5, worker=worker)
+    order = [c[0] for c in calls]
+    assert order == ["round", "miniconv-cpu", "gone", "flaky", "late-fail",
+                     "round", "gone", "flaky", "late-fail", "miniconv-cpu"]
+    assert all(c[1:] == ("benchmarks.fake", ("--x", "1"), 5) for c in calls if c[0] != "round")
+    assert [c[1] for c in calls if c[0] == "round"] == [0, 1]
+
+    assert [run["round"] for run in seen.runs["miniconv-cpu"]] == [1, 2]
+    assert [run["seconds"] for run in seen.runs["miniconv-cpu"]] == [10.0, 20.0]
+    assert seen.status["miniconv-cpu"] == {"available": True, "info": {"r": 1}}
+    assert seen.runs["gone"] == [] and seen.status["gone"] == {"available": False, "reason": "not installed"}
+    assert seen.status["flaky"]["available"] and [run["round"] for run in seen.runs["flaky"]] == [2]
+    assert seen.status["flaky"]["failures"] == [{"round": 1, "reason": "exit 1: MemoryError"}]
+    assert seen.status["late-fail"]["failures"] == [{"round": 2, "reason": "timed out after 5 s"}]
+    assert seen.any_ran()
+    nobody = run_rounds("m", ["gone"], [], 2, worker=lambda *a, **k: {"unavailable": "no"})
+    assert not nobody.any_ran() and nobody.status == {"gone": {"available": False, "reason": "no"}}
+
+
+FAKE_WORKER = '''
+import os, sys, time
+from benchmarks import harness
+
+name = sys.argv[sys.argv.index("--worker") + 1]
+
+
+def measure():
+    if name == "gone":
+        raise harness.Unavailable("no such library here")
+    if name == "crash":
+        raise RuntimeError("boom in the worker")
+    if name == "silent":
+        sys.exit(0)
+    if name == "garbage":
+        print("not json at all")
+        sys.exit(0)
+    if name == "slow":
+        time.sleep(60)
+    print("progress lines before the result do not count")
+    return {"info": {"cwd": os.getcwd(), "timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")},
+            "args": sys.argv[sys.argv.index("--worker") + 2:]}
+
+
+sys.exit(harness.worker_main(name, measure))
+'''
+
+
+@pytest.fixture
+def fake_worker(tmp_path, monkeypatch):
+    (tmp_path / "fake_bench_worker.py").write_text(FAKE_WORKER)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # run_worker puts the repository before it
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    return "fake_bench_worker"
+
+
+def test_a_worker_reports_its_json_line_from_the_repository_with_the_worker_environment(fake_worker):
+    from benchmarks.harness import ROOT, run_worker
+
+    out = run_worker(fake_worker, "ok", ["--steps", "3"])
+    assert out == {"contestant": "ok", "info": {"cwd": str(ROOT), "timeout": "4"}, "args": ["--steps", "3"]}
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("gone", {"unavailable": "no such library here"}),
+    ("crash", {"failed": "exit 1: RuntimeError: boom in the worker"}),
+    ("silent", {"failed": "exit 0: no output"}),
+    ("garbage", {"failed": "no JSON result: not json at all"}),
+])
+def test_a_worker_that_cannot_run_or_fails_is_reported_not_raised(fake_worker, name, reason):
+    from benchmarks.harness import run_worker
+
+    out = run_worker(fake_worker, name)
+    assert {k: v for k, v in out.items() if k != "contestant"} == reason
+
+
+def test_a_worker_that_outlives_its_timeout_is_stopped_and_reported(fake_worker):
+    import time
+
+    from benchmarks.harness import run_worker
+
+    start = time.perf_counter()
+    assert run_worker(fake_worker, "slow", timeout=2) == {"failed": "timed out after 2 s"}
+    assert time.perf_counter() - start < 30
+
+
+def test_write_results_writes_both_files_whole(tmp_path):
+    from benchmarks.harness import write_results
+
+    out = tmp_path / "new" / "dir"
+    data = {"benchmark": "x", "results": {"miniconv-cpu": 1.5}}
+    paths = write_results(out, "x", data, "# table\n")
+    assert paths == (out / "x.json", out / "x.md")
+    assert json.loads(paths[0].read_text()) == data and paths[1].read_text() == "# table\n"
+    write_results(out, "x", {"benchmark": "y"}, "# other\n")  # replaced, no temporary file left beside
+    assert sorted(p.name for p in out.iterdir()) == ["x.json", "x.md"] and paths[1].read_text() == "# other\n"
+
+
+def test_training_results_keep_each_contestants_best_round():
+    from benchmarks import training
+
+    def run(seconds, rss, accuracy, with_validation):
+        return {"epoch_seconds": [seconds], "seconds_per_epoch": seconds, "peak_rss_mb": rss,
+                "test_accuracy": accuracy, "train_samples": 8, "test_samples": 4, "round": 1, "info": {},
+                "epoch_seconds_with_validation": [with_validation],
+                "seconds_per_epoch_with_validation": with_validation}
+
+    runs = {"miniconv-cpu": [run(5.0, 300, 0.5, 5.5), run(4.0, 310, 0.6, 4.9), run(4.5, 290, 0.7, 4.7)], "tf": []}
+    found = training.results(runs, with_validation=True)
+    assert list(found) == ["miniconv-cpu"]  # tf never ran
+    best = found["miniconv-cpu"]
+    assert best["seconds_per_epoch"] == 4.0 and best["test_accuracy"] == 0.6  # the best round's
+    assert best["round_seconds_per_epoch"] == [5.0, 4.0, 4.5] and best["peak_rss_mb"] == 310
+    assert best["seconds_per_epoch_with_validation"] == 4.7  # the least over the rounds
+    assert "round" not in best["rounds"][0] and "info" not in best["rounds"][0]
+    assert "seconds_per_epoch_with_validation" not in training.results(runs)["miniconv-cpu"]
+
+
+def test_the_keras_worker_wraps_the_same_epoch_clock_in_a_lambda_callback():
+    from types import SimpleNamespace
+
+    from benchmarks import engines
+    from miniconv.callbacks import EpochClock
+
+    clock = EpochClock()
+    fake_keras = SimpleNamespace(callbacks=SimpleNamespace(LambdaCallback=lambda **hooks: hooks))
+    hooks = engines.Engine("tf", fake_keras, {}, None).callback(clock)
+    assert hooks == {"on_epoch_begin": clock.on_epoch_begin, "on_train_batch_end": clock.on_train_batch_end,
+                     "on_epoch_end": clock.on_epoch_end}
+    assert engines.Engine("miniconv-cpu", None, {}, None).callback(clock) is clock
+    hooks["on_epoch_begin"](0)
+    hooks["on_train_batch_end"](0)
+    hooks["on_epoch_end"](0)
+    assert len(clock.training) == len(clock.with_validation) == 1
+    assert engines.clock_result(clock)["seconds_per_epoch"] == clock.training[0]
+    for name in ("jax", "miniconv-nosuchbackend"):
+        with pytest.raises(engines.Unavailable):
+            engines.engine(name)
+
+
+def test_step_times_summary_lists_rounds_in_order_and_ratios_of_best_rounds():
+    from benchmarks import step_times
+
+    stats = lambda m, r: {"min": m, "p10": m, "median": 2 * m, "p90": 3 * m, "mean": 2 * m, "round": r}
+    lines, ratios = step_times.summary({"miniconv": [stats(6.0, 1), stats(5.0, 2)], "keras": [stats(10.0, 1)]})
+    assert [line[:16] for line in lines] == ["round 1 miniconv", "round 1 keras   ", "round 2 miniconv"]
+    assert lines[0].endswith(" ms") and "median 12.00" in lines[0]
+    assert ratios == {"min": 0.5, "median": 0.5}
+    assert step_times.summary({"miniconv": [stats(6.0, 1)], "keras": []})[1] == {}
+
+
+def test_the_pytorch_worker_trains_or_says_pytorch_is_missing():
+    import importlib.util
+
+    from benchmarks.harness import run_worker
+
+    out = run_worker("benchmarks.train_mnist", "torch", ["--limit", "64", "--warmup-steps", "1"], timeout=300)
+    if importlib.util.find_spec("torch") is None:
+        assert out == {"contestant": "torch", "unavailable": out["unavailable"]}
+        assert out["unavailable"].startswith("PyTorch is not installed")
+    else:
+        assert out["seconds_per_epoch"] > 0 and out["train_samples"] == 64 and len(out["epoch_seconds"]) == 1
+
+
+def test_benchmark_train_with_no_contestant_that_can_run_exits_1_and_says_why(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "benchmarks", "train", "mnist", "--backends", "nosuch", "--references",
+                          "", "--rounds", "1", "--limit", "64", "--out", str(tmp_path)],
+                         cwd=ROOT, check=False, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr[-3000:]
+    data = json.loads((tmp_path / "train_mnist.json").read_text())
+    assert data["results"] == {} and data["ratios"] == {}
+    assert data["contestants"] == {"miniconv-nosuch": {
+        "available": False, "reason": "miniconv backend 'nosuch' is not available here"}}
+    assert "Not run: miniconv nosuch (miniconv backend 'nosuch' is not available here)." in \
+        (tmp_path / "train_mnist.md").read_text()
