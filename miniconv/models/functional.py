@@ -31,7 +31,7 @@ from ..engine.tensors import SymbolicTensor, flatten_tensors
 from ..layers.base import Layer, unique_name
 from ..layers.core import InputLayer
 from ..shapes import format_shape
-from ..training import loops
+from ..training import inference, loops
 from . import config as config_module
 from . import inspection
 from .summary import summary_text
@@ -266,11 +266,11 @@ class Model(Layer):
     def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
                  callbacks=None, return_dict=False):
         """Loss (and metrics: ``[loss, *metrics]``) over (x, y), as ``keras.Model.evaluate``."""
-        return loops.evaluate(self, x, y, batch_size, verbose, sample_weight, steps, callbacks, return_dict)
+        return inference.evaluate(self, x, y, batch_size, verbose, sample_weight, steps, callbacks, return_dict)
 
     def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
         """The model's output for every sample of x (training=False), float32; a list for several outputs."""
-        return loops.predict(self, x, batch_size, verbose, steps, callbacks)
+        return inference.predict(self, x, batch_size, verbose, steps, callbacks)
 
     # --- looking inside ----------------------------------------------------------------------
     def activations(self, x, batch_size=None, layers=None) -> list:

@@ -17,7 +17,7 @@ from ..engine.plan import compile_plan
 from ..layers.core import InputLayer
 from ..ops.arrays import to_backend
 from ..training.data import check_batch_size, model_inputs, take
-from ..training.loops import run_inference
+from ..training.inference import run_inference
 
 
 def _layer(model, layer):

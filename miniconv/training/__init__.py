@@ -1,8 +1,11 @@
-"""Training: where batches come from (``data.py``), one step (``step.py``) and the loops (``loops.py``).
+"""Training: where batches come from, one step, and the loops.
 
-    Model.fit / evaluate / predict  ->  loops.fit / evaluate / predict
-                                        -> step.TrainStep (the model compiled for the run)
-                                           -> engine: plan steps, their ops, the backend's kernels
+    data.py        checks of x / y, array and dataset batches, fit's training and validation sources
+    step.py        TrainStep: the model compiled once for the run; one training / evaluation step
+    loops.py       fit: epochs of steps, callbacks, validation
+    inference.py   evaluate and predict (and what model.activations runs)
+
+    Model.fit -> loops.fit -> TrainStep.train -> engine (plan steps -> ops -> backend kernels)
 """
 
 from .loops import NonFiniteLossError

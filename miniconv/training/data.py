@@ -192,3 +192,58 @@ class DatasetBatches:
             if self.label_shape is None:
                 self.label_shape = y.shape
             yield xs, model.loss.check_targets(y, model.output_shape, len(xs[0]))
+
+
+# --- fit's data ------------------------------------------------------------------------------------
+def training_sources(model, x, y, batch_size, validation_split, validation_data, shuffle, val_batch_size):
+    """fit's data, checked as before any step: (training batches, validation batches or None)."""
+    if is_dataset(x):
+        if y is not None:
+            raise ValueError("fit: y must not be given when x is a dataset: the dataset yields (x, y) batches")
+        if validation_split and validation_data is None:
+            raise ValueError("fit: validation_split needs arrays; with a dataset, pass validation_data= (as Keras)")
+        train = DatasetBatches(model, x, "fit")
+        if validation_data is None:
+            return train, None
+        if is_dataset(validation_data):
+            return train, DatasetBatches(model, validation_data, "fit: validation_data")
+        x_val, y_val = _validation_arrays(validation_data)
+        return train, LazyArrayBatches(model, x_val, y_val, val_batch_size)
+    return _array_sources(model, x, y, batch_size, validation_split, validation_data, shuffle, val_batch_size)
+
+
+def _array_sources(model, x, y, batch_size, validation_split, validation_data, shuffle, val_batch_size):
+    if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
+        raise ValueError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
+    if y is None:
+        raise ValueError("fit: y (the labels) is required")
+    xs, y = model_inputs(model, x, "fit: x"), as_data_array(y, "fit: y")
+    if len(xs[0]) != len(y):
+        raise ValueError(f"fit: x and y must have the same number of samples, got {len(xs[0])} inputs and {len(y)} labels")
+    val_xs = y_val = None
+    if validation_data is not None:
+        if is_dataset(validation_data):
+            val = DatasetBatches(model, validation_data, "fit: validation_data")
+            return ArrayBatches(xs, model.loss.check_targets(y, model.output_shape, len(y)), y.shape, batch_size, shuffle), val
+        x_val, y_val = _validation_arrays(validation_data)
+        val_xs = model_inputs(model, x_val, "fit: validation x")
+    elif validation_split:
+        split = math.floor(len(y) * (1.0 - validation_split))  # the last samples, before shuffling (Keras)
+        if split in (0, len(y)):
+            raise ValueError(f"fit: {len(y)} samples cannot be split with validation_split={validation_split}")
+        val_xs, y_val = [a[split:] for a in xs], y[split:]
+        xs, y = [a[:split] for a in xs], y[:split]
+    train = ArrayBatches(xs, model.loss.check_targets(y, model.output_shape, len(y)), y.shape, batch_size, shuffle)
+    if val_xs is None:
+        return train, None
+    if len(val_xs[0]) != len(y_val):
+        raise ValueError(f"fit: validation x and y must have the same number of samples, got {len(val_xs[0])} and {len(y_val)}")
+    targets = model.loss.check_targets(y_val, model.output_shape, len(y_val))
+    return train, ArrayBatches(val_xs, targets, y_val.shape, val_batch_size, False)
+
+
+def _validation_arrays(validation_data):
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or a dataset of (x, y) batches")
+    x_val, y_val = validation_data
+    return x_val, as_data_array(y_val, "fit: validation_data[1]")

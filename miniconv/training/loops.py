@@ -1,43 +1,25 @@
-"""The loops behind ``Model.fit`` / ``evaluate`` / ``predict``, and the checks that run first.
+"""The training loop behind ``Model.fit``.
 
-    fit:       check the data, compile the model for the run (TrainStep), then per epoch:
-               callbacks, one step per batch (metrics, progress bar), validation, callbacks
-    evaluate:  the mean loss and metrics over batches, training=False
-    predict:   the outputs of every batch, training=False
+    fit:   check the data (``data.training_sources``), then per epoch: callbacks, one training
+           step per batch (``step.TrainStep``: the model compiled once for the run), metrics and
+           the progress bar, validation (``inference.evaluate_batches``), callbacks
 
 Every check on the data (shapes, dtypes, label ranges, the loss's expectations) runs before the
-first step. Data comes as arrays or as a dataset (``data.py``). A dataset brings its own batches
-and order: ``batch_size`` and ``shuffle`` are ignored, ``y`` and ``validation_split`` refused,
-``validation_data`` may be one. Each pass over it is one epoch.
+first step. ``evaluate`` and ``predict`` are in ``inference.py``.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
-import warnings
-
-from .. import metrics as metrics_module
 from ..callbacks import CallbackList, History, TerminateOnNaN
-from ..engine.execute import forward
-from ..engine.plan import compile_plan
-from ..ops.arrays import to_backend, to_host
 from ..progress import ProgressBar, resolve_verbose
-from .data import (
-    ArrayBatches,
-    DatasetBatches,
-    LazyArrayBatches,
-    as_data_array,
-    batch_indices,
-    check_batch_size,
-    is_dataset,
-    model_inputs,
-    no_batches,
-    take,
-)
+from .data import check_batch_size, no_batches, training_sources
+from .inference import evaluate_batches, make_metrics, require_compiled
 from .step import NonFiniteStep, TrainStep
 
 DIVERGENCE_FACTOR = 100.0  # an epoch's mean loss this many times the first step's (and > 10): a warning
@@ -59,15 +41,6 @@ def describe_nonfinite_input(xs) -> str:
     return ""
 
 
-def _require_compiled(model, what: str):
-    if model.loss is None:
-        raise RuntimeError(f"{what}: the model must be compiled first: model.compile(optimizer, loss, metrics=[...])")
-
-
-def _make_metrics(model, y_shape):
-    return [metrics_module.get(m, y_shape, model.output_shape) for m in model.compiled_metrics]
-
-
 def _check_count(name, value, minimum):
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"fit: {name} must be a non-negative int (validation_freq positive), got {value!r}")
@@ -78,7 +51,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
         validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
         steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1):
     """See ``Model.fit``."""
-    _require_compiled(model, "fit")
+    require_compiled(model, "fit")
     for name, value in (("class_weight", class_weight), ("sample_weight", sample_weight),
                         ("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
         if value is not None:
@@ -139,7 +112,7 @@ class EpochRunner:
         for count, (xs, y) in enumerate(self.train, 1):
             if self.step is None:
                 self.step = TrainStep(self.model)
-                self.metrics = _make_metrics(self.model, self.train.label_shape)
+                self.metrics = make_metrics(self.model, self.train.label_shape)
             try:
                 value, prediction = self.step.train(xs, y)
             except NonFiniteStep as problem:
@@ -186,159 +159,3 @@ class EpochRunner:
             self.step.sync_to_host()
 
 
-def training_sources(model, x, y, batch_size, validation_split, validation_data, shuffle, val_batch_size):
-    """fit's data, checked as before any step: (training batches, validation batches or None)."""
-    if is_dataset(x):
-        if y is not None:
-            raise ValueError("fit: y must not be given when x is a dataset: the dataset yields (x, y) batches")
-        if validation_split and validation_data is None:
-            raise ValueError("fit: validation_split needs arrays; with a dataset, pass validation_data= (as Keras)")
-        train = DatasetBatches(model, x, "fit")
-        if validation_data is None:
-            return train, None
-        if is_dataset(validation_data):
-            return train, DatasetBatches(model, validation_data, "fit: validation_data")
-        x_val, y_val = _validation_arrays(validation_data)
-        return train, LazyArrayBatches(model, x_val, y_val, val_batch_size)
-    return _array_sources(model, x, y, batch_size, validation_split, validation_data, shuffle, val_batch_size)
-
-
-def _array_sources(model, x, y, batch_size, validation_split, validation_data, shuffle, val_batch_size):
-    if not isinstance(validation_split, numbers.Real) or not 0 <= validation_split < 1:
-        raise ValueError(f"fit: validation_split must be a number in [0, 1), got {validation_split!r}")
-    if y is None:
-        raise ValueError("fit: y (the labels) is required")
-    xs, y = model_inputs(model, x, "fit: x"), as_data_array(y, "fit: y")
-    if len(xs[0]) != len(y):
-        raise ValueError(f"fit: x and y must have the same number of samples, got {len(xs[0])} inputs and {len(y)} labels")
-    val_xs = y_val = None
-    if validation_data is not None:
-        if is_dataset(validation_data):
-            val = DatasetBatches(model, validation_data, "fit: validation_data")
-            return ArrayBatches(xs, model.loss.check_targets(y, model.output_shape, len(y)), y.shape, batch_size, shuffle), val
-        x_val, y_val = _validation_arrays(validation_data)
-        val_xs = model_inputs(model, x_val, "fit: validation x")
-    elif validation_split:
-        split = math.floor(len(y) * (1.0 - validation_split))  # the last samples, before shuffling (Keras)
-        if split in (0, len(y)):
-            raise ValueError(f"fit: {len(y)} samples cannot be split with validation_split={validation_split}")
-        val_xs, y_val = [a[split:] for a in xs], y[split:]
-        xs, y = [a[:split] for a in xs], y[:split]
-    train = ArrayBatches(xs, model.loss.check_targets(y, model.output_shape, len(y)), y.shape, batch_size, shuffle)
-    if val_xs is None:
-        return train, None
-    if len(val_xs[0]) != len(y_val):
-        raise ValueError(f"fit: validation x and y must have the same number of samples, got {len(val_xs[0])} and {len(y_val)}")
-    targets = model.loss.check_targets(y_val, model.output_shape, len(y_val))
-    return train, ArrayBatches(val_xs, targets, y_val.shape, val_batch_size, False)
-
-
-def _validation_arrays(validation_data):
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise ValueError("fit: validation_data must be a tuple (x_val, y_val) or a dataset of (x, y) batches")
-    x_val, y_val = validation_data
-    return x_val, as_data_array(y_val, "fit: validation_data[1]")
-
-
-# --- evaluate ------------------------------------------------------------------------------------
-def evaluate_batches(model, batches, verbose=0, what="evaluate", step=None):
-    """Mean loss and metrics over every batch (training=False): ({"loss": ..., metric: ...}, metrics).
-    ``step``: a TrainStep to evaluate with (fit's: the run's own arrays); else one is made."""
-    total, seen, logs, count = 0.0, 0, {}, 0
-    metric_objects = None
-    bar = ProgressBar(batches.steps or 0, verbose)
-    for count, (xs, y) in enumerate(batches, 1):
-        if step is None:
-            step = TrainStep(model)
-        if metric_objects is None:
-            metric_objects = _make_metrics(model, batches.label_shape)
-        value, prediction = step.evaluate(xs, y)
-        total, seen = total + value * len(xs[0]), seen + len(xs[0])
-        for metric in metric_objects:
-            metric.update_state(y, prediction)
-        logs = {"loss": total / seen, **{m.name: m.result() for m in metric_objects}}
-        if batches.steps is not None:
-            bar.update(count, logs)
-    if count == 0:
-        raise no_batches(what)
-    if batches.steps is None:
-        bar.total = count
-    bar.finish(logs)
-    return logs, metric_objects
-
-
-def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, callbacks=None,
-             return_dict=False):
-    """See ``Model.evaluate``."""
-    _require_compiled(model, "evaluate")
-    if sample_weight is not None or steps is not None:
-        raise ValueError("evaluate: sample_weight and steps are not supported")
-    verbose = resolve_verbose(verbose)
-    batch_size = check_batch_size(batch_size)
-    if is_dataset(x):
-        if y is not None:
-            raise ValueError("evaluate: y must not be given when x is a dataset: the dataset yields (x, y) batches")
-        batches = DatasetBatches(model, x, "evaluate")
-    else:
-        if y is None:
-            raise ValueError("evaluate: y (the labels) is required")
-        xs, y = model_inputs(model, x, "evaluate: x"), as_data_array(y, "evaluate: y")
-        if len(xs[0]) != len(y):
-            raise ValueError(f"evaluate: x and y must have the same number of samples, got {len(xs[0])} inputs and {len(y)} labels")
-        batches = ArrayBatches(xs, model.loss.check_targets(y, model.output_shape, len(y)), y.shape, batch_size, False)
-    logs, metric_objects = evaluate_batches(model, batches, verbose)
-    if return_dict:
-        return logs
-    if not metric_objects:
-        return logs["loss"]
-    return [logs["loss"], *(logs[m.name] for m in metric_objects)]
-
-
-# --- predict -------------------------------------------------------------------------------------
-def predict(model, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
-    """See ``Model.predict``: one array, or a list of arrays for a model with several outputs."""
-    verbose = resolve_verbose(verbose)
-    batch_size = check_batch_size(batch_size)
-    outputs = run_inference(model, x, batch_size, verbose, "predict")
-    return outputs[0] if len(model.outputs) == 1 else outputs
-
-
-def run_inference(model, x, batch_size: int, verbose=0, what="predict", outputs=None) -> list[np.ndarray]:
-    """The values of the model's outputs (or of the graph tensors ``outputs``) for every sample of x
-    (arrays or a dataset), training=False, as host float32 arrays in x's order."""
-    if is_dataset(x):
-        batches = DatasetBatches(model, x, what, labels=False)
-        total, places = None, None
-    else:
-        xs = model_inputs(model, x, f"{what}: x")
-        total = len(xs[0])
-        places = list(batch_indices(total, batch_size))
-        batches = ([take(a, index) for a in xs] for index in places)
-    plan = None
-    steps = len(places) if places is not None else batches.steps
-    bar = ProgressBar(steps or 0, verbose)
-    results, count = None, 0
-    for count, inputs in enumerate(batches, 1):
-        if plan is None:
-            plan = compile_plan(model, outputs=outputs)
-        values, _ = forward(plan, [to_backend(a, backend=plan.backend) for a in inputs], False, keep_tape=False)
-        values = [to_host(v, backend=plan.backend) for v in values]
-        if total is None:  # a dataset: keep the pieces
-            results = [[] for _ in values] if results is None else results
-            for kept, value in zip(results, values):
-                kept.append(value)
-        else:
-            if results is None:
-                results = [np.empty((total, *v.shape[1:]), np.float32) for v in values]
-            for kept, value in zip(results, values):
-                kept[places[count - 1]] = value
-        if steps is not None:
-            bar.update(count, {})
-    if count == 0:
-        raise no_batches(what)
-    if steps is None:
-        bar.total = count
-    bar.finish({})
-    if total is None:
-        return [np.concatenate(pieces).astype(np.float32, copy=False) for pieces in results]
-    return results
