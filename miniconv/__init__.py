@@ -18,7 +18,7 @@ from . import _threads  # noqa: F401
 from . import nn
 from .backend import available_backends, current_backend, get_backend, set_backend, use_backend
 from .ops import vjp
-from . import callbacks, datasets, initializers, layers, losses, metrics, optimizers, utils
+from . import callbacks, datasets, initializers, layers, losses, metrics, optimizers, regularizers, utils
 from .layers import Input
 from .models import Model, Sequential, load_model
 from .interop import from_keras
@@ -32,5 +32,5 @@ __all__ = [
     "Input", "Model", "ModelFileError", "NonFiniteLossError", "Sequential", "__version__",
     "available_backends", "callbacks", "current_backend", "datasets", "from_keras", "get_backend",
     "initializers", "layers", "load_model", "losses", "metrics", "nn", "optimizers",
-    "receptive_field", "set_backend", "use_backend", "utils", "vjp"
+    "receptive_field", "regularizers", "set_backend", "use_backend", "utils", "vjp"
 ]

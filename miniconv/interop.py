@@ -11,13 +11,16 @@ Anything else raises an error naming the layer. Keras is imported only when thes
 from __future__ import annotations
 
 from . import layers as L
+from . import regularizers
 from .models import Model, Sequential
 
 # Keras class -> (miniconv class, the config keys it takes). Other keys must hold Keras's defaults.
 _CONVERTIBLE = {
-    "Conv1D": (L.Conv1D, ("filters", "kernel_size", "strides", "padding", "dilation_rate", "activation", "use_bias")),
-    "Conv2D": (L.Conv2D, ("filters", "kernel_size", "strides", "padding", "dilation_rate", "activation", "use_bias")),
-    "Dense": (L.Dense, ("units", "activation", "use_bias")),
+    "Conv1D": (L.Conv1D, ("filters", "kernel_size", "strides", "padding", "dilation_rate", "activation", "use_bias",
+                          "kernel_regularizer", "bias_regularizer")),
+    "Conv2D": (L.Conv2D, ("filters", "kernel_size", "strides", "padding", "dilation_rate", "activation", "use_bias",
+                          "kernel_regularizer", "bias_regularizer")),
+    "Dense": (L.Dense, ("units", "activation", "use_bias", "kernel_regularizer", "bias_regularizer")),
     "MaxPooling1D": (L.MaxPooling1D, ("pool_size", "strides", "padding")),
     "MaxPooling2D": (L.MaxPooling2D, ("pool_size", "strides", "padding")),
     "AveragePooling1D": (L.AveragePooling1D, ("pool_size", "strides", "padding")),
@@ -35,8 +38,8 @@ _CONVERTIBLE = {
     "Concatenate": (L.Concatenate, ("axis",)),
 }
 # Keras config entries that must hold these values (anything else changes the math).
-_REQUIRED = {"data_format": (None, "channels_last"), "groups": (1,), "noise_shape": (None,), "kernel_regularizer": (None,),
-             "bias_regularizer": (None,), "activity_regularizer": (None,), "kernel_constraint": (None,),
+_REQUIRED = {"data_format": (None, "channels_last"), "groups": (1,), "noise_shape": (None,),
+             "activity_regularizer": (None,), "kernel_constraint": (None,),
              "bias_constraint": (None,), "quantization_config": (None,)}
 
 
@@ -54,6 +57,11 @@ def _convert_layer(layer):
         if key in config and config[key] not in allowed:
             raise ValueError(f"from_keras: layer {layer.name!r} ({name}) has {key}={config[key]!r}; only {allowed[0]!r} is supported")
     kwargs = {key: config[key] for key in keys if key in config}
+    for key in ("kernel_regularizer", "bias_regularizer"):
+        regularizer = getattr(layer, key, None)
+        if key in kwargs:  # Keras's own object, read by its class name and config
+            kwargs[key] = None if regularizer is None else regularizers.get(
+                {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}, f"from_keras: {layer.name!r}")
     return cls(name=layer.name, trainable=layer.trainable, **kwargs)
 
 

@@ -54,4 +54,25 @@ def set_rng_state(state: dict) -> None:
         raise ValueError(f"set_rng_state: not a PCG64 generator state: {error}") from None
 
 
-__all__ = ["as_generator", "get_rng_state", "global_rng", "set_random_seed", "set_rng_state"]
+def to_categorical(x, num_classes=None) -> np.ndarray:
+    """Integer class labels -> one-hot rows (float64), as ``keras.utils.to_categorical``.
+
+    A trailing axis of size 1 is dropped first; ``num_classes`` defaults to max(x) + 1.
+    """
+    x = np.array(x, dtype="int64")
+    shape = x.shape
+    if shape and shape[-1] == 1 and len(shape) > 1:
+        shape = shape[:-1]
+    x = x.reshape(-1)
+    if num_classes is None:
+        num_classes = int(np.max(x)) + 1 if x.size else 0
+    if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"to_categorical: num_classes must be a positive int, got {num_classes!r}")
+    if x.size and (x.min() < 0 or x.max() >= num_classes):
+        raise ValueError(f"to_categorical: labels must be in [0, {num_classes - 1}], got {x.min()} to {x.max()}")
+    categorical = np.zeros((len(x), int(num_classes)))
+    categorical[np.arange(len(x)), x] = 1
+    return categorical.reshape(*shape, int(num_classes))
+
+
+__all__ = ["as_generator", "get_rng_state", "global_rng", "set_random_seed", "set_rng_state", "to_categorical"]

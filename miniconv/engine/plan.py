@@ -43,6 +43,7 @@ class Variable:
     name: str  # "conv2d/kernel": the optimizer's key for its state
     array: object  # the backend's array: layer.params[index] itself on host backends
     trainable: bool
+    regularizer: object = None  # a miniconv.regularizers.Regularizer whose penalty training adds
 
     @property
     def host(self):
@@ -220,9 +221,10 @@ def _variables(leaves, backend, weights=None) -> dict:
     arrays = iter(weights) if weights is not None else None
     table = {}
     for layer in leaves:
-        mask = layer.trainable_mask
+        mask, regularizers = layer.trainable_mask, layer.weight_regularizers
         table[id(layer)] = [
-            Variable(layer, j, name, next(arrays) if arrays is not None else to_backend(param, backend=backend), mask[j])
+            Variable(layer, j, name, next(arrays) if arrays is not None else to_backend(param, backend=backend), mask[j],
+                     regularizers[j])
             for j, (param, name) in enumerate(zip(layer.params, layer.weight_names))
         ]
     return table

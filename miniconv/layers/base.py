@@ -124,6 +124,7 @@ class Layer:
         self._weight_names: list[str] = []
         self.params: list[np.ndarray] = []
         self.grads: list[np.ndarray | None] = []
+        self.weight_regularizers: list = []  # per weight: a miniconv.regularizers.Regularizer or None
 
     # --- building ----------------------------------------------------------------------------
     def build(self, input_shape, rng: np.random.Generator | None = None):
@@ -141,11 +142,12 @@ class Layer:
     def _build(self, input_shape, rng):
         """Create the weights (none by default)."""
 
-    def add_weight(self, name: str, shape, initializer, rng) -> np.ndarray:
+    def add_weight(self, name: str, shape, initializer, rng, regularizer=None) -> np.ndarray:
         value = _initializers.get(initializer)(shape, rng)
         self._weight_names.append(name)
         self.params.append(np.ascontiguousarray(value, dtype=np.float32))
         self.grads.append(None)
+        self.weight_regularizers.append(regularizer)
         return self.params[-1]
 
     def compute_output_shape(self, input_shape):

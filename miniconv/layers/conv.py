@@ -9,7 +9,7 @@ or with the MaxPooling2D after it, by one fused op: ``miniconv/engine/fusion.py`
 
 from __future__ import annotations
 
-from .. import initializers, nn
+from .. import initializers, nn, regularizers
 from ..ops import vjp
 from ..shapes import format_shape
 from . import activations
@@ -44,9 +44,10 @@ class _Conv(Layer):
         check_data_format(data_format, owner)
         if groups != 1:
             raise ValueError(f"{owner}: only groups=1 is supported, got {groups!r}")
-        reject_unsupported(owner, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-                           activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+        reject_unsupported(owner, activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
                            bias_constraint=bias_constraint)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, owner)
+        self.bias_regularizer = regularizers.get(bias_regularizer, owner)
         self.activation, self._activation_op = activations.get(activation, owner)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -61,8 +62,10 @@ class _Conv(Layer):
         return (input_shape[0], *sizes, self.filters)
 
     def _build(self, input_shape, rng):
-        self.kernel = self.add_weight("kernel", (*self.kernel_size, input_shape[-1], self.filters), self.kernel_initializer, rng)
-        self.bias = self.add_weight("bias", (self.filters,), self.bias_initializer, rng) if self.use_bias else None
+        self.kernel = self.add_weight("kernel", (*self.kernel_size, input_shape[-1], self.filters), self.kernel_initializer, rng,
+                                      self.kernel_regularizer)
+        self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer, rng, self.bias_regularizer)
+                     if self.use_bias else None)
 
     def conv_arguments(self) -> dict:
         """strides / padding / dilations as the conv op takes them."""
@@ -98,6 +101,8 @@ class _Conv(Layer):
             dilation_rate=list(self.dilation_rate), activation=self.activation, use_bias=self.use_bias,
             kernel_initializer=initializers.serialize(self.kernel_initializer),
             bias_initializer=initializers.serialize(self.bias_initializer),
+            kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+            bias_regularizer=regularizers.serialize(self.bias_regularizer),
         )
         return config
 

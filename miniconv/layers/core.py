@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from .. import initializers, nn
+from .. import initializers, nn, regularizers
 from ..engine.tensors import Node
 from ..ops import vjp
 from ..shapes import format_shape
@@ -27,9 +27,10 @@ class Dense(Layer):
         super().__init__(**kwargs)
         owner = self.describe()
         self.units = check_int(units, "units", owner)
-        reject_unsupported(owner, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
-                           activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
+        reject_unsupported(owner, activity_regularizer=activity_regularizer, kernel_constraint=kernel_constraint,
                            bias_constraint=bias_constraint)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, owner)
+        self.bias_regularizer = regularizers.get(bias_regularizer, owner)
         self.activation, self._activation_op = activations.get(activation, owner)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
@@ -43,8 +44,10 @@ class Dense(Layer):
         return (*input_shape[:-1], self.units)
 
     def _build(self, input_shape, rng):
-        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer, rng)
-        self.bias = self.add_weight("bias", (self.units,), self.bias_initializer, rng) if self.use_bias else None
+        self.kernel = self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer, rng,
+                                      self.kernel_regularizer)
+        self.bias = (self.add_weight("bias", (self.units,), self.bias_initializer, rng, self.bias_regularizer)
+                     if self.use_bias else None)
 
     def call(self, x, weights, training=False, activation=True):
         """activation(x @ kernel + bias); ``activation=False`` stops at the logits (a loss folds it in)."""
@@ -67,6 +70,8 @@ class Dense(Layer):
             units=self.units, activation=self.activation, use_bias=self.use_bias,
             kernel_initializer=initializers.serialize(self.kernel_initializer),
             bias_initializer=initializers.serialize(self.bias_initializer),
+            kernel_regularizer=regularizers.serialize(self.kernel_regularizer),
+            bias_regularizer=regularizers.serialize(self.bias_regularizer),
         )
         return config
 

@@ -153,15 +153,44 @@ class LazyArrayBatches(ArrayBatches):
 
 class DatasetBatches:
     """A dataset's batches, each checked as it arrives: x against the model (building it for the first
-    batch's shape), y against the loss (``label_shape`` is the first batch's label shape)."""
+    batch's shape), y against the loss (``label_shape`` is the first batch's label shape).
 
-    def __init__(self, model, data, what: str, labels: bool = True):
+    ``steps`` (fit's ``steps_per_epoch`` / ``validation_steps``, evaluate's ``steps``): each pass takes
+    that many batches from one iterator kept across passes, as Keras does, so an endless generator
+    (Chollet's ``fit_generator`` idiom) works; an iterator that ends is started again for the next pass,
+    and one that ends within a pass ends that pass with a warning.
+    """
+
+    def __init__(self, model, data, what: str, labels: bool = True, steps: int | None = None):
         self.model, self.data, self.what, self.labels = model, data, what, labels
         self.label_shape = None
+        self.fixed_steps = steps
+        self._iterator = None
+        if steps is not None:
+            self.steps = steps
+            return
         try:
             self.steps = len(data)
         except TypeError:  # a generator, an infinite tf.data.Dataset
             self.steps = None
+
+    def _items(self):
+        if self.fixed_steps is None:
+            yield from self.data
+            return
+        for taken in range(self.fixed_steps):
+            if self._iterator is None:
+                self._iterator = iter(self.data)
+            try:
+                yield next(self._iterator)
+            except StopIteration:
+                self._iterator = None
+                if taken:
+                    import warnings
+
+                    warnings.warn(f"{self.what}: the data ran out after {taken} of {self.fixed_steps} steps; the pass "
+                                  f"ends there (make the dataset repeat, or lower the steps)", UserWarning, stacklevel=4)
+                return
 
     def _split(self, item):
         if isinstance(item, (tuple, list)):
@@ -177,7 +206,7 @@ class DatasetBatches:
 
     def __iter__(self):
         model, what = self.model, self.what
-        for item in self.data:
+        for item in self._items():
             x, y = self._split(item)
             xs = [take(a, slice(None)) for a in model_inputs(model, x, f"{what}: x")]
             if not self.labels:
@@ -195,20 +224,32 @@ class DatasetBatches:
 
 
 # --- fit's data ------------------------------------------------------------------------------------
-def training_sources(model, x, y, batch_size, validation_split, validation_data, shuffle, val_batch_size):
+def check_steps(value, name: str):
+    if value is not None and (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    return value
+
+
+def training_sources(model, x, y, batch_size, validation_split, validation_data, shuffle, val_batch_size,
+                     steps_per_epoch=None, validation_steps=None):
     """fit's data, checked as before any step: (training batches, validation batches or None)."""
+    check_steps(steps_per_epoch, "fit: steps_per_epoch")
+    check_steps(validation_steps, "fit: validation_steps")
     if is_dataset(x):
         if y is not None:
             raise ValueError("fit: y must not be given when x is a dataset: the dataset yields (x, y) batches")
         if validation_split and validation_data is None:
             raise ValueError("fit: validation_split needs arrays; with a dataset, pass validation_data= (as Keras)")
-        train = DatasetBatches(model, x, "fit")
+        train = DatasetBatches(model, x, "fit", steps=steps_per_epoch)
         if validation_data is None:
             return train, None
         if is_dataset(validation_data):
-            return train, DatasetBatches(model, validation_data, "fit: validation_data")
+            return train, DatasetBatches(model, validation_data, "fit: validation_data", steps=validation_steps)
         x_val, y_val = _validation_arrays(validation_data)
         return train, LazyArrayBatches(model, x_val, y_val, val_batch_size)
+    if steps_per_epoch is not None:
+        raise ValueError("fit: steps_per_epoch needs a dataset or a generator of batches; with arrays every epoch is "
+                         "one pass over them (set batch_size instead)")
     return _array_sources(model, x, y, batch_size, validation_split, validation_data, shuffle, val_batch_size)
 
 

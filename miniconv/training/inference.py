@@ -20,6 +20,7 @@ from .data import (
     as_data_array,
     batch_indices,
     check_batch_size,
+    check_steps,
     is_dataset,
     model_inputs,
     no_batches,
@@ -68,15 +69,19 @@ def evaluate(model, x=None, y=None, batch_size=None, verbose="auto", sample_weig
              return_dict=False):
     """See ``Model.evaluate``."""
     require_compiled(model, "evaluate")
-    if sample_weight is not None or steps is not None:
-        raise ValueError("evaluate: sample_weight and steps are not supported")
+    if sample_weight is not None:
+        raise ValueError("evaluate: sample_weight is not supported")
+    check_steps(steps, "evaluate: steps")
     verbose = resolve_verbose(verbose)
     batch_size = check_batch_size(batch_size)
     if is_dataset(x):
         if y is not None:
             raise ValueError("evaluate: y must not be given when x is a dataset: the dataset yields (x, y) batches")
-        batches = DatasetBatches(model, x, "evaluate")
+        batches = DatasetBatches(model, x, "evaluate", steps=steps)
     else:
+        if steps is not None:
+            raise ValueError("evaluate: steps needs a dataset or a generator of batches; with arrays, evaluate "
+                             "takes every sample")
         if y is None:
             raise ValueError("evaluate: y (the labels) is required")
         xs, y = model_inputs(model, x, "evaluate: x"), as_data_array(y, "evaluate: y")

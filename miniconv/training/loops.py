@@ -52,8 +52,7 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
         steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1):
     """See ``Model.fit``."""
     require_compiled(model, "fit")
-    for name, value in (("class_weight", class_weight), ("sample_weight", sample_weight),
-                        ("steps_per_epoch", steps_per_epoch), ("validation_steps", validation_steps)):
+    for name, value in (("class_weight", class_weight), ("sample_weight", sample_weight)):
         if value is not None:
             raise ValueError(f"fit: {name} is not supported, got {value!r}")
     verbose = resolve_verbose(verbose)
@@ -61,7 +60,8 @@ def fit(model, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callba
                                  ("validation_freq", validation_freq, 1)):
         _check_count(name, value, minimum)
     train, val = training_sources(model, x, y, check_batch_size(batch_size), validation_split, validation_data,
-                                  shuffle, check_batch_size(validation_batch_size or batch_size, "validation_batch_size"))
+                                  shuffle, check_batch_size(validation_batch_size or batch_size, "validation_batch_size"),
+                                  steps_per_epoch, validation_steps)
     history = History()
     callback_list = CallbackList([history, *(callbacks or [])], model=model,
                                  verbose=verbose, epochs=epochs, steps=train.steps)

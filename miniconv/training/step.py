@@ -20,8 +20,10 @@ import math
 from ..backend import get_backend
 from ..engine.execute import backward, forward, gradients
 from ..engine.plan import compile_plan
+from ..ops import vjp
 from ..ops.arrays import all_finite, to_backend, to_host
 from ..ops.loss import loss_value, loss_value_and_gradient
+from ..ops.merge import add_n
 
 
 class NonFiniteStep(FloatingPointError):
@@ -44,6 +46,7 @@ class TrainStep:
         variables = self.plan.trainable_variables
         self.arrays = [v.array for v in variables]
         self.keys = [v.name for v in variables]
+        self.regularized = [(i, v) for i, v in enumerate(variables) if v.regularizer is not None]
 
     def _forward(self, xs, training: bool):
         inputs = [to_backend(x, backend=self.backend) for x in xs]
@@ -66,12 +69,17 @@ class TrainStep:
         value, gradient, prediction = loss_value_and_gradient(self.loss, targets, output, self.plan.folded,
                                                               backend=self.backend)
         prediction = self._prediction(prediction, output)
+        value += self._penalty()
         if not math.isfinite(value):
             raise NonFiniteStep(f"the loss became {value}", value)
         if not self.arrays:
             return value, prediction
         backward(self.plan, tape, [gradient])
         grads = gradients(self.plan)
+        for i, variable in self.regularized:  # d penalty / d w, added to the loss's gradient (Keras's total loss)
+            extra = to_backend(variable.regularizer.gradient(to_host(variable.array, backend=self.backend)),
+                               backend=self.backend)
+            grads[i] = extra if grads[i] is None else vjp(add_n, [grads[i], extra])[0]
         for key, grad in zip(self.keys, grads):
             if grad is not None and not all_finite(grad, backend=self.backend):
                 raise NonFiniteStep(f"the gradient of {key!r} has a NaN or infinite value (the loss, {value:.6g}, "
@@ -80,10 +88,14 @@ class TrainStep:
         return value, prediction
 
     def evaluate(self, xs, targets):
-        """(mean loss, host prediction) of one batch with training=False."""
+        """(mean loss, host prediction) of one batch with training=False (the weights' penalties included)."""
         output, _ = self._forward(xs, False)
         value, prediction = loss_value(self.loss, targets, output, self.plan.folded, backend=self.backend)
-        return value, self._prediction(prediction, output)
+        return value + self._penalty(), self._prediction(prediction, output)
+
+    def _penalty(self) -> float:
+        """The sum of the regularized weights' penalties (their weights as they are before this step's update)."""
+        return sum(v.regularizer.penalty(to_host(v.array, backend=self.backend)) for _, v in self.regularized)
 
     def sync_to_host(self) -> None:
         """Where the run's arrays are not the model's own (cuda): copy weights and optimizer state back."""
