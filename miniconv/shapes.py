@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 PADDINGS = ("VALID", "SAME")
+MAX_SIZE = 2**31 - 1  # strides, windows, dilations: TensorFlow's int32 attributes refuse more
 
 
 @dataclass(frozen=True)
@@ -91,10 +92,12 @@ def normalize_padding(padding) -> str:
 
 
 def normalize_tuple(value, n: int, name: str, *, allow_nc: bool = False) -> tuple[int, ...]:
-    """An int or a sequence of n positive ints -> tuple of n ints.
+    """An int or a sequence of n positive ints, each at most MAX_SIZE -> tuple of n ints.
 
     With ``allow_nc`` the TensorFlow long form ``[1, *spatial, 1]`` (length n + 2, ones on the
-    batch and channel axes) is accepted too, as ``tf.nn.max_pool2d`` accepts it.
+    batch and channel axes) is accepted too, as ``tf.nn.max_pool2d`` accepts it. Values above
+    MAX_SIZE (2**31 - 1, where TensorFlow stops too) are a ValueError: past 2**63 they would not
+    even fit the kernels' int64 arguments.
     """
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         values = (int(value),) * n
@@ -121,6 +124,9 @@ def normalize_tuple(value, n: int, name: str, *, allow_nc: bool = False) -> tupl
     for v in values:
         if v <= 0:
             raise ValueError(f"{name}: expected positive values, got {list(values)!r}")
+        if v > MAX_SIZE:
+            raise ValueError(f"{name}: expected values of at most 2**31 - 1 = {MAX_SIZE} (TensorFlow's limit), "
+                             f"got {list(values)!r}")
     return values
 
 

@@ -55,6 +55,8 @@ def softmax_vjp(logits, axis=-1, *, backend=None, name=None):
     if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
         raise ValueError(f"{op}: axis must be an int in [{-x.ndim}, {x.ndim}) for logits of shape {x.shape}, got {axis!r}")
     be = get_backend(backend)
+    if x.size == 0:  # as TF: an empty result, and an empty gradient (no kernel runs)
+        return x.copy(), lambda dy: (np.zeros_like(check_upstream(dy, x.shape, op)),)
     moved = np.moveaxis(x, axis, -1)  # softmax runs over the last axis of an (M, L) array
     rows = np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
     y_rows = be.softmax_forward(rows)
