@@ -6,7 +6,9 @@
                                                 vjp: y * (dy - sum(dy * y, axis))
 
 Any shape. NaN propagates as in TensorFlow (relu(NaN) = NaN). Matches ``tf.nn.relu``,
-``tf.nn.sigmoid`` and ``tf.nn.softmax``.
+``tf.nn.sigmoid`` and ``tf.nn.softmax``. A softmax row holding +inf or NaN, or only -inf, is NaN
+throughout (inf - inf), as TensorFlow's Eigen kernel gives; its oneDNN kernel (on by default on
+x86) gives NaN only at the +inf / NaN logits and 0 elsewhere, a difference the README documents.
 """
 
 from __future__ import annotations
