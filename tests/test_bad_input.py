@@ -96,9 +96,9 @@ BAD_CALLS = [
     ("float stride", lambda b: nn.conv2d(X4, W4, strides=2.0, backend=b), TypeError,
      r"strides: expected an int or a sequence of 2 ints, got 2\.0"),
     ("dilation with stride", lambda b: nn.conv2d(X4, W4, strides=2, dilations=2, backend=b), ValueError,
-     r"conv2d: `strides > 1` not supported in conjunction with `dilation_rate > 1`.*strides=\[2, 2\].*dilation_rate=\[2, 2\]"),
+     r"conv2d: `strides > 1` not supported in conjunction with `dilation_rate > 1`.*strides=\[2, 2\] and dilations=\[2, 2\]"),
     ("conv1d dilation with stride", lambda b: nn.conv1d(X3, W3, stride=2, dilations=2, padding="SAME", backend=b), ValueError,
-     r"conv1d: `strides > 1` not supported in conjunction with `dilation_rate > 1`"),
+     r"conv1d: `strides > 1` not supported in conjunction with `dilation_rate > 1`.*stride=\[2\] and dilations=\[2\]"),
     # --- padding, pooling type, data format ---
     ("conv2d padding", lambda b: nn.conv2d(X4, W4, padding="FULL", backend=b), ValueError,
      r"padding: expected 'VALID' or 'SAME', got 'FULL'"),
@@ -135,6 +135,8 @@ BAD_CALLS = [
     ("dropout rate str", lambda b: nn.dropout(X3, "0.5", backend=b), ValueError, r"rate must be a number in \[0, 1\), got '0\.5'"),
     ("dropout seed", lambda b: nn.dropout(X3, 0.5, seed="abc", backend=b), TypeError,
      r"dropout: seed must be None, an int or a np.random.Generator, got 'abc'"),
+    ("dropout negative seed", lambda b: nn.dropout(X3, 0.5, seed=-1, backend=b), ValueError,
+     r"dropout: seed must be a non-negative int, got -1"),
     # --- absurdly large strides / windows / dilations: above TF's int32 limit (past 2**63 they
     # once gave an OverflowError, or on one backend a result that depended on earlier calls) ---
     ("conv2d stride 2**31", lambda b: nn.conv2d(X4, W4, strides=2**31, backend=b), ValueError,
@@ -148,7 +150,7 @@ BAD_CALLS = [
     ("avg_pool1d stride 2**63", lambda b: nn.avg_pool1d(X3, 2, np.uint64(2**63), "VALID", backend=b), ValueError,
      r"strides: expected values of at most 2\*\*31 - 1 .*got \[9223372036854775808\]"),
     ("pool window 2**70", lambda b: nn.pool(X4, [2, 2**70], "AVG", padding="SAME", backend=b), ValueError,
-     r"ksize: expected values of at most 2\*\*31 - 1 .*got \[2, 1180591620717411303424\]"),
+     r"window_shape: expected values of at most 2\*\*31 - 1 .*got \[2, 1180591620717411303424\]"),
     ("fused pool_size 2**63", lambda b: nn.conv2d_bias_relu_max_pool2d(X4, W4, f32(4), 2**63, backend=b), ValueError,
      r"pool_size: expected values of at most 2\*\*31 - 1 .*got \[9223372036854775808, 9223372036854775808\]"),
     # --- ragged lists and None as arrays ---
