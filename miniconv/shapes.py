@@ -91,11 +91,12 @@ def normalize_padding(padding) -> str:
     return padding.upper()
 
 
-def normalize_tuple(value, n: int, name: str, *, allow_nc: bool = False) -> tuple[int, ...]:
+def normalize_tuple(value, n: int, name: str, *, allow_nc: bool = False, allow_one: bool = True) -> tuple[int, ...]:
     """An int or a sequence of n positive ints, each at most MAX_SIZE -> tuple of n ints.
 
     With ``allow_nc`` the TensorFlow long form ``[1, *spatial, 1]`` (length n + 2, ones on the
-    batch and channel axes) is accepted too, as ``tf.nn.max_pool2d`` accepts it. Values above
+    batch and channel axes) is accepted too, as ``tf.nn.max_pool2d`` accepts it; with ``allow_one``
+    (the default) a sequence of one value stands for all n, as TF's conv and pool ops take it. Values above
     MAX_SIZE (2**31 - 1, where TensorFlow stops too) are a ValueError: past 2**63 they would not
     even fit the kernels' int64 arguments.
     """
@@ -113,7 +114,7 @@ def normalize_tuple(value, n: int, name: str, *, allow_nc: bool = False) -> tupl
                     f"got {list(values)!r}"
                 )
             values = values[1:-1]
-        if len(values) == 1:
+        if len(values) == 1 and allow_one:
             values = values * n
         if len(values) != n:
             raise ValueError(f"{name}: expected an int or {n} ints, got {len(values)} values {list(values)!r}")

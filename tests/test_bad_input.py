@@ -89,6 +89,10 @@ BAD_CALLS = [
      r"strides: expected positive values, got \[0\]"),
     ("pool zero stride", lambda b: nn.pool(X3, [2], "MAX", strides=[0], backend=b), ValueError,
      r"strides: expected positive values, got \[0\]"),
+    ("pool strides too short", lambda b: nn.pool(X4, [2, 2], "MAX", strides=[1], backend=b), ValueError,
+     r"strides: expected an int or 2 ints, got 1 values \[1\]"),  # tf.nn.pool refuses it too
+    ("pool long-form strides", lambda b: nn.pool(X3, [2], "AVG", strides=[1, 2, 1], backend=b), ValueError,
+     r"strides: expected an int or 1 ints, got 3 values \[1, 2, 1\]"),
     ("strides of 3 for 2-D", lambda b: nn.conv2d(X4, W4, strides=(1, 2, 1), backend=b), ValueError,
      r"strides: expected an int or 2 ints, got 3 values \[1, 2, 1\]"),
     ("long-form strides with batch stride", lambda b: nn.max_pool2d(X4, 2, [2, 1, 1, 1], "VALID", backend=b), ValueError,

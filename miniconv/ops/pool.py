@@ -53,9 +53,9 @@ def _pool_nd_vjp(input, pooling_type, ksize, strides, padding, backend, op, spat
     ``ksize`` holds, for messages (``pool`` calls it window_shape)."""
     layout = "(N, W, C)" if spatial_dims == 1 else "(N, H, W, C)"
     x = as_float_array(input, "input", op, rank=spatial_dims + 2, layout=layout)
-    long_form = window_name == "ksize"  # TF's [1, ..., 1]: max_pool2d & co. take it, tf.nn.pool does not
-    ksize = normalize_tuple(ksize, spatial_dims, window_name, allow_nc=long_form)
-    strides = normalize_tuple(strides, spatial_dims, "strides", allow_nc=long_form)
+    named = window_name == "ksize"  # max_pool2d & co. take TF's [1, ..., 1] and [s]; tf.nn.pool neither
+    ksize = normalize_tuple(ksize, spatial_dims, window_name, allow_nc=named)
+    strides = normalize_tuple(strides, spatial_dims, "strides", allow_nc=named, allow_one=named)
     if spatial_dims == 2:
         return _pool2d_vjp(x, pooling_type, ksize, strides, padding, backend, op, window_name)
     y, pullback2d = _pool2d_vjp(x[:, None], pooling_type, (1, *ksize), (1, *strides), padding, backend, op,
@@ -139,8 +139,8 @@ def pool_vjp(input, window_shape, pooling_type, strides=None, padding="VALID", *
 def pool(input, window_shape, pooling_type, strides=None, padding="VALID", *, backend=None, data_format=None, name=None):
     """N-D pooling as ``tf.nn.pool``: window_shape of length 1 (input (N, W, C)) or 2 ((N, H, W, C)).
 
-    pooling_type "MAX" or "AVG" (any letter case); strides a sequence, default 1 on every spatial
-    axis, or (unlike ``tf.nn.pool``, as ``max_pool2d``) one int for every axis.
+    pooling_type "MAX" or "AVG" (any letter case); strides a sequence of one int per spatial axis,
+    default 1 on every axis, or (unlike ``tf.nn.pool``, as ``max_pool2d``) one int for every axis.
     """
     return pool_vjp(input, window_shape, pooling_type, strides, padding, backend=backend, data_format=data_format)[0]
 
