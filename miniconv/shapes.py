@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 PADDINGS = ("VALID", "SAME")
+MAX_SIZE = 2**31 - 1  # strides, windows, dilations: TensorFlow's int32 attributes refuse more
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,14 @@ def normalize_padding(padding) -> str:
     return padding.upper()
 
 
-def normalize_tuple(value, n: int, name: str, *, allow_nc: bool = False) -> tuple[int, ...]:
-    """An int or a sequence of n positive ints -> tuple of n ints.
+def normalize_tuple(value, n: int, name: str, *, allow_nc: bool = False, allow_one: bool = True) -> tuple[int, ...]:
+    """An int or a sequence of n positive ints, each at most MAX_SIZE -> tuple of n ints.
 
     With ``allow_nc`` the TensorFlow long form ``[1, *spatial, 1]`` (length n + 2, ones on the
-    batch and channel axes) is accepted too, as ``tf.nn.max_pool2d`` accepts it.
+    batch and channel axes) is accepted too, as ``tf.nn.max_pool2d`` accepts it; with ``allow_one``
+    (the default) a sequence of one value stands for all n, as TF's conv and pool ops take it. Values above
+    MAX_SIZE (2**31 - 1, where TensorFlow stops too) are a ValueError: past 2**63 they would not
+    even fit the kernels' int64 arguments.
     """
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         values = (int(value),) * n
@@ -110,7 +114,7 @@ def normalize_tuple(value, n: int, name: str, *, allow_nc: bool = False) -> tupl
                     f"got {list(values)!r}"
                 )
             values = values[1:-1]
-        if len(values) == 1:
+        if len(values) == 1 and allow_one:
             values = values * n
         if len(values) != n:
             raise ValueError(f"{name}: expected an int or {n} ints, got {len(values)} values {list(values)!r}")
@@ -121,6 +125,9 @@ def normalize_tuple(value, n: int, name: str, *, allow_nc: bool = False) -> tupl
     for v in values:
         if v <= 0:
             raise ValueError(f"{name}: expected positive values, got {list(values)!r}")
+        if v > MAX_SIZE:
+            raise ValueError(f"{name}: expected values of at most 2**31 - 1 = {MAX_SIZE} (TensorFlow's limit), "
+                             f"got {list(values)!r}")
     return values
 
 
@@ -134,10 +141,13 @@ def output_size(size: int, window: int, stride: int, dilation: int, padding: str
     return out, pad // 2, pad - pad // 2
 
 
-def conv_geometry(input_shape, filter_shape, strides, padding, dilations, op="conv2d") -> ConvGeometry:
+def conv_geometry(input_shape, filter_shape, strides, padding, dilations, op="conv2d", stride_name="strides",
+                  spatial=2) -> ConvGeometry:
     """Check a 2-D convolution's arguments and resolve its geometry.
 
     input (N, H, W, C), filters (R, S, C, K); strides, dilations: pairs of positive ints.
+    ``stride_name`` and ``spatial`` are for messages: conv1d's argument is ``stride``, and only the
+    last of its (1, s) pair is the caller's.
     """
     N, H, W, C = input_shape
     R, S, C_f, K = filter_shape
@@ -150,8 +160,9 @@ def conv_geometry(input_shape, filter_shape, strides, padding, dilations, op="co
     dh, dw = dilations
     if max(sh, sw) > 1 and max(dh, dw) > 1:
         raise ValueError(
-            f"{op}: `strides > 1` not supported in conjunction with `dilation_rate > 1`. "
-            f"Received: strides={list(strides)} and dilation_rate={list(dilations)}"
+            f"{op}: `strides > 1` not supported in conjunction with `dilation_rate > 1` (as in TensorFlow's "
+            f"convolution layers). Received: {stride_name}={list(strides)[-spatial:]} and "
+            f"dilations={list(dilations)[-spatial:]}"
         )
     P, top, bottom = output_size(H, R, sh, dh, padding)
     Q, left, right = output_size(W, S, sw, dw, padding)
@@ -159,23 +170,45 @@ def conv_geometry(input_shape, filter_shape, strides, padding, dilations, op="co
     return ConvGeometry(N, H, W, C, K, R, S, sh, sw, dh, dw, top, bottom, left, right, P, Q)
 
 
-def pool_geometry(input_shape, ksize, strides, padding, op="pool2d") -> PoolGeometry:
-    """Check a 2-D pooling's arguments and resolve its geometry. input (N, H, W, C)."""
+def pool_geometry(input_shape, ksize, strides, padding, op="pool2d", window_name="ksize",
+                  input_name="input") -> PoolGeometry:
+    """Check a 2-D pooling's arguments and resolve its geometry. input (N, H, W, C).
+
+    ``window_name`` and ``input_name`` name the window and what it pools in an error message (the
+    fused conv + pool op pools its convolution's output with its ``pool_size``).
+    """
     N, H, W, C = input_shape
     R, S = ksize
     sh, sw = strides
     P, top, bottom = output_size(H, R, sh, 1, padding)
     Q, left, right = output_size(W, S, sw, 1, padding)
-    _check_window_fits(op, "ksize", (H, W), (R, S), (1, 1), padding, P, Q)
+    _check_window_fits(op, window_name, (H, W), (R, S), (1, 1), padding, P, Q, input_name)
+    R, top, bottom = _reachable_window(H, R, sh, P, top)
+    S, left, right = _reachable_window(W, S, sw, Q, left)
     return PoolGeometry(N, H, W, C, R, S, sh, sw, top, bottom, left, right, P, Q)
 
 
-def _check_window_fits(op, name, size, window, dilation, padding, P, Q):
+def _reachable_window(size, window, stride, out, before):
+    """(window, pad before, pad after) of one axis with the padding no window needs cut off.
+
+    Pooling never counts padded cells, so only each window's valid cells matter: input cells
+    [max(p*s - before, 0), min(p*s - before + window, size)) for p < out. A SAME window larger than
+    the input (TF allows up to 2**31 - 1) keeps exactly those cells with ``before`` cut to at most
+    (out - 1) * s, where every window still starts at or before cell 0, and its end to the input's:
+    the same results, for a window no larger than twice the input.
+    """
+    cut = max(0, before - (out - 1) * stride)  # every window starts in the padding: start them later
+    before, window = before - cut, window - cut
+    window = min(window, size + before)  # window 0 already reaches past the input's end: so do all
+    return window, before, max(0, (out - 1) * stride + window - before - size)
+
+
+def _check_window_fits(op, name, size, window, dilation, padding, P, Q, input_name="input"):
     if P <= 0 or Q <= 0 or min(size) <= 0:
         effective = tuple((k - 1) * d + 1 for k, d in zip(window, dilation))
         raise ValueError(
             f"{op}: the {name} window {effective} (after dilation) is larger than the "
-            f"{padding}-padded input {tuple(size)}; the output would be empty"
+            f"{padding}-padded {input_name} {tuple(size)}; the output would be empty"
         )
 
 

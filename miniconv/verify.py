@@ -17,12 +17,22 @@ cases do. Dropout cannot match TensorFlow's random stream, so it is checked on i
 y in {0, x / (1 - rate)}, dx = dy * keep / (1 - rate) with the same mask, and the fraction kept
 within 5 standard deviations of 1 - rate (exactly 1 at rate 0).
 
+TensorFlow can be wrong too: TF 2.21's oneDNN conv2d returns garbage for some strided cases. When
+miniconv and TF disagree on a case, two float64 computations arbitrate: miniconv's numpy backend
+computing in float64 (``ops._checks.computed_in``) and TensorFlow's own float64 kernels. If those
+two agree with each other and with miniconv, but TF's float32 result does not, the case is a
+finding about TensorFlow, listed apart with the case to reproduce it, and not a miniconv failure;
+anything else stays a failure (a miniconv bug repeats in its own float64 run, but not in TF's).
+TensorFlow runs with oneDNN off unless asked (``--onednn on``): ``TF_ENABLE_ONEDNN_OPTS`` is set
+before TensorFlow is imported, and the output says which it was.
+
     results = miniconv.verify.verify(backends=["numpy"], cases=10, seed=0)
     print(miniconv.verify.format_table(results))
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -34,6 +44,7 @@ import numpy as np
 from . import nn
 from .backend import get_backend
 from .ops import vjp
+from .ops._checks import computed_in
 from .verify_cases import GENERATORS, Case
 
 TOLERANCE_SCALE = 1e-5
@@ -71,10 +82,25 @@ class CaseResult:
     tolerance: float
     worst: str = ""
     error: str | None = None  # an exception the backend raised, or a failed dropout statistic
+    tf_finding: TfFinding | None = None  # TF's float32 result was wrong here; rel_err is against float64
 
     @property
     def passed(self) -> bool:
         return self.error is None and self.rel_err <= self.tolerance
+
+
+@dataclass
+class TfFinding:
+    """A case where TensorFlow's float32 result disagrees with two float64 computations (miniconv's
+    numpy backend and TF's own kernels) that agree with each other and with miniconv."""
+
+    op: str
+    index: int
+    description: str
+    worst: str  # the output or gradient TF got most wrong
+    tf_rel_err: float  # TF float32 against the float64 reference
+    tf64_rel_err: float  # TF float64 against the float64 reference
+    reproduce: str
 
 
 @dataclass
@@ -88,14 +114,20 @@ class OpResult:
     tolerance: float
     passed: bool
     failures: list[CaseResult] = field(default_factory=list)
+    tf_findings: list[TfFinding] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def import_tensorflow():
-    """TensorFlow, imported on first use, quietly; a clear error when it is missing."""
+def import_tensorflow(onednn: bool = False):
+    """TensorFlow, imported on first use, quietly, with its oneDNN kernels off unless ``onednn``;
+    a clear error when it is missing. ``TF_ENABLE_ONEDNN_OPTS`` is read once, when TensorFlow is
+    imported: in a process that already imported it, ``onednn`` has no effect (``onednn_state`` says
+    what is in use)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1" if onednn else "0"
     try:
         import tensorflow as tf
     except ImportError as error:
@@ -106,26 +138,47 @@ def import_tensorflow():
     return tf
 
 
+def onednn_state() -> str:
+    """ "on" or "off": whether the imported TensorFlow runs its oneDNN kernels (TF's own answer where
+    it gives one, else what TF_ENABLE_ONEDNN_OPTS said; TF's default on x86 is on)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return "on" if _pywrap_util_port.IsMklEnabled() else "off"
+    except (ImportError, AttributeError):
+        return "off" if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") in ("0", "false", "False") else "on"
+
+
 def make_cases(op: str, count: int, seed: int) -> list[Case]:
     """``count`` random cases of ``op``; the stream depends on (seed, op) only, not on other ops."""
     rng = np.random.default_rng([seed, zlib.crc32(op.encode())])
     return [GENERATORS[op](rng) for _ in range(count)]
 
 
-def tf_reference(tf, case: Case, dy: np.ndarray) -> list[np.ndarray]:
-    """[y, d(array) for each array]: TensorFlow's forward pass and its VJP with upstream dy."""
-    tensors = [tf.constant(a) for a in case.arrays]
+def tf_reference(tf, case: Case, dy: np.ndarray, dtype=np.float32) -> list[np.ndarray]:
+    """[y, d(array) for each array]: TensorFlow's forward pass and its VJP with upstream dy, computed
+    in ``dtype`` (float32, or float64 to arbitrate)."""
+    tensors = [tf.constant(a.astype(dtype)) for a in case.arrays]
     with tf.GradientTape() as tape:
         tape.watch(tensors)
         y = case.reference(tf, *tensors)
-    grads = tape.gradient(y, tensors, output_gradients=tf.constant(dy))
-    return [y.numpy()] + [np.zeros_like(a) if g is None else g.numpy() for a, g in zip(case.arrays, grads)]
+    grads = tape.gradient(y, tensors, output_gradients=tf.constant(dy.astype(dtype)))
+    return [y.numpy()] + [np.zeros(a.shape, dtype) if g is None else g.numpy() for a, g in zip(case.arrays, grads)]
 
 
 def miniconv_outputs(case: Case, backend: str, dy: np.ndarray) -> list[np.ndarray]:
     """[y, d(array) for each array] from ``miniconv.vjp`` on ``backend``."""
     y, pullback = vjp(getattr(nn, case.op), *case.arrays, backend=backend, **case.kwargs)
     return [y, *pullback(dy)]
+
+
+def float64_reference(case: Case, dy: np.ndarray) -> list[np.ndarray]:
+    """[y, d(array) for each array] from the numpy backend computing in float64 (its kernels are
+    dtype-generic): the arbiter, with TF's float64 kernels, when miniconv and TF disagree."""
+    arrays = [a.astype(np.float64) for a in case.arrays]
+    with computed_in(np.float64):
+        y, pullback = vjp(getattr(nn, case.op), *arrays, backend="numpy", **case.kwargs)
+        return [y, *pullback(dy.astype(np.float64))]
 
 
 def compare(index: int, case: Case, ours: list[np.ndarray], reference: list[np.ndarray]) -> CaseResult:
@@ -152,7 +205,8 @@ def check_dropout(index: int, case: Case, backend: str, rng: np.random.Generator
 
 
 def verify_op(op: str, backends: list[str], cases: int = 20, seed: int = 0, tf=None) -> list[OpResult]:
-    """Run ``cases`` random cases of ``op`` on every backend; TensorFlow runs once per case."""
+    """Run ``cases`` random cases of ``op`` on every backend; TensorFlow runs once per case (and
+    again in float64 where a backend disagrees with it, see ``arbitrate``)."""
     rng = np.random.default_rng([seed, zlib.crc32(op.encode()), 1])  # upstream gradients
     per_backend: dict[str, list[CaseResult]] = {b: [] for b in backends}
     for index, case in enumerate(make_cases(op, cases, seed)):
@@ -164,13 +218,47 @@ def verify_op(op: str, backends: list[str], cases: int = 20, seed: int = 0, tf=N
         shape = case.reference(tf, *case.arrays).shape  # dy's shape from TensorFlow, not from us
         dy = rng.standard_normal(tuple(shape)).astype(np.float32)
         reference = tf_reference(tf, case, dy)
+        float64 = functools.partial(_float64, tf, case, dy, [])  # computed when a backend first disagrees with TF
         for backend in backends:
-            per_backend[backend].append(_guarded(index, case, _check, index, case, backend, dy, reference))
+            per_backend[backend].append(_guarded(index, case, _check, index, case, seed, backend, dy, reference, float64))
     return [_summarise(op, backend, results) for backend, results in per_backend.items()]
 
 
-def _check(index: int, case: Case, backend: str, dy: np.ndarray, reference: list[np.ndarray]) -> CaseResult:
-    return compare(index, case, miniconv_outputs(case, backend, dy), reference)
+def _check(index: int, case: Case, seed: int, backend: str, dy: np.ndarray, reference, float64) -> CaseResult:
+    """Compare ``backend``'s results with TF's; where they disagree, ``arbitrate`` with ``float64()``."""
+    ours = miniconv_outputs(case, backend, dy)
+    result = compare(index, case, ours, reference)
+    if result.passed:
+        return result
+    return arbitrate(index, case, seed, result, ours, reference, *float64())
+
+
+def _float64(tf, case: Case, dy: np.ndarray, memo: list):
+    """(numpy backend in float64, TF in float64), remembered in ``memo``; (None, None) if either cannot run."""
+    if not memo:
+        try:
+            memo[:] = float64_reference(case, dy), tf_reference(tf, case, dy, np.float64)
+        except Exception:  # noqa: BLE001 - no arbiter: the disagreement stays a failure
+            memo[:] = None, None
+    return memo
+
+
+def arbitrate(index: int, case: Case, seed: int, result: CaseResult, ours, reference, exact, tf_exact) -> CaseResult:
+    """A case where miniconv (``ours``) and TF (``reference``) disagree: a TF finding if the two float64
+    results agree with each other and with miniconv while TF's float32 result does not; else ``result``."""
+    if exact is None:
+        return result
+    tf64 = compare(index, case, tf_exact, exact)
+    against_exact = compare(index, case, ours, exact)
+    tf32 = compare(index, case, reference, exact)
+    if not (tf64.passed and against_exact.passed and not tf32.passed):
+        return result
+    against_exact.tf_finding = TfFinding(
+        case.op, index, case.describe(), tf32.worst, tf32.rel_err, tf64.rel_err,
+        f"miniconv.verify.make_cases({case.op!r}, {index + 1}, seed={seed})[{index}]: its .arrays, "
+        f".kwargs and .reference(tf, *arrays) (TF_ENABLE_ONEDNN_OPTS={'1' if onednn_state() == 'on' else '0'})",
+    )  # fmt: skip
+    return against_exact
 
 
 def _guarded(index: int, case: Case, check, *args) -> CaseResult:
@@ -185,13 +273,18 @@ def _guarded(index: int, case: Case, check, *args) -> CaseResult:
 def _summarise(op: str, backend: str, results: list[CaseResult]) -> OpResult:
     worst = max(results, key=lambda r: r.rel_err)
     failures = [r for r in results if not r.passed]
-    return OpResult(op, backend, len(results), worst.rel_err, worst.tolerance, not failures, failures)
+    findings = [r.tf_finding for r in results if r.tf_finding is not None]
+    return OpResult(op, backend, len(results), worst.rel_err, worst.tolerance, not failures, failures, findings)
 
 
 def verify(
-    backends: list[str] | None = None, ops: list[str] | None = None, cases: int = 20, seed: int = 0
+    backends: list[str] | None = None, ops: list[str] | None = None, cases: int = 20, seed: int = 0,
+    onednn: bool = False,
 ) -> list[OpResult]:
-    """Every (op, backend) pair: TensorFlow cross-check results, ops in ``miniconv.nn.OPS`` order."""
+    """Every (op, backend) pair: TensorFlow cross-check results, ops in ``miniconv.nn.OPS`` order.
+
+    ``onednn``: import TensorFlow with its oneDNN kernels on (if this process has not imported it yet).
+    """
     backends = list(backends) if backends else usable_backends()
     ops = list(ops) if ops else list(nn.OPS)
     unknown = [op for op in ops if op not in nn.OPS]
@@ -199,7 +292,7 @@ def verify(
         raise ValueError(f"verify: unknown ops {unknown}; expected some of {list(nn.OPS)}")
     for backend in backends:
         get_backend(backend)  # fail before any work on a name that cannot load
-    tf = import_tensorflow() if any(op != "dropout" for op in ops) else None
+    tf = import_tensorflow(onednn) if any(op != "dropout" for op in ops) else None
     results = []
     for op in ops:
         if op in GENERATORS:
@@ -240,7 +333,9 @@ NOTES = (
     "floor = 1e-30, or where results can cancel the size of one summed term (1; 1/4 for sigmoid and softmax);\n"
     "tolerance = 1e-5 * sqrt(L), L = the case's longest reduction; both shown for the case with the largest error.\n"
     "dropout: checked without TF (its random stream cannot match): y in {0, x/(1-rate)}, dx on the same mask,\n"
-    "kept fraction within 5 sigma of 1 - rate."
+    "kept fraction within 5 sigma of 1 - rate.\n"
+    "Where miniconv and TF disagree, the numpy backend and TF both in float64 arbitrate: if they agree with each other\n"
+    "and with miniconv but not with TF's float32 result, the case is a finding about TF (rel err then against float64)."
 )
 
 
@@ -275,7 +370,27 @@ def format_table(results: list[OpResult]) -> str:
             if f.error and math.isfinite(f.rel_err):
                 why += f" ({f.worst} rel err {f.rel_err:.2e})"
             out.append(f"  {r.op} [{r.backend}] case {f.index}: {f.description}: {why}")
+    findings = tf_findings(results)
+    if findings:
+        out += ["", ("TensorFlow disagrees with the float64 reference (miniconv agrees): findings about TensorFlow, "
+                     "not miniconv failures:")]
+        for f in findings:
+            backends = ", ".join(r.backend for r in results if any((g.op, g.index) == (f.op, f.index)
+                                                                  for g in r.tf_findings))
+            out.append(f"  {f.op} case {f.index}: {f.description}: TF's {f.worst} rel err {f.tf_rel_err:.2e} "
+                       f"against the float64 reference; miniconv [{backends}] agrees with it, and so does TF in "
+                       f"float64 ({f.tf64_rel_err:.2e})")
+            out.append(f"    reproduce: {f.reproduce}")
     return "\n".join(out)
+
+
+def tf_findings(results: list[OpResult]) -> list[TfFinding]:
+    """The distinct TensorFlow findings of ``results`` (one per op and case, whichever backends saw it)."""
+    seen: dict[tuple[str, int], TfFinding] = {}
+    for r in results:
+        for f in r.tf_findings:
+            seen.setdefault((f.op, f.index), f)
+    return list(seen.values())
 
 
 def add_arguments(parser) -> None:
@@ -292,6 +407,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--cases", type=int, default=20, help="random cases per op (default 20)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the case generator (default 0)")
     parser.add_argument("--ops", default=None, help="comma-separated ops to check (default: all of miniconv.nn.OPS)")
+    parser.add_argument(
+        "--onednn", choices=("off", "on"), default="off",
+        help="TensorFlow's oneDNN kernels (TF_ENABLE_ONEDNN_OPTS, set before TF is imported); default off: "
+             "TF 2.21's oneDNN conv2d gives wrong results for some strided cases",
+    )  # fmt: skip
 
 
 def run(args) -> int:
@@ -311,18 +431,32 @@ def run(args) -> int:
         return _usage_error(f"unknown op(s) {', '.join(unknown)}; choose from: {', '.join(nn.OPS)}")
     if args.cases < 1:
         return _usage_error(f"--cases must be at least 1, got {args.cases}")
+    uses_tf = any(op != "dropout" for op in ops)
+    onednn = args.onednn == "on"
     try:
-        if any(op != "dropout" for op in ops):
-            _one_tf_thread(import_tensorflow())
-        results = verify(names, ops, args.cases, args.seed)
+        if uses_tf:
+            _one_tf_thread(import_tensorflow(onednn))
+        results = verify(names, ops, args.cases, args.seed, onednn)
     except MissingDependencyError as error:
         return _usage_error(str(error))
-    tf_version = import_tensorflow().__version__ if any(op != "dropout" for op in ops) else "not used"
-    print(f"miniconv verify: {args.cases} random cases per op, seed {args.seed}, TensorFlow {tf_version}\n")
+    if uses_tf:
+        state = onednn_state()
+        note = "" if state == args.onednn else f" (asked for {args.onednn}, but TensorFlow was already imported)"
+        tf_used = f"TensorFlow {import_tensorflow().__version__}, oneDNN {state}{note}"
+    else:
+        tf_used = "TensorFlow not used"
+    print(f"miniconv verify: {args.cases} random cases per op, seed {args.seed}, {tf_used}\n")
     print(format_table(results))
     print("\n" + NOTES)
     failed = [r for r in results if not r.passed]
-    print(f"\n{len(results) - len(failed)} of {len(results)} op x backend pairs passed")
+    findings = tf_findings(results)
+    summary = f"{len(results) - len(failed)} of {len(results)} op x backend pairs passed"
+    if findings:
+        cases = ", ".join(f"{f.op} case {f.index}" for f in findings)
+        summary += f"; TensorFlow disagreed with the float64 reference in {len(findings)} case(s) ({cases}), listed above"
+    else:
+        summary += "; no TensorFlow discrepancies"
+    print(f"\n{summary}")
     return 1 if failed else 0
 
 

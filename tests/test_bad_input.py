@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf
+from tf_reference import Tolerance, assert_vjp_close
 
 import miniconv
 from miniconv import nn
@@ -87,6 +89,10 @@ BAD_CALLS = [
      r"strides: expected positive values, got \[0\]"),
     ("pool zero stride", lambda b: nn.pool(X3, [2], "MAX", strides=[0], backend=b), ValueError,
      r"strides: expected positive values, got \[0\]"),
+    ("pool strides too short", lambda b: nn.pool(X4, [2, 2], "MAX", strides=[1], backend=b), ValueError,
+     r"strides: expected an int or 2 ints, got 1 values \[1\]"),  # tf.nn.pool refuses it too
+    ("pool long-form strides", lambda b: nn.pool(X3, [2], "AVG", strides=[1, 2, 1], backend=b), ValueError,
+     r"strides: expected an int or 1 ints, got 3 values \[1, 2, 1\]"),
     ("strides of 3 for 2-D", lambda b: nn.conv2d(X4, W4, strides=(1, 2, 1), backend=b), ValueError,
      r"strides: expected an int or 2 ints, got 3 values \[1, 2, 1\]"),
     ("long-form strides with batch stride", lambda b: nn.max_pool2d(X4, 2, [2, 1, 1, 1], "VALID", backend=b), ValueError,
@@ -94,9 +100,9 @@ BAD_CALLS = [
     ("float stride", lambda b: nn.conv2d(X4, W4, strides=2.0, backend=b), TypeError,
      r"strides: expected an int or a sequence of 2 ints, got 2\.0"),
     ("dilation with stride", lambda b: nn.conv2d(X4, W4, strides=2, dilations=2, backend=b), ValueError,
-     r"conv2d: `strides > 1` not supported in conjunction with `dilation_rate > 1`.*strides=\[2, 2\].*dilation_rate=\[2, 2\]"),
+     r"conv2d: `strides > 1` not supported in conjunction with `dilation_rate > 1`.*strides=\[2, 2\] and dilations=\[2, 2\]"),
     ("conv1d dilation with stride", lambda b: nn.conv1d(X3, W3, stride=2, dilations=2, padding="SAME", backend=b), ValueError,
-     r"conv1d: `strides > 1` not supported in conjunction with `dilation_rate > 1`"),
+     r"conv1d: `strides > 1` not supported in conjunction with `dilation_rate > 1`.*stride=\[2\] and dilations=\[2\]"),
     # --- padding, pooling type, data format ---
     ("conv2d padding", lambda b: nn.conv2d(X4, W4, padding="FULL", backend=b), ValueError,
      r"padding: expected 'VALID' or 'SAME', got 'FULL'"),
@@ -133,6 +139,36 @@ BAD_CALLS = [
     ("dropout rate str", lambda b: nn.dropout(X3, "0.5", backend=b), ValueError, r"rate must be a number in \[0, 1\), got '0\.5'"),
     ("dropout seed", lambda b: nn.dropout(X3, 0.5, seed="abc", backend=b), TypeError,
      r"dropout: seed must be None, an int or a np.random.Generator, got 'abc'"),
+    ("dropout negative seed", lambda b: nn.dropout(X3, 0.5, seed=-1, backend=b), ValueError,
+     r"dropout: seed must be a non-negative int, got -1"),
+    # --- absurdly large strides / windows / dilations: above TF's int32 limit (past 2**63 they
+    # once gave an OverflowError, or on one backend a result that depended on earlier calls) ---
+    ("conv2d stride 2**31", lambda b: nn.conv2d(X4, W4, strides=2**31, backend=b), ValueError,
+     r"strides: expected values of at most 2\*\*31 - 1 = 2147483647 .*got \[2147483648, 2147483648\]"),
+    ("conv2d stride 2**63", lambda b: nn.conv2d(X4, W4, strides=(1, 2**63), backend=b), ValueError,
+     r"strides: expected values of at most 2\*\*31 - 1 .*got \[1, 9223372036854775808\]"),
+    ("conv1d dilation 2**64", lambda b: nn.conv1d(X3, W3, dilations=2**64, padding="SAME", backend=b), ValueError,
+     r"dilations: expected values of at most 2\*\*31 - 1 .*got \[18446744073709551616\]"),
+    ("max_pool2d ksize 2**63", lambda b: nn.max_pool2d(X4, [1, 2**63, 2, 1], 1, "SAME", backend=b), ValueError,
+     r"ksize: expected values of at most 2\*\*31 - 1 .*got \[9223372036854775808, 2\]"),
+    ("avg_pool1d stride 2**63", lambda b: nn.avg_pool1d(X3, 2, np.uint64(2**63), "VALID", backend=b), ValueError,
+     r"strides: expected values of at most 2\*\*31 - 1 .*got \[9223372036854775808\]"),
+    ("pool window 2**70", lambda b: nn.pool(X4, [2, 2**70], "AVG", padding="SAME", backend=b), ValueError,
+     r"window_shape: expected values of at most 2\*\*31 - 1 .*got \[2, 1180591620717411303424\]"),
+    ("fused pool_size 2**63", lambda b: nn.conv2d_bias_relu_max_pool2d(X4, W4, f32(4), 2**63, backend=b), ValueError,
+     r"pool_size: expected values of at most 2\*\*31 - 1 .*got \[9223372036854775808, 9223372036854775808\]"),
+    # --- ragged lists and None as arrays ---
+    ("relu ragged", lambda b: nn.relu([[1.0, 2.0], [3.0]], backend=b), ValueError,
+     (r"relu: features must be a rectangular array \(nested lists of equal lengths\), got a ragged sequence "
+      r"\[\[1\.0, 2\.0\], \[3\.0\]\]")),
+    ("conv2d ragged filters", lambda b: nn.conv2d(X4, [[[[1.0]]], [[[1.0], [2.0]]]], backend=b), ValueError,
+     r"conv2d: filters must be a rectangular array .*got a ragged sequence"),
+    ("dense ragged bias", lambda b: nn.dense(f32(2, 3), f32(3, 2), [1.0, [2.0]], backend=b), ValueError,
+     r"dense: bias must be a rectangular array .*got a ragged sequence"),
+    ("softmax ragged", lambda b: nn.softmax([[1.0], [2.0, 3.0]], backend=b), ValueError,
+     r"softmax: logits must be a rectangular array .*ragged"),
+    ("max_pool1d None", lambda b: nn.max_pool1d(None, 2, 1, "VALID", backend=b), TypeError,
+     r"max_pool1d: input must be a floating-point array, got None"),
 ]  # fmt: skip
 
 
@@ -140,6 +176,39 @@ BAD_CALLS = [
 def test_bad_input_is_named(backend, call, error, message):
     with pytest.raises(error, match=message):
         call(backend)
+
+
+def test_huge_values_fail_alike_before_and_after_other_calls(backend):
+    """The same ValueError on every backend, whatever ran before (Numba once compiled a uint64
+    version of a pooling kernel for 2**63, whose result then depended on the earlier calls)."""
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"strides: expected values of at most 2\*\*31 - 1"):
+            nn.max_pool2d(X4, 2, 2**63, "VALID", backend=backend)
+        nn.max_pool2d(X4, 2, 2**31 - 1, "VALID", backend=backend)  # TF's largest: a 1 x 1 output
+
+
+# --- empty arrays: TF's empty results, not reshape errors -----------------------------------------
+
+EMPTY = [
+    ("softmax (5, 0)", nn.softmax, tf_softmax := lambda x: tf.nn.softmax(x), [(5, 0)]),
+    ("softmax (0, 5)", nn.softmax, tf_softmax, [(0, 5)]),
+    ("dense no inputs", nn.dense, lambda x, k, b: tf.tensordot(x, k, axes=1) + b, [(3, 0), (0, 4), (4,)]),
+    ("dense no inputs 3-D", nn.dense, lambda x, k: tf.tensordot(x, k, axes=1), [(2, 3, 0), (0, 2)]),
+    ("dense no rows", nn.dense, lambda x, k, b: tf.tensordot(x, k, axes=1) + b, [(0, 3), (3, 4), (4,)]),
+    ("dense no outputs", nn.dense, lambda x, k, b: tf.tensordot(x, k, axes=1) + b, [(2, 3), (3, 0), (0,)]),
+    ("bias_add no channels", nn.bias_add, lambda v, b: tf.nn.bias_add(v, b), [(5, 0), (0,)]),
+    ("bias_add no rows", nn.bias_add, lambda v, b: tf.nn.bias_add(v, b), [(0, 2, 3), (3,)]),
+    ("bias_add_relu no rows", nn.bias_add_relu, lambda v, b: tf.nn.relu(tf.nn.bias_add(v, b)), [(0, 3), (3,)]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("op, tf_op, shapes", [e[1:] for e in EMPTY], ids=[e[0] for e in EMPTY])
+def test_empty_arrays_give_tf_results(backend, op, tf_op, shapes):
+    """As TF: softmax of (5, 0) is (5, 0); dense with no inputs is 0 + bias, its dbias the sum of dy."""
+    arrays = tuple(f32(*shape) for shape in shapes)
+    y_tf = tf_op(*arrays)
+    dy = f32(*y_tf.shape)
+    assert_vjp_close(op, tf_op, arrays, dy, backend=backend, tol=Tolerance((8,) * (1 + len(arrays))))
 
 
 # --- upstream gradient of the wrong shape --------------------------------------------------------

@@ -89,6 +89,25 @@ def test_conv2d_dilations(backend, dilations, R, S, padding):
     check(conv2d_case(2, 9, 10, 3, 2, R, S, (1, 1), padding, dilations, seed=5), backend)
 
 
+@pytest.mark.parametrize("strides, dilations", [((1, 1), (1000, 1)), ((1, 1), (3, 300)), ((2**31 - 1, 3), (1, 1))])
+def test_conv2d_large_dilations_and_strides(backend, strides, dilations):
+    """SAME with large dilations or strides: almost every tap reads padding. The numpy reference once
+    padded its copy of the input by (R - 1) * dilation cells (11 s for 1000, a MemoryError for more)."""
+    check(conv2d_case(2, 5, 6, 2, 3, 2, 3, strides, "SAME", dilations, seed=13), backend)
+
+
+def test_conv2d_dilation_at_tf_limit(backend):
+    """Dilations of 2**31 - 1, TF's limit: the forward equals tf.nn.conv2d's (TF's gradient goes through
+    space-to-batch, which cannot allocate this), the gradients the numpy reference's."""
+    x, w, dy = conv2d_case(2, 5, 6, 2, 3, 2, 3, (1, 1), "SAME", (2**31 - 1, 2**31 - 1), seed=13).arrays()
+    kwargs = {"strides": 1, "padding": "SAME", "dilations": 2**31 - 1}
+    y, pullback = miniconv.vjp(miniconv.nn.conv2d, x, w, backend=backend, **kwargs)
+    np.testing.assert_allclose(y, tf_reference.tf.nn.conv2d(x, w, **kwargs).numpy(), rtol=1e-6, atol=1e-6)
+    _, reference = miniconv.vjp(miniconv.nn.conv2d, x, w, backend="numpy", **kwargs)
+    for ours, theirs in zip(pullback(dy), reference(dy)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
 def test_conv2d_non_square_single_channel_single_image(backend):
     """N = 1, C = K = 1, H != W: catches H/W or N/C transpositions that square shapes hide."""
     check(conv2d_case(1, 5, 9, 1, 1, 2, 3, (1, 2), "SAME", seed=11), backend)

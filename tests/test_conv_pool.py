@@ -283,8 +283,8 @@ def test_cpu_direct_path_is_im2col_up_to_rounding(N, H, W, C, K, padding, chunk_
         zero = np.float32(0)
 
         def upstream(first, last, dz, bias_partial):
-            conv_pool_kernels.pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], Pz, Qz, 2, 2,
-                                                     zero, dz, bias_partial)
+            conv_pool_kernels.pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], Qz, 2, 2,
+                                                     Pz, Qz, zero, dz, bias_partial)
 
         _, dw_ref, dbias_ref = conv_kernels.backward_by_images(x, w, g, upstream, False, cells=(Pz, Qz))
     terms = N * Pz * Qz  # each dw value sums one term per conv cell

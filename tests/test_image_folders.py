@@ -185,6 +185,25 @@ def test_pixels_match_tensorflow(folder):
             assert np.abs(image - expected).max() <= 8 and np.abs(image - expected).mean() < 1.5
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_16_bit_grayscale_png_is_scaled_as_tensorflow(tmp_path, channels):
+    """A 16-bit grayscale PNG (Pillow mode "I;16") decodes to value >> 8, as TF's decode_image does
+    for uint8; Pillow's convert("L") clips instead (99.6% of these pixels would be 255)."""
+    values = np.random.default_rng(16).integers(0, 65536, (9, 11), dtype=np.uint16)
+    values[0, :4] = [0, 255, 256, 65535]  # the ends, and the first value that does not fit a byte
+    path = tmp_path / "gray16.png"
+    Image.fromarray(values).save(path)
+    with Image.open(path) as image:
+        assert image.mode == "I;16"
+    ours = image_io.decode(str(path), channels)
+    theirs = tf.io.decode_image(tf.io.read_file(str(path)), channels=channels, expand_animations=False).numpy()
+    assert ours.dtype == np.uint8 and ours.shape == (9, 11, channels)
+    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(ours[..., 0], values >> 8)
+    np.testing.assert_allclose(image_io.load_image(str(path), SIZE, channels), tf.image.resize(theirs, SIZE).numpy(),
+                               atol=1e-3)
+
+
 @pytest.mark.parametrize("method", ["bilinear", "nearest"])
 @pytest.mark.parametrize("size", [(7, 5), (40, 61), (13, 13)])
 def test_resize_is_tensorflows_formula(method, size):

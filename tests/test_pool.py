@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from hypothesis import given
+from hypothesis import strategies as st
 from strategies import GlobalPoolCase, PoolCase, global_pool_cases, pool_cases
 from tf_reference import assert_vjp_close, tf_vjp
 
@@ -27,6 +28,30 @@ def check(case, backend: str) -> None:
 
 def pool2d_case(pooling_type, H, W, R, S, strides, padding, N=2, C=3, seed=0) -> PoolCase:
     return PoolCase(pooling_type, 2, "named", N, H, W, C, R, S, tuple(strides), padding, [R, S], list(strides), seed)
+
+
+@pytest.mark.parametrize("pooling_type", ["MAX", "AVG"])
+@pytest.mark.parametrize("R, S, strides", [(1000, 3, (1, 1)), (2**31 - 1, 2**31 - 1, (2, 1)), (4, 2**31 - 1, (3, 2)),
+                                           (2, 2, (2**31 - 1, 1))])
+def test_same_windows_up_to_tf_limit(backend, pooling_type, R, S, strides):
+    """SAME windows up to 2**31 - 1 (TF's limit) pool only valid cells: the numpy reference once padded
+    its input by the window (MemoryError) and looped over every cell of it."""
+    check(pool2d_case(pooling_type, 5, 7, R, S, strides, "SAME", seed=R % 97), backend)
+
+
+@given(size=st.integers(1, 12), window=st.integers(1, 40), stride=st.integers(1, 14))
+def test_reachable_window_keeps_every_window_valid_cells(size, window, stride):
+    """shapes._reachable_window: under SAME, every window's valid cells [max(p*s - top, 0),
+    min(p*s - top + R, H)) stay the same after the unreachable padding is cut off."""
+    from miniconv.shapes import _reachable_window, output_size
+
+    out, before, _ = output_size(size, window, stride, 1, "SAME")
+    cut, cut_before, cut_after = _reachable_window(size, window, stride, out, before)
+    assert 1 <= cut <= max(window, 1) and cut <= 2 * size and cut_before <= before
+    assert (out - 1) * stride + cut <= cut_before + size + cut_after  # the padded input holds every window
+    for p in range(out):
+        start, start_cut = p * stride - before, p * stride - cut_before
+        assert (max(start, 0), min(start + window, size)) == (max(start_cut, 0), min(start_cut + cut, size))
 
 
 @given(case=pool_cases("MAX", 2))

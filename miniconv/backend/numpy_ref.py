@@ -25,41 +25,60 @@ def _pad(x: np.ndarray, top, bottom, left, right, value=0.0) -> np.ndarray:
 
 
 # --- convolution ---------------------------------------------------------------------------------
+#
+# Padding is read, never stored: x0 is x after one zero row and one zero column, and the tap of
+# filter cell (r, s) gathers x0's rows and columns that the output cells read, the zero ones where
+# they read padding. A SAME padding or dilation of 2**31 - 1 then costs no more than one of 1.
+
+
+def _zero_first(x):
+    """x0: x (N, H, W, C) after one row and one column of zeros, (N, H + 1, W + 1, C)."""
+    return np.pad(x, ((0, 0), (1, 0), (1, 0), (0, 0)))
+
+
+def _tap_index(offset: int, stride: int, count: int, size: int):
+    """x0's rows (or columns) under one tap: input row offset + stride * p for p < count, as its
+    x0 row (+ 1) inside [0, size), or x0's zero row 0 outside (padding)."""
+    index = offset + stride * np.arange(count)
+    return np.where((index >= 0) & (index < size), index + 1, 0)
+
+
+def _tap(x0, g: ConvGeometry, r: int, s: int):
+    """xr (N, P, Q, C): xr[n,p,q,c] = x[n, p*sh + r*dh - top, q*sw + s*dw - left, c], 0 outside the input."""
+    rows = _tap_index(r * g.dh - g.top, g.sh, g.P, g.H)
+    cols = _tap_index(s * g.dw - g.left, g.sw, g.Q, g.W)
+    return x0[:, rows[:, None], cols[None, :]]
 
 
 def conv2d_forward(x, w, g: ConvGeometry):
-    """y[n,p,q,k] = sum_{r,s,c} xp[n, p*sh + r*dh, q*sw + s*dw, c] * w[r,s,c,k], xp = padded x."""
-    xp = _pad(x, g.top, g.bottom, g.left, g.right)
+    """y[n,p,q,k] = sum_{r,s,c} xr[n,p,q,c] * w[r,s,c,k], xr the input under filter cell (r, s) (``_tap``)."""
+    x0 = _zero_first(x)
     y = np.zeros((g.N, g.P, g.Q, g.K), x.dtype)
     for r in range(g.R):
-        rows = _window_slice(r * g.dh, g.sh, g.P)
         for s in range(g.S):
-            cols = _window_slice(s * g.dw, g.sw, g.Q)
-            y += xp[:, rows, cols, :] @ w[r, s]  # (N, P, Q, C) @ (C, K)
+            y += _tap(x0, g, r, s) @ w[r, s]  # (N, P, Q, C) @ (C, K)
     return y
 
 
 def conv2d_backward_input(dy, w, g: ConvGeometry):
-    """dxp[n, p*sh + r*dh, q*sw + s*dw, c] += sum_k dy[n,p,q,k] * w[r,s,c,k]; dx = dxp unpadded."""
-    dxp = np.zeros((g.N, g.H + g.top + g.bottom, g.W + g.left + g.right, g.C), dy.dtype)
+    """dx[n, p*sh + r*dh - top, q*sw + s*dw - left, c] += sum_k dy[n,p,q,k] * w[r,s,c,k] (cells inside the input)."""
+    dx0 = np.zeros((g.N, g.H + 1, g.W + 1, g.C), dy.dtype)  # row and column 0: a sink for the padding's share
     for r in range(g.R):
-        rows = _window_slice(r * g.dh, g.sh, g.P)
+        rows = _tap_index(r * g.dh - g.top, g.sh, g.P, g.H)
         for s in range(g.S):
-            cols = _window_slice(s * g.dw, g.sw, g.Q)
-            dxp[:, rows, cols, :] += dy @ w[r, s].T  # (N, P, Q, K) @ (K, C)
-    return np.ascontiguousarray(dxp[:, g.top : g.top + g.H, g.left : g.left + g.W, :])
+            cols = _tap_index(s * g.dw - g.left, g.sw, g.Q, g.W)
+            dx0[:, rows[:, None], cols[None, :]] += dy @ w[r, s].T  # (N, P, Q, K) @ (K, C); distinct cells inside
+    return np.ascontiguousarray(dx0[:, 1:, 1:])
 
 
 def conv2d_backward_filter(x, dy, g: ConvGeometry):
-    """dw[r,s,c,k] = sum_{n,p,q} xp[n, p*sh + r*dh, q*sw + s*dw, c] * dy[n,p,q,k]."""
-    xp = _pad(x, g.top, g.bottom, g.left, g.right)
+    """dw[r,s,c,k] = sum_{n,p,q} xr[n,p,q,c] * dy[n,p,q,k], xr the input under filter cell (r, s)."""
+    x0 = _zero_first(x)
     dw = np.zeros((g.R, g.S, g.C, g.K), x.dtype)
     dy_rows = dy.reshape(-1, g.K)  # (N*P*Q, K)
     for r in range(g.R):
-        rows = _window_slice(r * g.dh, g.sh, g.P)
         for s in range(g.S):
-            cols = _window_slice(s * g.dw, g.sw, g.Q)
-            dw[r, s] = xp[:, rows, cols, :].reshape(-1, g.C).T @ dy_rows  # (C, NPQ) @ (NPQ, K)
+            dw[r, s] = _tap(x0, g, r, s).reshape(-1, g.C).T @ dy_rows  # (C, NPQ) @ (NPQ, K)
     return dw
 
 

@@ -4,7 +4,9 @@
 
 Decoding is Pillow's (JPEG, PNG, BMP, GIF; an animated GIF gives its first frame). Channels:
 1 -> Pillow mode "L", 3 -> "RGB", 4 -> "RGBA" (alpha is dropped, not composited, as TF's
-``decode_image`` does). PNG, BMP and GIF decode to the same pixels as TF. JPEG does not quite:
+``decode_image`` does). A 16-bit grayscale PNG (Pillow's "I;16") becomes 8 bits as value >> 8,
+as TF's ``decode_image`` does for uint8 (Pillow's own conversion clips at 255; its 16-bit colour
+PNGs already keep the high byte). PNG, BMP and GIF decode to the same pixels as TF. JPEG does not quite:
 TF's ``decode_jpeg`` uses libjpeg's fast integer IDCT by default, Pillow the accurate one (it
 offers no choice), so pixels differ by up to about 4 grey levels (mean about 1 on the cats-and-dogs
 photos); Pillow's are the closer to the encoder's. A grayscale conversion of a colour file uses
@@ -32,6 +34,7 @@ TF_EXACT = ("bilinear", "nearest")
 PILLOW_FILTERS = {"bicubic": "BICUBIC", "area": "BOX", "lanczos3": "LANCZOS"}
 INTERPOLATIONS = TF_EXACT + tuple(PILLOW_FILTERS)
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+WIDE_GRAY_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # 16-bit grayscale ("I": older Pillow's PNG mode)
 
 
 def _pil():
@@ -64,12 +67,20 @@ def decode(path: str, channels: int) -> np.ndarray:
     Image = _pil()
     with Image.open(path) as image:
         image.seek(0)  # an animated GIF: its first frame, as Keras (expand_animations=False)
+        if image.mode in WIDE_GRAY_MODES:
+            image = _high_byte(image)
         if image.mode != MODES[channels]:
             image = image.convert(MODES[channels])
         array = np.asarray(image)  # loads (and fully decodes) the file
     if array.ndim == 2:
         array = array[:, :, None]
     return array
+
+
+def _high_byte(image):
+    """A 16-bit grayscale image as 8-bit grayscale ("L"): value >> 8 (0..65535 -> 0..255), TF's rule."""
+    values = np.asarray(image).astype(np.int64)  # uint16 (either byte order) or int32 ("I")
+    return _pil().fromarray(np.clip(values >> 8, 0, 255).astype(np.uint8))  # 2-D uint8: mode "L"
 
 
 def _bilinear_taps(in_size: int, out_size: int):

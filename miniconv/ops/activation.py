@@ -6,7 +6,9 @@
                                                 vjp: y * (dy - sum(dy * y, axis))
 
 Any shape. NaN propagates as in TensorFlow (relu(NaN) = NaN). Matches ``tf.nn.relu``,
-``tf.nn.sigmoid`` and ``tf.nn.softmax``.
+``tf.nn.sigmoid`` and ``tf.nn.softmax``. A softmax row holding +inf or NaN, or only -inf, is NaN
+throughout (inf - inf), as TensorFlow's Eigen kernel gives; its oneDNN kernel (on by default on
+x86) gives NaN only at the +inf / NaN logits and 0 elsewhere, a difference the README documents.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def softmax_vjp(logits, axis=-1, *, backend=None, name=None):
     if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
         raise ValueError(f"{op}: axis must be an int in [{-x.ndim}, {x.ndim}) for logits of shape {x.shape}, got {axis!r}")
     be = get_backend(backend)
+    if x.size == 0:  # as TF: an empty result, and an empty gradient (no kernel runs)
+        return x.copy(), lambda dy: (np.zeros_like(check_upstream(dy, x.shape, op)),)
     if axis % x.ndim == x.ndim - 1:  # the last axis: (M, L) rows as they lie (a GPU array takes only reshapes)
         y_rows = be.softmax_forward(as_rows(x))
         return y_rows.reshape(x.shape), lambda dy: (

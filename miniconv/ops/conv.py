@@ -24,7 +24,8 @@ def _conv_vjp(x, w, strides, padding, dilations, backend, op, bias=None):
     """
     check_nonempty(x, "input", op)
     check_nonempty(w, "filters", op)
-    g = conv_geometry(x.shape, w.shape, strides, normalize_padding(padding), dilations, op)
+    names = ("stride", 1) if op == "conv1d" else ("strides", 2)
+    g = conv_geometry(x.shape, w.shape, strides, normalize_padding(padding), dilations, op, *names)
     be = get_backend(backend)
     y = be.conv2d_forward(x, w, g) if bias is None else be.conv2d_bias_relu_forward(x, w, bias, g)
 
@@ -106,7 +107,7 @@ def conv2d_bias_relu_max_pool2d_vjp(input, filters, bias, pool_size, strides=1, 
     check_nonempty(x, "input", op)
     check_nonempty(w, "filters", op)
     g = conv_geometry(x.shape, w.shape, strides, normalize_padding(padding), dilations, op)
-    pg = pool_geometry(g.output_shape, window, window, "VALID", op)
+    pg = pool_geometry(g.output_shape, window, window, "VALID", op, "pool_size", "output of the convolution of input")
     be = get_backend(backend)
     y, argmax = be.conv2d_bias_relu_max_pool_forward(x, w, b, g, pg)
 

@@ -7,9 +7,17 @@ Shape legend: M rows (every axis of x but the last, flattened), I inputs, O outp
 
 As ``keras.layers.Dense`` computes it (kernel (in, out)). ``bias_add`` adds a bias along the
 last (channel) axis of any array, as ``tf.nn.bias_add`` does for NHWC / NWC activations.
+
+Empty arrays give TensorFlow's results without running a kernel: no inputs (I = 0) make
+y = 0 + bias, no rows or outputs an empty y, and the gradients are the empty or zero arrays
+of the inputs' shapes (dbias, a sum over the rows of dy, is 0 for no rows).
 """
 
 from __future__ import annotations
+
+import math
+
+import numpy as np
 
 from ..backend import get_backend
 from ._checks import as_float_array, as_rows, check_upstream
@@ -31,16 +39,38 @@ def dense_vjp(x, kernel, bias=None, *, backend=None):
         if bias.shape[0] != kernel.shape[1]:
             raise ValueError(f"{op}: bias must have shape ({kernel.shape[1]},) to match kernel {kernel.shape}, got {bias.shape}")
     be = get_backend(backend)
-    rows = as_rows(x)  # (M, I)
-    y = be.dense_forward(rows, kernel, bias).reshape(*shape[:-1], kernel.shape[1])
+    M, (I, O) = math.prod(x.shape[:-1]), kernel.shape
+    rows = x.reshape(M, I)
+    if rows.size == 0 or kernel.size == 0:
+        y_rows, backward = _empty_dense(rows, kernel, bias)
+    else:
+        y_rows = be.dense_forward(rows, kernel, bias)
+
+        def backward(dy_rows):
+            return be.dense_backward(dy_rows, rows, kernel, bias is not None)
+
+    y = y_rows.reshape(*x.shape[:-1], O)
 
     def pullback(dy):
         dy = check_upstream(dy, y.shape, op)
-        dx, dkernel, dbias = be.dense_backward(as_rows(dy), rows, kernel, bias is not None)
+        dx, dkernel, dbias = backward(dy.reshape(M, O))
         grads = (dx.reshape(x.shape), dkernel)
         return grads if bias is None else (*grads, dbias)
 
     return y, pullback
+
+
+def _empty_dense(rows, kernel, bias):
+    """(y (M, O), backward) of a dense product with no rows, inputs or outputs: y = 0 (+ bias);
+    dx, dkernel zeros (an empty sum: no terms), dbias = the column sums of dy (0 without rows)."""
+    (M, I), O = rows.shape, kernel.shape[1]
+    y = np.zeros((M, O), rows.dtype) + (0 if bias is None else bias)
+
+    def backward(dy):
+        dbias = None if bias is None else dy.sum(axis=0)
+        return np.zeros((M, I), rows.dtype), np.zeros((I, O), rows.dtype), dbias
+
+    return y, backward
 
 
 @has_vjp(dense_vjp)
@@ -61,6 +91,8 @@ def bias_add_vjp(value, bias, *, backend=None, data_format=None, name=None):
     if bias.shape[0] != tuple(x.shape)[-1]:
         raise ValueError(f"{op}: bias must have shape ({tuple(x.shape)[-1]},) to match the last axis of value {tuple(x.shape)}, got {bias.shape}")
     be = get_backend(backend)
+    if x.size == 0:  # as TF: an empty result; dbias = 0, a sum over no rows (no kernel runs)
+        return x.copy(), lambda dy: (check_upstream(dy, x.shape, op), np.zeros_like(bias))
     y = be.bias_add_forward(as_rows(x), bias).reshape(x.shape)
 
     def pullback(dy):
@@ -86,6 +118,8 @@ def bias_add_relu_vjp(value, bias, *, backend=None):
     if bias.shape[0] != tuple(x.shape)[-1]:
         raise ValueError(f"{op}: bias must have shape ({tuple(x.shape)[-1]},) to match the last axis of value {tuple(x.shape)}, got {bias.shape}")
     be = get_backend(backend)
+    if x.size == 0:  # as bias_add
+        return x.copy(), lambda dy: (np.zeros_like(check_upstream(dy, x.shape, op)), np.zeros_like(bias))
     rows = as_rows(x)
     y_rows = be.bias_relu_forward(rows, bias)
 

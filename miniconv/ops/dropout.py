@@ -23,6 +23,8 @@ def _generator(seed) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
+        if seed is not None and seed < 0:  # NumPy's own message ("expected non-negative integer") names nothing
+            raise ValueError(f"dropout: seed must be a non-negative int, got {seed!r}")
         return np.random.default_rng(seed)
     raise TypeError(f"dropout: seed must be None, an int or a np.random.Generator, got {seed!r}")
 

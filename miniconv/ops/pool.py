@@ -28,10 +28,10 @@ from ._vjp import has_vjp
 POOLING_TYPES = ("MAX", "AVG")
 
 
-def _pool2d_vjp(x, pooling_type, ksize, strides, padding, backend, op):
+def _pool2d_vjp(x, pooling_type, ksize, strides, padding, backend, op, window_name="ksize"):
     """The shared body: a checked (N, H, W, C) array in, ``(y, pullback)`` out."""
     check_nonempty(x, "input", op)
-    g = pool_geometry(x.shape, ksize, strides, normalize_padding(padding), op)
+    g = pool_geometry(x.shape, ksize, strides, normalize_padding(padding), op, window_name)
     be = get_backend(backend)
     if pooling_type == "MAX":
         y, argmax = be.max_pool2d_forward(x, g)
@@ -48,16 +48,18 @@ def _pool2d_vjp(x, pooling_type, ksize, strides, padding, backend, op):
     return y, pullback
 
 
-def _pool_nd_vjp(input, pooling_type, ksize, strides, padding, backend, op, spatial_dims):
-    """1-D or 2-D pooling: lift 1-D to 2-D with H = R = 1 and back."""
+def _pool_nd_vjp(input, pooling_type, ksize, strides, padding, backend, op, spatial_dims, window_name="ksize"):
+    """1-D or 2-D pooling: lift 1-D to 2-D with H = R = 1 and back. ``window_name``: the argument
+    ``ksize`` holds, for messages (``pool`` calls it window_shape)."""
     layout = "(N, W, C)" if spatial_dims == 1 else "(N, H, W, C)"
     x = as_float_array(input, "input", op, rank=spatial_dims + 2, layout=layout)
-    ksize = normalize_tuple(ksize, spatial_dims, "ksize", allow_nc=True)
-    strides = normalize_tuple(strides, spatial_dims, "strides", allow_nc=True)
+    named = window_name == "ksize"  # max_pool2d & co. take TF's [1, ..., 1] and [s]; tf.nn.pool neither
+    ksize = normalize_tuple(ksize, spatial_dims, window_name, allow_nc=named)
+    strides = normalize_tuple(strides, spatial_dims, "strides", allow_nc=named, allow_one=named)
     if spatial_dims == 2:
-        return _pool2d_vjp(x, pooling_type, ksize, strides, padding, backend, op)
+        return _pool2d_vjp(x, pooling_type, ksize, strides, padding, backend, op, window_name)
     y, pullback2d = _pool2d_vjp(x.reshape(x.shape[0], 1, *x.shape[1:]), pooling_type, (1, *ksize), (1, *strides),
-                                padding, backend, op)
+                                padding, backend, op, window_name)
 
     def pullback(dy):
         dy = check_upstream(dy, (y.shape[0], y.shape[2], y.shape[3]), op)
@@ -129,14 +131,16 @@ def pool_vjp(input, window_shape, pooling_type, strides=None, padding="VALID", *
         raise ValueError(f"pool: window_shape must have 1 or 2 entries (1-D or 2-D pooling), got {list(window_shape)!r}")
     check_data_format(data_format, "NWC" if spatial_dims == 1 else "NHWC", op)
     strides = 1 if strides is None else strides
-    return _pool_nd_vjp(input, pooling_type.upper(), window_shape, strides, padding, backend, op, spatial_dims)
+    return _pool_nd_vjp(input, pooling_type.upper(), window_shape, strides, padding, backend, op, spatial_dims,
+                        "window_shape")
 
 
 @has_vjp(pool_vjp)
 def pool(input, window_shape, pooling_type, strides=None, padding="VALID", *, backend=None, data_format=None, name=None):
     """N-D pooling as ``tf.nn.pool``: window_shape of length 1 (input (N, W, C)) or 2 ((N, H, W, C)).
 
-    pooling_type "MAX" or "AVG"; strides default to 1 on every spatial axis.
+    pooling_type "MAX" or "AVG" (any letter case); strides a sequence of one int per spatial axis,
+    default 1 on every axis, or (unlike ``tf.nn.pool``, as ``max_pool2d``) one int for every axis.
     """
     return pool_vjp(input, window_shape, pooling_type, strides, padding, backend=backend, data_format=data_format)[0]
 

@@ -213,7 +213,9 @@ def test_softmax_matches_tf(shape, axis):
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf, on purpose (simulator)
 def test_softmax_rows_with_nan_and_inf_match_tf():
-    x = np.array([[INF, 1, 2], [-INF, 1, 2], [NAN, 1, 2], [-INF, -INF, -INF], [1000, 1001, 999]], np.float32)
+    x = np.array([[INF, 1, 2], [1, INF, 2], [INF, INF, 1], [INF, -INF, 1], [-INF, 1, 2], [-INF, -INF, 1],
+                  [NAN, 1, 2], [NAN, INF, 1], [NAN, NAN, NAN], [-INF, -INF, -INF], [INF, INF, INF],
+                  [1000, 1001, 999]], np.float32)  # fmt: skip
     dy = uniform(np.random.default_rng(0), x.shape)
     assert_vjp_close(miniconv.nn.softmax, tf.nn.softmax, (x,), dy, {"axis": -1}, backend=CUDA,
                      tol=Tolerance((3, 3), floors=(0.0, float(np.abs(dy).max()))))  # fmt: skip

@@ -8,6 +8,7 @@ ops, float64 in the gradient checks). Where each kernel lives:
     conv_kernels.py         conv2d forward, backward-input, backward-filter; conv2d + bias + ReLU fused
     conv_pool_kernels.py    conv2d + bias + ReLU + a non-overlapping max pooling, fused per chunk
     winograd_kernels.py     its forward for 3x3 convolutions of many channels under a 2x2 pooling
+                            (when no intermediate can overflow: magnitude.py checks x and w in one pass)
     direct_kernels.py       its forward and (no dx) backward for 3x3 first layers of few channels;
                             plain conv2d's filter gradient for them
     pool_kernels.py         max / average pooling forward and backward (argmax for max)

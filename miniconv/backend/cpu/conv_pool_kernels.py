@@ -25,6 +25,7 @@ from numba import njit
 
 from . import direct_kernels, winograd_kernels
 from .conv_kernels import _unit_chunks, backward_by_images, patch_matrix
+from .magnitude import all_finite
 from .work_sharing import run_chunks, scratch, single_threaded_blas
 
 
@@ -53,30 +54,33 @@ def bias_relu_max_pool_rows(z, bias, Qz, Rp, Sp, lowest, zero, y, argmax):
                     cell = np.int32(t * Qz + v)
                     for k in range(K):
                         value = z_row[k] + bias[k]
-                        value = max(zero, value)
+                        value = zero if value <= zero else value  # noqa: FURB136 (NaN stays NaN; max() would drop it)
                         take = value > best[k]
                         best[k] = value if take else best[k]
                         best_cell[k] = cell if take else best_cell[k]
 
 
 @njit(nogil=True, cache=True)
-def pooled_gradient_images(dy, y, argmax, Pz, Qz, Rp, Sp, zero, dz, bias_partial):
-    """dz (images * Pz*Qz, K) = dy at each window's winner where y > 0, else 0; bias_partial += its column sums.
+def pooled_gradient_images(dy, y, argmax, Qz, Rp, Sp, Pd, Qd, zero, dz, bias_partial):
+    """dz (images * Pd*Qd, K) = dy at each window's winner where y > 0, else 0; bias_partial += its column sums.
 
     dy, y, argmax (images, Pp, Qp, K), argmax = the winner's offset from its window's first cell
-    (t * Qz + v, as ``bias_relu_max_pool_rows`` writes it); dz holds the Pz x Qz conv cells the
-    windows read (Pz = Pp*Rp, Qz = Qp*Sp). Windows do not overlap, so each dz cell gets one
-    value at most.
+    (t * Qz + v, as ``bias_relu_max_pool_rows`` writes it, Qz = Qp*Sp); dz holds Pd x Qd conv
+    cells per image: the Pz x Qz = Pp*Rp x Qp*Sp cells the windows read, or all P x Q of them.
+    Windows do not overlap, so each dz cell gets one value at most.
     """
     images, Pp, Qp, K = dy.shape
     dz[:] = zero
     for n in range(images):
         for i in range(Pp):
             for j in range(Qp):
-                first = (n * Pz + i * Rp) * Qz + j * Sp
+                first = (n * Pd + i * Rp) * Qd + j * Sp
                 for k in range(K):
                     if y[n, i, j, k] > 0:
-                        dz[first + argmax[n, i, j, k], k] = dy[n, i, j, k]
+                        offset = argmax[n, i, j, k]
+                        if Qd != Qz:  # (t, v) = divmod(offset, Qz): row t of the window is Qd cells on in dz
+                            offset += offset // Qz * (Qd - Qz)
+                        dz[first + offset, k] = dy[n, i, j, k]
                         bias_partial[k] += dy[n, i, j, k]
 
 
@@ -94,19 +98,20 @@ def conv2d_bias_relu_max_pool_forward(x, w, bias, g, pg):
     """(y (N, Pp, Qp, K), argmax (N, Pp, Qp, K) int32: each winner's offset in its window, t * Qz + v).
 
     3 x 3, stride 1 convolutions under a 2 x 2 pooling take direct loops for few input channels
-    (``direct_kernels``) and Winograd's F(2x2, 3x3) for many (``winograd_kernels``), the others
-    im2col (see the module); all write the same argmax.
+    (``direct_kernels``) and Winograd's F(2x2, 3x3) for many (``winograd_kernels``) when no
+    intermediate of its transforms can overflow, the others im2col (see the module); all write
+    the same argmax.
     """
     if direct_kernels.applies(g, pg):
         return direct_kernels.forward(x, w, bias, g, pg)
-    if winograd_kernels.applies(g, pg):
+    if winograd_kernels.applies(g, pg) and winograd_kernels.in_range(x, w):
         return winograd_kernels.forward(x, w, bias, g, pg)
     return im2col_bias_relu_max_pool_forward(x, w, bias, g, pg)
 
 
 def im2col_bias_relu_max_pool_forward(x, w, bias, g, pg):
     """The forward for any geometry: per chunk of units, im2col, one product, the epilogue."""
-    lowest = x.dtype.type(np.finfo(x.dtype).min)
+    lowest, zero = x.dtype.type(np.finfo(x.dtype).min), x.dtype.type(0)
     units, patch = g.N * pg.P, g.R * g.S * g.C
     w_matrix = w.reshape(patch, g.K)
     y = np.empty((units, pg.Q, g.K), x.dtype)
@@ -120,7 +125,7 @@ def im2col_bias_relu_max_pool_forward(x, w, bias, g, pg):
         cols = patch_matrix(x, g, Qz, pg.R, pg.P, start, rows)  # unit = a pooled row: its Rp conv rows
         z = scratch("z", (rows, g.K), x.dtype)
         np.matmul(cols, w_matrix, out=z)
-        bias_relu_max_pool_rows(z, bias, Qz, pg.R, pg.S, lowest, lowest * 0, y[start:stop], argmax[start:stop])
+        bias_relu_max_pool_rows(z, bias, Qz, pg.R, pg.S, lowest, zero, y[start:stop], argmax[start:stop])
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
@@ -131,14 +136,22 @@ def conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradien
     """(dx or None, dw, dbias) at the pooled upstream dy, in ``backward_by_images``'s single pass:
     each chunk's dz is the pooled gradient at each window's winner where y > 0 (else 0), over the
     Pz x Qz cells the windows read (the others have a zero gradient and are left out). Without
-    the input gradient (a first layer), ``direct_kernels`` where it applies: no patches, no dz."""
-    if not input_gradient and direct_kernels.applies(g, pg):
-        return (None, *direct_kernels.backward(x, y, argmax, dy, g, pg))
+    the input gradient (a first layer), ``direct_kernels`` where it applies: no patches, no dz.
+
+    Leaving the unread cells out drops only products with their zero gradient, x * 0 in dw and
+    0 * w in dx, unless x or w holds an inf or a NaN: then those products are NaN, as in
+    TensorFlow's composition, so every conv cell goes in (one pass over x and w to know)."""
     Pz, Qz = _read_size(pg)
+    if (Pz, Qz) != (g.P, g.Q) and not all_finite(x, w):
+        Pd, Qd = g.P, g.Q
+    elif not input_gradient and direct_kernels.applies(g, pg):
+        return (None, *direct_kernels.backward(x, y, argmax, dy, g, pg))
+    else:
+        Pd, Qd = Pz, Qz
     zero = dy.dtype.type(0)
 
     def upstream(first, last, dz, bias_partial):
-        pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], Pz, Qz, pg.R, pg.S, zero, dz,
+        pooled_gradient_images(dy[first:last], y[first:last], argmax[first:last], Qz, pg.R, pg.S, Pd, Qd, zero, dz,
                                bias_partial)
 
-    return backward_by_images(x, w, g, upstream, input_gradient, cells=(Pz, Qz))
+    return backward_by_images(x, w, g, upstream, input_gradient, cells=(Pd, Qd))

@@ -129,6 +129,21 @@ def _add_window_gradient(patch, g00, g01, g10, g11, dw, c, k):
                                + patch[(r + 1) * 4 + s + 1] * g11)
 
 
+@njit(nogil=True, cache=True, inline="always", fastmath={"contract"})
+def _add_edge_gradient(patch, g00, g01, g10, right, lower, dw, c, k):
+    """``_add_window_gradient`` of a block cut by the output's edge: cell (0, 0), and (0, 1) if
+    ``right``, (1, 0) if ``lower``; (1, 1) is missing. A missing cell adds no term at all:
+    0 * x would be NaN where x is inf or NaN, a term the convolution does not have."""
+    for r in range(3):
+        for s in range(3):
+            total = patch[r * 4 + s] * g00
+            if right:
+                total += patch[r * 4 + s + 1] * g01
+            if lower:
+                total += patch[(r + 1) * 4 + s] * g10
+            dw[r, s, c, k] += total
+
+
 @njit(nogil=True, cache=True, fastmath={"contract"})
 def backward_units(xp, dy, y, argmax, Pp, first_unit, zero, gradients, dw, dbias):
     """dw (3, 3, C, K) += and dbias (K,) += the gradients of the pooled rows first_unit, ... (module formula).
@@ -168,7 +183,8 @@ def filter_gradient_units(xp, dy, Pb, first_unit, units, zero, gradients, dw):
 
     A unit is one row of 2 x 2 blocks of conv cells, unit = n * Pb + i; block (i, j) holds the
     cells (2i + t, 2j + v) with t, v < 2 and reads the 4 x 4 patch xp[n, 2i : 2i + 4, 2j : 2j + 4].
-    dy (N, P, Q, K): cells beyond P or Q (odd sizes) count as zero. gradients (4, K): scratch.
+    dy (N, P, Q, K): the last blocks of an odd P or Q hold cells beyond it, which add nothing
+    (``_add_edge_gradient``). gradients (4, K): scratch.
 
         dw[r, s, c, k] += sum over the block's cells of xp[n, 2i + t + r, 2j + v + s, c] * dy[n, 2i + t, 2j + v, k]
     """
@@ -189,9 +205,14 @@ def filter_gradient_units(xp, dy, Pb, first_unit, units, zero, gradients, dw):
                 gradients[3, k] = dy[n, h + 1, col + 1, k] if lower and right else zero
             for c in range(C):
                 patch = _patch(image, h, col, c)
-                for k in range(K):
-                    _add_window_gradient(patch, gradients[0, k], gradients[1, k], gradients[2, k], gradients[3, k],
-                                         dw, c, k)
+                if lower and right:
+                    for k in range(K):
+                        _add_window_gradient(patch, gradients[0, k], gradients[1, k], gradients[2, k],
+                                             gradients[3, k], dw, c, k)
+                else:
+                    for k in range(K):
+                        _add_edge_gradient(patch, gradients[0, k], gradients[1, k], gradients[2, k], right, lower,
+                                           dw, c, k)
 
 
 def _block_row_chunks(g, blocks_down, blocks_across):
@@ -214,7 +235,7 @@ def forward(x, w, bias, g, pg):
     def task(i):
         start, stop = bounds[i]
         acc = scratch("direct_acc", (4, g.K), x.dtype)
-        forward_units(xp, w, bias, pg.P, start, lowest, lowest * 0, acc, y[start:stop], argmax[start:stop])
+        forward_units(xp, w, bias, pg.P, start, lowest, x.dtype.type(0), acc, y[start:stop], argmax[start:stop])
 
     run_chunks(task, len(bounds))
     return y.reshape(pg.output_shape), argmax.reshape(pg.output_shape)

@@ -26,6 +26,16 @@ of dU cost back what the filter-gradient products save.
 Used for the 3x3, stride 1, undilated convolutions of at least WINOGRAD_MIN_CHANNELS input
 channels that a 2x2 max pooling follows (MNIST's second layer, cats-vs-dogs' second to fourth);
 the results differ from im2col's by rounding only (a few float32 ulps of each term).
+
+Only for inputs and filters whose transforms stay finite (``in_range``). The transforms add and
+subtract input cells that the direct sum never combines: one +inf pixel makes inf - inf = NaN
+in V, and NaN never wins a pooling window, so a window that TensorFlow gives inf would get
+another cell or the lowest float; inputs of +-3e38 overflow in V where the direct sums (small
+filters) stay near 1e36. ``in_range`` bounds every intermediate: |V| <= 4 max|x| (four cells
+added), |U| <= 2.25 max|w| (G's rows sum to at most 1.5 in absolute value), and M, which sums C
+products of them, then A^T M A, which adds nine M's, by 81 C max|x| max|w|. Anything that could
+overflow, inf and NaN included, goes to im2col, which computes TensorFlow's products. The check is one pass over x and w
+(``magnitude.largest_magnitude``): about 19 us of MNIST's second layer's 1.4 ms forward.
 """
 
 from __future__ import annotations
@@ -34,15 +44,26 @@ import numpy as np
 from numba import njit
 
 from .conv_kernels import CHUNK_BYTES, MIN_CHUNKS
+from .magnitude import largest_magnitude
 from .work_sharing import chunk_bounds, run_chunks, scratch, single_threaded_blas
 
 WINOGRAD_MIN_CHANNELS = 8  # fewer input channels: products of inner size C too thin to gain
 
 
 def applies(g, pg) -> bool:
-    """Whether the forward of the fused conv + pool of geometries g, pg takes the Winograd path."""
+    """Whether the forward of the fused conv + pool of geometries g, pg can take the Winograd path
+    (its arrays must also be ``in_range``)."""
     return ((g.R, g.S, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1) and (pg.R, pg.S) == (2, 2)
             and g.C >= WINOGRAD_MIN_CHANNELS)
+
+
+def in_range(x, w) -> bool:
+    """Whether no intermediate of the transforms can overflow (module docstring): x and w finite,
+    |V| <= 4 max|x|, |U| <= 2.25 max|w| and everything after them <= 81 C max|x| max|w| within
+    the dtype's largest finite value (the bounds in float64, exact enough)."""
+    largest = float(np.finfo(x.dtype).max)
+    x_max, w_max = largest_magnitude(x), largest_magnitude(w)  # inf if an array is not finite
+    return 4 * x_max <= largest and 2.25 * w_max <= largest and 81 * x.shape[3] * x_max * w_max <= largest
 
 
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -104,7 +125,7 @@ def input_tiles(x, top, left, Pp, Qp, first_tile, V):
 def _scan(conv, cell, bias, zero, best, best_cell):
     """One cell of max pooling's scan over relu(conv + bias): (best, best_cell) after it."""
     value = conv + bias
-    value = max(zero, value)
+    value = zero if value <= zero else value  # noqa: FURB136 (NaN stays NaN; max() would drop it)
     take = value > best
     return (value if take else best), (np.int32(cell) if take else best_cell)
 
@@ -156,7 +177,7 @@ def forward(x, w, bias, g, pg):
         input_tiles(x, g.top, g.left, Pp, Qp, start * Qp, V)
         M = scratch("winograd_M", (16, tiles, g.K), x.dtype)
         np.matmul(V, U, out=M)
-        output_tiles_bias_relu_max_pool(M, bias, 2 * Qp, lowest, lowest * 0, y[start:stop], argmax[start:stop])
+        output_tiles_bias_relu_max_pool(M, bias, 2 * Qp, lowest, x.dtype.type(0), y[start:stop], argmax[start:stop])
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))

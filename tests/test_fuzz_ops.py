@@ -1,0 +1,408 @@
+"""Fuzz every op of ``miniconv.nn.OPS``: any call gives TensorFlow's result or a clear error.
+
+Each example draws a valid call of one op (shapes that fit, arguments in one of the forms TF
+accepts, from ``strategies``) and then, in most examples, one or two mutations:
+
+    an array   of another rank or size, empty, of an integer / bool / complex / float16 / float64
+               dtype, a nested list (ragged or not), None, a Python float, with inf / NaN / +-1e38
+    a keyword  replaced by a wrong or unusual value: 0, negative, 2**31 - 1 .. 2**64, 1.5, a bool,
+               a string, None, a list of the wrong length, TF's long form, an unknown padding,
+               pooling type or data format, an axis out of range, a dropout rate outside [0, 1), ...
+
+The call must then either
+  - raise a ValueError or TypeError whose message names one of the op's arguments, or
+  - return what TensorFlow returns for the same call: the output and the VJP of a random dy, to the
+    property tests' tolerances (``tf_reference``), NaN where TF has NaN, the same infinities.
+Never another exception type, never a number TF does not give, and no result where TF refuses the
+call, except for miniconv's documented extensions: padding and pooling_type in any letter case
+(as Keras accepts them; TF runs them upper-cased) and an int as ``pool``'s strides (as
+``max_pool2d`` takes one; TF gets the sequence).
+
+TF runs the arrays as float32 (miniconv computes in float32). Where TF has no single op the
+reference is the composition the op documents (dense: tensordot + bias; global pooling: pooling
+with the whole input as window; the fused ops: their tf.nn compositions). Gradients are compared
+with the numpy reference instead of TF where TF cannot give them or its differ from the formula
+(documented elsewhere): dilations above 64 (TF's only dilated gradient, space-to-batch, allocates
+dilation**2 copies; the forward is tf.nn.conv2d's), a dilated convolution with inf / NaN inputs
+(space-to-batch multiplies unread cells by 0) and max pooling of inputs with NaN (TF sends a
+NaN-first window's gradient to the NaN).
+Dropout cannot match TF's random stream: each output must be x / (1 - rate) or exactly 0, its
+gradient on the same mask.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import tf_reference
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from strategies import array_cases, conv_cases, dense_cases, global_pool_cases, pool_cases, seeds
+from tf_reference import EPS32, assert_close
+
+import miniconv
+from miniconv import nn
+from miniconv.shapes import normalize_tuple
+from miniconv.verify_cases import windows_near_tie
+
+tf = tf_reference.tf
+BACKENDS = [b for b in ("numpy", "cpu") if b in miniconv.available_backends()]
+TINY = float(np.finfo(np.float32).tiny)
+
+# --- valid calls -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    """``nn.<op>(*args, **kwargs)``; ``seed`` makes the upstream gradient and any new values."""
+
+    op: str
+    args: list
+    kwargs: dict = field(default_factory=dict)
+    seed: int = 0
+
+    def __repr__(self):
+        def show(a):
+            if isinstance(a, np.ndarray):
+                return f"array{a.shape}:{a.dtype}" + ("[non-finite]" if a.dtype.kind == "f" and not np.isfinite(a).all()
+                                                      else "")
+            text = repr(a)
+            return text if len(text) < 60 else text[:57] + "..."
+
+        args = ", ".join(show(a) for a in self.args)
+        kwargs = ", ".join(f"{k}={show(v)}" for k, v in self.kwargs.items())
+        return f"nn.{self.op}({args}{', ' if kwargs else ''}{kwargs})  # seed {self.seed}"
+
+
+def _uniform(rng, shape, low=-1.0, high=1.0):
+    return rng.uniform(low, high, shape).astype(np.float32)
+
+
+@st.composite
+def _conv_call(draw, op):
+    case = draw(conv_cases(dims=1 if op == "conv1d" else 2))
+    x, w, _ = case.arrays()
+    rng = np.random.default_rng(case.seed)
+    args, kwargs = [x, w], dict(case.kwargs)
+    if op in ("conv2d_bias_relu", "conv2d_bias_relu_max_pool2d"):
+        args.append(_uniform(rng, (case.K,), -0.5, 0.5))
+    if op == "conv2d_bias_relu_max_pool2d":
+        kwargs["pool_size"] = draw(st.sampled_from([1, 2, 3, (1, 2), (2, 1), [2, 3]]))
+    if op in ("conv1d", "conv2d") and draw(st.booleans()):
+        kwargs["data_format"] = "NWC" if op == "conv1d" else "NHWC"
+    return args, kwargs
+
+
+@st.composite
+def _pool_call(draw, op):
+    if op.startswith("global"):
+        case = draw(global_pool_cases("MAX" if "max" in op else "AVG", 1 if op.endswith("1d") else 2))
+        return [case.arrays()[0]], {}
+    if op == "pool":
+        case = draw(pool_cases(api="pool"))
+        return [case.arrays()[0]], dict(case.kwargs)
+    case = draw(pool_cases("MAX" if op.startswith("max") else "AVG", 1 if op.endswith("1d") else 2))
+    kwargs = dict(case.kwargs)
+    if draw(st.booleans()):
+        kwargs["data_format"] = "NWC" if op.endswith("1d") else "NHWC"
+    return [case.arrays()[0]], kwargs
+
+
+@st.composite
+def _other_call(draw, op):
+    if op in ("relu", "sigmoid", "dropout"):
+        x = draw(array_cases(scales=(1.0, 10.0))).arrays()[0]
+        return ([x, draw(st.sampled_from([0.0, 0.1, 0.5, 0.9]))], {"seed": draw(seeds)}) if op == "dropout" else ([x], {})
+    if op == "softmax":
+        case = draw(array_cases(scales=(1.0, 10.0), with_axis=True))
+        return [case.arrays()[0]], {"axis": case.axis}
+    if op == "dense":
+        arrays, _ = draw(dense_cases()).arrays()
+        return list(arrays), {}
+    # bias_add, bias_add_relu: value (N, ..., C) of rank 2 to 4, bias (C,)
+    shape = tuple(draw(st.lists(st.integers(1, 5), min_size=2, max_size=4)))
+    rng = np.random.default_rng(draw(seeds))
+    kwargs = {"data_format": draw(st.sampled_from([None, "N...C"]))} if op == "bias_add" else {}
+    return [_uniform(rng, shape), _uniform(rng, shape[-1:])], kwargs
+
+
+def valid_call(op):
+    if "conv" in op:
+        return _conv_call(op)
+    if "pool" in op:
+        return _pool_call(op)
+    return _other_call(op)
+
+
+# --- mutations -------------------------------------------------------------------------------------
+
+INTS = [0, -1, -(2**31), 1000, 2**31 - 1, 2**31, 2**63, 2**64, 10**30, 1.5, True, "2", None, [], [1], [2, 3],
+        [1, 2, 3], [2, 1, 1, 1], [1, 2, 2, 1], [1, 2, 1], (3, 3), np.int64(3), np.uint64(2**63), [[1], [2]],
+        [1.0, 2.0]]  # fmt: skip
+KEYWORD_VALUES = {
+    "strides": INTS, "stride": INTS, "ksize": INTS, "dilations": INTS, "window_shape": INTS, "pool_size": INTS,
+    "padding": ["VALID", "SAME", "valid", "Same", "FULL", "CAUSAL", "EXPLICIT", "", None, 1, [[0, 0], [1, 1]],
+                b"SAME"],
+    "pooling_type": ["MAX", "AVG", "max", "Avg", "MIN", "", None, 1],
+    "axis": [-5, -3, -1, 0, 1, 2, 3, 4, 10, 2**63, 1.5, None, "1", np.int64(1)],
+    "rate": [0.0, 0.5, 0.99, 1.0, -0.1, 1.5, float("nan"), float("inf"), "0.5", None, True, np.float32(0.25)],
+    "seed": [None, 0, 7, 2**40, 2**70, -1, "abc", 1.5],
+    "data_format": [None, "NHWC", "NWC", "NCHW", "NCW", "N...C", "NC...", "channels_last", 1],
+}  # fmt: skip
+SPECIALS = [np.inf, -np.inf, np.nan, 1e38, -1e38]
+ARRAY_MUTATIONS = ["rank_up", "rank_down", "resize", "empty", "dtype", "list", "ragged", "none", "scalar", "special",
+                   "special"]  # fmt: skip
+
+
+def _mutate_array(kind, a, rng, draw):
+    """``a`` (a float32 array) changed by mutation ``kind``."""
+    if kind == "rank_up":
+        return np.expand_dims(a, draw(st.integers(0, a.ndim)))
+    if kind == "rank_down":
+        return a[0] if a.ndim and a.shape[0] else np.float32(0.5)
+    if kind in ("resize", "empty") and a.ndim:
+        shape = list(a.shape)
+        shape[draw(st.integers(0, a.ndim - 1))] = 0 if kind == "empty" else draw(st.integers(1, 7))
+        return _uniform(rng, shape)
+    if kind == "dtype":
+        return a.astype(draw(st.sampled_from([np.int32, np.int64, np.bool_, np.complex64, np.float16, np.float64])))
+    if kind == "list":
+        return a.tolist()
+    if kind == "ragged" and a.ndim >= 1 and a.size >= 2:
+        rows = a.tolist() if a.ndim >= 2 else [[v] for v in a.tolist()]
+        rows[-1] = rows[-1][:-1] if len(rows[-1]) > 1 else [*rows[-1], rows[-1][0]]
+        return rows
+    if kind == "none":
+        return None
+    if kind == "scalar":
+        return float(a.flat[0]) if a.size else 1.0
+    if kind == "special" and a.size:
+        a = a.copy()
+        for index in rng.integers(a.size, size=draw(st.integers(1, 3))):
+            a.flat[index] = SPECIALS[draw(st.integers(0, len(SPECIALS) - 1))]
+        return a
+    return a
+
+
+@st.composite
+def calls(draw, op):
+    """A valid call of ``op`` with 0, 1 or 2 mutations."""
+    args, kwargs = draw(valid_call(op))
+    seed = draw(seeds)
+    rng = np.random.default_rng(seed)
+    arrays = [i for i, a in enumerate(args) if isinstance(a, np.ndarray)]
+    keywords = [name for name in inspect.signature(getattr(nn, op)).parameters if name in KEYWORD_VALUES]
+    for _ in range(draw(st.sampled_from([0, 0, 1, 1, 1, 2]))):
+        if keywords and draw(st.booleans()):
+            name = draw(st.sampled_from(keywords))
+            value = draw(st.sampled_from(KEYWORD_VALUES[name]))
+            position = list(inspect.signature(getattr(nn, op)).parameters).index(name)
+            if position < len(args):  # given positionally (dropout's rate)
+                args[position] = value
+            else:
+                kwargs[name] = value
+        else:
+            i = draw(st.sampled_from(arrays))
+            if isinstance(args[i], np.ndarray) and args[i].dtype == np.float32:  # (not one mutated already)
+                args[i] = _mutate_array(draw(st.sampled_from(ARRAY_MUTATIONS)), args[i], rng, draw)
+    return Call(op, args, kwargs, seed)
+
+
+# --- TensorFlow's results ------------------------------------------------------------------------------
+
+
+def _tf_kwargs(op, kwargs):
+    """The keyword arguments TF gets, miniconv's extensions spelt out: padding and pooling_type
+    upper-cased, and pool's strides as a sequence where an int was given (tf.nn.pool takes only
+    sequences; miniconv, as max_pool2d, an int for every axis too)."""
+    out = dict(kwargs)
+    for name in ("padding", "pooling_type"):
+        if isinstance(out.get(name), str):
+            out[name] = out[name].upper()
+    if op == "pool" and isinstance(out.get("strides"), (int, np.integer)):
+        out["strides"] = [int(out["strides"])] * len(out["window_shape"])
+    if "dilations" in out and out["dilations"] is None:  # TF's default, which tf_reference's wrappers spell 1
+        out["dilations"] = 1
+    return out
+
+
+def _conv(dims, differentiable=True):
+    """TF's conv1d / conv2d with miniconv's argument names; ``differentiable``: dilated ones through
+    ``tf.nn.convolution`` (tf_reference), the only way TF's CPU has their gradient, else ``tf.nn.conv2d``
+    itself (its forward takes dilations; space-to-batch cannot allocate dilations of ~10**5 and more)."""
+    def conv(x, w, strides=1, padding="VALID", dilations=1, data_format=None):
+        if differentiable:
+            fn = tf_reference.tf_conv1d if dims == 1 else tf_reference.tf_conv2d
+            return fn(x, w, strides, padding, dilations)
+        fn = tf.nn.conv1d if dims == 1 else tf.nn.conv2d
+        return fn(x, w, strides, padding, dilations=dilations)
+
+    return conv
+
+
+def _conv_bias_relu(x, w, b, strides=1, padding="VALID", dilations=1, differentiable=True):
+    return tf.nn.relu(tf.nn.bias_add(_conv(2, differentiable)(x, w, strides, padding, dilations), b))
+
+
+def _global(kind, dims):
+    """Max: pooling with the whole input as window (miniconv's documented rule, not reduce_max's);
+    average: the mean, which is the same thing."""
+    def reference(x):
+        if kind == "AVG":
+            return tf.reduce_mean(x, axis=list(range(1, dims + 1)))
+        pooled = tf.nn.max_pool2d(x if dims == 2 else x[:, None], x.shape[1:-1] if dims == 2 else (1, x.shape[1]),
+                                  1, "VALID")
+        return tf.reshape(pooled, (x.shape[0], x.shape[-1]))
+
+    return reference
+
+
+TF_OPS = {
+    "conv1d": lambda x, w, stride=1, padding="VALID", dilations=1, data_format=None: _conv(1)(
+        x, w, stride, padding, dilations),
+    "conv2d": _conv(2),
+    "relu": tf.nn.relu,
+    "sigmoid": tf.nn.sigmoid,
+    "softmax": lambda x, axis=-1: tf.nn.softmax(x, axis=axis),
+    "max_pool1d": tf.nn.max_pool1d,
+    "avg_pool1d": tf.nn.avg_pool1d,
+    "max_pool2d": tf.nn.max_pool2d,
+    "avg_pool2d": tf.nn.avg_pool2d,
+    "pool": lambda x, window_shape, pooling_type, strides=None, padding="VALID", data_format=None:
+        tf_reference.tf_pool(x, window_shape, pooling_type, strides, padding),
+    "global_avg_pool1d": _global("AVG", 1),
+    "global_max_pool1d": _global("MAX", 1),
+    "global_avg_pool2d": _global("AVG", 2),
+    "global_max_pool2d": _global("MAX", 2),
+    "dense": tf_reference.tf_dense,
+    "bias_add": lambda v, b, data_format=None: tf.nn.bias_add(v, b, data_format=data_format),
+    "bias_add_relu": lambda v, b: tf.nn.relu(tf.nn.bias_add(v, b)),
+    "conv2d_bias_relu": _conv_bias_relu,
+    "conv2d_bias_relu_max_pool2d": lambda x, w, b, pool_size, strides=1, padding="VALID", dilations=1, **kw:
+        tf.nn.max_pool2d(_conv_bias_relu(x, w, b, strides, padding, dilations, **kw), pool_size, pool_size, "VALID"),
+}  # fmt: skip
+FORWARD_ONLY = {  # with dilations too large for TF's space-to-batch gradient: the forward, by tf.nn.conv2d
+    "conv1d": lambda x, w, stride=1, padding="VALID", dilations=1, data_format=None: _conv(1, False)(
+        x, w, stride, padding, dilations),
+    "conv2d": _conv(2, False),
+    "conv2d_bias_relu": lambda *args, **kw: _conv_bias_relu(*args, **kw, differentiable=False),
+    "conv2d_bias_relu_max_pool2d": lambda *args, **kw: TF_OPS["conv2d_bias_relu_max_pool2d"](*args, **kw,
+                                                                                          differentiable=False),
+}  # fmt: skip
+LARGE_DILATION = 64
+LINEAR = {"conv1d", "conv2d", "conv2d_bias_relu", "dense", "bias_add", "bias_add_relu", "avg_pool1d", "avg_pool2d",
+          "global_avg_pool1d", "global_avg_pool2d"}  # on |arrays| their results sum |terms| (ReLU passes all)
+MAX_OPS = {"max_pool1d", "max_pool2d", "global_max_pool1d", "global_max_pool2d", "conv2d_bias_relu_max_pool2d"}
+
+
+def _names_an_argument(op, message) -> bool:
+    names = set(inspect.signature(getattr(nn, op)).parameters) - {"name"}
+    return any(re.search(rf"\b{re.escape(n)}\b", message) for n in names)
+
+
+def _dropout_is_consistent(call, x, y, dx, dy):
+    """y = x * scale or exactly 0 per element, dx = dy * scale on the same mask (where it is known)."""
+    rate = call.args[1] if len(call.args) > 1 else call.kwargs["rate"]
+    scale = np.float32(1.0 / (1.0 - float(rate)))
+    kept_value = x * scale
+    kept = (y == kept_value) | (np.isnan(y) & np.isnan(kept_value))
+    assert np.all(kept | (y == 0)), f"{call}: an output is neither x / (1 - rate) nor 0"
+    known = kept_value != 0  # where x * scale == 0 the mask cannot be read from y
+    expected = np.where(kept & (y != 0), dy * scale, np.float32(0))
+    np.testing.assert_array_equal(dx[known], expected[known], err_msg=f"{call}: dropout's gradient")
+
+
+def check(call: Call, backend: str) -> None:
+    fn = getattr(nn, call.op)
+    with np.errstate(all="ignore"):
+        try:
+            y, pullback = miniconv.vjp(fn, *call.args, backend=backend, **call.kwargs)
+        except (ValueError, TypeError) as error:
+            assert _names_an_argument(call.op, str(error)), f"{call}: the error names no argument: {error!r}"
+            return
+        except Exception as error:  # noqa: BLE001 - any other type is the bug this test looks for
+            pytest.fail(f"{call} on {backend}: {type(error).__name__}: {error}")
+        rng = np.random.default_rng(call.seed + 1)
+        dy = _uniform(rng, np.shape(y))
+        grads = pullback(dy)
+        arrays = [np.asarray(a, np.float32) for a in call.args[: ARRAYS.get(call.op, 1)] if a is not None]  # as taken
+        if call.op == "dropout":
+            return _dropout_is_consistent(call, arrays[0], y, grads[0], dy)
+        compare_with_tf(call, backend, arrays, y, grads, dy)
+
+
+# how many leading positional arguments are arrays (1 for the others)
+ARRAYS = {"conv1d": 2, "conv2d": 2, "conv2d_bias_relu": 3, "conv2d_bias_relu_max_pool2d": 3, "dense": 3, "bias_add": 2,
+          "bias_add_relu": 2}
+
+
+def compare_with_tf(call, backend, arrays, y, grads, dy):
+    kwargs = _tf_kwargs(call.op, call.kwargs)
+    dilation = max(normalize_tuple(1 if call.kwargs.get("dilations") is None else call.kwargs["dilations"], 1 + (
+        call.op != "conv1d"), "dilations", allow_nc=True)) if "dilations" in call.kwargs else 1
+    large = dilation > LARGE_DILATION
+    tf_fn = FORWARD_ONLY[call.op] if large else TF_OPS[call.op]
+    try:
+        y_tf, grads_tf = tf_reference.tf_vjp(tf_fn, arrays, dy, kwargs) if not large else (tf_fn(*arrays, **kwargs), None)
+    except Exception as error:  # noqa: BLE001
+        pytest.fail(f"{call} on {backend}: miniconv returned {y.shape}, TF refuses: {type(error).__name__}: {error}")
+    finite_inputs = all(np.isfinite(a).all() for a in arrays)
+    if call.op == "conv2d_bias_relu_max_pool2d":
+        assume(finite_inputs)  # (tests/test_nonfinite.py: special values there) near ties: rounding picks the winner
+        z = nn.conv2d_bias_relu(*arrays, **{k: v for k, v in call.kwargs.items() if k != "pool_size"}, backend="numpy")
+        assume(not windows_near_tie(z, _pair(call.kwargs["pool_size"])))
+    max_pooling = call.op in MAX_OPS or (call.op == "pool" and kwargs.get("pooling_type") == "MAX")
+    numpy_gradients = large or (not finite_inputs and (max_pooling or dilation > 1))
+    if numpy_gradients:
+        grads_tf = miniconv.vjp(getattr(nn, call.op), *arrays, backend="numpy", **call.kwargs)[1](dy)
+    y_tf = np.asarray(y_tf)
+    if call.op in LINEAR:
+        abs_arrays = [np.abs(a) for a in arrays]
+        if numpy_gradients:  # their magnitudes from the numpy reference too, exact on |arrays|
+            abs_y, abs_pullback = miniconv.vjp(getattr(nn, call.op), *abs_arrays, backend="numpy", **call.kwargs)
+            magnitudes = [abs_y, *abs_pullback(np.abs(dy))]
+        else:
+            abs_y, abs_grads = tf_reference.tf_vjp(tf_fn, abs_arrays, np.abs(dy), kwargs)
+            magnitudes = [abs_y, *abs_grads]
+    else:
+        magnitudes = [None] * (1 + len(arrays))
+    floors = _floors(call, arrays, dy)
+    L = max([a.size for a in arrays] + [y.size, 1])
+    rtol = tf_reference.C_TOL * EPS32 * math.sqrt(L)
+    where = f"{call} on {backend}"
+    assert len(grads) == len(arrays), f"{where}: {len(grads)} gradients for {len(arrays)} arrays"
+    for i, (ours, theirs) in enumerate(zip((y, *grads), (y_tf, *grads_tf))):
+        assert_close(ours, theirs, rtol=rtol, magnitude=magnitudes[i], floor=floors[i],
+                     what=f"{where} {'output' if i == 0 else f'gradient {i - 1}'}")
+
+
+def _pair(value):
+    return normalize_tuple(value, 2, "pool_size")
+
+
+def _floors(call, arrays, dy):
+    """Scale of errors that do not shrink with each result: the sigmoid and softmax gradients keep
+    the absolute accuracy of dy; the fused pooled op's cells that of one term of its sums (1 here)."""
+    count = 1 + len(arrays)
+    finite_dy = float(np.abs(dy[np.isfinite(dy)]).max()) if dy.size else 0.0
+    if call.op == "sigmoid":
+        return [TINY, finite_dy]
+    if call.op == "softmax":
+        return [0.0, finite_dy]
+    if call.op == "conv2d_bias_relu_max_pool2d":  # as tests/test_conv_pool.py: finite arrays at scale 1
+        return [1.0] * count
+    return [0.0] * count
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op", nn.OPS)
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+          max_examples=2 * settings().max_examples)  # cheap examples (1-5 ms): twice the profile's count
+@given(data=st.data())
+def test_any_call_gives_tf_result_or_names_an_argument(op, backend, data):
+    check(data.draw(calls(op), label="call"), backend)
