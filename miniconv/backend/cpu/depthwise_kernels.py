@@ -251,12 +251,12 @@ def _filter_gradient_row(x, xf, g_row, gf, sh, sw, dh, dw, top, left, n, p, q_a,
     dwk = d.reshape(3, 3, C)
     h0 = p * sh - top
     if h0 < 0 or h0 + 2 * dh >= H:
-        filter_gradient_cells(x, g_row, sh, sw, dh, dw, top, left, n, p, 0, Q, dwk)
+        filter_gradient_cells(x, g_row, 1, sh, sw, dh, dw, top, left, n, p, 0, Q, dwk)
         return
     groups = (q_b - q_a) // GROUP
     q_c = q_a + groups * GROUP
-    filter_gradient_cells(x, g_row, sh, sw, dh, dw, top, left, n, p, 0, q_a, dwk)
-    filter_gradient_cells(x, g_row, sh, sw, dh, dw, top, left, n, p, q_c, Q, dwk)
+    filter_gradient_cells(x, g_row, 1, sh, sw, dh, dw, top, left, n, p, 0, q_a, dwk)
+    filter_gradient_cells(x, g_row, 1, sh, sw, dh, dw, top, left, n, p, q_c, Q, dwk)
     if groups > 0:
         row = n * H + h0
         a = (q_a * sw - left) * C

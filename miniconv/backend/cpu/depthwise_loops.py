@@ -8,6 +8,12 @@ channels, R S kernel size, P Q output size. The filter is read as wk (R, S, K) (
     y[n,p,q,j]  = sum_{r,s} x[n, p*sh + r*dh - top, q*sw + s*dw - left, j // M] * wk[r,s,j]
     dx[n,h,w,c] = sum over (r, s, p, q) with h = p*sh + r*dh - top, w = q*sw + s*dw - left,
                   and m < M, of dy[n,p,q,c*M + m] * wk[r,s,c*M + m]
+
+with x read as 0 outside the input (padding): a padding cell still multiplies its filter value
+or dy value, so an inf there gives NaN in y or dw, as in the zero-padded formula and TensorFlow.
+dx sums over the real dy cells only (the taps that read padding have no input cell to send a
+gradient to), as TensorFlow's conv2d; TensorFlow's depthwise input gradient instead correlates a
+zero-padded, zero-dilated dy with the filter, which differs only where the filter is not finite.
     dwk[r,s,j]  = sum_{n,p,q} x[n, p*sh + r*dh - top, q*sw + s*dw - left, j // M] * dy[n,p,q,j]
 
 The ``*_simple`` kernels compute one result at a time straight from these formulas: the oracles the
@@ -39,6 +45,7 @@ def forward_simple(x, wk, M, sh, sw, dh, dw, top, left, y):
     N, H, W, _ = x.shape
     R, S, K = wk.shape
     _, P, Q, _ = y.shape
+    zero = y.dtype.type(0)
     for n in range(N):
         for p in range(P):
             for q in range(Q):
@@ -48,8 +55,8 @@ def forward_simple(x, wk, M, sh, sw, dh, dw, top, left, y):
                         h = p * sh + r * dh - top
                         for s in range(S):
                             w = q * sw + s * dw - left
-                            if 0 <= h < H and 0 <= w < W:
-                                total += x[n, h, w, j // M] * wk[r, s, j]
+                            v = x[n, h, w, j // M] if 0 <= h < H and 0 <= w < W else zero
+                            total += v * wk[r, s, j]
                     y[n, p, q, j] = total
 
 
@@ -83,17 +90,18 @@ def backward_filter_simple(x, dy, M, sh, sw, dh, dw, top, left, dwk):
     N, H, W, _ = x.shape
     R, S, K = dwk.shape
     _, P, Q, _ = dy.shape
+    zero = dwk.dtype.type(0)
     for r in range(R):
         for s in range(S):
             for j in range(K):
-                total = dwk.dtype.type(0)
+                total = zero
                 for n in range(N):
                     for p in range(P):
                         h = p * sh + r * dh - top
                         for q in range(Q):
                             w = q * sw + s * dw - left
-                            if 0 <= h < H and 0 <= w < W:
-                                total += x[n, h, w, j // M] * dy[n, p, q, j]
+                            v = x[n, h, w, j // M] if 0 <= h < H and 0 <= w < W else zero
+                            total += v * dy[n, p, q, j]
                 dwk[r, s, j] = total
 
 
@@ -102,8 +110,9 @@ def backward_filter_simple(x, dy, M, sh, sw, dh, dw, top, left, dwk):
 
 @njit(nogil=True, cache=True)
 def forward_cells(x, wk, M, sh, sw, dh, dw, top, left, n, p, q_lo, q_hi, out):
-    """out[q] (K,) for q in [q_lo, q_hi) of output row (n, p): zeroed, then per filter cell (r, s)
-    inside the input, out[q, j] += x[n, h, w, j // M] * wk[r, s, j], channels innermost."""
+    """out[q] (K,) for q in [q_lo, q_hi) of output row (n, p): zeroed, then per filter cell (r, s),
+    out[q, j] += x[n, h, w, j // M] * wk[r, s, j], channels innermost; a padding cell is x = 0 and
+    still multiplies its filter value (so an inf there gives NaN, as the zero-padded formula does)."""
     _, H, W, C = x.shape
     R, S, K = wk.shape
     zero = out.dtype.type(0)
@@ -113,14 +122,14 @@ def forward_cells(x, wk, M, sh, sw, dh, dw, top, left, n, p, q_lo, q_hi, out):
             dst[j] = zero
         for r in range(R):
             h = p * sh + r * dh - top
-            if h < 0 or h >= H:
-                continue
             for s in range(S):
                 w = q * sw + s * dw - left
-                if w < 0 or w >= W:
+                tap = wk[r, s]
+                if h < 0 or h >= H or w < 0 or w >= W:
+                    for j in range(K):
+                        dst[j] += zero * tap[j]
                     continue
                 src = x[n, h, w]
-                tap = wk[r, s]
                 if M == 1:
                     for c in range(C):
                         dst[c] += src[c] * tap[c]
@@ -145,9 +154,10 @@ def backward_images(x, wk, dy, M, sh, sw, dh, dw, top, left, H, W, first, last, 
     """dx[n] (with_dx) and dwk (R, S, K) += the filter gradient (with_dw), for the images [first, last).
 
     Per image the output rows p go in order; each reads its input rows h = p*sh + r*dh - top once
-    for both gradients (they stay in cache for the next rows that read them). A dx row is zeroed
-    just before its first sum, rows no tap reaches at the end. x or dx is not read when its flag
-    is off (it may then be any 4-D array).
+    for both gradients (they stay in cache for the next rows that read them). dx: each dy value
+    is added to the input cells its taps read (the real ones: taps on padding have no gradient to
+    give), a dx row zeroed just before its first sum, rows no tap reaches at the end. x or dx is
+    not read when its flag is off (it may then be any 4-D array).
     """
     C = dx.shape[3] if with_dx else x.shape[3]
     R, S, _ = wk.shape
@@ -157,44 +167,35 @@ def backward_images(x, wk, dy, M, sh, sw, dh, dw, top, left, H, W, first, last, 
         zeroed = 0  # dx rows [0, zeroed) of this image are zeroed or summed into
         for p in range(P):
             g_row = dy[n, p]
+            if with_dw:
+                filter_gradient_cells(x, g_row, M, sh, sw, dh, dw, top, left, n, p, 0, Q, dwk)
+            if not with_dx:
+                continue
             for r in range(R):
                 h = p * sh + r * dh - top
                 if h < 0 or h >= H:
                     continue
-                if with_dx:
-                    while zeroed <= h:
-                        for w in range(W):
-                            for c in range(C):
-                                dx[n, zeroed, w, c] = zero
-                        zeroed += 1
+                while zeroed <= h:
+                    for w in range(W):
+                        for c in range(C):
+                            dx[n, zeroed, w, c] = zero
+                    zeroed += 1
                 for s in range(S):
                     offset = s * dw - left
                     q_lo, q_hi = _columns(offset, sw, Q, W)
                     tap = wk[r, s]
-                    d_tap = dwk[r, s]
                     for q in range(q_lo, q_hi):
-                        w = q * sw + offset
                         g = g_row[q]
+                        dst = dx[n, h, q * sw + offset]
                         if M == 1:
-                            if with_dw:
-                                src = x[n, h, w]
-                                for c in range(C):
-                                    d_tap[c] += src[c] * g[c]
-                            if with_dx:
-                                dst = dx[n, h, w]
-                                for c in range(C):
-                                    dst[c] += g[c] * tap[c]
+                            for c in range(C):
+                                dst[c] += g[c] * tap[c]
                         else:
                             for c in range(C):
-                                if with_dw:
-                                    v = x[n, h, w, c]
-                                    for m in range(M):
-                                        d_tap[c * M + m] += v * g[c * M + m]
-                                if with_dx:
-                                    total = zero
-                                    for m in range(M):
-                                        total += g[c * M + m] * tap[c * M + m]
-                                    dx[n, h, w, c] += total
+                                total = zero
+                                for m in range(M):
+                                    total += g[c * M + m] * tap[c * M + m]
+                                dst[c] += total
         if with_dx:
             while zeroed < H:
                 for w in range(W):
@@ -204,25 +205,33 @@ def backward_images(x, wk, dy, M, sh, sw, dh, dw, top, left, H, W, first, last, 
 
 
 @njit(nogil=True, cache=True)
-def filter_gradient_cells(x, g_row, sh, sw, dh, dw, top, left, n, p, q_lo, q_hi, dwk):
-    """dwk (R, S, C) += x[n, h, w] * dy[n, p, q] over the cells q in [q_lo, q_hi) of output row (n, p)
-    (g_row = dy[n, p]) and the filter cells (r, s) that read inside the input; M = 1."""
+def filter_gradient_cells(x, g_row, M, sh, sw, dh, dw, top, left, n, p, q_lo, q_hi, dwk):
+    """dwk (R, S, K) += x[n, h, w, j // M] * dy[n, p, q, j] over the cells q in [q_lo, q_hi) of output
+    row (n, p) (g_row = dy[n, p]) and every filter cell (r, s); a padding cell is x = 0 and still
+    multiplies dy (an inf dy there gives NaN, as the zero-padded formula does)."""
     _, H, W, C = x.shape
-    R, S, _ = dwk.shape
+    R, S, K = dwk.shape
+    zero = dwk.dtype.type(0)
     for r in range(R):
         h = p * sh + r * dh - top
-        if h < 0 or h >= H:
-            continue
         for s in range(S):
+            d = dwk[r, s]
             for q in range(q_lo, q_hi):
                 w = q * sw + s * dw - left
-                if w < 0 or w >= W:
+                g = g_row[q]
+                if h < 0 or h >= H or w < 0 or w >= W:
+                    for j in range(K):
+                        d[j] += zero * g[j]
                     continue
                 src = x[n, h, w]
-                g = g_row[q]
-                d = dwk[r, s]
-                for c in range(C):
-                    d[c] += src[c] * g[c]
+                if M == 1:
+                    for c in range(C):
+                        d[c] += src[c] * g[c]
+                else:
+                    for c in range(C):
+                        v = src[c]
+                        for m in range(M):
+                            d[c * M + m] += v * g[c * M + m]
 
 
 @njit(nogil=True, cache=True)
