@@ -63,7 +63,7 @@ def _reduce_to(gradient, shape, x_shape):
     full = gradient.reshape((1,) * (len(x_shape) - gradient.ndim) + gradient.shape)
     aligned = (1,) * (len(x_shape) - len(shape)) + tuple(shape)
     axes = tuple(i for i, (a, n) in enumerate(zip(aligned, full.shape)) if a == 1 and n != 1)
-    return np.ascontiguousarray(full.sum(axis=axes, keepdims=True).reshape(shape))
+    return np.array(full.sum(axis=axes, keepdims=True).reshape(shape), order="C")  # (ascontiguousarray makes 0-d 1-d)
 
 
 def batch_normalization_vjp(x, mean, variance, offset, scale, variance_epsilon, *, backend=None, name=None):
@@ -157,8 +157,12 @@ def moments_vjp(x, axes, shift=None, keepdims=False, *, backend=None, name=None)
     x2 = xt.reshape(rows, -1)
     be = get_backend(backend)
     mean, variance = be.moments_forward(x2)
-    shape = tuple(1 if a in reduced else x.shape[a] for a in range(x.ndim)) if keepdims else tuple(
-        x.shape[a] for a in kept)
+    if keepdims:
+        shape = tuple(1 if a in reduced else x.shape[a] for a in range(x.ndim))
+    elif reduced:
+        shape = tuple(x.shape[a] for a in kept)
+    else:  # TensorFlow squeezes with axis=[], which drops every axis of size 1
+        shape = tuple(n for n in x.shape if n != 1)
 
     def pullback(dmean, dvariance):
         dmean = _check_output_gradient(dmean, "mean", shape, op).reshape(-1)
@@ -174,7 +178,9 @@ def moments(x, axes, shift=None, keepdims=False, *, backend=None, name=None):
     """(mean, variance) of x over ``axes`` (an int or a list): the mean, then the mean of the squared
     deviations from it (the population variance, divided by n, not n - 1).
 
-    The results keep x's other axes (and the reduced ones with size 1 when ``keepdims``). ``shift``
-    is accepted and ignored, as TensorFlow 2 does. Matches ``tf.nn.moments``.
+    The results keep x's other axes (and the reduced ones with size 1 when ``keepdims``). With no
+    axes at all the mean is x and the variance 0, and (as TensorFlow, whose ``squeeze(axis=[])``
+    drops every axis of size 1) without ``keepdims`` the axes of size 1 go. ``shift`` is accepted
+    and ignored, as TensorFlow 2 does. Matches ``tf.nn.moments``.
     """
     return moments_vjp(x, axes, shift, keepdims, backend=backend)[0]
