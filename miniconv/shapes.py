@@ -187,7 +187,7 @@ def explicit_output_size(size: int, window: int, stride: int, dilation: int, bef
     return (size + before + after - (window - 1) * dilation - 1) // stride + 1
 
 
-def conv_geometry(input_shape, filter_shape, strides, padding, dilations, op="conv2d") -> ConvGeometry:
+def conv_geometry(input_shape, filter_shape, strides, padding, dilations, op="conv2d", filter_name="filters") -> ConvGeometry:
     """Check a 2-D convolution's arguments and resolve its geometry.
 
     input (N, H, W, C), filters (R, S, C, K); strides, dilations: pairs of positive ints;
@@ -210,12 +210,12 @@ def conv_geometry(input_shape, filter_shape, strides, padding, dilations, op="co
     if isinstance(padding, str):
         P, top, bottom = output_size(H, R, sh, dh, padding)
         Q, left, right = output_size(W, S, sw, dw, padding)
-        _check_window_fits(op, "filters", (H, W), (R, S), (dh, dw), padding, P, Q)
+        _check_window_fits(op, filter_name, (H, W), (R, S), (dh, dw), padding, P, Q)
     else:
         (top, bottom), (left, right) = padding
         P = explicit_output_size(H, R, sh, dh, top, bottom)
         Q = explicit_output_size(W, S, sw, dw, left, right)
-        _check_window_fits(op, "filters", (H + top + bottom, W + left + right), (R, S), (dh, dw), "explicitly", P, Q)
+        _check_window_fits(op, filter_name, (H + top + bottom, W + left + right), (R, S), (dh, dw), "explicitly", P, Q)
     return ConvGeometry(N, H, W, C, K, R, S, sh, sw, dh, dw, top, bottom, left, right, P, Q)
 
 
@@ -238,7 +238,7 @@ def depthwise_geometry(input_shape, filter_shape, strides, padding, dilations, o
             f"{op}: strides must be equal along rows and columns, as TensorFlow's depthwise_conv2d requires, "
             f"got {list(strides)}"
         )
-    g = conv_geometry(input_shape, (R, S, C, C * M), strides, padding, dilations, op)
+    g = conv_geometry(input_shape, (R, S, C, C * M), strides, padding, dilations, op, filter_name)
     return DepthwiseGeometry(**{f: getattr(g, f) for f in ConvGeometry.__dataclass_fields__})
 
 
