@@ -24,7 +24,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-MODULES = ("_common", "conv", "pool", "elementwise", "dense", "optim", "losses")
+MODULES = ("_common", "conv", "pool", "elementwise", "dense", "optim", "losses", "depthwise", "normalization")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 
 from miniconv.backend.interface import Backend
 
-from . import conv, dense, elementwise, pool
+from . import conv, dense, depthwise, elementwise, normalization, pool
 from ._common import to_device, to_host
 
 
@@ -45,6 +45,16 @@ class CudaBackend(Backend):
 
     def conv2d_backward_filter(self, x, dy, g):
         return to_host(conv.conv2d_backward_filter(_dev(x), _dev(dy), g))
+
+    # --- depthwise convolution (both gradients: the interface's default, the two kernels) --------
+    def depthwise_conv2d_forward(self, x, w, g):
+        return to_host(depthwise.depthwise_conv2d_forward(_dev(x), _dev(w), g))
+
+    def depthwise_conv2d_backward_input(self, dy, w, g):
+        return to_host(depthwise.depthwise_conv2d_backward_input(_dev(dy), _dev(w), g))
+
+    def depthwise_conv2d_backward_filter(self, x, dy, g):
+        return to_host(depthwise.depthwise_conv2d_backward_filter(_dev(x), _dev(dy), g))
 
     # --- pooling -----------------------------------------------------------------------------
     def max_pool2d_forward(self, x, g):
@@ -75,6 +85,12 @@ class CudaBackend(Backend):
     def relu_backward(self, dy, y):
         return self._map(elementwise.relu_backward, dy, y)
 
+    def relu6_forward(self, x):
+        return self._map(elementwise.relu6_forward, x)
+
+    def relu6_backward(self, dy, y):
+        return self._map(elementwise.relu6_backward, dy, y)
+
     def sigmoid_forward(self, x):
         return self._map(elementwise.sigmoid_forward, x)
 
@@ -90,6 +106,22 @@ class CudaBackend(Backend):
         if dy.size == 0:
             return np.zeros(dy.shape, np.float32)
         return to_host(elementwise.softmax_backward(_dev(dy), _dev(y)))
+
+    # --- normalisation: x (rows, C), one parameter per column ---------------------------------
+    def batch_norm_forward(self, x, mean, variance, offset, scale, epsilon):
+        return to_host(normalization.batch_norm_forward(_dev(x), _dev(mean), _dev(variance), _dev(offset), _dev(scale),
+                                                        epsilon))  # fmt: skip
+
+    def batch_norm_backward(self, dy, x, mean, variance, scale, epsilon):
+        out = normalization.batch_norm_backward(_dev(dy), _dev(x), _dev(mean), _dev(variance), _dev(scale), epsilon)
+        return tuple(to_host(a) for a in out)
+
+    def moments_forward(self, x):
+        mean, variance = normalization.moments_forward(_dev(x))
+        return to_host(mean), to_host(variance)
+
+    def moments_backward(self, dmean, dvariance, x, mean):
+        return to_host(normalization.moments_backward(_dev(dmean), _dev(dvariance), _dev(x), _dev(mean)))
 
     # --- dense, bias and dropout -------------------------------------------------------------
     def dense_forward(self, x, kernel, bias):
