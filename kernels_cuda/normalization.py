@@ -65,7 +65,7 @@ NAN = float32(math.nan)
 def rstd_of(variance, epsilon):
     """1 / sqrt(variance + eps); NaN for a negative sum, as on a GPU (the simulator's math.sqrt would raise)."""
     v = variance + epsilon
-    return float32(1) / math.sqrt(v) if v >= float32(0) or v != v else NAN
+    return float32(1) / math.sqrt(v) if v >= float32(0) or math.isnan(v) else NAN
 
 
 @cuda.jit

@@ -63,7 +63,7 @@ def test_depthwise_and_separable_match_tf(name):
     ((1, 5, 6, 33), 1, 1, "SAME", 2, None),  # R*S*K = 297 filter values: two blocks of 256
 ])  # fmt: skip
 def test_depthwise_kernels_match_their_oracles(shape, M, stride, padding, dilation, splits):
-    N, H, W, C = shape
+    C = shape[3]
     rng = np.random.default_rng(sum(shape))
     x, w = uniform(rng, shape), uniform(rng, (3, 3, C, M))
     g = depthwise_geometry(x.shape, w.shape, (stride, stride), padding, (dilation, dilation))
@@ -171,7 +171,7 @@ def test_normalization_reductions_match_their_oracles(M, C, splits):
     assert_close(m, m_ref, rtol=tol, magnitude=np.abs(x).mean(axis=0), what="mean")
     assert_close(v, v_ref, rtol=tol, magnitude=((np.abs(x) + np.abs(m_ref)) ** 2).mean(axis=0), what="variance")
     sums_ref = normalization.batch_norm_backward_sums_naive(dyd, xd, meand).copy_to_host()
-    dx, dmean, dvariance, doffset, dscale = (a.copy_to_host() for a in normalization.batch_norm_backward(
+    dx, _, _, doffset, dscale = (a.copy_to_host() for a in normalization.batch_norm_backward(
         dyd, xd, meand, to_device(variance), to_device(scale), 1e-3, splits=splits))  # fmt: skip
     rstd = 1 / np.sqrt(variance + np.float32(1e-3))
     assert_close(doffset, sums_ref[0], rtol=tol, magnitude=np.abs(dy).sum(axis=0), what="sum dy")
