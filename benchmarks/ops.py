@@ -38,7 +38,8 @@ WORKER_TIMEOUT_S = 3600
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``benchmarks ops`` options."""
     parser.add_argument(
-        "--cases", default="all", choices=["mnist", "cats", "all"], help="which model's layers (default all)"
+        "--cases", default="all", choices=["mnist", "cats", "mobile", "all"],
+        help="which model's layers (default all; mobile: MobileNet / EfficientNet-Lite blocks)"
     )
     parser.add_argument(
         "--backends",
