@@ -34,7 +34,7 @@ from .depthwise_loops import (
     forward_rows,
     input_gradient_cells,
 )
-from .work_sharing import chunk_bounds, partials, run_chunks, sum_in_order, thread_count
+from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
 
 ROW_GRAIN = 1 << 14  # output values per shared chunk of forward rows, at least (~10 us of work)
 
@@ -157,29 +157,47 @@ def _scatter3_pair(g, t, row, C, sw, dw):
         row[a1 + d2 + c] += g1 * w2
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _dot9_cells(r0, r1, r2, t, o, C, sw, dw, cells):
+    """``_dot9`` for ``cells`` < 4 cells, one at a time (a row's last ones)."""
+    for k in range(cells):
+        a, b = k * sw * C, k * C
+        d1, d2 = a + dw * C, a + 2 * dw * C
+        for c in range(C):
+            o[b + c] = (r0[a + c] * t[c] + r0[d1 + c] * t[C + c] + r0[d2 + c] * t[2 * C + c]
+                        + r1[a + c] * t[3 * C + c] + r1[d1 + c] * t[4 * C + c] + r1[d2 + c] * t[5 * C + c]
+                        + r2[a + c] * t[6 * C + c] + r2[d1 + c] * t[7 * C + c] + r2[d2 + c] * t[8 * C + c])
+
+
 @njit(nogil=True, cache=True)
-def dot9_groups(r0, r1, r2, t, out, C, sw, dw, groups):
-    """``_dot9`` over ``groups`` consecutive groups: r0 r1 r2 flat row views from the first group's
-    first column, out flat from its first cell; stride 1 and 2 (dilation 1) with literal offsets."""
-    step = GROUP * sw * C
+def dot9_row(r0, r1, r2, t, out, C, sw, dw, cells):
+    """out[k*C + c] = sum_{r,s} row_r[(k*sw + s*dw)*C + c] * t[(3r + s)*C + c] for k < cells: groups of
+    four cells (stride 1), pairs (other strides), the rest one by one. Rows r0 r1 r2 are flat
+    (zero-padded) rows from the first cell's first column; stride 1 and 2 (dilation 1) get literal
+    offsets."""
     if sw == 1 and dw == 1:
+        step, groups = GROUP * C, cells // GROUP
         for i in range(groups):
-            _dot9(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * GROUP * C:], C, 1, 1)
-    else:  # two pairs of cells a group
-        half = step // 2
+            _dot9(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * step:], C, 1, 1)
+        done = groups * GROUP
+    else:
+        step, groups = 2 * sw * C, cells // 2
         if sw == 2 and dw == 1:
-            for i in range(2 * groups):
-                _dot9_pair(r0[i * half:], r1[i * half:], r2[i * half:], t, out[i * 2 * C:], C, 2, 1)
+            for i in range(groups):
+                _dot9_pair(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * 2 * C:], C, 2, 1)
         else:
-            for i in range(2 * groups):
-                _dot9_pair(r0[i * half:], r1[i * half:], r2[i * half:], t, out[i * 2 * C:], C, sw, dw)
+            for i in range(groups):
+                _dot9_pair(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * 2 * C:], C, sw, dw)
+        done = groups * 2
+    a = done * sw * C
+    _dot9_cells(r0[a:], r1[a:], r2[a:], t, out[done * C:], C, sw, dw, cells - done)
 
 
 @njit(nogil=True, cache=True)
-def outer9_groups(r0, r1, r2, g, d, C, sw, dw, groups):
-    """``_outer3`` for each filter row over ``groups`` consecutive groups (views as ``dot9_groups``;
-    g flat from the first cell, d the flat (9 C) filter gradient)."""
-    step = GROUP * sw * C
+def outer9_row(r0, r1, r2, g, d, C, sw, dw, cells):
+    """d[(3r + s)*C + c] += sum_k row_r[(k*sw + s*dw)*C + c] * g[k*C + c] for k < cells (the filter
+    gradient of one output row): ``_outer3`` per filter row in groups of four, the rest one by one."""
+    step, groups = GROUP * sw * C, cells // GROUP
     d0, d1, d2 = d[: 3 * C], d[3 * C : 6 * C], d[6 * C :]
     if sw == 1 and dw == 1:
         for i in range(groups):
@@ -199,171 +217,206 @@ def outer9_groups(r0, r1, r2, g, d, C, sw, dw, groups):
             _outer3(r0[i * step:], gi, d0, C, sw, dw)
             _outer3(r1[i * step:], gi, d1, C, sw, dw)
             _outer3(r2[i * step:], gi, d2, C, sw, dw)
+    for k in range(groups * GROUP, cells):
+        a = k * sw * C
+        for r, row in ((0, r0), (1, r1), (2, r2)):
+            for s in range(3):
+                src = row[a + s * dw * C:]
+                dst = d[(3 * r + s) * C:]
+                for c in range(C):
+                    dst[c] += src[c] * g[k * C + c]
 
 
 @njit(nogil=True, cache=True)
-def scatter3_groups(g, t, row, C, sw, dw, groups):
-    """``_scatter3_pair`` over ``groups`` consecutive groups of four cells (row flat from the first
-    group's first column)."""
-    half = GROUP * sw * C // 2
+def scatter3_row(g, t, row, C, sw, dw, cells):
+    """row[(k*sw + s*dw)*C + c] += g[k*C + c] * t[s*C + c] for k < cells (one filter row t = wk[r]
+    scattered into one zero-padded dx row): pairs, then the last cell alone."""
+    step, pairs = 2 * sw * C, cells // 2
     if sw == 2 and dw == 1:
-        for i in range(2 * groups):
-            _scatter3_pair(g[i * 2 * C:], t, row[i * half:], C, 2, 1)
+        for i in range(pairs):
+            _scatter3_pair(g[i * 2 * C:], t, row[i * step:], C, 2, 1)
     else:
-        for i in range(2 * groups):
-            _scatter3_pair(g[i * 2 * C:], t, row[i * half:], C, sw, dw)
+        for i in range(pairs):
+            _scatter3_pair(g[i * 2 * C:], t, row[i * step:], C, sw, dw)
+    if cells % 2:
+        k = cells - 1
+        a = k * sw * C
+        for s in range(3):
+            dst = row[a + s * dw * C:]
+            for c in range(C):
+                dst[c] += g[k * C + c] * t[s * C + c]
+
+
+# --- rings of zero-padded rows ---------------------------------------------------------------------
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _fill(dst, src, offset, C):
+    """dst (flat, Wd cells) = src (flat, Ws cells) shifted right by ``offset`` cells, zeros elsewhere."""
+    Wd, Ws = dst.shape[0] // C, src.shape[0] // C
+    lo = min(max(offset, 0), Wd)
+    hi = min(max(offset + Ws, lo), Wd)
+    for j in range(lo * C):
+        dst[j] = 0.0
+    part = dst[lo * C : hi * C]
+    source = src[(lo - offset) * C : (hi - offset) * C]
+    for j in range(part.shape[0]):
+        part[j] = source[j]
+    for j in range(hi * C, Wd * C):
+        dst[j] = 0.0
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _padded(rows, index, inside, offset, ring, tags, zero, C):
+    """Row ``index`` of rows (flat) zero-padded by ``offset`` cells on the left, from the ring (filled
+    on first use: a row shared by consecutive output rows is copied once); the zero row if not inside."""
+    if not inside:
+        return zero
+    slot = index % ring.shape[0]
+    if tags[slot] != index:
+        _fill(ring[slot], rows[index], offset, C)
+        tags[slot] = index
+    return ring[slot]
+
+
+def ring_rows(dh, sh) -> int:
+    """Slots of a ring: the 2 dh + 1 rows of one output row, and those of the next (sh on)."""
+    return 2 * dh + 2 + sh
 
 
 # --- the 3 x 3 kernels -----------------------------------------------------------------------------
 
 
 @njit(nogil=True, cache=True)
-def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y):
-    """y[n, p] (Q, C) for the output rows u = n * P + p in [first, last); M = 1."""
+def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tags, zero):
+    """y[n, p] (Q, C) for the output rows u = n * P + p in [first, last); M = 1. Input rows come
+    zero-padded from the ring (left columns, and rows outside the input: the zero row), so every
+    cell takes ``dot9_row`` and a padding cell multiplies its filter value."""
     N, H, W, C = x.shape
     _, P, Q, _ = y.shape
-    xf = x.reshape(N * H, W * C)  # row (n, h) of x as one flat run
+    xf = x.reshape(N * H, W * C)
     yf = y.reshape(N * P, Q * C)
     t = wk.reshape(9 * C)
-    q_a, q_b = _columns(-left, sw, Q, W - 2 * dw)  # cells whose three columns lie inside
-    groups = (q_b - q_a) // GROUP
-    q_c = q_a + groups * GROUP
-    a = (q_a * sw - left) * C  # flat offset of the first group's first input column
+    tags[:] = -1
     for u in range(first, last):
         n, p = divmod(u, P)
-        out = y[n, p]
-        h0 = p * sh - top
-        if h0 < 0 or h0 + 2 * dh >= H:
-            forward_cells(x, wk, 1, sh, sw, dh, dw, top, left, n, p, 0, Q, out)
-            continue
-        forward_cells(x, wk, 1, sh, sw, dh, dw, top, left, n, p, 0, q_a, out)
-        forward_cells(x, wk, 1, sh, sw, dh, dw, top, left, n, p, q_c, Q, out)
-        if groups > 0:
-            row = n * H + h0
-            dot9_groups(xf[row, a:], xf[row + dh, a:], xf[row + 2 * dh, a:], t, yf[u, q_a * C:], C, sw, dw, groups)
+        h = p * sh - top
+        r0 = _padded(xf, n * H + h, 0 <= h < H, left, ring, tags, zero, C)
+        r1 = _padded(xf, n * H + h + dh, 0 <= h + dh < H, left, ring, tags, zero, C)
+        r2 = _padded(xf, n * H + h + 2 * dh, 0 <= h + 2 * dh < H, left, ring, tags, zero, C)
+        dot9_row(r0, r1, r2, t, yf[u], C, sw, dw, Q)
 
 
 @njit(nogil=True, cache=True)
-def _filter_gradient_row(x, xf, g_row, gf, sh, sw, dh, dw, top, left, n, p, q_a, q_b, d):
-    """dwk (3, 3, C) += output row (n, p)'s terms (d its flat view); cells [q_a, q_b) read three inside columns."""
-    _, H, _, C = x.shape
-    Q = g_row.shape[0]
-    dwk = d.reshape(3, 3, C)
-    h0 = p * sh - top
-    if h0 < 0 or h0 + 2 * dh >= H:
-        filter_gradient_cells(x, g_row, 1, sh, sw, dh, dw, top, left, n, p, 0, Q, dwk)
-        return
-    groups = (q_b - q_a) // GROUP
-    q_c = q_a + groups * GROUP
-    filter_gradient_cells(x, g_row, 1, sh, sw, dh, dw, top, left, n, p, 0, q_a, dwk)
-    filter_gradient_cells(x, g_row, 1, sh, sw, dh, dw, top, left, n, p, q_c, Q, dwk)
-    if groups > 0:
-        row = n * H + h0
-        a = (q_a * sw - left) * C
-        outer9_groups(xf[row, a:], xf[row + dh, a:], xf[row + 2 * dh, a:], gf[q_a * C:], d, C, sw, dw, groups)
+def _flush(acc, atags, dxf, first_row, last_row, left, C, W):
+    """dx rows [first_row, last_row) (flat indices) from their accumulation rows, zeros for rows no tap reached."""
+    for index in range(first_row, last_row):
+        slot = index % acc.shape[0]
+        out = dxf[index]
+        if atags[slot] == index:
+            src = acc[slot, left * C : (left + W) * C]
+            for j in range(W * C):
+                out[j] = src[j]
+        else:
+            for j in range(W * C):
+                out[j] = 0.0
 
 
 @njit(nogil=True, cache=True)
-def _input_gradient_row_stride1(dy, dyf, wf, dh, dw, top, left, n, h, dx):
-    """dx[n, h] (W, C), stride 1: every cell its nine terms from dy rows h + top - r dh.
+def backward_images_3x3(x, wk, dy, sh, sw, dh, dw, top, left, first, last, with_dx, with_dw, dx, dwk, xring, xtags,
+                        gring, gtags, zero):
+    """dx[n] (with_dx) and dwk (3, 3, C) += (with_dw) for the images [first, last), M = 1, finite
+    filter values (the stride-1 input gradient reads zero-padded dy: 0 * w must add nothing). One
+    pass over each image's output rows p in order:
 
-    As the forward with the taps mirrored along s (wf[r, s] = wk[r, 2 - s]): cell w reads dy
-    columns b + s dw, b = w + left - 2 dw.
+        dw   ``outer9_row`` of dy row p and input rows p sh - top + r dh, zero-padded (x ring)
+        dx   stride 1: row h = p - top once its last dy row p is read: ``dot9_row`` of the dy rows
+             h + top - r dh, zero-padded by 2 dw - left (dy ring), with the taps mirrored along s;
+             other strides: dy row p scattered into accumulation rows (the dy ring's slots, padded
+             by ``left``), each copied to dx once no later dy row reaches it
+    x or dx is not read when its flag is off.
     """
-    _, P, Q, C = dy.shape
-    W = dx.shape[2]
-    wk = wf[:, ::-1]
-    p0 = h + top
-    if p0 - 2 * dh < 0 or p0 >= P:
-        input_gradient_cells(dy, wk, 1, 1, dh, dw, top, left, n, h, 0, W, dx)
-        return
-    w_a = min(W, max(0, 2 * dw - left))  # cells whose three dy columns w + left - s dw lie inside
-    w_b = max(w_a, min(W, Q - left))
-    groups = (w_b - w_a) // GROUP
-    w_c = w_a + groups * GROUP
-    input_gradient_cells(dy, wk, 1, 1, dh, dw, top, left, n, h, 0, w_a, dx)
-    input_gradient_cells(dy, wk, 1, 1, dh, dw, top, left, n, h, w_c, W, dx)
-    if groups > 0:
-        row = n * P + p0  # dy row of r = 0; r = 1, 2 are dh, 2 dh rows above it
-        b = (w_a + left - 2 * dw) * C
-        out = dx[n, h].reshape(W * C)
-        dot9_groups(dyf[row, b:], dyf[row - dh, b:], dyf[row - 2 * dh, b:], wf.reshape(9 * C), out[w_a * C:], C, 1,
-                    dw, groups)
-
-
-@njit(nogil=True, cache=True)
-def _input_gradient_scatter_row(g_row, gf, wk, sh, sw, dh, dw, top, left, n, p, q_a, q_b, zeroed, dx):
-    """dx[n] += output row (n, p)'s contributions (any stride); rows [zeroed, h] zeroed first.
-    Returns the new count of zeroed rows."""
-    _, H, W, C = dx.shape
-    Q = g_row.shape[0]
-    zero = dx.dtype.type(0)
-    groups = (q_b - q_a) // GROUP
-    q_c = q_a + groups * GROUP
-    a = (q_a * sw - left) * C
-    for r in range(3):
-        h = p * sh + r * dh - top
-        if h < 0 or h >= H:
-            continue
-        while zeroed <= h:
-            dx[n, zeroed] = zero
-            zeroed += 1
-        out = dx[n, h]
-        if groups > 0:
-            scatter3_groups(gf[q_a * C:], wk[r].reshape(3 * C), out.reshape(W * C)[a:], C, sw, dw, groups)
-        for q in range(Q):
-            if q_a <= q < q_c:
-                continue
-            for s in range(3):
-                w = q * sw + s * dw - left
-                if 0 <= w < W:
-                    for c in range(C):
-                        out[w, c] += g_row[q, c] * wk[r, s, c]
-    return zeroed
-
-
-@njit(nogil=True, cache=True)
-def backward_images_3x3(x, wk, dy, sh, sw, dh, dw, top, left, first, last, with_dx, with_dw, dx, dwk):
-    """dx[n] (with_dx) and dwk (3, 3, C) += (with_dw) for the images [first, last), M = 1: one pass
-    over the output rows of each image (the module's backward). x or dx is not read when its flag is off."""
     N, P, Q, C = dy.shape
     H, W = (dx.shape[1], dx.shape[2]) if with_dx else (x.shape[1], x.shape[2])
-    q_a, q_b = _columns(-left, sw, Q, W - 2 * dw)
     stride1 = sh == 1 and sw == 1
-    zero = dwk.dtype.type(0)
     xf = x.reshape(x.shape[0] * x.shape[1], x.shape[2] * x.shape[3])
     dyf = dy.reshape(N * P, Q * C)
+    dxf = dx.reshape(dx.shape[0] * dx.shape[1], dx.shape[2] * dx.shape[3])
     d = dwk.reshape(9 * C)
-    wf = np.ascontiguousarray(wk[:, ::-1])  # taps mirrored along s, for the stride-1 input gradient
+    wf = np.ascontiguousarray(wk[:, ::-1]).reshape(9 * C)  # taps mirrored along s: the stride-1 gather
+    xtags[:] = -1
+    gtags[:] = -1
     for n in range(first, last):
-        zeroed = 0
+        flushed = n * H  # scatter: dx rows before this one are written
         for p in range(P):
-            g_row = dy[n, p]
-            gf = dyf[n * P + p]
+            g = dyf[n * P + p]
+            h0 = p * sh - top
             if with_dw:
-                _filter_gradient_row(x, xf, g_row, gf, sh, sw, dh, dw, top, left, n, p, q_a, q_b, d)
-            if with_dx:
-                if stride1:
-                    if 0 <= p - top < H:
-                        _input_gradient_row_stride1(dy, dyf, wf, dh, dw, top, left, n, p - top, dx)
-                else:
-                    zeroed = _input_gradient_scatter_row(g_row, gf, wk, sh, sw, dh, dw, top, left, n, p, q_a, q_b,
-                                                         zeroed, dx)
+                r0 = _padded(xf, n * H + h0, 0 <= h0 < H, left, xring, xtags, zero, C)
+                r1 = _padded(xf, n * H + h0 + dh, 0 <= h0 + dh < H, left, xring, xtags, zero, C)
+                r2 = _padded(xf, n * H + h0 + 2 * dh, 0 <= h0 + 2 * dh < H, left, xring, xtags, zero, C)
+                outer9_row(r0, r1, r2, g, d, C, sw, dw, Q)
+            if not with_dx:
+                continue
+            if stride1:
+                if 0 <= p - top < H:
+                    _gather_row(dyf, wf, n, p - top, P, H, dh, dw, top, left, gring, gtags, zero, C, W, dxf)
+                continue
+            for r in range(3):
+                h = h0 + r * dh
+                if 0 <= h < H:
+                    index = n * H + h
+                    slot = index % gring.shape[0]
+                    if gtags[slot] != index:
+                        gring[slot] = 0.0
+                        gtags[slot] = index
+                    scatter3_row(g, wk[r].reshape(3 * C), gring[slot], C, sw, dw, Q)
+            done = n * H + min(H, max(0, (p + 1) * sh - top))  # no later dy row reaches rows before it
+            _flush(gring, gtags, dxf, flushed, done, left, C, W)
+            flushed = max(flushed, done)
         if with_dx:
             if stride1:
                 for h in range(max(0, P - top), H):
-                    _input_gradient_row_stride1(dy, dyf, wf, dh, dw, top, left, n, h, dx)
+                    _gather_row(dyf, wf, n, h, P, H, dh, dw, top, left, gring, gtags, zero, C, W, dxf)
             else:
-                for h in range(zeroed, H):
-                    dx[n, h] = zero
+                _flush(gring, gtags, dxf, flushed, (n + 1) * H, left, C, W)
 
 
-# --- the backend's functions ---------------------------------------------------------------------
+@njit(nogil=True, cache=True)
+def _gather_row(dyf, wf, n, h, P, H, dh, dw, top, left, gring, gtags, zero, C, W, dxf):
+    """dx row (n, h), stride 1: every cell w its nine terms, dy columns w + left - s dw of dy rows
+    h + top - r dh (zero-padded rows from the dy ring: padded column j is dy column j - (2 dw - left))."""
+    p0 = h + top
+    offset = 2 * dw - left
+    g0 = _padded(dyf, n * P + p0, 0 <= p0 < P, offset, gring, gtags, zero, C)
+    g1 = _padded(dyf, n * P + p0 - dh, 0 <= p0 - dh < P, offset, gring, gtags, zero, C)
+    g2 = _padded(dyf, n * P + p0 - 2 * dh, 0 <= p0 - 2 * dh < P, offset, gring, gtags, zero, C)
+    dot9_row(g0, g1, g2, wf, dxf[n * H + h], C, 1, dw, W)
 
 
 def _wk(w):
     R, S, C, M = w.shape
     return w.reshape(R, S, C * M)
+
+
+def _ring(name, g, width, dtype):
+    """A thread's ring of ``ring_rows`` rows of ``width`` cells (zero-padded rows, or accumulation
+    rows) and its tags."""
+    ring = scratch(name, (ring_rows(g.dh, g.sh), width * g.C), dtype)
+    return ring, scratch(name + "_tags", (ring.shape[0],), np.int64)
+
+
+def _zero_row(g, width, dtype):
+    """A thread's row of zeros, ``width`` cells: the padded row of an input row outside the input."""
+    zero = scratch("dw_zero_row", (width * g.C,), dtype)
+    zero[:] = 0
+    return zero
+
+
+def _padded_width(g):
+    """Cells of a padded input row (or a dx accumulation row): every column the output cells' taps
+    read, and the input itself at offset ``left``."""
+    return max((g.Q - 1) * g.sw + 2 * g.dw + 1, g.left + g.W)
 
 
 def depthwise_conv2d_forward(x, w, g):
@@ -378,7 +431,9 @@ def depthwise_conv2d_forward(x, w, g):
     def task(i):
         start, stop = bounds[i]
         if fast:
-            forward_rows_3x3(x, wk, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y)
+            ring, tags = _ring("dw_x_ring", g, _padded_width(g), x.dtype)
+            zero = _zero_row(g, _padded_width(g), x.dtype)
+            forward_rows_3x3(x, wk, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y, ring, tags, zero)
         else:
             forward_rows(x, wk, g.M, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y)
 
@@ -389,18 +444,23 @@ def depthwise_conv2d_forward(x, w, g):
 def _backward(x, w, dy, g, with_dx, with_dw):
     """(dx or None, dw or None) in one pass over dy (and x), per chunk of whole images (no two threads
     write the same dx row); each chunk's dw partial added in chunk order, so the bits do not
-    depend on which thread ran which chunk."""
+    depend on which thread ran which chunk. The 3 x 3 kernels need finite filter values for dx
+    (they read zero-padded dy); a filter with an inf or NaN takes the general loops."""
     wk = _wk(w)
     bounds = chunk_bounds(g.N, max(1, -(-g.N // (2 * thread_count()))))
     dw_partials = partials(len(bounds), wk.shape, dy.dtype)
     dx = np.empty(g.input_shape, dy.dtype) if with_dx else np.empty((1, 1, 1, 1), dy.dtype)
-    fast = fast_applies(g)
+    fast = fast_applies(g) and (not with_dx or bool(np.isfinite(w).all()))
 
     def task(i):
         first, last = bounds[i]
         if fast:
+            xring, xtags = _ring("dw_x_ring", g, _padded_width(g), dy.dtype)
+            width = g.W + 2 * g.dw if g.sh == 1 else _padded_width(g)  # padded dy rows, or dx accumulation rows
+            gring, gtags = _ring("dw_dy_ring", g, width, dy.dtype)
+            zero = _zero_row(g, max(width, _padded_width(g)), dy.dtype)
             backward_images_3x3(x, wk, dy, g.sh, g.sw, g.dh, g.dw, g.top, g.left, first, last, with_dx, with_dw, dx,
-                                dw_partials[i])
+                                dw_partials[i], xring, xtags, gring, gtags, zero)
         else:
             backward_images(x, wk, dy, g.M, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.H, g.W, first, last, with_dx,
                             with_dw, dx, dw_partials[i])
@@ -422,5 +482,5 @@ def depthwise_conv2d_backward_input(dy, w, g):
 
 def depthwise_conv2d_backward_filter(x, dy, g):
     """dw (R, S, C, M) alone."""
-    w = np.empty(g.filter_shape, x.dtype)  # not read without dx: its shape gives R, S, C, M
+    w = np.zeros(g.filter_shape, x.dtype)  # not read without dx: its shape gives R, S, C, M
     return _backward(x, w, dy, g, False, True)[1]
