@@ -4,21 +4,26 @@ Shape legend: N batch, H W input size, C in-channels, M channel multiplier, K = 
 channels, R S kernel size, P Q output size; here mostly R = S = 3 and M = 1 (K = C). The filter is
 read as wk (R, S, K), formulas in ``depthwise_loops``.
 
-The op does 9 multiply-adds per value it reads: memory bounds it, and the general loops (one
-read-modify-write of the output per product) cost more than the memory traffic. Here:
+The op does 9 multiply-adds per value it reads, so memory traffic should bound it; one
+read-modify-write of the output per product (``depthwise_loops``' general loops) costs more than
+that traffic. Here, M = 1 and 3 x 3 filters, any stride, dilation and padding:
 
-    forward    an output cell whose 3 x 3 input cells lie inside the input is one loop over its
-               channels, the nine products summed in registers: one store per nine products
+    forward    per output row, its three input rows zero-padded into a ring of rows (each input
+               row copied once, shared by the output rows that read it), then every cell takes
+               ``dot9_row``: four cells a loop over the channels, their 36 products summed in
+               registers, 9 filter and 18 input loads (stride 1) and 4 stores for 36 products
     backward   one pass per image over the output rows p in order, dy and x each read once:
-               dw[r, s, c] += x[h_r, w_s(q), c] * dy[p, q, c], two cells q per loop (each x
-               column loaded once for the taps that share it);
-               stride 1: input row h = p - top once its last dy row p is read, each cell summing
-               its nine terms dy[h + top - r dh, w + left - s dw, c] * wk[r, s, c] in registers;
-               other strides: each dy cell added to the input cells it reads (dx rows zeroed
-               just before their first sum)
+               dw   ``outer9_row``: per filter row, four cells' products summed in registers, then
+                    added to dw[r, :, c] (zero-padded input rows: a padding cell multiplies dy)
+               dx   stride 1: input row h = p - top once its last dy row p is read, as the forward
+                    over zero-padded dy rows with the taps mirrored (finite filters only: padding
+                    there must add nothing, and 0 * inf would not); other strides: dy row p
+                    scattered into padded accumulation rows, each copied out once complete
 
-Cells within a tap of the border take ``depthwise_loops``' per-cell loops (the same sums, each
-tap tested). Every other filter size or multiplier takes ``depthwise_loops``' kernels.
+Every other filter size or multiplier, and a filter with an inf or NaN (for dx), takes
+``depthwise_loops``' kernels. Why flat views: with 2-D indexing LLVM checks every pair of accesses
+for overlap on every entry to the channel loop (a runtime check per pair of views); short channel
+loops (C = 32: two vector iterations) then spent more time in the checks than in the products.
 """
 
 from __future__ import annotations
@@ -27,12 +32,8 @@ import numpy as np
 from numba import njit
 
 from .depthwise_loops import (
-    _columns,
     backward_images,
-    filter_gradient_cells,
-    forward_cells,
     forward_rows,
-    input_gradient_cells,
 )
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
 
