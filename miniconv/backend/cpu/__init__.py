@@ -6,6 +6,7 @@ softmax, bias and dropout are loop nests of ours. Kernels are dtype-generic (flo
 ops, float64 in the gradient checks). Where each kernel lives:
 
     conv_kernels.py         conv2d forward, backward-input, backward-filter; conv2d + bias + ReLU fused
+    pointwise_kernels.py    conv2d's entry points: 1x1 convolutions as plain products, the rest on to im2col
     conv_pool_kernels.py    conv2d + bias + ReLU + a non-overlapping max pooling, fused per chunk
     winograd_kernels.py     its forward for 3x3 convolutions of many channels under a 2x2 pooling
     direct_kernels.py       its forward and (no dx) backward for 3x3 first layers of few channels;
@@ -30,6 +31,7 @@ from . import (
     elementwise_kernels,
     normalization_kernels,
     optimizer_kernels,
+    pointwise_kernels,
     pool_kernels,
 )
 from .allocation import keep_freed_memory
@@ -44,9 +46,11 @@ class CpuBackend(Backend):
     name = "cpu"
     optimizer_kernels = optimizer_kernels
 
-    conv2d_forward = staticmethod(conv_kernels.conv2d_forward)
-    conv2d_backward_input = staticmethod(conv_kernels.conv2d_backward_input)
-    conv2d_backward_filter = staticmethod(direct_kernels.conv2d_backward_filter)  # im2col's where the loops don't apply
+    # 1x1 convolutions as plain products; every other geometry on to im2col (and, for the filter
+    # gradient of 3x3 first layers, direct_kernels' loops)
+    conv2d_forward = staticmethod(pointwise_kernels.conv2d_forward)
+    conv2d_backward_input = staticmethod(pointwise_kernels.conv2d_backward_input)
+    conv2d_backward_filter = staticmethod(pointwise_kernels.conv2d_backward_filter)
     conv2d_bias_relu_forward = staticmethod(conv_kernels.conv2d_bias_relu_forward)
     conv2d_bias_relu_backward = staticmethod(conv_kernels.conv2d_bias_relu_backward)
     conv2d_bias_relu_max_pool_forward = staticmethod(conv_pool_kernels.conv2d_bias_relu_max_pool_forward)

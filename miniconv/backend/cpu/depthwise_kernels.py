@@ -38,6 +38,7 @@ from .depthwise_loops import (
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
 
 ROW_GRAIN = 1 << 14  # output values per shared chunk of forward rows, at least (~10 us of work)
+IMAGE_CHUNKS_PER_THREAD = 16  # backward chunks are whole images, at most N / (16 threads) of them
 
 
 def fast_applies(g) -> bool:
@@ -448,7 +449,9 @@ def _backward(x, w, dy, g, with_dx, with_dw):
     depend on which thread ran which chunk. The 3 x 3 kernels need finite filter values for dx
     (they read zero-padded dy); a filter with an inf or NaN takes the general loops."""
     wk = _wk(w)
-    bounds = chunk_bounds(g.N, max(1, -(-g.N // (2 * thread_count()))))
+    # one image a chunk (a threads' worth at least): coarser chunks leave a thread waiting when the
+    # other is descheduled on a busy machine
+    bounds = chunk_bounds(g.N, max(1, -(-g.N // (IMAGE_CHUNKS_PER_THREAD * thread_count()))))
     dw_partials = partials(len(bounds), wk.shape, dy.dtype)
     dx = np.empty(g.input_shape, dy.dtype) if with_dx else np.empty((1, 1, 1, 1), dy.dtype)
     fast = fast_applies(g) and (not with_dx or bool(np.isfinite(w).all()))
