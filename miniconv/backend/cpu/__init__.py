@@ -27,7 +27,6 @@ from . import (
     conv_kernels,
     conv_pool_kernels,
     depthwise_kernels,
-    direct_kernels,
     elementwise_kernels,
     normalization_kernels,
     optimizer_kernels,
