@@ -8,13 +8,13 @@ channels, R S kernel size, P Q output size. The filter is read as wk (R, S, K) (
     y[n,p,q,j]  = sum_{r,s} x[n, p*sh + r*dh - top, q*sw + s*dw - left, j // M] * wk[r,s,j]
     dx[n,h,w,c] = sum over (r, s, p, q) with h = p*sh + r*dh - top, w = q*sw + s*dw - left,
                   and m < M, of dy[n,p,q,c*M + m] * wk[r,s,c*M + m]
+    dwk[r,s,j]  = sum_{n,p,q} x[n, p*sh + r*dh - top, q*sw + s*dw - left, j // M] * dy[n,p,q,j]
 
 with x read as 0 outside the input (padding): a padding cell still multiplies its filter value
 or dy value, so an inf there gives NaN in y or dw, as in the zero-padded formula and TensorFlow.
 dx sums over the real dy cells only (the taps that read padding have no input cell to send a
 gradient to), as TensorFlow's conv2d; TensorFlow's depthwise input gradient instead correlates a
 zero-padded, zero-dilated dy with the filter, which differs only where the filter is not finite.
-    dwk[r,s,j]  = sum_{n,p,q} x[n, p*sh + r*dh - top, q*sw + s*dw - left, j // M] * dy[n,p,q,j]
 
 The ``*_simple`` kernels compute one result at a time straight from these formulas: the oracles the
 others are tested against. The others keep the channels innermost (a loop that vectorises, x, y
