@@ -1,4 +1,5 @@
-"""The benchmarked layers: every op of the two course models, at their training batch sizes.
+"""The benchmarked layers: every op of the two course models, at their training batch sizes, and the
+ops of modern pretrained bases (MobileNet, EfficientNet-Lite) on their shapes.
 
 Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size,
 M I O dense rows / inputs / outputs. Convolutions are 3x3, stride 1, VALID; pools 2x2, stride 2,
@@ -17,6 +18,12 @@ composition (conv2d, bias, ReLU, max pool) in TensorFlow and PyTorch. Layouts ar
     dense2 64 -> 10                             pool4  15x15x128  -> 7x7x128
                                                 dense1 6272 -> 512
                                                 dense2 512 -> 1
+
+    mobile (batch 32): MobileNet's and EfficientNet-Lite's blocks on three of their tensors,
+    32x112x112x32, 32x56x56x144 and 32x14x14x480: a 3x3 depthwise convolution (SAME, stride 1 and,
+    for the first two, 2), batch normalization with per-channel parameters (given mean and
+    variance: the op), moments over [0, 1, 2] (the statistics a training step computes), relu6,
+    and the 1x1 pointwise convolution that follows (to 64, 24 and 80 channels).
 """
 
 from __future__ import annotations
@@ -40,9 +47,11 @@ class OpCase:
 
     model: str
     layer: str
-    op: str  # "conv2d" | "relu" | "max_pool2d" | "dense" | "conv2d_bias_relu_max_pool2d"
+    op: str  # "conv2d" | "relu" | "max_pool2d" | "dense" | "conv2d_bias_relu_max_pool2d" | MOBILE_OPS
     shape: tuple[int, ...]
     out: int = 0
+    kernel: int = 3  # R = S of a convolution (3, or 1 for the pointwise ones)
+    stride: int = 1  # of a depthwise convolution (SAME); the others are stride 1, VALID
 
     @property
     def id(self) -> str:
@@ -59,7 +68,12 @@ class OpCase:
     def output_shape(self) -> tuple[int, ...]:
         if self.op == "conv2d":
             N, H, W, _ = self.shape
-            return (N, H - 2, W - 2, self.out)
+            return (N, H - self.kernel + 1, W - self.kernel + 1, self.out)
+        if self.op == "depthwise_conv2d":
+            N, H, W, C = self.shape
+            return (N, -(-H // self.stride), -(-W // self.stride), C)
+        if self.op == "moments":
+            return self.shape[-1:]
         if self.op == "max_pool2d":
             N, H, W, C = self.shape
             return (N, H // 2, W // 2, C)
@@ -74,7 +88,13 @@ class OpCase:
         """'64x28x28x1 -> 32, 3x3' style: the input shape and what the op makes of it."""
         shape = "x".join(map(str, self.shape))
         if self.op == "conv2d":
-            return f"{shape} -> {self.out}, 3x3"
+            return f"{shape} -> {self.out}, {self.kernel}x{self.kernel}"
+        if self.op == "depthwise_conv2d":
+            return f"{shape}, 3x3, stride {self.stride}, SAME"
+        if self.op == "batch_normalization":
+            return f"{shape}, per channel"
+        if self.op == "moments":
+            return f"{shape}, axes [0, 1, 2]"
         if self.op == FUSED:
             return f"{shape} -> {self.out}, 3x3, bias, ReLU, 2x2 pool"
         if self.op == "dense":
@@ -86,7 +106,10 @@ class OpCase:
     def flops(self, mode: str) -> int | None:
         """FLOPs of the pass (see ``benchmarks.common``); None for ops that are memory-bound.
         The fused cases count their convolution's FLOPs only (over its whole output)."""
-        if self.op in ("conv2d", FUSED):
+        if self.op == "conv2d":
+            N, H, W, C = self.shape
+            forward = conv2d_flops(N, *self.output_shape[1:3], self.out, self.kernel, self.kernel, C)
+        elif self.op == FUSED:
             N, H, W, C = self.shape
             forward = conv2d_flops(N, H - 2, W - 2, self.out, 3, 3, C)
         elif self.op == "dense":
@@ -100,8 +123,10 @@ class OpCase:
     def arrays(self, seed: int = 0) -> dict[str, np.ndarray]:
         """float32 inputs by name, plus ``dy`` (the random upstream gradient, output-shaped).
 
-        Keys: conv2d x, w; fused conv + pool x, w, bias; dense x, kernel, bias; pool and relu x. Weights are Glorot-scaled so
-        values stay O(1) layer after layer.
+        Keys: conv2d x, w; fused conv + pool x, w, bias; dense x, kernel, bias; depthwise x, w;
+        batch normalization x, mean, variance, offset, scale; pool, relu and relu6 x; moments x and,
+        for its two outputs, dmean and dvariance instead of dy. Weights are Glorot-scaled so values
+        stay O(1) layer after layer.
         """
         rng = np.random.default_rng(seed)
 
@@ -109,9 +134,18 @@ class OpCase:
             return (rng.standard_normal(shape) * scale).astype(np.float32)
 
         arrays = {"x": normal(self.shape)}
+        C = self.shape[-1]
         if self.op in ("conv2d", FUSED):
-            C = self.shape[3]
-            arrays["w"] = normal((3, 3, C, self.out), (2.0 / (9 * C + 9 * self.out)) ** 0.5)
+            k = self.kernel
+            arrays["w"] = normal((k, k, C, self.out), (2.0 / (k * k * (C + self.out))) ** 0.5)
+        if self.op == "depthwise_conv2d":
+            arrays["w"] = normal((3, 3, C, 1), (2.0 / 18) ** 0.5)
+        if self.op == "batch_normalization":
+            arrays.update(mean=normal((C,), 0.1), variance=rng.uniform(0.5, 1.5, C).astype(np.float32),
+                          offset=normal((C,), 0.1), scale=normal((C,), 0.1) + 1)  # fmt: skip
+        if self.op == "moments":
+            arrays.update(dmean=normal((C,)), dvariance=normal((C,)))
+            return arrays
         if self.op == FUSED:
             arrays["bias"] = normal((self.out,), 0.1)
         elif self.op == "dense":
@@ -167,15 +201,35 @@ CATS = (
     _conv_pool("cats", "conv4+pool4", 20, 17, 17, 128, 128),
 )
 
-ALL = MNIST + CATS
+MOBILE_OPS = ("depthwise_conv2d", "batch_normalization", "moments", "relu6")
+
+
+def _mobile(name, N, H, W, C, pointwise):
+    """A block of a MobileNet / EfficientNet-Lite tensor: depthwise (stride 1; 2 for the large ones),
+    batch normalization, moments, relu6 and the pointwise convolution to ``pointwise`` channels."""
+    shape = (N, H, W, C)
+    cases = [OpCase("mobile", f"dw3x3s1-{name}", "depthwise_conv2d", shape)]
+    if H >= 56:
+        cases.append(OpCase("mobile", f"dw3x3s2-{name}", "depthwise_conv2d", shape, stride=2))
+    cases += [OpCase("mobile", f"bn-{name}", "batch_normalization", shape),
+              OpCase("mobile", f"moments-{name}", "moments", shape),
+              OpCase("mobile", f"relu6-{name}", "relu6", shape),
+              OpCase("mobile", f"pw1x1-{name}", "conv2d", shape, pointwise, kernel=1)]  # fmt: skip
+    return tuple(cases)
+
+
+MOBILE = _mobile("112x32", 32, 112, 112, 32, 64) + _mobile("56x144", 32, 56, 56, 144, 24) + _mobile(
+    "14x480", 32, 14, 14, 480, 80)
+
+ALL = MNIST + CATS + MOBILE
 BY_ID = {case.id: case for case in ALL}
 QUICK = ("mnist/conv2", "mnist/pool1", "mnist/dense1")  # one of each kind, small: for smoke tests
 
 
 def select(which: str, quick: bool = False) -> list[OpCase]:
-    """The cases of ``which`` ("mnist", "cats" or "all"); with ``quick`` only the QUICK ones among them."""
-    if which not in ("mnist", "cats", "all"):
-        raise ValueError(f"cases: expected 'mnist', 'cats' or 'all', got {which!r}")
+    """The cases of ``which`` ("mnist", "cats", "mobile" or "all"); with ``quick`` only the QUICK ones among them."""
+    if which not in ("mnist", "cats", "mobile", "all"):
+        raise ValueError(f"cases: expected 'mnist', 'cats', 'mobile' or 'all', got {which!r}")
     chosen = [c for c in ALL if which in ("all", c.model)]
     if quick:
         chosen = [c for c in chosen if c.id in QUICK] or chosen[:2]

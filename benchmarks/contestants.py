@@ -24,6 +24,7 @@ from .common import sgemm_peak, time_call
 from .harness import MINICONV_PREFIX, Unavailable
 
 REFERENCES = ("tf", "torch")
+BN_EPSILON = 1e-3
 
 
 # --- miniconv ------------------------------------------------------------------------------------
@@ -49,11 +50,13 @@ def _miniconv(backend: str):
         if mode == "forward":
             return lambda: op(*args, backend=backend, **kwargs)
 
+        upstream = (a["dmean"], a["dvariance"]) if case.op == "moments" else (a["dy"],)
+
         def fwd_bwd():
             _, pullback = miniconv.vjp(op, *args, backend=backend, **kwargs)
             if mode == NO_DX:
-                return pullback(a["dy"], input_gradient=False)[1:]
-            return pullback(a["dy"])
+                return pullback(*upstream, input_gradient=False)[1:]
+            return pullback(*upstream)
 
         return fwd_bwd
 
@@ -63,6 +66,12 @@ def _miniconv(backend: str):
 def _miniconv_call(case: OpCase, a: dict):
     if case.op == "conv2d":
         return (a["x"], a["w"]), {"strides": 1, "padding": "VALID"}
+    if case.op == "depthwise_conv2d":
+        return (a["x"], a["w"]), {"strides": [1, case.stride, case.stride, 1], "padding": "SAME"}
+    if case.op == "batch_normalization":
+        return tuple(a[n] for n in _names(case)), {"variance_epsilon": BN_EPSILON}
+    if case.op == "moments":
+        return (a["x"],), {"axes": [0, 1, 2]}
     if case.op == "max_pool2d":
         return (a["x"],), {"ksize": 2, "strides": 2, "padding": "VALID"}
     if case.op == FUSED:
@@ -83,13 +92,13 @@ def _miniconv_cuda():
     reason = kernels_cuda.unavailable_reason()
     if reason is not None:
         raise Unavailable(f"no GPU: {reason}")
-    from kernels_cuda import _common, conv, dense, elementwise, pool
+    from kernels_cuda import _common, conv, dense, depthwise, elementwise, normalization, pool
 
     if _common.SIMULATOR:
         raise Unavailable("no GPU: NUMBA_ENABLE_CUDASIM=1 runs the CUDA simulator, whose timings mean nothing")
     from numba import cuda
 
-    from miniconv.shapes import conv_geometry, pool_geometry
+    from miniconv.shapes import conv_geometry, depthwise_geometry, pool_geometry
 
     device = cuda.get_current_device()
     name = getattr(device, "name", "unknown")
@@ -128,14 +137,46 @@ def _miniconv_cuda():
             def backward(_):
                 return dense.dense_backward(d["dy"], d["x"], d["kernel"], True)
 
-        else:  # relu, on the flat arrays
-            x, dy = d["x"].reshape(a["x"].size), d["dy"].reshape(a["dy"].size)
+        elif case.op == "depthwise_conv2d":
+            g = depthwise_geometry(a["x"].shape, a["w"].shape, (case.stride,) * 2, "SAME", (1, 1))
 
             def forward():
-                return elementwise.relu_forward(x)
+                return depthwise.depthwise_conv2d_forward(d["x"], d["w"], g)
+
+            def backward(_):
+                return (depthwise.depthwise_conv2d_backward_input(d["dy"], d["w"], g),
+                        depthwise.depthwise_conv2d_backward_filter(d["x"], d["dy"], g))  # fmt: skip
+
+        elif case.op in ("batch_normalization", "moments"):
+            rows = a["x"].size // a["x"].shape[-1]
+            x = d["x"].reshape(rows, a["x"].shape[-1])
+            if case.op == "batch_normalization":
+                dy = d["dy"].reshape(x.shape)
+
+                def forward():
+                    return normalization.batch_norm_forward(x, d["mean"], d["variance"], d["offset"], d["scale"],
+                                                            BN_EPSILON)  # fmt: skip
+
+                def backward(_):
+                    return normalization.batch_norm_backward(dy, x, d["mean"], d["variance"], d["scale"], BN_EPSILON)
+            else:
+
+                def forward():
+                    return normalization.moments_forward(x)
+
+                def backward(mean_and_variance):
+                    return normalization.moments_backward(d["dmean"], d["dvariance"], x, mean_and_variance[0])
+
+        else:  # relu and relu6, on the flat arrays
+            x, dy = d["x"].reshape(a["x"].size), d["dy"].reshape(a["dy"].size)
+            kernels = {"relu": (elementwise.relu_forward, elementwise.relu_backward),
+                       "relu6": (elementwise.relu6_forward, elementwise.relu6_backward)}[case.op]  # fmt: skip
+
+            def forward():
+                return kernels[0](x)
 
             def backward(y):
-                return elementwise.relu_backward(dy, y)
+                return kernels[1](dy, y)
 
         def timed():
             out = forward()
@@ -171,15 +212,22 @@ def _tensorflow():
         "dense": lambda x, k, b: tf.matmul(x, k) + b,
         FUSED: lambda x, w, b: tf.nn.max_pool2d(tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "VALID"), b)), 2, 2,
                                                 "VALID"),
+        "batch_normalization": lambda x, m, v, o, s: tf.nn.batch_normalization(x, m, v, o, s, BN_EPSILON),
+        "moments": lambda x: tf.nn.moments(x, [0, 1, 2]),
+        "relu6": tf.nn.relu6,
     }
 
     def build(case: OpCase, mode: str, a: dict):
-        op = ops[case.op]
+        if case.op == "depthwise_conv2d":
+            strides = [1, case.stride, case.stride, 1]
+            op = lambda x, w: tf.nn.depthwise_conv2d(x, w, strides, "SAME")
+        else:
+            op = ops[case.op]
         args = [tf.constant(a[name]) for name in _names(case)]
         if mode == "forward":
             forward = tf.function(op)
             return _synced(lambda: forward(*args), sync)
-        dy = tf.constant(a["dy"])
+        dy = [tf.constant(a["dmean"]), tf.constant(a["dvariance"])] if case.op == "moments" else tf.constant(a["dy"])
         first = 1 if mode == NO_DX else 0  # without dx: x is not watched, so no gradient flows to it
 
         @tf.function
@@ -238,6 +286,8 @@ def _torch():
     }
 
     def build(case: OpCase, mode: str, a: dict):
+        if case.op not in ops:
+            raise NotImplementedError(f"no PyTorch contestant for {case.op} (not written: PyTorch is not installed here)")
         op, args = ops[case.op], prepare(case, a)
         if mode == "forward":
 
@@ -256,7 +306,9 @@ def _torch():
 
 
 def _names(case: OpCase) -> tuple[str, ...]:
-    return {"conv2d": ("x", "w"), FUSED: ("x", "w", "bias"), "dense": ("x", "kernel", "bias")}.get(case.op, ("x",))
+    return {"conv2d": ("x", "w"), FUSED: ("x", "w", "bias"), "dense": ("x", "kernel", "bias"),
+            "depthwise_conv2d": ("x", "w"),
+            "batch_normalization": ("x", "mean", "variance", "offset", "scale")}.get(case.op, ("x",))  # fmt: skip
 
 
 def load(name: str):

@@ -34,7 +34,8 @@ DEFAULT_OUT = harness.DEFAULT_OUT
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``benchmarks ops`` options."""
     parser.add_argument(
-        "--cases", default="all", choices=["mnist", "cats", "all"], help="which model's layers (default all)"
+        "--cases", default="all", choices=["mnist", "cats", "mobile", "all"],
+        help="which model's layers (default all; mobile: MobileNet / EfficientNet-Lite blocks)"
     )
     parser.add_argument(
         "--backends",

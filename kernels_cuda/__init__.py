@@ -9,7 +9,10 @@ Where each kernel lives (kernels first, launchers below, in every module):
                     shared memory, plus the one-thread-per-output oracles
     pool.py         max (argmax, TensorFlow's scan rule) and average pooling, forward and backward;
                     global pooling as a block reduction
-    elementwise.py  relu, sigmoid, softmax rows, bias add / bias gradient / fused bias + relu, dropout
+    depthwise.py    depthwise conv2d forward (four cells a thread), backward-input (a gather),
+                    backward-filter (split reduction), plus the one-thread-per-output oracles
+    normalization.py  batch normalization and moments: elementwise kernels, column reductions
+    elementwise.py  relu, relu6, sigmoid, softmax rows, bias add / bias gradient / fused bias + relu, dropout
     dense.py        tiled shared-memory matrix product (dense forward and backward) + naive oracle
     optim.py        SGD (momentum, Nesterov), RMSprop, Adam updates with Keras 3's rules
     losses.py       softmax + crossentropy fused, forward and backward

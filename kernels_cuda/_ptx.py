@@ -24,7 +24,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-MODULES = ("_common", "conv", "pool", "elementwise", "dense", "optim", "losses", "merge", "checks")
+MODULES = ("_common", "conv", "pool", "elementwise", "dense", "optim", "losses", "merge", "checks", "depthwise",
+           "normalization")
 
 
 @dataclass(frozen=True)

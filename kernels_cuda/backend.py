@@ -20,7 +20,7 @@ import numpy as np
 
 from miniconv.backend.interface import Backend
 
-from . import checks, conv, dense, elementwise, losses, merge, pool
+from . import checks, conv, dense, depthwise, elementwise, losses, merge, normalization, pool
 from ._common import is_device_array, to_device, to_host
 from .optim import DeviceOptimizer
 
@@ -90,6 +90,16 @@ class CudaBackend(Backend):
     def conv2d_backward_filter(self, x, dy, g):
         return _like(conv.conv2d_backward_filter(_dev(x), _dev(dy), g), dy)
 
+    # --- depthwise convolution (both gradients: the interface's default, the two kernels) --------
+    def depthwise_conv2d_forward(self, x, w, g):
+        return _like(depthwise.depthwise_conv2d_forward(_dev(x), _dev(w), g), x)
+
+    def depthwise_conv2d_backward_input(self, dy, w, g):
+        return _like(depthwise.depthwise_conv2d_backward_input(_dev(dy), _dev(w), g), dy)
+
+    def depthwise_conv2d_backward_filter(self, x, dy, g):
+        return _like(depthwise.depthwise_conv2d_backward_filter(_dev(x), _dev(dy), g), dy)
+
     # --- pooling -----------------------------------------------------------------------------
     def max_pool2d_forward(self, x, g):
         y, argmax = pool.max_pool2d_forward(_dev(x), g)
@@ -122,6 +132,12 @@ class CudaBackend(Backend):
     def relu_backward(self, dy, y):
         return self._map(elementwise.relu_backward, dy, y)
 
+    def relu6_forward(self, x):
+        return self._map(elementwise.relu6_forward, x)
+
+    def relu6_backward(self, dy, y):
+        return self._map(elementwise.relu6_backward, dy, y)
+
     def sigmoid_forward(self, x):
         return self._map(elementwise.sigmoid_forward, x)
 
@@ -137,6 +153,22 @@ class CudaBackend(Backend):
         if dy.size == 0:
             return np.zeros(dy.shape, np.float32)
         return _like(elementwise.softmax_backward(_dev(dy), _dev(y)), dy)
+
+    # --- normalisation: x (rows, C), one parameter per column ---------------------------------
+    def batch_norm_forward(self, x, mean, variance, offset, scale, epsilon):
+        return _like(normalization.batch_norm_forward(_dev(x), _dev(mean), _dev(variance), _dev(offset), _dev(scale),
+                                                      epsilon), x)  # fmt: skip
+
+    def batch_norm_backward(self, dy, x, mean, variance, scale, epsilon):
+        out = normalization.batch_norm_backward(_dev(dy), _dev(x), _dev(mean), _dev(variance), _dev(scale), epsilon)
+        return tuple(_like(a, dy) for a in out)
+
+    def moments_forward(self, x):
+        mean, variance = normalization.moments_forward(_dev(x))
+        return _like(mean, x), _like(variance, x)
+
+    def moments_backward(self, dmean, dvariance, x, mean):
+        return _like(normalization.moments_backward(_dev(dmean), _dev(dvariance), _dev(x), _dev(mean)), x)
 
     # --- dense, bias and dropout -------------------------------------------------------------
     def dense_forward(self, x, kernel, bias):

@@ -1,9 +1,10 @@
-"""relu, sigmoid, softmax rows, bias add / bias gradient / fused bias + relu, dropout.
+"""relu, relu6, sigmoid, softmax rows, bias add / bias gradient / fused bias + relu, dropout.
 
 Shape legend: M rows, O columns (a bias per column; conv activations are viewed as (N*P*Q, K)),
 L row length (softmax).
 
     relu        y = x where not (x <= 0) else 0 (NaN passes, as tf.nn.relu)    dx = dy where y > 0
+    relu6       y = 0 where x <= 0, 6 where x >= 6, else x (NaN passes)       dx = dy * (0 < y < 6), a product
     sigmoid     y = 1 / (1 + exp(-x)), exp(x) / (1 + exp(x)) for x < 0          dx = dy y (1 - y)
     softmax     y = exp(x - max) / sum exp(x - max) per row (NaN or inf in a row: NaN row, as TF)
                 dx = y (dy - sum(dy y))
@@ -69,6 +70,27 @@ def relu_backward_kernel(dy, y, dx):
     i = cuda.grid(1)
     if i < dy.size:
         dx[i] = dy[i] if y[i] > float32(0) else float32(0)
+
+
+@cuda.jit
+def relu6_forward_kernel(x, y):
+    i = cuda.grid(1)
+    if i < x.size:
+        v = x[i]
+        if v <= float32(0):
+            v = float32(0)
+        elif v >= float32(6):
+            v = float32(6)
+        y[i] = v  # NaN fails both tests and passes through
+
+
+@cuda.jit
+def relu6_backward_kernel(dy, y, dx):
+    """dx = dy * (0 < y < 6): a product, as TensorFlow's (an inf or NaN dy times a zero mask is NaN)."""
+    i = cuda.grid(1)
+    if i < dy.size:
+        v = y[i]
+        dx[i] = dy[i] * (float32(1) if v > float32(0) and v < float32(6) else float32(0))
 
 
 @cuda.jit
@@ -248,6 +270,8 @@ _STATES = array(numba.from_dtype(xoroshiro128p_dtype), 1)
 SIGNATURES = {
     relu_forward_kernel: void(F1, F1),
     relu_backward_kernel: void(F1, F1, F1),
+    relu6_forward_kernel: void(F1, F1),
+    relu6_backward_kernel: void(F1, F1, F1),
     sigmoid_forward_kernel: void(F1, F1),
     sigmoid_backward_kernel: void(F1, F1, F1),
     softmax_forward_kernel: void(F2, F2),
@@ -280,6 +304,14 @@ def relu_forward(x):
 
 def relu_backward(dy, y):
     return _flat(relu_backward_kernel, dy, y)
+
+
+def relu6_forward(x):
+    return _flat(relu6_forward_kernel, x)
+
+
+def relu6_backward(dy, y):
+    return _flat(relu6_backward_kernel, dy, y)
 
 
 def sigmoid_forward(x):

@@ -7,6 +7,8 @@ Padding follows TensorFlow exactly:
     VALID: P = ceil((H - (R - 1) * d) / s), no padding.
     SAME:  P = ceil(H / s), pad = max(0, (P - 1) * s + (R - 1) * d + 1 - H),
            top = pad // 2, bottom = pad - top  (the odd extra goes bottom / right).
+    explicit (convolutions only, as ``tf.nn.conv2d``): [[0, 0], [top, bottom], [left, right], [0, 0]],
+           P = (H + top + bottom - (R - 1) * d - 1) // s + 1: VALID on the zero-padded input.
 
 Every check raises before any kernel runs, naming the argument, what was expected and what came.
 """
@@ -19,6 +21,7 @@ import numpy as np
 
 PADDINGS = ("VALID", "SAME")
 MAX_SIZE = 2**31 - 1  # strides, windows, dilations: TensorFlow's int32 attributes refuse more
+EXPLICIT_FORM = "[[0, 0], [pad_top, pad_bottom], [pad_left, pad_right], [0, 0]]"
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,23 @@ class ConvGeometry:
 
 
 @dataclass(frozen=True)
+class DepthwiseGeometry(ConvGeometry):
+    """A depthwise convolution's geometry: ConvGeometry with K = C * M output channels.
+
+    M is the channel multiplier: filters are (R, S, C, M) and output channel c * M + m is input
+    channel c convolved with filter (c, m), TensorFlow's order.
+    """
+
+    @property
+    def M(self) -> int:
+        return self.K // self.C
+
+    @property
+    def filter_shape(self) -> tuple[int, int, int, int]:
+        return (self.R, self.S, self.C, self.M)
+
+
+@dataclass(frozen=True)
 class PoolGeometry:
     """Everything a 2-D pooling kernel needs, as plain ints (channels pool independently)."""
 
@@ -89,6 +109,34 @@ def normalize_padding(padding) -> str:
     if not isinstance(padding, str) or padding.upper() not in PADDINGS:
         raise ValueError(f"padding: expected 'VALID' or 'SAME', got {padding!r}")
     return padding.upper()
+
+
+def normalize_conv_padding(padding, op: str = "conv2d"):
+    """A convolution's padding: 'VALID' / 'SAME' (any case), or TensorFlow's explicit NHWC list
+    [[0, 0], [top, bottom], [left, right], [0, 0]] -> ((top, bottom), (left, right)).
+
+    As ``tf.nn.conv2d``: four pairs of non-negative ints, the batch and channel pairs zero.
+    """
+    if not isinstance(padding, (list, tuple, np.ndarray)):
+        return normalize_padding(padding)
+    pairs = list(padding)
+    if len(pairs) != 4 or any(not isinstance(pair, (list, tuple, np.ndarray)) or len(pair) != 2 for pair in pairs):
+        raise ValueError(f"{op}: padding as a list must have 4 pairs, {EXPLICIT_FORM} (NHWC), got {_show(padding)}")
+    values = [v for pair in pairs for v in pair]
+    if any(not isinstance(v, (int, np.integer)) or isinstance(v, bool) for v in values):
+        raise TypeError(f"{op}: explicit padding must hold ints, {EXPLICIT_FORM}, got {_show(padding)}")
+    values = [int(v) for v in values]
+    if min(values) < 0:
+        raise ValueError(f"{op}: explicit padding must be non-negative, got {_show(padding)}")
+    if values[0] or values[1] or values[6] or values[7]:
+        raise ValueError(
+            f"{op}: explicit padding of the batch and channel axes must be [0, 0] (as TensorFlow), got {_show(padding)}"
+        )
+    return (values[2], values[3]), (values[4], values[5])
+
+
+def _show(padding) -> str:
+    return repr(padding.tolist() if isinstance(padding, np.ndarray) else padding)
 
 
 def normalize_tuple(value, n: int, name: str, *, allow_nc: bool = False, allow_one: bool = True) -> tuple[int, ...]:
@@ -141,13 +189,19 @@ def output_size(size: int, window: int, stride: int, dilation: int, padding: str
     return out, pad // 2, pad - pad // 2
 
 
+def explicit_output_size(size: int, window: int, stride: int, dilation: int, before: int, after: int) -> int:
+    """One spatial axis under explicit padding: VALID's output size on the padded input."""
+    return (size + before + after - (window - 1) * dilation - 1) // stride + 1
+
+
 def conv_geometry(input_shape, filter_shape, strides, padding, dilations, op="conv2d", stride_name="strides",
-                  spatial=2) -> ConvGeometry:
+                  spatial=2, filter_name="filters") -> ConvGeometry:
     """Check a 2-D convolution's arguments and resolve its geometry.
 
-    input (N, H, W, C), filters (R, S, C, K); strides, dilations: pairs of positive ints.
-    ``stride_name`` and ``spatial`` are for messages: conv1d's argument is ``stride``, and only the
-    last of its (1, s) pair is the caller's.
+    input (N, H, W, C), filters (R, S, C, K); strides, dilations: pairs of positive ints;
+    padding "VALID", "SAME" or ((top, bottom), (left, right)) (``normalize_conv_padding``).
+    ``stride_name``, ``spatial`` and ``filter_name`` are for messages: conv1d's argument is
+    ``stride``, and only the last of its (1, s) pair is the caller's; depthwise's filter is ``filter``.
     """
     N, H, W, C = input_shape
     R, S, C_f, K = filter_shape
@@ -164,10 +218,39 @@ def conv_geometry(input_shape, filter_shape, strides, padding, dilations, op="co
             f"convolution layers). Received: {stride_name}={list(strides)[-spatial:]} and "
             f"dilations={list(dilations)[-spatial:]}"
         )
-    P, top, bottom = output_size(H, R, sh, dh, padding)
-    Q, left, right = output_size(W, S, sw, dw, padding)
-    _check_window_fits(op, "filters", (H, W), (R, S), (dh, dw), padding, P, Q)
+    if isinstance(padding, str):
+        P, top, bottom = output_size(H, R, sh, dh, padding)
+        Q, left, right = output_size(W, S, sw, dw, padding)
+        _check_window_fits(op, filter_name, (H, W), (R, S), (dh, dw), padding, P, Q)
+    else:
+        (top, bottom), (left, right) = padding
+        P = explicit_output_size(H, R, sh, dh, top, bottom)
+        Q = explicit_output_size(W, S, sw, dw, left, right)
+        _check_window_fits(op, filter_name, (H + top + bottom, W + left + right), (R, S), (dh, dw), "explicitly", P, Q)
     return ConvGeometry(N, H, W, C, K, R, S, sh, sw, dh, dw, top, bottom, left, right, P, Q)
+
+
+def depthwise_geometry(input_shape, filter_shape, strides, padding, dilations, op="depthwise_conv2d",
+                       filter_name="filter") -> DepthwiseGeometry:
+    """Check a depthwise convolution's arguments and resolve its geometry.
+
+    input (N, H, W, C), filter (R, S, C, M) -> output (N, P, Q, C * M); strides equal along rows
+    and columns (TensorFlow's depthwise kernels support no other), the rest as ``conv_geometry``.
+    """
+    C = input_shape[3]
+    R, S, C_f, M = filter_shape
+    if C_f != C:
+        raise ValueError(
+            f"{op}: {filter_name} has {C_f} input channels (axis 2 of (R, S, C, M)) but the input has {C} "
+            f"(input shape {tuple(input_shape)}, {filter_name} shape {tuple(filter_shape)})"
+        )
+    if strides[0] != strides[1]:
+        raise ValueError(
+            f"{op}: strides must be equal along rows and columns, as TensorFlow's depthwise_conv2d requires, "
+            f"got {list(strides)}"
+        )
+    g = conv_geometry(input_shape, (R, S, C, C * M), strides, padding, dilations, op, filter_name=filter_name)
+    return DepthwiseGeometry(**{f: getattr(g, f) for f in ConvGeometry.__dataclass_fields__})
 
 
 def pool_geometry(input_shape, ksize, strides, padding, op="pool2d", window_name="ksize",
@@ -206,9 +289,10 @@ def _reachable_window(size, window, stride, out, before):
 def _check_window_fits(op, name, size, window, dilation, padding, P, Q, input_name="input"):
     if P <= 0 or Q <= 0 or min(size) <= 0:
         effective = tuple((k - 1) * d + 1 for k, d in zip(window, dilation))
+        padded = "explicitly padded" if padding == "explicitly" else f"{padding}-padded"
         raise ValueError(
             f"{op}: the {name} window {effective} (after dilation) is larger than the "
-            f"{padding}-padded {input_name} {tuple(size)}; the output would be empty"
+            f"{padded} {input_name} {tuple(size)}; the output would be empty"
         )
 
 

@@ -155,21 +155,28 @@ def make_cases(op: str, count: int, seed: int) -> list[Case]:
     return [GENERATORS[op](rng) for _ in range(count)]
 
 
-def tf_reference(tf, case: Case, dy: np.ndarray, dtype=np.float32) -> list[np.ndarray]:
-    """[y, d(array) for each array]: TensorFlow's forward pass and its VJP with upstream dy, computed
-    in ``dtype`` (float32, or float64 to arbitrate)."""
+def _outputs(y) -> list:
+    """An op's outputs as a list: one array, or the tuple of a multi-output op (moments)."""
+    return list(y) if isinstance(y, (tuple, list)) else [y]
+
+
+def tf_reference(tf, case: Case, dy, dtype=np.float32) -> list[np.ndarray]:
+    """[y, d(array) for each array]: TensorFlow's forward pass and its VJP with upstream dy, computed in
+    ``dtype`` (float32, or float64 to arbitrate); for an op of several outputs: every output, then the
+    gradients, dy a list with one array per output."""
     tensors = [tf.constant(a.astype(dtype)) for a in case.arrays]
     with tf.GradientTape() as tape:
         tape.watch(tensors)
-        y = case.reference(tf, *tensors)
-    grads = tape.gradient(y, tensors, output_gradients=tf.constant(dy.astype(dtype)))
-    return [y.numpy()] + [np.zeros(a.shape, dtype) if g is None else g.numpy() for a, g in zip(case.arrays, grads)]
+        ys = _outputs(case.reference(tf, *tensors))
+    grads = tape.gradient(ys, tensors, output_gradients=[tf.constant(np.asarray(d).astype(dtype)) for d in _outputs(dy)])
+    return [y.numpy() for y in ys] + [np.zeros(a.shape, dtype) if g is None else g.numpy()
+                                      for a, g in zip(case.arrays, grads)]
 
 
-def miniconv_outputs(case: Case, backend: str, dy: np.ndarray) -> list[np.ndarray]:
-    """[y, d(array) for each array] from ``miniconv.vjp`` on ``backend``."""
+def miniconv_outputs(case: Case, backend: str, dy) -> list[np.ndarray]:
+    """[y, d(array) for each array] from ``miniconv.vjp`` on ``backend``; several outputs as ``tf_reference``."""
     y, pullback = vjp(getattr(nn, case.op), *case.arrays, backend=backend, **case.kwargs)
-    return [y, *pullback(dy)]
+    return [*_outputs(y), *pullback(*_outputs(dy))]
 
 
 def float64_reference(case: Case, dy: np.ndarray) -> list[np.ndarray]:
@@ -178,12 +185,12 @@ def float64_reference(case: Case, dy: np.ndarray) -> list[np.ndarray]:
     arrays = [a.astype(np.float64) for a in case.arrays]
     with computed_in(np.float64):
         y, pullback = vjp(getattr(nn, case.op), *arrays, backend="numpy", **case.kwargs)
-        return [y, *pullback(dy.astype(np.float64))]
+        return [*_outputs(y), *pullback(*[np.asarray(d, np.float64) for d in _outputs(dy)])]
 
 
 def compare(index: int, case: Case, ours: list[np.ndarray], reference: list[np.ndarray]) -> CaseResult:
     """The case error: the largest relative error over the output and gradients."""
-    labels = ["y"] + [f"d{name}" for name in case.names]
+    labels = list(case.outputs) + [f"d{name}" for name in case.names]
     errors = [relative_error(a, b, case.floor) for a, b in zip(ours, reference)]
     worst = int(np.argmax(errors))
     return CaseResult(index, case.describe(), errors[worst], tolerance(case.reduction), labels[worst])
@@ -215,8 +222,9 @@ def verify_op(op: str, backends: list[str], cases: int = 20, seed: int = 0, tf=N
                 per_backend[backend].append(_guarded(index, case, check_dropout, index, case, backend, rng))
             continue
         tf = tf or import_tensorflow()
-        shape = case.reference(tf, *case.arrays).shape  # dy's shape from TensorFlow, not from us
-        dy = rng.standard_normal(tuple(shape)).astype(np.float32)
+        shapes = [tuple(y.shape) for y in _outputs(case.reference(tf, *case.arrays))]  # from TensorFlow, not us
+        dy = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+        dy = dy[0] if len(dy) == 1 else dy
         reference = tf_reference(tf, case, dy)
         float64 = functools.partial(_float64, tf, case, dy, [])  # computed when a backend first disagrees with TF
         for backend in backends:

@@ -38,6 +38,7 @@ class Case:
     reference: Callable | None = None
     reduction: int = 1  # L: the longest reduction in the forward pass or any gradient
     floor: float = 1e-30  # the smallest denominator of a relative error: the size of one term
+    outputs: tuple[str, ...] = ("y",)  # the op's outputs (moments has two), for messages
 
     def describe(self) -> str:
         shapes = " ".join(f"{n}{tuple(a.shape)}" for n, a in zip(self.names, self.arrays))
@@ -343,6 +344,118 @@ def windows_near_tie(z, pool, gap=1e-5) -> bool:
     return bool(np.any((second > 0) & (top - second <= gap * np.maximum(top, 1.0))))
 
 
+# --- depthwise and separable convolutions ----------------------------------------------------------
+
+
+def _depthwise_geometry(rng):
+    """(N, H, W, C, M, R, S, stride, dilation, padding, P, Q): strides 1 or 2 (equal along rows and
+    columns, TensorFlow's rule) or, in 30% of cases, dilations up to 3 with stride 1; VALID, SAME or,
+    in 25% of cases, explicit padding [[0, 0], [t, b], [l, r], [0, 0]] of 0 to 2 a side."""
+    N, C = _batch_channels(rng)
+    M = int(rng.choice([1, 1, 2, 3]))
+    dilated = rng.random() < 0.3
+    stride, dilation = (1, int(rng.integers(1, 4))) if dilated else (int(rng.integers(1, 3)), 1)
+    R, S = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+    H = (R - 1) * dilation + 1 + int(rng.integers(0, 8))
+    W = (S - 1) * dilation + 1 + int(rng.integers(0, 8))
+    if rng.random() < 0.25:
+        t, b, left, right = (int(v) for v in rng.integers(0, 3, 4))
+        padding = [[0, 0], [t, b], [left, right], [0, 0]]
+        P = (H + t + b - (R - 1) * dilation - 1) // stride + 1
+        Q = (W + left + right - (S - 1) * dilation - 1) // stride + 1
+    else:
+        padding = _padding(rng)
+        P, Q = output_size(H, R, stride, dilation, padding)[0], output_size(W, S, stride, dilation, padding)[0]
+    return N, H, W, C, M, R, S, stride, dilation, padding, P, Q
+
+
+def depthwise_conv2d(rng) -> Case:
+    """x (N, H, W, C), filter (R, S, C, M), M in 1..3, R S in 1..4 (``_depthwise_geometry``).
+    L = max(R*S, R*S*M, N*P*Q) for y, dx, dw."""
+    N, H, W, C, M, R, S, stride, dilation, padding, P, Q = _depthwise_geometry(rng)
+    kw = {"strides": [1, stride, stride, 1], "padding": padding, "dilations": [dilation, dilation]}
+    return Case(
+        "depthwise_conv2d",
+        ("x", "w"),
+        (_normal(rng, (N, H, W, C)), _normal(rng, (R, S, C, M))),
+        kw,
+        lambda tf, x, w: tf.nn.depthwise_conv2d(x, w, kw["strides"], padding, dilations=kw["dilations"]),
+        max(R * S * M, N * P * Q),
+        floor=1.0,
+    )
+
+
+def separable_conv2d(rng) -> Case:
+    """As ``depthwise_conv2d``, then a pointwise filter (1, 1, C*M, K), K in 1..5.
+    L = max(R*S*C*M, R*S*M*K, N*P*Q*K)."""
+    N, H, W, C, M, R, S, stride, dilation, padding, P, Q = _depthwise_geometry(rng)
+    K = int(rng.integers(1, 6))
+    kw = {"strides": [1, stride, stride, 1], "padding": padding, "dilations": [dilation, dilation]}
+    return Case(
+        "separable_conv2d",
+        ("x", "depthwise_filter", "pointwise_filter"),
+        (_normal(rng, (N, H, W, C)), _normal(rng, (R, S, C, M)), _normal(rng, (1, 1, C * M, K))),
+        kw,
+        lambda tf, x, w, pw: tf.nn.separable_conv2d(x, w, pw, kw["strides"], padding, dilations=kw["dilations"]),
+        max(R * S * C * M, R * S * M * K, N * P * Q * K),
+        floor=1.0,
+    )
+
+
+# --- normalisation and relu6 -----------------------------------------------------------------------
+
+
+def batch_normalization(rng) -> Case:
+    """x (N, H, W, C) with parameters (C,) (or (1, 1, 1, C) in 30% of cases), variance in [0.1, 2),
+    variance_epsilon 1e-3 or 1e-5. L = N*H*W, the parameters' gradients' sums."""
+    N, C = _batch_channels(rng)
+    H, W = int(rng.integers(1, 9)), int(rng.integers(1, 9))
+    shape = (C,) if rng.random() < 0.7 else (1, 1, 1, C)
+    x = _normal(rng, (N, H, W, C))
+    mean, offset, scale = _normal(rng, shape), _normal(rng, shape), _normal(rng, shape)
+    variance = rng.uniform(0.1, 2.0, shape).astype(np.float32)
+    epsilon = float(rng.choice([1e-3, 1e-5]))
+    return Case(
+        "batch_normalization",
+        ("x", "mean", "variance", "offset", "scale"),
+        (x, mean, variance, offset, scale),
+        {"variance_epsilon": epsilon},
+        lambda tf, x, m, v, o, s: tf.nn.batch_normalization(x, m, v, o, s, epsilon),
+        N * H * W,
+        floor=1.0,
+    )
+
+
+def moments(rng) -> Case:
+    """x of rank 2 to 4, a non-empty set of axes (NHWC's [0, 1, 2] in half the cases), keepdims
+    either way; two outputs, mean and variance. L = the cells each statistic sums; floor 1 / L,
+    one term of the mean."""
+    if rng.random() < 0.5:
+        N, C = _batch_channels(rng)
+        shape, axes = (N, int(rng.integers(1, 9)), int(rng.integers(1, 9)), C), [0, 1, 2]
+    else:
+        shape = _any_shape(rng, min_rank=2)
+        count = int(rng.integers(1, len(shape) + 1))
+        axes = sorted(int(a) for a in rng.choice(len(shape), count, replace=False))
+    keepdims = bool(rng.random() < 0.5)
+    n = int(np.prod([shape[a] for a in axes]))
+    return Case(
+        "moments",
+        ("x",),
+        (_normal(rng, shape),),
+        {"axes": axes, "keepdims": keepdims},
+        lambda tf, x: tf.nn.moments(x, axes, keepdims=keepdims),
+        n,
+        floor=1.0 / n,
+        outputs=("mean", "variance"),
+    )
+
+
+def relu6(rng) -> Case:
+    """x of any shape at scale 4, so that values fall on both sides of 0 and of 6."""
+    return Case("relu6", ("x",), (_normal(rng, _any_shape(rng), 4.0),), {}, lambda tf, x: tf.nn.relu6(x), 1)
+
+
 # --- dropout (checked by its arithmetic, not against TF's random stream) ---------------------------
 
 
@@ -376,4 +489,9 @@ GENERATORS: dict[str, Callable[[np.random.Generator], Case]] = {
     "conv2d_bias_relu": conv2d_bias_relu,
     "conv2d_bias_relu_max_pool2d": conv2d_bias_relu_max_pool2d,
     "dropout": dropout,
+    "depthwise_conv2d": depthwise_conv2d,
+    "separable_conv2d": separable_conv2d,
+    "batch_normalization": batch_normalization,
+    "moments": moments,
+    "relu6": relu6,
 }

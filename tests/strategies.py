@@ -356,3 +356,208 @@ def dense_cases(draw, bias=None) -> DenseCase:
     batch = tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=2)))
     bias = draw(st.booleans()) if bias is None else bias
     return DenseCase(batch, draw(st.integers(1, 8)), draw(st.integers(1, 8)), bias, draw(seeds))
+
+
+# --- depthwise and separable convolutions, explicit padding ----------------------------------------
+
+PADDINGS_EXPLICIT = st.sampled_from(["VALID", "SAME", "EXPLICIT"])
+
+
+def _explicit(draw, max_pad: int = 3) -> list[list[int]]:
+    """TensorFlow's explicit NHWC padding: [[0, 0], [top, bottom], [left, right], [0, 0]]."""
+    pads = [draw(st.integers(0, max_pad)) for _ in range(4)]
+    return [[0, 0], pads[:2], pads[2:], [0, 0]]
+
+
+def padded_out_size(size: int, window: int, stride: int, dilation: int, padding, axis: int) -> int:
+    """TensorFlow's output size for one spatial axis (axis 0: rows, 1: columns), explicit padding too."""
+    if isinstance(padding, str):
+        return out_size(size, window, stride, dilation, padding)
+    before, after = padding[1 + axis]
+    return (size + before + after - (window - 1) * dilation - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class DepthwiseCase:
+    """A depthwise_conv2d call (or, with K > 0, separable_conv2d with a (1, 1, C*M, K) pointwise filter)."""
+
+    N: int
+    H: int
+    W: int
+    C: int
+    M: int
+    R: int
+    S: int
+    stride: int
+    dilation: int
+    padding: object  # "VALID", "SAME" or an explicit [[0, 0], [t, b], [l, r], [0, 0]]
+    K: int = 0
+    seed: int = 0
+
+    @property
+    def P(self) -> int:
+        return padded_out_size(self.H, self.R, self.stride, self.dilation, self.padding, 0)
+
+    @property
+    def Q(self) -> int:
+        return padded_out_size(self.W, self.S, self.stride, self.dilation, self.padding, 1)
+
+    @property
+    def separable(self) -> bool:
+        return self.K > 0
+
+    @property
+    def mc_fn(self):
+        return miniconv.nn.separable_conv2d if self.separable else miniconv.nn.depthwise_conv2d
+
+    @property
+    def tf_fn(self):
+        return tf.nn.separable_conv2d if self.separable else tf.nn.depthwise_conv2d
+
+    @property
+    def kwargs(self) -> dict:
+        """TensorFlow's forms: strides [1, s, s, 1], dilations [d, d] or None."""
+        dilations = None if self.dilation == 1 and self.seed % 2 else [self.dilation, self.dilation]
+        return {"strides": [1, self.stride, self.stride, 1], "padding": self.padding, "dilations": dilations}
+
+    def arrays(self, low=-1.0, high=1.0):
+        """(x, filter[, pointwise filter]), dy: uniform in [low, high), float32."""
+        rng = np.random.default_rng(self.seed)
+        x = uniform(rng, (self.N, self.H, self.W, self.C), low, high)
+        w = uniform(rng, (self.R, self.S, self.C, self.M), low, high)
+        arrays = (x, w, uniform(rng, (1, 1, self.C * self.M, self.K), low, high)) if self.separable else (x, w)
+        out = self.K if self.separable else self.C * self.M
+        return arrays, uniform(rng, (self.N, self.P, self.Q, out))
+
+    def tolerance(self) -> Tolerance:
+        """y sums R*S terms (and C*M more through the pointwise filter), dx R*S*M (times K), dw N*P*Q."""
+        RS, NPQ = self.R * self.S, self.N * self.P * self.Q
+        if self.separable:
+            CM = self.C * self.M
+            return Tolerance((RS * CM, RS * self.M * self.K, NPQ * self.K, NPQ), abs_terms=True)
+        return Tolerance((RS, RS * self.M, NPQ), abs_terms=True)
+
+
+@st.composite
+def depthwise_cases(draw, separable: bool = False, filter_size=None) -> DepthwiseCase:
+    """Depthwise (or separable) cases: odd and even filters, strides 1 to 3 (equal along rows and
+    columns, as TensorFlow requires), dilations with stride 1, VALID, SAME and explicit padding,
+    multipliers 1 to 3, batch 1, one channel. ``filter_size``: a fixed (R, S), e.g. (3, 3)."""
+    padding = draw(PADDINGS_EXPLICIT)
+    if padding == "EXPLICIT":
+        padding = _explicit(draw)
+    N = draw(st.integers(1, MAX_N))
+    H = draw(st.integers(1, MAX_HW))
+    W = draw(st.integers(1, MAX_HW))
+    C = draw(st.integers(1, MAX_C))
+    M = draw(st.sampled_from([1, 1, 2, 3]))
+    if draw(st.booleans()):
+        stride, dilation = draw(st.integers(1, 3)), 1
+    else:
+        stride, dilation = 1, draw(st.integers(1, 3))
+    if filter_size is None:
+        R, S = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    else:
+        R, S = filter_size
+    # the (dilated) window must fit the padded input
+    rows = H if padding in ("VALID", "SAME") else H + sum(padding[1])
+    cols = W if padding in ("VALID", "SAME") else W + sum(padding[2])
+    if padding != "SAME":
+        assume_fits = (R - 1) * dilation + 1 <= rows and (S - 1) * dilation + 1 <= cols
+        if not assume_fits:
+            R, S, dilation = min(R, rows), min(S, cols), 1
+    K = draw(st.integers(1, MAX_C)) if separable else 0
+    return DepthwiseCase(N, H, W, C, M, R, S, stride, dilation, padding, K, draw(seeds))
+
+
+# --- batch normalization and moments ----------------------------------------------------------------
+
+PARAMETER_LAYOUTS = ("channel", "keepdims", "scalar", "inner", "full")
+
+
+def parameter_shape(x_shape: tuple[int, ...], layout: str, rng: np.random.Generator) -> tuple[int, ...]:
+    """A shape that broadcasts to x's: (C,), (1, ..., 1, C), (), a random pick of x's axes (others 1,
+    leading ones maybe dropped), or x's own shape."""
+    if layout == "channel":
+        return x_shape[-1:]
+    if layout == "keepdims":
+        return (1,) * (len(x_shape) - 1) + x_shape[-1:]
+    if layout == "scalar":
+        return ()
+    if layout == "full":
+        return x_shape
+    shape = tuple(n if rng.random() < 0.5 else 1 for n in x_shape)
+    return shape[int(rng.integers(0, len(shape) + 1)):]
+
+
+@dataclass(frozen=True)
+class BatchNormCase:
+    """A batch_normalization call: x, and mean / variance / offset / scale of the given layouts
+    (offset and scale may be None), variance_epsilon, and a shift of x (its values' distance from 0)."""
+
+    shape: tuple[int, ...]
+    layouts: tuple[str, str, str, str]
+    offset_none: bool
+    scale_none: bool
+    epsilon: float
+    shift: float = 0.0
+    seed: int = 0
+
+    def arrays(self):
+        """(x, mean, variance, offset, scale), dy; variance in [0.05, 2)."""
+        rng = np.random.default_rng(self.seed)
+        x = uniform(rng, self.shape) + np.float32(self.shift)
+        shapes = [parameter_shape(self.shape, layout, rng) for layout in self.layouts]
+        mean = uniform(rng, shapes[0]) + np.float32(self.shift)
+        variance = uniform(rng, shapes[1], 0.05, 2.0)
+        offset = None if self.offset_none else uniform(rng, shapes[2])
+        scale = None if self.scale_none else uniform(rng, shapes[3], 0.5, 2.0) * rng.choice([-1, 1], shapes[3]).astype(np.float32)
+        return (x, mean, variance, offset, scale), uniform(rng, self.shape)
+
+
+@st.composite
+def batch_norm_cases(draw) -> BatchNormCase:
+    """NHWC most of the time (parameters per channel, the case the kernels are built for), any rank
+    1 to 4 otherwise, parameters of every broadcastable layout, offset / scale None, x near 0 or
+    around +-20 (a large mean: its cancellation in the gradients)."""
+    if draw(st.booleans()):
+        shape = (draw(st.integers(1, MAX_N)), draw(st.integers(1, 8)), draw(st.integers(1, 8)), draw(st.integers(1, 6)))
+    else:
+        shape = draw(st.lists(st.integers(1, 6), min_size=1, max_size=4).map(tuple))
+    layouts = tuple(draw(st.sampled_from(PARAMETER_LAYOUTS)) for _ in range(4))
+    return BatchNormCase(shape, layouts, draw(st.booleans()), draw(st.booleans()),
+                         draw(st.sampled_from([1e-3, 1e-5, 0.1])), draw(st.sampled_from([0.0, 0.0, 20.0, -20.0])),
+                         draw(seeds))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MomentsCase:
+    shape: tuple[int, ...]
+    axes: tuple[int, ...]
+    keepdims: bool
+    shift: float = 0.0
+    seed: int = 0
+
+    def arrays(self):
+        """x, and the upstream gradients of mean and variance (of the outputs' shape)."""
+        rng = np.random.default_rng(self.seed)
+        x = uniform(rng, self.shape) + np.float32(self.shift)
+        normalized = {a % len(self.shape) for a in self.axes}
+        out = tuple(1 if a in normalized else n for a, n in enumerate(self.shape) if self.keepdims or a not in normalized)
+        if not normalized and not self.keepdims:  # TF's squeeze(axis=[]) drops every axis of size 1
+            out = tuple(n for n in out if n != 1)
+        return x, uniform(rng, out), uniform(rng, out)
+
+
+@st.composite
+def moments_cases(draw) -> MomentsCase:
+    """NHWC with axes [0, 1, 2] half the time (batch normalization's statistics), otherwise any rank
+    1 to 4 and any set of axes (negative ones too, none at all), keepdims either way."""
+    if draw(st.booleans()):
+        shape = (draw(st.integers(1, MAX_N)), draw(st.integers(1, 8)), draw(st.integers(1, 8)), draw(st.integers(1, 6)))
+        axes = (0, 1, 2)
+    else:
+        shape = draw(st.lists(st.integers(1, 6), min_size=1, max_size=4).map(tuple))
+        chosen = draw(st.lists(st.integers(0, len(shape) - 1), unique=True, max_size=len(shape)))
+        axes = tuple(a - len(shape) if draw(st.booleans()) else a for a in chosen)
+    return MomentsCase(shape, axes, draw(st.booleans()), draw(st.sampled_from([0.0, 0.0, 10.0])), draw(seeds))

@@ -1,7 +1,8 @@
 """The short, named list of what a device must implement.
 
-Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size.
-Arrays are C-contiguous NumPy arrays of one floating dtype (float32 from the ops layer; the
+Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size;
+M the channel multiplier of a depthwise convolution (K = C * M). Normalisation kernels see
+channels-last rows: x (rows, C) with one parameter per column. Arrays are C-contiguous NumPy arrays of one floating dtype (float32 from the ops layer; the
 reference and the cpu kernels also run in float64 for gradient checks). Geometry comes as the
 frozen records of ``miniconv.shapes``. Only ``miniconv.ops`` calls these methods; they never
 validate (the ops layer already did) and may assume their inputs are well formed.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..shapes import ConvGeometry, PoolGeometry
+from ..shapes import ConvGeometry, DepthwiseGeometry, PoolGeometry
 
 
 class Backend:
@@ -119,6 +120,28 @@ class Backend:
         dx = self.conv2d_backward_input(dz, w, g) if input_gradient else None
         return dx, self.conv2d_backward_filter(x, dz, g), dbias
 
+    # --- depthwise convolution ---------------------------------------------------------------
+    def depthwise_conv2d_forward(self, x: np.ndarray, w: np.ndarray, g: DepthwiseGeometry) -> np.ndarray:
+        """(N, H, W, C), (R, S, C, M) -> y (N, P, Q, C * M); channel c * M + m is channel c under filter (c, m)."""
+        raise NotImplementedError
+
+    def depthwise_conv2d_backward_input(self, dy: np.ndarray, w: np.ndarray, g: DepthwiseGeometry) -> np.ndarray:
+        """(N, P, Q, C * M), (R, S, C, M) -> dx (N, H, W, C)."""
+        raise NotImplementedError
+
+    def depthwise_conv2d_backward_filter(self, x: np.ndarray, dy: np.ndarray, g: DepthwiseGeometry) -> np.ndarray:
+        """(N, H, W, C), (N, P, Q, C * M) -> dw (R, S, C, M)."""
+        raise NotImplementedError
+
+    def depthwise_conv2d_backward(self, x, w, dy, g: DepthwiseGeometry, input_gradient: bool = True):
+        """-> (dx or None, dw): both gradients at upstream dy.
+
+        This default calls the two kernels above; a backend may form both in one pass over dy
+        (the op reads ~R*S times fewer values than it multiplies: memory, not arithmetic, bounds it).
+        """
+        dx = self.depthwise_conv2d_backward_input(dy, w, g) if input_gradient else None
+        return dx, self.depthwise_conv2d_backward_filter(x, dy, g)
+
     # --- pooling -----------------------------------------------------------------------------
     def max_pool2d_forward(self, x: np.ndarray, g: PoolGeometry) -> tuple[np.ndarray, np.ndarray]:
         """(N, H, W, C) -> y (N, P, Q, C) and argmax (N, P, Q, C) ints: h * W + w of the winner."""
@@ -159,6 +182,31 @@ class Backend:
 
     def softmax_backward(self, dy: np.ndarray, y: np.ndarray) -> np.ndarray:
         """(M, L) -> dx = y * (dy - sum(dy * y, last axis))."""
+        raise NotImplementedError
+
+    def relu6_forward(self, x: np.ndarray) -> np.ndarray:
+        """y = min(max(x, 0), 6); NaN stays NaN."""
+        raise NotImplementedError
+
+    def relu6_backward(self, dy: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """dx = dy * (0 < y < 6), a product as TensorFlow's (so inf or NaN times a zero mask is NaN)."""
+        raise NotImplementedError
+
+    # --- normalisation (channels last: x (rows, C), one parameter per column) ----------------
+    def batch_norm_forward(self, x, mean, variance, offset, scale, epsilon: float) -> np.ndarray:
+        """(rows, C), four (C,) -> y = x * inv + (offset - mean * inv), inv = scale / sqrt(variance + epsilon)."""
+        raise NotImplementedError
+
+    def batch_norm_backward(self, dy, x, mean, variance, scale, epsilon: float):
+        """(rows, C) upstream dy -> (dx (rows, C), dmean, dvariance, doffset, dscale (C,) each)."""
+        raise NotImplementedError
+
+    def moments_forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, C) -> (mean (C,), variance (C,)): the column means and population variances (two passes)."""
+        raise NotImplementedError
+
+    def moments_backward(self, dmean: np.ndarray, dvariance: np.ndarray, x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        """(C,), (C,), (rows, C), (C,) -> dx (rows, C) = dmean / rows + 2 (dvariance / rows) (x - mean)."""
         raise NotImplementedError
 
     # --- dense and dropout -------------------------------------------------------------------

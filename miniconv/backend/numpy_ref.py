@@ -1,6 +1,7 @@
 """The NumPy reference backend: plain vectorised NumPy that reads like the maths.
 
-Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size.
+Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size,
+M channel multiplier (depthwise: K = C * M).
 
 This is the executable spec the fast backends are tested against. Every function works in the
 dtype it is given (float32 from the ops, float64 in the finite-difference checks). The loops run
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..shapes import ConvGeometry, PoolGeometry
+from ..shapes import ConvGeometry, DepthwiseGeometry, PoolGeometry
 from .interface import Backend
 
 
@@ -79,6 +80,46 @@ def conv2d_backward_filter(x, dy, g: ConvGeometry):
     for r in range(g.R):
         for s in range(g.S):
             dw[r, s] = _tap(x0, g, r, s).reshape(-1, g.C).T @ dy_rows  # (C, NPQ) @ (NPQ, K)
+    return dw
+
+
+# --- depthwise convolution -----------------------------------------------------------------------
+
+
+def depthwise_conv2d_forward(x, w, g: DepthwiseGeometry):
+    """y[n,p,q,c*M + m] = sum_{r,s} xp[n, p*sh + r*dh, q*sw + s*dw, c] * w[r,s,c,m], xp = padded x."""
+    xp = _pad(x, g.top, g.bottom, g.left, g.right)
+    y = np.zeros((g.N, g.P, g.Q, g.C, g.M), x.dtype)
+    for r in range(g.R):
+        rows = _window_slice(r * g.dh, g.sh, g.P)
+        for s in range(g.S):
+            cols = _window_slice(s * g.dw, g.sw, g.Q)
+            y += xp[:, rows, cols, :, None] * w[r, s]  # (N, P, Q, C, 1) * (C, M)
+    return y.reshape(g.output_shape)
+
+
+def depthwise_conv2d_backward_input(dy, w, g: DepthwiseGeometry):
+    """dxp[n, p*sh + r*dh, q*sw + s*dw, c] += sum_m dy[n,p,q,c*M + m] * w[r,s,c,m]; dx = dxp unpadded."""
+    dy5 = dy.reshape(g.N, g.P, g.Q, g.C, g.M)
+    dxp = np.zeros((g.N, g.H + g.top + g.bottom, g.W + g.left + g.right, g.C), dy.dtype)
+    for r in range(g.R):
+        rows = _window_slice(r * g.dh, g.sh, g.P)
+        for s in range(g.S):
+            cols = _window_slice(s * g.dw, g.sw, g.Q)
+            dxp[:, rows, cols, :] += (dy5 * w[r, s]).sum(axis=-1)  # (N, P, Q, C, M) -> (N, P, Q, C)
+    return np.ascontiguousarray(dxp[:, g.top : g.top + g.H, g.left : g.left + g.W, :])
+
+
+def depthwise_conv2d_backward_filter(x, dy, g: DepthwiseGeometry):
+    """dw[r,s,c,m] = sum_{n,p,q} xp[n, p*sh + r*dh, q*sw + s*dw, c] * dy[n,p,q,c*M + m]."""
+    xp = _pad(x, g.top, g.bottom, g.left, g.right)
+    dy5 = dy.reshape(g.N, g.P, g.Q, g.C, g.M)
+    dw = np.zeros(g.filter_shape, x.dtype)
+    for r in range(g.R):
+        rows = _window_slice(r * g.dh, g.sh, g.P)
+        for s in range(g.S):
+            cols = _window_slice(s * g.dw, g.sw, g.Q)
+            dw[r, s] = np.einsum("npqc,npqcm->cm", xp[:, rows, cols, :], dy5)
     return dw
 
 
@@ -182,6 +223,52 @@ def softmax_backward(dy, y):
     return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
 
 
+def relu6_forward(x):
+    """y = min(max(x, 0), 6), NaN kept (np.maximum / np.minimum propagate it, as TensorFlow does)."""
+    return np.minimum(np.maximum(x, np.zeros((), x.dtype)), x.dtype.type(6))
+
+
+def relu6_backward(dy, y):
+    """dx = dy * (0 < y < 6): TensorFlow's product with the mask, so inf * 0 and NaN * 0 give NaN."""
+    with np.errstate(invalid="ignore"):
+        return dy * ((y > 0) & (y < 6)).astype(dy.dtype)
+
+
+# --- normalisation (channels last: x (rows, C), one parameter per column) ------------------------
+
+
+def batch_norm_forward(x, mean, variance, offset, scale, epsilon):
+    """y = x * inv + (offset - mean * inv), inv = (1 / sqrt(variance + epsilon)) * scale: TF's formula, in its order."""
+    inv = (1 / np.sqrt(variance + x.dtype.type(epsilon))) * scale
+    return x * inv + (offset - mean * inv)
+
+
+def batch_norm_backward(dy, x, mean, variance, scale, epsilon):
+    """Column sums over the rows, then per channel (rstd = 1 / sqrt(variance + epsilon), inv = rstd * scale):
+
+        dx = dy * inv          doffset = sum dy          dmean = -inv * sum dy
+        dscale = rstd * sum dy (x - mean)                dvariance = -scale * rstd**3 / 2 * sum dy (x - mean)
+    """
+    rstd = 1 / np.sqrt(variance + x.dtype.type(epsilon))
+    inv = rstd * scale
+    total = dy.sum(axis=0)
+    centred = (dy * (x - mean)).sum(axis=0)
+    dvariance = centred * scale * (x.dtype.type(-0.5) * rstd * rstd * rstd)
+    return dy * inv, -inv * total, dvariance, total, centred * rstd
+
+
+def moments_forward(x):
+    """mean = sum_m x / rows, variance = sum_m (x - mean)^2 / rows: TF's two passes (population variance)."""
+    mean = x.sum(axis=0) / x.dtype.type(x.shape[0])
+    return mean, np.square(x - mean).sum(axis=0) / x.dtype.type(x.shape[0])
+
+
+def moments_backward(dmean, dvariance, x, mean):
+    """dx = dmean / rows + 2 (dvariance / rows) (x - mean), TF's gradient of its two reductions."""
+    rows = x.dtype.type(x.shape[0])
+    return dmean / rows + (2 * (dvariance / rows)) * (x - mean)
+
+
 # --- dense and dropout ---------------------------------------------------------------------------
 
 
@@ -258,16 +345,17 @@ def split_columns(y, widths):
 class NumpyBackend(Backend):
     """The reference: each method is the module function of the same name.
 
-    The fused conv2d + bias + ReLU (+ max pooling) keeps Backend's defaults, which compose the
-    functions above; so do the methods that only move arrays (``from_host``, ``to_host``: the host
-    is where this backend computes) or run a whole step's piece on the host (the loss).
+    The fused conv2d + bias + ReLU (+ max pooling) and the depthwise convolution's two gradients
+    keep Backend's defaults, which compose the functions above; so do the methods that only move
+    arrays (``from_host``, ``to_host``: the host is where this backend computes) or run a whole
+    step's piece on the host (the loss).
     """
 
     name = "numpy"
 
 
 _COMPOSED = ("conv2d_bias_relu_forward", "conv2d_bias_relu_backward", "conv2d_bias_relu_max_pool_forward",
-             "conv2d_bias_relu_max_pool_backward")
+             "conv2d_bias_relu_max_pool_backward", "depthwise_conv2d_backward")
 for _name in [m for m in vars(Backend) if not m.startswith("_") and callable(getattr(Backend, m))]:
     if _name not in _COMPOSED and _name in globals():
         setattr(NumpyBackend, _name, staticmethod(globals()[_name]))

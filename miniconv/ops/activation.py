@@ -1,14 +1,15 @@
 """Activations: relu, sigmoid, softmax, forward and backward.
 
     relu(x)    = max(x, 0)                      d/dx: 1 where y > 0, else 0
+    relu6(x)   = min(max(x, 0), 6)              vjp: dy * (0 < x < 6), a product (TF's: inf * 0 = NaN)
     sigmoid(x) = 1 / (1 + exp(-x))              d/dx: y * (1 - y)
     softmax(x) = exp(x - max) / sum(exp(x - max)) along ``axis``
                                                 vjp: y * (dy - sum(dy * y, axis))
 
 Any shape. NaN propagates as in TensorFlow (relu(NaN) = NaN). Matches ``tf.nn.relu``,
-``tf.nn.sigmoid`` and ``tf.nn.softmax``. A softmax row holding +inf or NaN, or only -inf, is NaN
-throughout (inf - inf), as TensorFlow's Eigen kernel gives; its oneDNN kernel (on by default on
-x86) gives NaN only at the +inf / NaN logits and 0 elsewhere, a difference the README documents.
+``tf.nn.relu6``, ``tf.nn.sigmoid`` and ``tf.nn.softmax``. A softmax row holding +inf or NaN, or only
+-inf, is NaN throughout (inf - inf), as TensorFlow's Eigen kernel gives; its oneDNN kernel (on by
+default on x86) gives NaN only at the +inf / NaN logits and 0 elsewhere (docs/conventions.md).
 """
 
 from __future__ import annotations
@@ -32,6 +33,25 @@ def relu_vjp(features, *, backend=None, name=None):
 def relu(features, *, backend=None, name=None):
     """y = max(features, 0), any shape. Matches ``tf.nn.relu``."""
     return relu_vjp(features, backend=backend)[0]
+
+
+def relu6_vjp(features, *, backend=None, name=None):
+    """``relu6`` and its pullback ``dy -> (dx,)``."""
+    x = as_float_array(features, "features", "relu6")
+    be = get_backend(backend)
+    y = be.relu6_forward(x)
+    return y, lambda dy: (be.relu6_backward(check_upstream(dy, y.shape, "relu6"), y),)
+
+
+@has_vjp(relu6_vjp)
+def relu6(features, *, backend=None, name=None):
+    """y = min(max(features, 0), 6), any shape; NaN stays NaN. Matches ``tf.nn.relu6``.
+
+    Its gradient is dy where 0 < x < 6 and 0 at and beyond the kinks (x = 0, x = 6), TensorFlow's
+    convention, formed as TensorFlow does as the product dy * mask (an inf or NaN dy gives NaN
+    even where the mask is 0).
+    """
+    return relu6_vjp(features, backend=backend)[0]
 
 
 def sigmoid_vjp(x, *, backend=None, name=None):

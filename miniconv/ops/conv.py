@@ -4,14 +4,16 @@ Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size
 
     y[n,p,q,k] = sum_{r,s,c} x[n, p*sh + r*dh - top, q*sw + s*dw - left, c] * w[r,s,c,k]
 
-with x read as 0 outside the input (SAME padding, extra pad on the bottom / right).
-Matches ``tf.nn.conv2d`` / ``tf.nn.conv1d`` (channels last, filters HWIO / WIO).
+with x read as 0 outside the input (SAME padding, extra pad on the bottom / right; or explicit
+padding [[0, 0], [top, bottom], [left, right], [0, 0]], which conv2d accepts as TensorFlow's does
+and conv1d, as TensorFlow's, does not). Matches ``tf.nn.conv2d`` / ``tf.nn.conv1d`` (channels last,
+filters HWIO / WIO).
 """
 
 from __future__ import annotations
 
 from ..backend import get_backend
-from ..shapes import conv_geometry, normalize_padding, normalize_tuple, pool_geometry
+from ..shapes import conv_geometry, normalize_conv_padding, normalize_padding, normalize_tuple, pool_geometry
 from ._checks import as_float_array, check_data_format, check_nonempty, check_upstream
 from ._vjp import has_vjp
 
@@ -25,7 +27,7 @@ def _conv_vjp(x, w, strides, padding, dilations, backend, op, bias=None):
     check_nonempty(x, "input", op)
     check_nonempty(w, "filters", op)
     names = ("stride", 1) if op == "conv1d" else ("strides", 2)
-    g = conv_geometry(x.shape, w.shape, strides, normalize_padding(padding), dilations, op, *names)
+    g = conv_geometry(x.shape, w.shape, strides, normalize_conv_padding(padding, op), dilations, op, *names)
     be = get_backend(backend)
     y = be.conv2d_forward(x, w, g) if bias is None else be.conv2d_bias_relu_forward(x, w, bias, g)
 
@@ -60,9 +62,10 @@ def conv2d(input, filters, strides=1, padding="VALID", dilations=1, *, backend=N
 
     input (N, H, W, C), filters (R, S, C, K) -> (N, P, Q, K), float32.
     strides, dilations: an int, a pair, or TensorFlow's ``[1, sh, sw, 1]``.
-    padding: "VALID" (P = ceil((H - (R-1)*dh) / sh)) or "SAME" (P = ceil(H / sh), zeros padded,
-    the odd extra at the bottom / right). Dilation > 1 needs stride 1, as in TensorFlow's
-    convolution layers. Matches ``tf.nn.conv2d``.
+    padding: "VALID" (P = ceil((H - (R-1)*dh) / sh)), "SAME" (P = ceil(H / sh), zeros padded,
+    the odd extra at the bottom / right), or explicit [[0, 0], [top, bottom], [left, right], [0, 0]]
+    (P = (H + top + bottom - (R-1)*dh - 1) // sh + 1). Dilation > 1 needs stride 1, as in
+    TensorFlow's convolution layers. Matches ``tf.nn.conv2d``.
     """
     return conv2d_vjp(input, filters, strides, padding, dilations, backend=backend, data_format=data_format)[0]
 
@@ -106,7 +109,7 @@ def conv2d_bias_relu_max_pool2d_vjp(input, filters, bias, pool_size, strides=1, 
     window = normalize_tuple(pool_size, 2, "pool_size")
     check_nonempty(x, "input", op)
     check_nonempty(w, "filters", op)
-    g = conv_geometry(x.shape, w.shape, strides, normalize_padding(padding), dilations, op)
+    g = conv_geometry(x.shape, w.shape, strides, normalize_conv_padding(padding, op), dilations, op)
     pg = pool_geometry(g.output_shape, window, window, "VALID", op, "pool_size", "output of the convolution of input")
     be = get_backend(backend)
     y, argmax = be.conv2d_bias_relu_max_pool_forward(x, w, b, g, pg)
@@ -149,6 +152,7 @@ def conv1d_vjp(input, filters, stride=1, padding="VALID", dilations=1, *, backen
             f"{op}: filters expect {w.shape[1]} input channels but the input has {x.shape[2]} "
             f"(input shape {x.shape}, filters shape {w.shape})"
         )
+    padding = normalize_padding(padding)  # a string: tf.nn.conv1d takes no explicit padding
     # (N, W, C) as (N, 1, W, C), filters (S, C, K) as (1, S, C, K): reshapes, which GPU arrays take too
     y, pullback2d = _conv_vjp(x.reshape(x.shape[0], 1, *x.shape[1:]), w.reshape(1, *w.shape), (1, s), padding, (1, d),
                               backend, op)
@@ -166,6 +170,7 @@ def conv1d_vjp(input, filters, stride=1, padding="VALID", dilations=1, *, backen
 def conv1d(input, filters, stride=1, padding="VALID", dilations=1, *, backend=None, data_format=None, name=None):
     """1-D convolution: input (N, W, C), filters (S, C, K) -> (N, Q, K). Matches ``tf.nn.conv1d``.
 
-    Computed as ``conv2d`` with a height of 1; stride, padding and dilations as there.
+    Computed as ``conv2d`` with a height of 1; stride and dilations as there, padding "VALID" or
+    "SAME" only (``tf.nn.conv1d`` refuses explicit padding too).
     """
     return conv1d_vjp(input, filters, stride, padding, dilations, backend=backend, data_format=data_format)[0]

@@ -6,14 +6,19 @@ softmax, bias and dropout are loop nests of ours. Kernels are dtype-generic (flo
 ops, float64 in the gradient checks). Where each kernel lives:
 
     conv_kernels.py         conv2d forward, backward-input, backward-filter; conv2d + bias + ReLU fused
+    pointwise_kernels.py    conv2d's entry points: 1x1 convolutions as plain products, the rest on to im2col
     conv_pool_kernels.py    conv2d + bias + ReLU + a non-overlapping max pooling, fused per chunk
     winograd_kernels.py     its forward for 3x3 convolutions of many channels under a 2x2 pooling
                             (when no intermediate can overflow: magnitude.py checks x and w in one pass)
     direct_kernels.py       its forward and (no dx) backward for 3x3 first layers of few channels;
                             plain conv2d's filter gradient for them
+    depthwise_kernels.py    depthwise conv2d: 3x3 forward, and both gradients in one pass over dy
+    depthwise_rows.py       their row loops, four cells at a time on flat row views
+    depthwise_loops.py      its oracles, and the loops for every other filter size and multiplier
     pool_kernels.py         max / average pooling forward and backward (argmax for max)
-    elementwise_kernels.py  relu, sigmoid, softmax, dense bias, dropout
+    elementwise_kernels.py  relu, relu6, sigmoid, softmax, dense bias, dropout
     merge_kernels.py        add, multiply, columns joined and split (the Add / Multiply / Concatenate layers)
+    normalization_kernels.py  batch normalization and moments over channels-last rows
     optimizer_kernels.py    SGD, RMSprop and Adam updates in one pass (the optimizers' NumPy bits)
 """
 
@@ -24,10 +29,13 @@ from ..interface import Backend
 from . import (
     conv_kernels,
     conv_pool_kernels,
+    depthwise_kernels,
     direct_kernels,
     elementwise_kernels,
     merge_kernels,
+    normalization_kernels,
     optimizer_kernels,
+    pointwise_kernels,
     pool_kernels,
 )
 from .allocation import keep_freed_memory
@@ -42,13 +50,20 @@ class CpuBackend(Backend):
     name = "cpu"
     optimizer_kernels = optimizer_kernels
 
-    conv2d_forward = staticmethod(conv_kernels.conv2d_forward)
-    conv2d_backward_input = staticmethod(conv_kernels.conv2d_backward_input)
-    conv2d_backward_filter = staticmethod(direct_kernels.conv2d_backward_filter)  # im2col's where the loops don't apply
+    # 1x1 convolutions as plain products; every other geometry on to im2col (and, for the filter
+    # gradient of 3x3 first layers, direct_kernels' loops)
+    conv2d_forward = staticmethod(pointwise_kernels.conv2d_forward)
+    conv2d_backward_input = staticmethod(pointwise_kernels.conv2d_backward_input)
+    conv2d_backward_filter = staticmethod(pointwise_kernels.conv2d_backward_filter)
     conv2d_bias_relu_forward = staticmethod(conv_kernels.conv2d_bias_relu_forward)
     conv2d_bias_relu_backward = staticmethod(conv_kernels.conv2d_bias_relu_backward)
     conv2d_bias_relu_max_pool_forward = staticmethod(conv_pool_kernels.conv2d_bias_relu_max_pool_forward)
     conv2d_bias_relu_max_pool_backward = staticmethod(conv_pool_kernels.conv2d_bias_relu_max_pool_backward)
+
+    depthwise_conv2d_forward = staticmethod(depthwise_kernels.depthwise_conv2d_forward)
+    depthwise_conv2d_backward_input = staticmethod(depthwise_kernels.depthwise_conv2d_backward_input)
+    depthwise_conv2d_backward_filter = staticmethod(depthwise_kernels.depthwise_conv2d_backward_filter)
+    depthwise_conv2d_backward = staticmethod(depthwise_kernels.depthwise_conv2d_backward)
 
     max_pool2d_forward = staticmethod(pool_kernels.max_pool2d_forward)
     max_pool2d_backward = staticmethod(pool_kernels.max_pool2d_backward)
@@ -57,10 +72,17 @@ class CpuBackend(Backend):
 
     relu_forward = staticmethod(elementwise_kernels.relu_forward)
     relu_backward = staticmethod(elementwise_kernels.relu_backward)
+    relu6_forward = staticmethod(elementwise_kernels.relu6_forward)
+    relu6_backward = staticmethod(elementwise_kernels.relu6_backward)
     sigmoid_forward = staticmethod(elementwise_kernels.sigmoid_forward)
     sigmoid_backward = staticmethod(elementwise_kernels.sigmoid_backward)
     softmax_forward = staticmethod(elementwise_kernels.softmax_forward)
     softmax_backward = staticmethod(elementwise_kernels.softmax_backward)
+
+    batch_norm_forward = staticmethod(normalization_kernels.batch_norm_forward)
+    batch_norm_backward = staticmethod(normalization_kernels.batch_norm_backward)
+    moments_forward = staticmethod(normalization_kernels.moments_forward)
+    moments_backward = staticmethod(normalization_kernels.moments_backward)
 
     dense_forward = staticmethod(elementwise_kernels.dense_forward)
     dense_backward = staticmethod(elementwise_kernels.dense_backward)

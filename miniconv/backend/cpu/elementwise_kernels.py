@@ -1,4 +1,4 @@
-"""Numba kernels for the elementwise ops, softmax rows, dense bias and dropout.
+"""Numba kernels for the elementwise ops (relu, relu6, sigmoid), softmax rows, dense bias and dropout.
 
 Arrays arrive C-contiguous; elementwise kernels work on the flat view (``ravel`` is free).
 Shape legend for the row kernels: M rows, L row length (softmax) or O outputs (dense).
@@ -33,6 +33,21 @@ def relu_backward_kernel(dy, y, dx):
     """dx = dy where y > 0 else 0."""
     for i in range(dy.size):
         dx[i] = dy[i] if y[i] > 0 else 0.0
+
+
+@njit(nogil=True, cache=True)
+def relu6_forward_kernel(x, y):
+    """y = 0 where x <= 0, 6 where x >= 6, else x: NaN passes through, as TensorFlow's relu6."""
+    for i in range(x.size):
+        v = x[i]
+        y[i] = 0.0 if v <= 0 else (6.0 if v >= 6 else v)
+
+
+@njit(nogil=True, cache=True)
+def relu6_backward_kernel(dy, y, dx):
+    """dx = dy * (0 < y < 6): a product, as TensorFlow's (inf or NaN times a zero mask is NaN)."""
+    for i in range(dy.size):
+        dx[i] = dy[i] * (1.0 if 0 < y[i] < 6 else 0.0)
 
 
 @njit(nogil=True, cache=True)
@@ -173,6 +188,14 @@ def relu_forward(x):
 
 def relu_backward(dy, y):
     return _flat_map(relu_backward_kernel, dy, y)
+
+
+def relu6_forward(x):
+    return _flat_map(relu6_forward_kernel, x)
+
+
+def relu6_backward(dy, y):
+    return _flat_map(relu6_backward_kernel, dy, y)
 
 
 def sigmoid_forward(x):

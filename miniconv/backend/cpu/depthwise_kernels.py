@@ -1,0 +1,284 @@
+"""The depthwise convolution's backend functions, and their 3 x 3 kernels (MobileNet's, EfficientNet's).
+
+Shape legend: N batch, H W input size, C in-channels, M channel multiplier, K = C * M output
+channels, R S kernel size, P Q output size; here mostly R = S = 3 and M = 1 (K = C). The filter is
+read as wk (R, S, K), formulas in ``depthwise_loops``.
+
+The op does 9 multiply-adds per value it reads, so memory traffic should bound it; one
+read-modify-write of the output per product (``depthwise_loops``' general loops) costs more than
+that traffic. Here, M = 1 and 3 x 3 filters, any stride, dilation and padding:
+
+    forward    per output row, its three input rows zero-padded into a ring of rows (each input
+               row copied once, shared by the output rows that read it), then every cell takes
+               ``dot9_row``: four cells a loop over the channels, their 36 products summed in
+               registers, 9 filter and 18 input loads (stride 1) and 4 stores for 36 products
+    backward   one pass per image over the output rows p in order, dy and x each read once:
+               dw   ``outer9_row``: per filter row, four cells' products summed in registers, then
+                    added to dw[r, :, c] (zero-padded input rows: a padding cell multiplies dy)
+               dx   stride 1: input row h = p - top once its last dy row p is read, as the forward
+                    over zero-padded dy rows with the taps mirrored (finite filters only: padding
+                    there must add nothing, and 0 * inf would not); other strides: dy row p
+                    scattered into padded accumulation rows, each copied out once complete
+
+The row loops (``dot9_row``, ``outer9_row``, ``scatter3_row``) live in ``depthwise_rows``. Every
+other filter size or multiplier, and a filter with an inf or NaN (for dx), takes
+``depthwise_loops``' kernels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .depthwise_loops import backward_images, forward_rows
+from .depthwise_rows import dot9_row, outer9_row, scatter3_row
+from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
+
+ROW_GRAIN = 1 << 14  # output values per shared chunk of forward rows, at least (~10 us of work)
+IMAGE_CHUNKS_PER_THREAD = 16  # backward chunks are whole images, at most N / (16 threads) of them
+
+
+def fast_applies(g) -> bool:
+    """Whether the 3 x 3, multiplier-1 kernels below apply (any stride, dilation and padding)."""
+    return g.R == 3 and g.S == 3 and g.M == 1
+
+
+# --- rings of zero-padded rows ---------------------------------------------------------------------
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _fill(dst, src, offset, C):
+    """dst (flat, Wd cells) = src (flat, Ws cells) shifted right by ``offset`` cells, zeros elsewhere."""
+    Wd, Ws = dst.shape[0] // C, src.shape[0] // C
+    lo = min(max(offset, 0), Wd)
+    hi = min(max(offset + Ws, lo), Wd)
+    for j in range(lo * C):
+        dst[j] = 0.0
+    part = dst[lo * C : hi * C]
+    source = src[(lo - offset) * C : (hi - offset) * C]
+    for j in range(part.shape[0]):
+        part[j] = source[j]
+    for j in range(hi * C, Wd * C):
+        dst[j] = 0.0
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _padded(rows, index, inside, offset, ring, tags, zero, C):
+    """Row ``index`` of rows (flat) zero-padded by ``offset`` cells on the left, from the ring (filled
+    on first use: a row shared by consecutive output rows is copied once); the zero row if not inside."""
+    if not inside:
+        return zero
+    slot = index % ring.shape[0]
+    if tags[slot] != index:
+        _fill(ring[slot], rows[index], offset, C)
+        tags[slot] = index
+    return ring[slot]
+
+
+def ring_rows(dh, sh) -> int:
+    """Slots of a ring: the 2 dh + 1 rows of one output row, and those of the next (sh on)."""
+    return 2 * dh + 2 + sh
+
+
+# --- the 3 x 3 kernels -----------------------------------------------------------------------------
+
+
+@njit(nogil=True, cache=True)
+def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tags, zero):
+    """y[n, p] (Q, C) for the output rows u = n * P + p in [first, last); M = 1. Input rows come
+    zero-padded from the ring (left columns, and rows outside the input: the zero row), so every
+    cell takes ``dot9_row`` and a padding cell multiplies its filter value."""
+    N, H, W, C = x.shape
+    _, P, Q, _ = y.shape
+    xf = x.reshape(N * H, W * C)
+    yf = y.reshape(N * P, Q * C)
+    t = wk.reshape(9 * C)
+    tags[:] = -1
+    for u in range(first, last):
+        n, p = divmod(u, P)
+        h = p * sh - top
+        r0 = _padded(xf, n * H + h, 0 <= h < H, left, ring, tags, zero, C)
+        r1 = _padded(xf, n * H + h + dh, 0 <= h + dh < H, left, ring, tags, zero, C)
+        r2 = _padded(xf, n * H + h + 2 * dh, 0 <= h + 2 * dh < H, left, ring, tags, zero, C)
+        dot9_row(r0, r1, r2, t, yf[u], C, sw, dw, Q)
+
+
+@njit(nogil=True, cache=True)
+def _flush(acc, atags, dxf, first_row, last_row, left, C, W):
+    """dx rows [first_row, last_row) (flat indices) from their accumulation rows, zeros for rows no tap reached."""
+    for index in range(first_row, last_row):
+        slot = index % acc.shape[0]
+        out = dxf[index]
+        if atags[slot] == index:
+            src = acc[slot, left * C : (left + W) * C]
+            for j in range(W * C):
+                out[j] = src[j]
+        else:
+            for j in range(W * C):
+                out[j] = 0.0
+
+
+@njit(nogil=True, cache=True)
+def backward_images_3x3(x, wk, dy, sh, sw, dh, dw, top, left, first, last, with_dx, with_dw, dx, dwk, xring, xtags,
+                        gring, gtags, zero):
+    """dx[n] (with_dx) and dwk (3, 3, C) += (with_dw) for the images [first, last), M = 1, finite
+    filter values (the stride-1 input gradient reads zero-padded dy: 0 * w must add nothing). One
+    pass over each image's output rows p in order:
+
+        dw   ``outer9_row`` of dy row p and input rows p sh - top + r dh, zero-padded (x ring)
+        dx   stride 1: row h = p - top once its last dy row p is read: ``dot9_row`` of the dy rows
+             h + top - r dh, zero-padded by 2 dw - left (dy ring), with the taps mirrored along s;
+             other strides: dy row p scattered into accumulation rows (the dy ring's slots, padded
+             by ``left``), each copied to dx once no later dy row reaches it
+    x or dx is not read when its flag is off.
+    """
+    N, P, Q, C = dy.shape
+    H, W = (dx.shape[1], dx.shape[2]) if with_dx else (x.shape[1], x.shape[2])
+    stride1 = sh == 1 and sw == 1
+    xf = x.reshape(x.shape[0] * x.shape[1], x.shape[2] * x.shape[3])
+    dyf = dy.reshape(N * P, Q * C)
+    dxf = dx.reshape(dx.shape[0] * dx.shape[1], dx.shape[2] * dx.shape[3])
+    d = dwk.reshape(9 * C)
+    wf = np.ascontiguousarray(wk[:, ::-1]).reshape(9 * C)  # taps mirrored along s: the stride-1 gather
+    xtags[:] = -1
+    gtags[:] = -1
+    for n in range(first, last):
+        flushed = n * H  # scatter: dx rows before this one are written
+        for p in range(P):
+            g = dyf[n * P + p]
+            h0 = p * sh - top
+            if with_dw:
+                r0 = _padded(xf, n * H + h0, 0 <= h0 < H, left, xring, xtags, zero, C)
+                r1 = _padded(xf, n * H + h0 + dh, 0 <= h0 + dh < H, left, xring, xtags, zero, C)
+                r2 = _padded(xf, n * H + h0 + 2 * dh, 0 <= h0 + 2 * dh < H, left, xring, xtags, zero, C)
+                outer9_row(r0, r1, r2, g, d, C, sw, dw, Q)
+            if not with_dx:
+                continue
+            if stride1:
+                if 0 <= p - top < H:
+                    _gather_row(dyf, wf, n, p - top, P, H, dh, dw, top, left, gring, gtags, zero, C, W, dxf)
+                continue
+            for r in range(3):
+                h = h0 + r * dh
+                if 0 <= h < H:
+                    index = n * H + h
+                    slot = index % gring.shape[0]
+                    if gtags[slot] != index:
+                        gring[slot] = 0.0
+                        gtags[slot] = index
+                    scatter3_row(g, wk[r].reshape(3 * C), gring[slot], C, sw, dw, Q)
+            done = n * H + min(H, max(0, (p + 1) * sh - top))  # no later dy row reaches rows before it
+            _flush(gring, gtags, dxf, flushed, done, left, C, W)
+            flushed = max(flushed, done)
+        if with_dx:
+            if stride1:
+                for h in range(max(0, P - top), H):
+                    _gather_row(dyf, wf, n, h, P, H, dh, dw, top, left, gring, gtags, zero, C, W, dxf)
+            else:
+                _flush(gring, gtags, dxf, flushed, (n + 1) * H, left, C, W)
+
+
+@njit(nogil=True, cache=True)
+def _gather_row(dyf, wf, n, h, P, H, dh, dw, top, left, gring, gtags, zero, C, W, dxf):
+    """dx row (n, h), stride 1: every cell w its nine terms, dy columns w + left - s dw of dy rows
+    h + top - r dh (zero-padded rows from the dy ring: padded column j is dy column j - (2 dw - left))."""
+    p0 = h + top
+    offset = 2 * dw - left
+    g0 = _padded(dyf, n * P + p0, 0 <= p0 < P, offset, gring, gtags, zero, C)
+    g1 = _padded(dyf, n * P + p0 - dh, 0 <= p0 - dh < P, offset, gring, gtags, zero, C)
+    g2 = _padded(dyf, n * P + p0 - 2 * dh, 0 <= p0 - 2 * dh < P, offset, gring, gtags, zero, C)
+    dot9_row(g0, g1, g2, wf, dxf[n * H + h], C, 1, dw, W)
+
+
+def _wk(w):
+    R, S, C, M = w.shape
+    return w.reshape(R, S, C * M)
+
+
+def _ring(name, g, width, dtype):
+    """A thread's ring of ``ring_rows`` rows of ``width`` cells (zero-padded rows, or accumulation
+    rows) and its tags."""
+    ring = scratch(name, (ring_rows(g.dh, g.sh), width * g.C), dtype)
+    return ring, scratch(name + "_tags", (ring.shape[0],), np.int64)
+
+
+def _zero_row(g, width, dtype):
+    """A thread's row of zeros, ``width`` cells: the padded row of an input row outside the input."""
+    zero = scratch("dw_zero_row", (width * g.C,), dtype)
+    zero[:] = 0
+    return zero
+
+
+def _padded_width(g):
+    """Cells of a padded input row (or a dx accumulation row): every column the output cells' taps
+    read, and the input itself at offset ``left``."""
+    return max((g.Q - 1) * g.sw + 2 * g.dw + 1, g.left + g.W)
+
+
+def depthwise_conv2d_forward(x, w, g):
+    """y (N, P, Q, C * M), output rows shared between the threads in chunks."""
+    y = np.empty(g.output_shape, x.dtype)
+    wk = _wk(w)
+    rows = g.N * g.P
+    per_chunk = max(1, ROW_GRAIN // max(1, g.Q * g.K), -(-rows // (4 * thread_count())))
+    bounds = chunk_bounds(rows, per_chunk)
+    fast = fast_applies(g)
+
+    def task(i):
+        start, stop = bounds[i]
+        if fast:
+            ring, tags = _ring("dw_x_ring", g, _padded_width(g), x.dtype)
+            zero = _zero_row(g, _padded_width(g), x.dtype)
+            forward_rows_3x3(x, wk, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y, ring, tags, zero)
+        else:
+            forward_rows(x, wk, g.M, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y)
+
+    run_chunks(task, len(bounds))
+    return y
+
+
+def _backward(x, w, dy, g, with_dx, with_dw):
+    """(dx or None, dw or None) in one pass over dy (and x), per chunk of whole images (no two threads
+    write the same dx row); each chunk's dw partial added in chunk order, so the bits do not
+    depend on which thread ran which chunk. The 3 x 3 kernels need finite filter values for dx
+    (they read zero-padded dy); a filter with an inf or NaN takes the general loops."""
+    wk = _wk(w)
+    # one image a chunk (a threads' worth at least): coarser chunks leave a thread waiting when the
+    # other is descheduled on a busy machine
+    bounds = chunk_bounds(g.N, max(1, -(-g.N // (IMAGE_CHUNKS_PER_THREAD * thread_count()))))
+    dw_partials = partials(len(bounds), wk.shape, dy.dtype)
+    dx = np.empty(g.input_shape, dy.dtype) if with_dx else np.empty((1, 1, 1, 1), dy.dtype)
+    fast = fast_applies(g) and (not with_dx or bool(np.isfinite(w).all()))
+
+    def task(i):
+        first, last = bounds[i]
+        if fast:
+            xring, xtags = _ring("dw_x_ring", g, _padded_width(g), dy.dtype)
+            width = g.W + 2 * g.dw if g.sh == 1 else _padded_width(g)  # padded dy rows, or dx accumulation rows
+            gring, gtags = _ring("dw_dy_ring", g, width, dy.dtype)
+            zero = _zero_row(g, max(width, _padded_width(g)), dy.dtype)
+            backward_images_3x3(x, wk, dy, g.sh, g.sw, g.dh, g.dw, g.top, g.left, first, last, with_dx, with_dw, dx,
+                                dw_partials[i], xring, xtags, gring, gtags, zero)
+        else:
+            backward_images(x, wk, dy, g.M, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.H, g.W, first, last, with_dx,
+                            with_dw, dx, dw_partials[i])
+
+    run_chunks(task, len(bounds))
+    return (dx if with_dx else None), (sum_in_order(dw_partials).reshape(w.shape) if with_dw else None)
+
+
+def depthwise_conv2d_backward(x, w, dy, g, input_gradient=True):
+    """(dx or None, dw): both gradients in one pass over dy and x."""
+    return _backward(x, w, dy, g, input_gradient, True)
+
+
+def depthwise_conv2d_backward_input(dy, w, g):
+    """dx (N, H, W, C) alone."""
+    x = np.empty((1, g.H, g.W, g.C), dy.dtype)  # not read without dw: its shape gives H, W, C
+    return _backward(x, w, dy, g, True, False)[0]
+
+
+def depthwise_conv2d_backward_filter(x, dy, g):
+    """dw (R, S, C, M) alone."""
+    w = np.zeros(g.filter_shape, x.dtype)  # not read without dx: its shape gives R, S, C, M
+    return _backward(x, w, dy, g, False, True)[1]

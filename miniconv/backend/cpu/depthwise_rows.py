@@ -1,0 +1,222 @@
+"""The 3 x 3 depthwise convolution's row loops: four output cells at a time on flat row views.
+
+Shape legend: C channels, cells the output cells of a row; rows (r0, r1, r2) are flat views of the
+(zero-padded) input rows a filter row reads, from the first cell's first column; t (9 C) the
+filter (3 r + s) C + c; g (cells C) a dy row; d (9 C) the filter gradient.
+
+    dot9_row      out[k C + c]        = sum_{r,s} row_r[(k sw + s dw) C + c] * t[(3 r + s) C + c]
+    outer9_row    d[(3 r + s) C + c] += sum_k row_r[(k sw + s dw) C + c] * g[k C + c]
+    scatter3_row  row[(k sw + s dw) C + c] += g[k C + c] * t[s C + c]        (one filter row t)
+
+Why flat views: with 2-D indexing LLVM checks every pair of accesses for overlap on every entry to
+the channel loop (a runtime check per pair of views); short channel loops (C = 32: two vector
+iterations) then spent more time in the checks than in the products. Here every index is c plus a
+multiple of C. Why groups of four cells loaded before the first store: a column shared by
+neighbouring cells is loaded once, and a store cannot force a reload. Why pairs for other strides
+and three store targets at most: past ~100 pairs of views to check, LLVM stops vectorising.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+# Each helper works on one group of GROUP consecutive cells, its rows given as flat views starting
+# at the group's first column: a loop over the channels c whose every index is c plus a multiple of
+# C, so LLVM checks the views for overlap once per group (not once per pair of accesses, as with
+# 2-D indexing) and, where stride and dilation are the literal 1 or 2 of the wrappers below,
+# loads a column shared by two cells once. Nine taps and four cells: 9 filter loads, 18 input loads
+# (stride 1) and 4 stores for 36 products, where one cell at a time needs 19 memory operations
+# for 9.
+
+GROUP = 4
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _dot9(r0, r1, r2, t, o, C, sw, dw):
+    """o[k*C + c] = sum_{r,s} row_r[(k*sw + s*dw)*C + c] * t[(3r + s)*C + c], cells k < 4.
+
+    Every load comes before the first store (a store could alias a view, so a load after it
+    would be repeated): the twelve columns of each row, of which stride 1 and dilation 1 share all
+    but six.
+    """
+    a1, a2, a3 = sw * C, 2 * sw * C, 3 * sw * C
+    d1, d2 = dw * C, 2 * dw * C
+    for c in range(C):
+        w00, w01, w02 = t[c], t[C + c], t[2 * C + c]
+        w10, w11, w12 = t[3 * C + c], t[4 * C + c], t[5 * C + c]
+        w20, w21, w22 = t[6 * C + c], t[7 * C + c], t[8 * C + c]
+        x00, x01, x02 = r0[c], r0[d1 + c], r0[d2 + c]
+        x10, x11, x12 = r0[a1 + c], r0[a1 + d1 + c], r0[a1 + d2 + c]
+        x20, x21, x22 = r0[a2 + c], r0[a2 + d1 + c], r0[a2 + d2 + c]
+        x30, x31, x32 = r0[a3 + c], r0[a3 + d1 + c], r0[a3 + d2 + c]
+        y00, y01, y02 = r1[c], r1[d1 + c], r1[d2 + c]
+        y10, y11, y12 = r1[a1 + c], r1[a1 + d1 + c], r1[a1 + d2 + c]
+        y20, y21, y22 = r1[a2 + c], r1[a2 + d1 + c], r1[a2 + d2 + c]
+        y30, y31, y32 = r1[a3 + c], r1[a3 + d1 + c], r1[a3 + d2 + c]
+        z00, z01, z02 = r2[c], r2[d1 + c], r2[d2 + c]
+        z10, z11, z12 = r2[a1 + c], r2[a1 + d1 + c], r2[a1 + d2 + c]
+        z20, z21, z22 = r2[a2 + c], r2[a2 + d1 + c], r2[a2 + d2 + c]
+        z30, z31, z32 = r2[a3 + c], r2[a3 + d1 + c], r2[a3 + d2 + c]
+        o0 = (x00 * w00 + x01 * w01 + x02 * w02 + y00 * w10 + y01 * w11 + y02 * w12
+              + z00 * w20 + z01 * w21 + z02 * w22)
+        o1 = (x10 * w00 + x11 * w01 + x12 * w02 + y10 * w10 + y11 * w11 + y12 * w12
+              + z10 * w20 + z11 * w21 + z12 * w22)
+        o2 = (x20 * w00 + x21 * w01 + x22 * w02 + y20 * w10 + y21 * w11 + y22 * w12
+              + z20 * w20 + z21 * w21 + z22 * w22)
+        o3 = (x30 * w00 + x31 * w01 + x32 * w02 + y30 * w10 + y31 * w11 + y32 * w12
+              + z30 * w20 + z31 * w21 + z32 * w22)
+        o[c] = o0
+        o[C + c] = o1
+        o[2 * C + c] = o2
+        o[3 * C + c] = o3
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _outer3(row, g, d, C, sw, dw):
+    """d[s*C + c] += sum_k row[(k*sw + s*dw)*C + c] * g[k*C + c], cells k < 4: one filter row's
+    gradient (three store targets: nine would be too many views for LLVM to check)."""
+    a1, a2, a3 = sw * C, 2 * sw * C, 3 * sw * C
+    d1, d2 = dw * C, 2 * dw * C
+    for c in range(C):
+        g0, g1, g2, g3 = g[c], g[C + c], g[2 * C + c], g[3 * C + c]
+        x00, x01, x02 = row[c], row[d1 + c], row[d2 + c]
+        x10, x11, x12 = row[a1 + c], row[a1 + d1 + c], row[a1 + d2 + c]
+        x20, x21, x22 = row[a2 + c], row[a2 + d1 + c], row[a2 + d2 + c]
+        x30, x31, x32 = row[a3 + c], row[a3 + d1 + c], row[a3 + d2 + c]
+        e0 = x00 * g0 + x10 * g1 + x20 * g2 + x30 * g3
+        e1 = x01 * g0 + x11 * g1 + x21 * g2 + x31 * g3
+        e2 = x02 * g0 + x12 * g1 + x22 * g2 + x32 * g3
+        d[c] += e0
+        d[C + c] += e1
+        d[2 * C + c] += e2
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _dot9_pair(r0, r1, r2, t, o, C, sw, dw):
+    """``_dot9`` for two cells: strides other than 1 read up to nine columns a row for four cells,
+    and LLVM then gives up vectorising (too many pairs of views to check); two cells read five."""
+    a1 = sw * C
+    d1, d2 = dw * C, 2 * dw * C
+    for c in range(C):
+        w00, w01, w02 = t[c], t[C + c], t[2 * C + c]
+        w10, w11, w12 = t[3 * C + c], t[4 * C + c], t[5 * C + c]
+        w20, w21, w22 = t[6 * C + c], t[7 * C + c], t[8 * C + c]
+        x00, x01, x02 = r0[c], r0[d1 + c], r0[d2 + c]
+        x10, x11, x12 = r0[a1 + c], r0[a1 + d1 + c], r0[a1 + d2 + c]
+        y00, y01, y02 = r1[c], r1[d1 + c], r1[d2 + c]
+        y10, y11, y12 = r1[a1 + c], r1[a1 + d1 + c], r1[a1 + d2 + c]
+        z00, z01, z02 = r2[c], r2[d1 + c], r2[d2 + c]
+        z10, z11, z12 = r2[a1 + c], r2[a1 + d1 + c], r2[a1 + d2 + c]
+        o0 = (x00 * w00 + x01 * w01 + x02 * w02 + y00 * w10 + y01 * w11 + y02 * w12
+              + z00 * w20 + z01 * w21 + z02 * w22)
+        o1 = (x10 * w00 + x11 * w01 + x12 * w02 + y10 * w10 + y11 * w11 + y12 * w12
+              + z10 * w20 + z11 * w21 + z12 * w22)
+        o[c] = o0
+        o[C + c] = o1
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _scatter3_pair(g, t, row, C, sw, dw):
+    """row[(k*sw + s*dw)*C + c] += g[k*C + c] * t[s*C + c], cells k < 2 (one dx row, a tap row t = wk[r]).
+    Two cells: a stride-2 group of four would write nine columns, too many views for LLVM to check."""
+    a1 = sw * C
+    d1, d2 = dw * C, 2 * dw * C
+    for c in range(C):
+        g0, g1 = g[c], g[C + c]
+        w0, w1, w2 = t[c], t[C + c], t[2 * C + c]
+        row[c] += g0 * w0
+        row[d1 + c] += g0 * w1
+        row[d2 + c] += g0 * w2
+        row[a1 + c] += g1 * w0
+        row[a1 + d1 + c] += g1 * w1
+        row[a1 + d2 + c] += g1 * w2
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _dot9_cells(r0, r1, r2, t, o, C, sw, dw, cells):
+    """``_dot9`` for ``cells`` < 4 cells, one at a time (a row's last ones)."""
+    for k in range(cells):
+        a, b = k * sw * C, k * C
+        d1, d2 = a + dw * C, a + 2 * dw * C
+        for c in range(C):
+            o[b + c] = (r0[a + c] * t[c] + r0[d1 + c] * t[C + c] + r0[d2 + c] * t[2 * C + c]
+                        + r1[a + c] * t[3 * C + c] + r1[d1 + c] * t[4 * C + c] + r1[d2 + c] * t[5 * C + c]
+                        + r2[a + c] * t[6 * C + c] + r2[d1 + c] * t[7 * C + c] + r2[d2 + c] * t[8 * C + c])
+
+
+@njit(nogil=True, cache=True)
+def dot9_row(r0, r1, r2, t, out, C, sw, dw, cells):
+    """out[k*C + c] = sum_{r,s} row_r[(k*sw + s*dw)*C + c] * t[(3r + s)*C + c] for k < cells: groups of
+    four cells (stride 1), pairs (other strides), the rest one by one. Rows r0 r1 r2 are flat
+    (zero-padded) rows from the first cell's first column; stride 1 and 2 (dilation 1) get literal
+    offsets."""
+    if sw == 1 and dw == 1:
+        step, groups = GROUP * C, cells // GROUP
+        for i in range(groups):
+            _dot9(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * step:], C, 1, 1)
+        done = groups * GROUP
+    else:
+        step, groups = 2 * sw * C, cells // 2
+        if sw == 2 and dw == 1:
+            for i in range(groups):
+                _dot9_pair(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * 2 * C:], C, 2, 1)
+        else:
+            for i in range(groups):
+                _dot9_pair(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * 2 * C:], C, sw, dw)
+        done = groups * 2
+    a = done * sw * C
+    _dot9_cells(r0[a:], r1[a:], r2[a:], t, out[done * C:], C, sw, dw, cells - done)
+
+
+@njit(nogil=True, cache=True)
+def outer9_row(r0, r1, r2, g, d, C, sw, dw, cells):
+    """d[(3r + s)*C + c] += sum_k row_r[(k*sw + s*dw)*C + c] * g[k*C + c] for k < cells (the filter
+    gradient of one output row): ``_outer3`` per filter row in groups of four, the rest one by one."""
+    step, groups = GROUP * sw * C, cells // GROUP
+    d0, d1, d2 = d[: 3 * C], d[3 * C : 6 * C], d[6 * C :]
+    if sw == 1 and dw == 1:
+        for i in range(groups):
+            gi = g[i * GROUP * C:]
+            _outer3(r0[i * step:], gi, d0, C, 1, 1)
+            _outer3(r1[i * step:], gi, d1, C, 1, 1)
+            _outer3(r2[i * step:], gi, d2, C, 1, 1)
+    elif sw == 2 and dw == 1:
+        for i in range(groups):
+            gi = g[i * GROUP * C:]
+            _outer3(r0[i * step:], gi, d0, C, 2, 1)
+            _outer3(r1[i * step:], gi, d1, C, 2, 1)
+            _outer3(r2[i * step:], gi, d2, C, 2, 1)
+    else:
+        for i in range(groups):
+            gi = g[i * GROUP * C:]
+            _outer3(r0[i * step:], gi, d0, C, sw, dw)
+            _outer3(r1[i * step:], gi, d1, C, sw, dw)
+            _outer3(r2[i * step:], gi, d2, C, sw, dw)
+    for k in range(groups * GROUP, cells):
+        a = k * sw * C
+        for r, row in ((0, r0), (1, r1), (2, r2)):
+            for s in range(3):
+                src = row[a + s * dw * C:]
+                dst = d[(3 * r + s) * C:]
+                for c in range(C):
+                    dst[c] += src[c] * g[k * C + c]
+
+
+@njit(nogil=True, cache=True)
+def scatter3_row(g, t, row, C, sw, dw, cells):
+    """row[(k*sw + s*dw)*C + c] += g[k*C + c] * t[s*C + c] for k < cells (one filter row t = wk[r]
+    scattered into one zero-padded dx row): pairs, then the last cell alone."""
+    step, pairs = 2 * sw * C, cells // 2
+    if sw == 2 and dw == 1:
+        for i in range(pairs):
+            _scatter3_pair(g[i * 2 * C:], t, row[i * step:], C, 2, 1)
+    else:
+        for i in range(pairs):
+            _scatter3_pair(g[i * 2 * C:], t, row[i * step:], C, sw, dw)
+    if cells % 2:
+        k = cells - 1
+        a = k * sw * C
+        for s in range(3):
+            dst = row[a + s * dw * C:]
+            for c in range(C):
+                dst[c] += g[k * C + c] * t[s * C + c]

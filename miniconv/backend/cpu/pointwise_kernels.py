@@ -1,0 +1,62 @@
+"""1 x 1 convolutions (the pointwise layers of MobileNet, EfficientNet, separable_conv2d) as plain
+matrix products; conv2d's cpu entry points, sending every other geometry on to im2col / direct loops.
+
+Shape legend: N batch, H W input size, C in-channels, K filters, P Q output size (= H W here);
+M = N * H * W rows.
+
+A 1 x 1, stride-1, unpadded convolution has one input cell per patch: the patch matrix is x itself,
+viewed (M, C), so im2col's copy and col2im's scatter would only move memory:
+
+    forward          y  (M, K) = x (M, C) @ w (C, K)        row blocks shared by the threads
+    backward-input   dx (M, C) = dy (M, K) @ w.T (K, C)     row blocks shared by the threads
+    backward-filter  dw (C, K) = sum over row chunks of x[rows].T @ dy[rows], one partial a chunk
+                     (the chunks depend on the shape only), added in chunk order: the same bits
+                     whichever thread ran which chunk
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import conv_kernels, direct_kernels
+from .work_sharing import chunk_bounds, matmul, run_chunks, scratch, single_threaded_blas, sum_in_order
+
+FILTER_CHUNKS = 8  # row chunks of the filter gradient (shape-only; 4 per thread of two)
+MIN_CHUNK_ROWS = 1024  # a chunk smaller than this is not worth a product of its own
+
+
+def applies(g) -> bool:
+    """A 1 x 1 filter, stride 1, no padding (dilation does not matter for one tap)."""
+    return (g.R, g.S, g.sh, g.sw, g.top, g.bottom, g.left, g.right) == (1, 1, 1, 1, 0, 0, 0, 0)
+
+
+def conv2d_forward(x, w, g):
+    """y (N, P, Q, K): x (M, C) @ w (C, K) where ``applies``, else ``conv_kernels.conv2d_forward``."""
+    if not applies(g):
+        return conv_kernels.conv2d_forward(x, w, g)
+    return matmul(x.reshape(-1, g.C), w.reshape(g.C, g.K)).reshape(g.output_shape)
+
+
+def conv2d_backward_input(dy, w, g):
+    """dx (N, H, W, C): dy (M, K) @ w.T where ``applies``, else ``conv_kernels.conv2d_backward_input``."""
+    if not applies(g):
+        return conv_kernels.conv2d_backward_input(dy, w, g)
+    return matmul(dy.reshape(-1, g.K), w.reshape(g.C, g.K).T).reshape(g.input_shape)
+
+
+def conv2d_backward_filter(x, dy, g):
+    """dw (1, 1, C, K) as in the module docstring where ``applies``, else ``direct_kernels.conv2d_backward_filter``."""
+    if not applies(g):
+        return direct_kernels.conv2d_backward_filter(x, dy, g)
+    x2, dy2 = x.reshape(-1, g.C), dy.reshape(-1, g.K)
+    rows = x2.shape[0]
+    bounds = chunk_bounds(rows, max(MIN_CHUNK_ROWS, -(-rows // FILTER_CHUNKS)))
+    partials = scratch("pointwise_dw_partials", (len(bounds), g.C, g.K), x.dtype)
+
+    def task(i):
+        start, stop = bounds[i]
+        np.matmul(x2[start:stop].T, dy2[start:stop], out=partials[i])
+
+    with single_threaded_blas():
+        run_chunks(task, len(bounds))
+    return sum_in_order(partials).reshape(g.filter_shape)

@@ -1,0 +1,225 @@
+"""depthwise_conv2d and separable_conv2d: forward and VJP against TensorFlow on every backend, the
+cpu backend's 3x3 kernels against its one-at-a-time oracles, and inf / NaN against the reference.
+
+Shape legend: N batch, H W input size, C in-channels, M channel multiplier, K pointwise filters,
+R S kernel size, P Q output size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import DepthwiseCase, depthwise_cases, uniform
+from tf_reference import assert_vjp_close
+
+import miniconv
+from miniconv.shapes import depthwise_geometry, normalize_conv_padding
+
+
+def check(case: DepthwiseCase, backend: str) -> None:
+    arrays, dy = case.arrays()
+    assert_vjp_close(case.mc_fn, case.tf_fn, arrays, dy, case.kwargs, backend=backend, tol=case.tolerance())
+
+
+@given(case=depthwise_cases())
+def test_depthwise_conv2d_matches_tf(backend, case):
+    check(case, backend)
+
+
+@given(case=depthwise_cases(filter_size=(3, 3)))
+def test_depthwise_conv2d_3x3_matches_tf(backend, case):
+    """3x3 filters: the cpu backend's grouped kernels (for M = 1), every stride, padding and border."""
+    check(case, backend)
+
+
+@given(case=depthwise_cases(separable=True))
+def test_separable_conv2d_matches_tf(backend, case):
+    check(case, backend)
+
+
+# --- named cases ---------------------------------------------------------------------------------
+
+
+def case(N, H, W, C, M, R=3, S=3, stride=1, padding="SAME", dilation=1, K=0, seed=0) -> DepthwiseCase:
+    return DepthwiseCase(N, H, W, C, M, R, S, stride, dilation, padding, K, seed)
+
+
+@pytest.mark.parametrize("shape, stride, padding", [
+    ((2, 16, 16, 32), 2, "SAME"),   # MobileNet's stride-2 layers: even input, pad 1 at the bottom / right only
+    ((2, 15, 17, 24), 2, "SAME"),   # odd sizes: pad 1 each side
+    ((1, 14, 14, 48), 1, "SAME"),   # EfficientNet-Lite's 14 x 14 layers, batch 1
+    ((2, 13, 21, 16), 1, "VALID"),  # groups of four cells and a remainder in every row
+    ((1, 9, 9, 8), 2, "VALID"),
+])  # fmt: skip
+def test_depthwise_mobilenet_like_shapes(backend, shape, stride, padding):
+    N, H, W, C = shape
+    check(case(N, H, W, C, 1, stride=stride, padding=padding, seed=sum(shape)), backend)
+
+
+@pytest.mark.parametrize("padding", [
+    [[0, 0], [1, 1], [1, 1], [0, 0]],
+    [[0, 0], [0, 2], [3, 0], [0, 0]],   # asymmetric, more than the filter needs
+    [[0, 0], [0, 0], [0, 0], [0, 0]],   # = VALID
+])  # fmt: skip
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2)])
+def test_depthwise_explicit_padding(backend, padding, stride, dilation):
+    check(case(2, 7, 9, 3, 2, stride=stride, padding=padding, dilation=dilation, seed=stride), backend)
+
+
+def test_depthwise_single_channel_single_image_non_square(backend):
+    """N = C = M = 1, H != W, R != S: transpositions of H / W or N / C would show."""
+    check(case(1, 5, 9, 1, 1, R=2, S=3, stride=2, padding="SAME", seed=11), backend)
+
+
+def test_depthwise_kernel_larger_than_input_same(backend):
+    check(case(2, 2, 3, 2, 2, R=5, S=4, padding="SAME", seed=3), backend)
+
+
+def test_depthwise_channel_order_is_c_times_m_plus_m(backend):
+    """Output channel c * M + m is input channel c under filter (c, m), TensorFlow's order, by hand:
+    a 1 x 1 filter scales channel c by 10 c + m."""
+    C, M = 3, 2
+    x = np.ones((1, 2, 2, C), np.float32)
+    w = np.array([[[[10 * c + m for m in range(M)] for c in range(C)]]], np.float32)  # (1, 1, C, M)
+    y = miniconv.nn.depthwise_conv2d(x, w, [1, 1, 1, 1], "VALID", backend=backend)
+    np.testing.assert_array_equal(y[0, 0, 0], [0, 1, 10, 11, 20, 21])
+
+
+def test_depthwise_pullback_without_input_gradient(backend):
+    arrays, dy = case(2, 8, 8, 4, 1, seed=5).arrays()
+    for op, args in ((miniconv.nn.depthwise_conv2d, arrays), (miniconv.nn.separable_conv2d, (*arrays, np.ones((1, 1, 4, 3), np.float32)))):
+        y, pullback = miniconv.vjp(op, *args, strides=1, padding="SAME", backend=backend)
+        dy = np.random.default_rng(0).standard_normal(y.shape).astype(np.float32)
+        full, partial = pullback(dy), pullback(dy, input_gradient=False)
+        assert partial[0] is None
+        for a, b in zip(full[1:], partial[1:]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_separable_is_depthwise_then_pointwise(backend):
+    """The same bits as the composition of the two ops."""
+    (x, w, pw), _ = case(2, 9, 7, 3, 2, K=4, stride=2, seed=9).arrays()
+    z = miniconv.nn.separable_conv2d(x, w, pw, [1, 2, 2, 1], "SAME", backend=backend)
+    y = miniconv.nn.depthwise_conv2d(x, w, [1, 2, 2, 1], "SAME", backend=backend)
+    np.testing.assert_array_equal(z, miniconv.nn.conv2d(y, pw, 1, "VALID", backend=backend))
+
+
+# --- inf and NaN ---------------------------------------------------------------------------------
+
+
+def _sprinkle(rng, a, fraction=0.06, values=(np.inf, -np.inf, np.nan)):
+    a = a.copy()
+    where = rng.random(a.shape) < fraction
+    a[where] = rng.choice(values, int(where.sum()))
+    return a
+
+
+def assert_same_nonfinite(actual, expected, what):
+    """Non-finite entries equal (NaN where NaN, the same infinities); finite ones close."""
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected), err_msg=f"{what}: NaN positions")
+    np.testing.assert_array_equal(np.isposinf(actual), np.isposinf(expected), err_msg=f"{what}: +inf positions")
+    np.testing.assert_array_equal(np.isneginf(actual), np.isneginf(expected), err_msg=f"{what}: -inf positions")
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(actual[finite], expected[finite], rtol=1e-5, atol=1e-5, err_msg=what)
+
+
+@given(case=depthwise_cases(filter_size=(3, 3)) | depthwise_cases(), data=st.data())
+def test_depthwise_nonfinite_like_the_reference(backend, case, data):
+    """inf and NaN in x, the filter and dy: the same non-finite entries as the NumPy reference
+    (a padding cell multiplies its filter value, as the zero-padded formula does; dx sums the real
+    dy cells only)."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    (x, w), dy = case.arrays()
+    x, w, dy = _sprinkle(rng, x), _sprinkle(rng, w), _sprinkle(rng, dy, values=(np.inf, np.nan))
+    with np.errstate(all="ignore"):
+        y_ref, pullback_ref = miniconv.vjp(miniconv.nn.depthwise_conv2d, x, w, backend="numpy", **case.kwargs)
+        dx_ref, dw_ref = pullback_ref(dy)
+        y, pullback = miniconv.vjp(miniconv.nn.depthwise_conv2d, x, w, backend=backend, **case.kwargs)
+        dx, dw = pullback(dy)
+    for actual, expected, what in ((y, y_ref, "y"), (dx, dx_ref, "dx"), (dw, dw_ref, "dw")):
+        assert_same_nonfinite(actual, expected, f"{what} {case}")
+
+
+def test_depthwise_nonfinite_activations_match_tf(backend):
+    """With finite filters TensorFlow's depthwise op and miniconv agree on inf / NaN in x and dy."""
+    rng = np.random.default_rng(7)
+    for stride in (1, 2):
+        c = case(2, 10, 11, 4, 2, stride=stride, seed=stride)
+        (x, w), dy = c.arrays()
+        x, dy = _sprinkle(rng, x), _sprinkle(rng, dy, values=(np.inf, np.nan))
+        tensors = [tf.constant(x), tf.constant(w)]
+        with tf.GradientTape() as tape:
+            tape.watch(tensors)
+            y_tf = tf.nn.depthwise_conv2d(*tensors, **c.kwargs)
+        dx_tf, dw_tf = tape.gradient(y_tf, tensors, output_gradients=tf.constant(dy))
+        with np.errstate(all="ignore"):  # the reference's inf - inf
+            y, pullback = miniconv.vjp(miniconv.nn.depthwise_conv2d, x, w, backend=backend, **c.kwargs)
+            dx, dw = pullback(dy)
+        for actual, expected, what in ((y, y_tf, "y"), (dx, dx_tf, "dx"), (dw, dw_tf, "dw")):
+            assert_same_nonfinite(actual, expected.numpy(), f"{what} stride {stride}")
+
+
+# --- the cpu backend's kernels against their oracles ----------------------------------------------
+
+
+@given(N=st.integers(1, 2), H=st.integers(1, 14), W=st.integers(1, 40), C=st.integers(1, 20),
+       M=st.sampled_from([1, 1, 1, 2]), R=st.sampled_from([3, 3, 3, 1, 2, 4]), S=st.sampled_from([3, 3, 3, 2, 5]),
+       stride=st.integers(1, 3), dilation=st.sampled_from([1, 1, 2]), padding=st.sampled_from(["SAME", "VALID", "X"]),
+       pads=st.lists(st.integers(0, 3), min_size=4, max_size=4), seed=st.integers(0, 2**32 - 1))
+def test_cpu_depthwise_kernels_match_their_oracles(N, H, W, C, M, R, S, stride, dilation, padding, pads, seed):
+    """The row / group kernels (3x3 with M = 1: groups of four cells and pairs on flat views; other
+    filters: the general loops) against the one-result-at-a-time oracles, in float64 (the same sums in
+    another order: agreement to ~1e-13), rows up to 40 cells wide so every group size and remainder
+    occurs, strides 1 to 3 with dilation 1 or 2."""
+    from miniconv.backend.cpu import depthwise_kernels as fast
+    from miniconv.backend.cpu import depthwise_loops as loops
+
+    if stride > 1:
+        dilation = 1
+    padding = [[0, 0], pads[:2], pads[2:], [0, 0]] if padding == "X" else padding
+    try:
+        g = depthwise_geometry((N, H, W, C), (R, S, C, M), (stride, stride), normalize_conv_padding(padding),
+                               (dilation, dilation))
+    except ValueError:  # the window does not fit: nothing to compare
+        return
+    rng = np.random.default_rng(seed)
+    x, w, dy = (rng.uniform(-1, 1, shape) for shape in (g.input_shape, g.filter_shape, g.output_shape))
+    wk = w.reshape(R, S, C * M)
+    args = (M, g.sh, g.sw, g.dh, g.dw, g.top, g.left)
+    y_ref = np.empty(g.output_shape)
+    loops.forward_simple(x, wk, *args, y_ref)
+    dx_ref = np.empty(g.input_shape)
+    loops.backward_input_simple(dy, wk, *args, dx_ref)
+    dw_ref = np.empty(wk.shape)
+    loops.backward_filter_simple(x, dy, *args, dw_ref)
+
+    np.testing.assert_allclose(fast.depthwise_conv2d_forward(x, w, g), y_ref, rtol=1e-12, atol=1e-12)
+    dx, dw = fast.depthwise_conv2d_backward(x, w, dy, g)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, dw_ref.reshape(w.shape), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fast.depthwise_conv2d_backward_input(dy, w, g), dx_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fast.depthwise_conv2d_backward_filter(x, dy, g), dw, rtol=0, atol=0)
+
+
+def test_cpu_depthwise_3x3_takes_the_grouped_kernels():
+    """The named shapes really go through the grouped 3x3 kernels (not only the general loops)."""
+    from miniconv.backend.cpu import depthwise_kernels as fast
+
+    g = depthwise_geometry((1, 8, 8, 4), (3, 3, 4, 1), (2, 2), "SAME", (1, 1))
+    assert fast.fast_applies(g)
+    assert not fast.fast_applies(depthwise_geometry((1, 8, 8, 4), (3, 3, 4, 2), (1, 1), "SAME", (1, 1)))
+    assert not fast.fast_applies(depthwise_geometry((1, 8, 8, 4), (5, 5, 4, 1), (1, 1), "SAME", (1, 1)))
+
+
+def test_depthwise_backward_input_and_filter_alone(backend):
+    """The interface's separate gradient kernels equal the fused pass's."""
+    (x, w), dy = case(2, 9, 10, 5, 1, stride=2, seed=2).arrays()
+    g = depthwise_geometry(x.shape, w.shape, (2, 2), "SAME", (1, 1))
+    be = miniconv.get_backend(backend)
+    dy = uniform(np.random.default_rng(1), g.output_shape)
+    dx, dw = be.depthwise_conv2d_backward(x, w, dy, g)
+    np.testing.assert_allclose(be.depthwise_conv2d_backward_input(dy, w, g), dx, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(be.depthwise_conv2d_backward_filter(x, dy, g), dw, rtol=1e-6, atol=1e-6)
