@@ -20,7 +20,7 @@ import numpy as np
 
 from miniconv.backend.interface import Backend
 
-from . import checks, conv, dense, depthwise, elementwise, losses, merge, normalization, pool
+from . import checks, conv, dense, depthwise, elementwise, losses, merge, normalization, optim, pool
 from ._common import is_device_array, to_device, to_host
 from .optim import DeviceOptimizer
 
@@ -58,8 +58,10 @@ class CudaBackend(Backend):
     def is_native(self, array) -> bool:
         return is_device_array(array)
 
-    def all_finite(self, array) -> bool:
-        return checks.all_finite(array) if is_device_array(array) else bool(np.isfinite(array).all())
+    def all_finite(self, arrays) -> bool:
+        on_device = [a for a in arrays if is_device_array(a)]
+        on_host = [a for a in arrays if not is_device_array(a)]
+        return all(np.isfinite(a).all() for a in on_host) and (not on_device or checks.all_finite(on_device))
 
     def optimizer_for(self, optimizer):
         """The optimizer's updates as device kernels, its state on the device (``sync_to_host`` copies it back)."""
@@ -223,3 +225,16 @@ class CudaBackend(Backend):
 
     def split_columns(self, y, widths):
         return [_like(part, y) for part in merge.split_columns(_dev(y), widths)]
+
+    # --- padding and state -------------------------------------------------------------------
+    def pad2d_forward(self, x, top, bottom, left, right):
+        return _like(merge.pad2d_forward(_dev(x), top, bottom, left, right), x)
+
+    def pad2d_backward(self, dy, top, bottom, left, right):
+        return _like(merge.pad2d_backward(_dev(dy), top, bottom, left, right), dy)
+
+    def moving_average_update(self, variable, value, momentum):
+        if not is_device_array(variable):
+            return super().moving_average_update(variable, value, momentum)
+        return optim.moving_average_update(variable, _dev(value), momentum)
+

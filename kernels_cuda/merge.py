@@ -1,4 +1,5 @@
-"""Merging arrays on the device: elementwise add and multiply, column blocks joined and split.
+"""Merging and padding arrays on the device: elementwise add and multiply, column blocks joined and
+split, zero padding of images and its crop.
 
 Shape legend: M rows, W a block's width, T the joined width (the sum of the W's).
 
@@ -6,13 +7,16 @@ Shape legend: M rows, W a block's width, T the joined width (the sum of the W's)
     columns     y[m, c + w] = block[m, w]       (join: each block copied to its column offset c;
                                                  split: the copy the other way)
 
+    pad         y[n, top + h, left + w, c] = x[n, h, w, c], zeros around (crop: the copy the other way)
+
 One thread per element: the elementwise kernels on flat arrays, the column kernels over a block's
-M x W cells (thread i -> m = i // W, w = i % W), so reads of the block are coalesced.
+M x W cells (thread i -> m = i // W, w = i % W), so reads of the block are coalesced; the pad and
+crop kernels over the smaller array's cells (the padded output is zeroed first).
 """
 
 from __future__ import annotations
 
-from ._common import F1, F2, THREADS_1D, blocks, cuda, empty, int64, void
+from ._common import F1, F2, F4, THREADS_1D, blocks, cuda, empty, float32, int64, void
 
 # ================================ kernels ===================================================
 
@@ -51,11 +55,47 @@ def take_columns_kernel(joined, column, block):
         block[m, w] = joined[m, column + w]
 
 
+@cuda.jit
+def pad_kernel(x, top, left, y):
+    """y[n, top + h, left + w, c] = x[n, h, w, c] (y zeroed before)."""
+    i = cuda.grid(1)
+    N, H, W, C = x.shape
+    if i < N * H * W * C:
+        c = i % C
+        w = (i // C) % W
+        h = (i // (C * W)) % H
+        n = i // (C * W * H)
+        y[n, top + h, left + w, c] = x[n, h, w, c]
+
+
+@cuda.jit
+def crop_kernel(dy, top, left, dx):
+    """dx[n, h, w, c] = dy[n, top + h, left + w, c]."""
+    i = cuda.grid(1)
+    N, H, W, C = dx.shape
+    if i < N * H * W * C:
+        c = i % C
+        w = (i // C) % W
+        h = (i // (C * W)) % H
+        n = i // (C * W * H)
+        dx[n, h, w, c] = dy[n, top + h, left + w, c]
+
+
+@cuda.jit
+def zero_kernel(y):
+    i = cuda.grid(1)
+    if i < y.size:
+        y[i] = float32(0)
+
+
 SIGNATURES = {
     add_kernel: void(F1, F1, F1),
     multiply_kernel: void(F1, F1, F1),
     put_columns_kernel: void(F2, F2, int64),
     take_columns_kernel: void(F2, int64, F2),
+    pad_kernel: void(F4, int64, int64, F4),
+    crop_kernel: void(F4, int64, int64, F4),
+    zero_kernel: void(F1),
 }
 
 # ================================ launchers =================================================
@@ -99,3 +139,21 @@ def split_columns(joined, widths):
         parts.append(part)
         column += width
     return parts
+
+
+def pad2d_forward(x, top, bottom, left, right):
+    N, H, W, C = x.shape
+    y = empty((N, top + H + bottom, left + W + right, C))
+    if y.size:
+        zero_kernel[blocks(y.size, THREADS_1D), THREADS_1D](y.reshape(y.size))
+    if x.size:
+        pad_kernel[blocks(x.size, THREADS_1D), THREADS_1D](x, top, left, y)
+    return y
+
+
+def pad2d_backward(dy, top, bottom, left, right):
+    N, P, Q, C = dy.shape
+    dx = empty((N, P - top - bottom, Q - left - right, C))
+    if dx.size:
+        crop_kernel[blocks(dx.size, THREADS_1D), THREADS_1D](dy, top, left, dx)
+    return dx

@@ -92,7 +92,16 @@ def adam_kernel(w, g, m, v, v_hat, alpha, one_minus_beta_1, one_minus_beta_2, ep
 
 
 _B = numba.boolean
+@cuda.jit
+def moving_average_kernel(variable, value, momentum, one_minus_momentum):
+    """variable = variable * momentum + value * (1 - momentum): batch normalization's moving statistics."""
+    i = cuda.grid(1)
+    if i < variable.size:
+        variable[i] = variable[i] * momentum + value[i] * one_minus_momentum
+
+
 SIGNATURES = {
+    moving_average_kernel: void(F1, F1, float32, float32),
     sgd_kernel: void(F1, F1, float32),
     sgd_momentum_kernel: void(F1, F1, F1, float32, float32, _B),
     rmsprop_kernel: void(F1, F1, F1, F1, F1, *[float32] * 5, _B, _B),
@@ -189,3 +198,11 @@ class DeviceOptimizer:
             f"{slot}/{key}": array.copy_to_host() for slot, table in self.state.items() for key, array in table.items()
         }
         self.host.set_state(arrays, self.host.iterations)
+
+
+def moving_average_update(variable, value, momentum: float) -> None:
+    """In place on device arrays of one shape, float32 factors as Keras rounds them."""
+    n = variable.size
+    if n:
+        moving_average_kernel[blocks(n, THREADS_1D), THREADS_1D](variable.reshape(n), value.reshape(n),
+                                                                  _F32(momentum), _F32(1.0 - momentum))

@@ -33,14 +33,23 @@ _CONVERTIBLE = {
     "Dropout": (L.Dropout, ("rate", "seed")),
     "Activation": (L.Activation, ("activation",)),
     "ReLU": (L.ReLU, ("max_value", "negative_slope", "threshold")),
+    "DepthwiseConv2D": (L.DepthwiseConv2D, ("kernel_size", "strides", "padding", "depth_multiplier", "dilation_rate",
+                                            "activation", "use_bias", "depthwise_regularizer", "bias_regularizer")),
+    "SeparableConv2D": (L.SeparableConv2D, ("filters", "kernel_size", "strides", "padding", "depth_multiplier",
+                                            "dilation_rate", "activation", "use_bias", "depthwise_regularizer",
+                                            "pointwise_regularizer", "bias_regularizer")),
+    "BatchNormalization": (L.BatchNormalization, ("axis", "momentum", "epsilon", "center", "scale", "beta_regularizer",
+                                                  "gamma_regularizer")),
+    "ZeroPadding2D": (L.ZeroPadding2D, ("padding",)),
     "Add": (L.Add, ()),
     "Multiply": (L.Multiply, ()),
     "Concatenate": (L.Concatenate, ("axis",)),
 }
 # Keras config entries that must hold these values (anything else changes the math).
 _REQUIRED = {"data_format": (None, "channels_last"), "groups": (1,), "noise_shape": (None,),
-             "activity_regularizer": (None,), "kernel_constraint": (None,),
-             "bias_constraint": (None,), "quantization_config": (None,)}
+             "activity_regularizer": (None,), "kernel_constraint": (None,), "depthwise_constraint": (None,),
+             "pointwise_constraint": (None,), "bias_constraint": (None,), "beta_constraint": (None,),
+             "gamma_constraint": (None,), "quantization_config": (None,), "renorm": (False,), "synchronized": (False,)}
 
 
 def _convert_layer(layer):
@@ -57,11 +66,10 @@ def _convert_layer(layer):
         if key in config and config[key] not in allowed:
             raise ValueError(f"from_keras: layer {layer.name!r} ({name}) has {key}={config[key]!r}; only {allowed[0]!r} is supported")
     kwargs = {key: config[key] for key in keys if key in config}
-    for key in ("kernel_regularizer", "bias_regularizer"):
-        regularizer = getattr(layer, key, None)
-        if key in kwargs:  # Keras's own object, read by its class name and config
-            kwargs[key] = None if regularizer is None else regularizers.get(
-                {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}, f"from_keras: {layer.name!r}")
+    for key in [k for k in kwargs if k.endswith("_regularizer")]:
+        regularizer = getattr(layer, key, None)  # Keras's own object, read by its class name and config
+        kwargs[key] = None if regularizer is None else regularizers.get(
+            {"class_name": type(regularizer).__name__, "config": regularizer.get_config()}, f"from_keras: {layer.name!r}")
     return cls(name=layer.name, trainable=layer.trainable, **kwargs)
 
 

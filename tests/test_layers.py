@@ -150,7 +150,7 @@ def test_keras_names_and_aliases():
         (lambda: layers.MaxPooling2D(0), r"pool_size: expected positive values"),
         (lambda: layers.AveragePooling1D(2, padding="reflect"), r"padding must be 'valid' or 'same'"),
         (lambda: layers.Activation("gelu"), r"unknown activation 'gelu'"),
-        (lambda: layers.ReLU(max_value=6), r"only max_value=None"),
+        (lambda: layers.ReLU(max_value=4), r"only max_value None or 6"),
         (lambda: layers.Dense(4, unknown_arg=1), r"unexpected keyword argument"),
         (lambda: layers.Conv2D(8, 3, input_shape=(28, -28, 1)), r"input_shape must be a tuple of positive ints"),
         (lambda: layers.Input(shape=None), r"shape is required"),

@@ -607,8 +607,10 @@ def test_a_keras_base_runs_frozen_under_a_trainable_head():
 
 
 def test_from_keras_names_what_it_cannot_convert():
-    with pytest.raises(ValueError, match=r"layer 'bn' of type BatchNormalization is not supported"):
-        miniconv.from_keras(keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(name="bn")]))
+    with pytest.raises(ValueError, match=r"layer 'gn' of type GroupNormalization is not supported"):
+        miniconv.from_keras(keras.Sequential([keras.Input((4,)), keras.layers.GroupNormalization(2, name="gn")]))
+    with pytest.raises(ValueError, match=r"layer 'bn' \(BatchNormalization\) has renorm=True"):
+        miniconv.from_keras(keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(renorm=True, name="bn")]))
     with pytest.raises(ValueError, match=r"padding='causal'|padding must be 'valid' or 'same'"):
         miniconv.from_keras(keras.Sequential([keras.Input((8, 2)), keras.layers.Conv1D(2, 3, padding="causal")]))
     inputs = keras.Input((4,))

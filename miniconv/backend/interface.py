@@ -36,9 +36,9 @@ class Backend:
         """This backend's array as a host NumPy array (the array itself on host backends)."""
         return np.asarray(array)
 
-    def all_finite(self, array) -> bool:
-        """True when no element is NaN or infinite."""
-        return bool(np.isfinite(array).all())
+    def all_finite(self, arrays) -> bool:
+        """True when no element of any array of ``arrays`` is NaN or infinite."""
+        return all(bool(np.isfinite(a).all()) for a in arrays)
 
     def is_native(self, array) -> bool:
         """True for an array this backend computes on without a copy."""
@@ -264,4 +264,20 @@ class Backend:
     def split_columns(self, y: np.ndarray, widths: list) -> list:
         """(M, sum W_i) -> [(M, W_0), (M, W_1), ...]: concat_columns undone (new C-contiguous arrays)."""
         raise NotImplementedError
+
+    # --- padding and state ---------------------------------------------------------------------
+    def pad2d_forward(self, x: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+        """(N, H, W, C) -> (N, top + H + bottom, left + W + right, C): x inside zeros."""
+        raise NotImplementedError
+
+    def pad2d_backward(self, dy: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+        """(N, P, Q, C) -> dx (N, P - top - bottom, Q - left - right, C): dy's inner rows and columns."""
+        raise NotImplementedError
+
+    def moving_average_update(self, variable, value, momentum: float) -> None:
+        """variable <- variable * momentum + value * (1 - momentum) in float32, in place (this default:
+        NumPy on host arrays)."""
+        m = np.float32(momentum)
+        one_minus = np.float32(1.0 - momentum)
+        variable[...] = variable * m + value * one_minus
 

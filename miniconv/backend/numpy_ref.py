@@ -342,6 +342,20 @@ def split_columns(y, widths):
     return [np.ascontiguousarray(piece) for piece in np.split(y, edges, axis=1)]
 
 
+# --- padding --------------------------------------------------------------------------------------
+
+
+def pad2d_forward(x, top, bottom, left, right):
+    """x inside top / bottom rows and left / right columns of zeros."""
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+
+
+def pad2d_backward(dy, top, bottom, left, right):
+    """dy's inner rows and columns: the zeros' gradients dropped."""
+    P, Q = dy.shape[1], dy.shape[2]
+    return np.ascontiguousarray(dy[:, top : P - bottom, left : Q - right])
+
+
 class NumpyBackend(Backend):
     """The reference: each method is the module function of the same name.
 

@@ -181,7 +181,7 @@ def fold_output_activation(call: Call, loss):
 
 
 # --- 3. fuse -------------------------------------------------------------------------------------
-def _match(calls, start, pattern, readers, protected):
+def _match(calls, start, pattern, readers, protected, training):
     """The calls of a chain matching ``pattern`` from ``calls[start]``, or None."""
     chain = [calls[start]]
     for predicate in pattern[1:]:
@@ -190,11 +190,13 @@ def _match(calls, start, pattern, readers, protected):
         if previous.output in protected or len(following) != 1 or following[0].list_input:
             return None
         chain.append(following[0])
-    return chain if all(p(c.layer) for p, c in zip(pattern, chain)) else None
+    return chain if all(p(c.layer, training) for p, c in zip(pattern, chain)) else None
 
 
-def fuse(calls: list[Call], protected: set[int], skip: set[int]) -> list[tuple[str, list[Call], object]]:
-    """(op, calls, call function) per step, in execution order; ``skip``: calls left as they are."""
+def fuse(calls: list[Call], protected: set[int], skip: set[int], training: bool = False
+         ) -> list[tuple[str, list[Call], object]]:
+    """(op, calls, call function) per step, in execution order; ``skip``: calls left as they are;
+    ``training``: the plan is fit's (a trainable batch normalization then uses its batch's statistics)."""
     readers: dict[int, list[Call]] = {}
     for c in calls:
         for slot in c.inputs:
@@ -205,7 +207,7 @@ def fuse(calls: list[Call], protected: set[int], skip: set[int]) -> list[tuple[s
         if id(c) in taken:
             continue
         for fusion in () if i in skip else FUSIONS:
-            chain = _match(calls, i, fusion.pattern, readers, protected)
+            chain = _match(calls, i, fusion.pattern, readers, protected, training)
             if chain is not None:
                 taken.update(id(link) for link in chain)
                 steps.append((fusion.op, chain, fusion.make(*(link.layer for link in chain))))
@@ -230,15 +232,18 @@ def _variables(leaves, backend, weights=None) -> dict:
     return table
 
 
-def compile_plan(model, *, loss=None, outputs=None, input_gradient=False, backend=None, weights=None) -> Plan:
+def compile_plan(model, *, loss=None, outputs=None, input_gradient=False, backend=None, weights=None,
+                 training=None) -> Plan:
     """Compile ``model`` (a built Model or Sequential) for a run; see the module docstring.
 
     loss: the compiled loss when training (its activation fold is decided here); outputs: symbolic
     tensors of the model's graph to compute instead of its outputs (``layer.output``: what
     ``activations`` reads; they end fusion chains); input_gradient: the gradient must reach the
     model's inputs; weights: backend arrays for the model's weights (``model.params`` order)
-    instead of the layers' own.
+    instead of the layers' own; training: whether the steps will run with training=True (default:
+    when a loss is given, i.e. for fit), which decides whether a batch normalization can be folded.
     """
+    training = loss is not None if training is None else bool(training)
     graph = model.subgraph()
     calls, inputs, slot_of, count = flatten(graph)
     wanted = [slot_of[id(t)] for t in (graph.outputs if outputs is None else outputs)]
@@ -252,7 +257,7 @@ def compile_plan(model, *, loss=None, outputs=None, input_gradient=False, backen
     name = get_backend(backend).name
     table = _variables(model.leaf_layers(), name, weights)
     steps = []
-    for op, chain, call in fuse(calls, set(wanted), skip):
+    for op, chain, call in fuse(calls, set(wanted), skip, training):
         if folded and chain[-1] is calls[-1]:
             call = functools.partial(chain[0].layer.call, activation=False)
         variables = [v for link in chain for v in table.get(id(link.layer), [])]

@@ -9,7 +9,8 @@
     ])
 
 Where each layer lives: base.py (the Layer contract), conv.py, pooling.py, core.py (Dense,
-Flatten, Dropout, Activation, ReLU, Input), merge.py (Add, Multiply, Concatenate),
+Flatten, Dropout, Activation, ReLU, Input), merge.py (Add, Multiply, Concatenate), depthwise.py (DepthwiseConv2D, SeparableConv2D),
+normalization.py (BatchNormalization), reshaping.py (ZeroPadding2D),
 activations.py (names -> ops), preprocessing.py (Rescaling and the random augmentation layers),
 arguments.py (the argument checks they share).
 """
@@ -17,7 +18,10 @@ arguments.py (the argument checks they share).
 from .base import Layer, registered_class
 from .conv import Conv1D, Conv2D, Convolution1D, Convolution2D
 from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer, ReLU
+from .depthwise import DepthwiseConv2D, SeparableConv2D
 from .merge import Add, Concatenate, Multiply
+from .normalization import BatchNormalization
+from .reshaping import ZeroPadding2D
 from .pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -45,12 +49,14 @@ __all__ = [
     "AveragePooling2D",
     "AvgPool1D",
     "AvgPool2D",
+    "BatchNormalization",
     "Concatenate",
     "Conv1D",
     "Conv2D",
     "Convolution1D",
     "Convolution2D",
     "Dense",
+    "DepthwiseConv2D",
     "Dropout",
     "Flatten",
     "GlobalAveragePooling1D",
@@ -76,5 +82,7 @@ __all__ = [
     "RandomZoom",
     "ReLU",
     "Rescaling",
+    "SeparableConv2D",
+    "ZeroPadding2D",
     "registered_class",
 ]

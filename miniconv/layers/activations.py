@@ -1,4 +1,4 @@
-"""Activation functions by Keras name: "relu", "sigmoid", "softmax", "linear" (or None).
+"""Activation functions by Keras name: "relu", "relu6", "sigmoid", "softmax", "linear" (or None).
 
 ``get(identifier)`` resolves a name (or an op of ``miniconv.nn``) once, at layer construction, so a
 typo fails there; ``apply(op, z)`` runs it and returns ``(y, pullback or None)``.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import nn
 from ..ops import vjp
 
-ACTIVATIONS = {"relu": nn.relu, "sigmoid": nn.sigmoid, "softmax": nn.softmax, "linear": None}
+ACTIVATIONS = {"relu": nn.relu, "relu6": nn.relu6, "sigmoid": nn.sigmoid, "softmax": nn.softmax, "linear": None}
 
 
 def get(identifier, owner: str = "activation"):
@@ -26,7 +26,7 @@ def get(identifier, owner: str = "activation"):
             return name, op
     raise ValueError(
         f"{owner}: activation must be one of {sorted(ACTIVATIONS)}, None, or one of the ops "
-        f"miniconv.nn.relu / sigmoid / softmax; got {identifier!r}"
+        f"miniconv.nn.relu / relu6 / sigmoid / softmax; got {identifier!r}"
     )
 
 

@@ -67,16 +67,21 @@ class _Conv(Layer):
         self.bias = (self.add_weight("bias", (self.filters,), self.bias_initializer, rng, self.bias_regularizer)
                      if self.use_bias else None)
 
-    def conv_arguments(self) -> dict:
-        """strides / padding / dilations as the conv op takes them."""
+    def conv_arguments(self, padding=None) -> dict:
+        """strides / padding / dilations as the conv op takes them; ``padding`` overrides the layer's
+        (a ZeroPadding2D before it, compiled into explicit padding)."""
+        padding = self.padding.upper() if padding is None else padding
         if self.rank == 1:
-            return {"stride": self.strides[0], "padding": self.padding.upper(), "dilations": self.dilation_rate[0]}
-        return {"strides": self.strides, "padding": self.padding.upper(), "dilations": self.dilation_rate}
+            return {"stride": self.strides[0], "padding": padding, "dilations": self.dilation_rate[0]}
+        return {"strides": self.strides, "padding": padding, "dilations": self.dilation_rate}
+
+    def conv_op(self):
+        """The op this layer convolves with (``nn.conv2d`` or ``nn.conv1d``), before bias and activation."""
+        return nn.conv2d if self.rank == 2 else nn.conv1d
 
     def call(self, x, weights, training=False, activation=True):
         """activation(conv(x, kernel) + bias); ``activation=False`` stops at the logits (a loss folds it in)."""
-        op = nn.conv2d if self.rank == 2 else nn.conv1d
-        z, conv_pullback = vjp(op, x, weights[0], **self.conv_arguments())
+        z, conv_pullback = vjp(self.conv_op(), x, weights[0], **self.conv_arguments())
         bias_pullback = activation_pullback = None
         if self.use_bias:
             z, bias_pullback = vjp(nn.bias_add, z, weights[1])

@@ -145,19 +145,28 @@ class Activation(Layer):
 
 
 class ReLU(Layer):
-    """max(x, 0), as ``keras.layers.ReLU`` with its default arguments (the only ones supported)."""
+    """max(x, 0), or min(max(x, 0), 6) with ``max_value=6`` (``nn.relu6``: MobileNet's and
+    EfficientNet-Lite's activation), as ``keras.layers.ReLU``. Other max_values, negative slopes and
+    thresholds are not supported."""
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(**kwargs)
-        if max_value is not None or negative_slope != 0 or threshold != 0:
+        if max_value not in (None, 6) or negative_slope != 0 or threshold != 0:
             raise ValueError(
-                f"{self.describe()}: only max_value=None, negative_slope=0 and threshold=0 are supported, got "
+                f"{self.describe()}: only max_value None or 6, negative_slope=0 and threshold=0 are supported, got "
                 f"max_value={max_value!r}, negative_slope={negative_slope!r}, threshold={threshold!r}"
             )
+        self.max_value = None if max_value is None else float(max_value)
+        self.activation = "relu" if max_value is None else "relu6"
 
     def call(self, x, weights, training=False):
-        y, pullback = vjp(nn.relu, x)
+        y, pullback = vjp(nn.relu if self.max_value is None else nn.relu6, x)
         return y, lambda dy, input_gradient=True: (pullback(dy)[0], [])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(max_value=self.max_value, negative_slope=0.0, threshold=0.0)
+        return config
 
 
 class InputLayer(Layer):

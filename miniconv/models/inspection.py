@@ -81,7 +81,7 @@ def call_with_weights(model, inputs, weights, training=False):
     """(output(s), pullback) of the whole model on backend arrays, with ``weights`` in ``params`` order;
     ``pullback(dy) -> (dx, dweights)`` as a layer's."""
     single = not isinstance(inputs, (list, tuple))
-    plan = compile_plan(model, input_gradient=True, weights=list(weights))
+    plan = compile_plan(model, input_gradient=True, weights=list(weights), training=training)
     outputs, tape = forward(plan, [inputs] if single else list(inputs), training)
     several = len(outputs) > 1
 
@@ -109,6 +109,6 @@ def forward_filling_grads(model, x, training=False):
 def call_on_arrays(model, inputs, training=False):
     """``model(x)`` on arrays: the output(s) for x as one batch (building the model for x if needed)."""
     xs = [take(a, slice(None)) for a in model_inputs(model, inputs, f"{model.name}: x")]
-    plan = compile_plan(model)
+    plan = compile_plan(model, training=training)
     outputs, _ = forward(plan, [to_backend(a, backend=plan.backend) for a in xs], training, keep_tape=False)
     return outputs[0] if len(outputs) == 1 else outputs

@@ -12,9 +12,9 @@ def _keras_layer(keras, layer):
     if layer.is_model:
         return to_keras(layer)
     config = dict(layer.get_config())
-    for key in ("input_shape", "kernel_initializer", "bias_initializer"):
+    for key in ["input_shape", *(k for k in config if k.endswith("_initializer"))]:
         config.pop(key, None)
-    for key in ("kernel_regularizer", "bias_regularizer"):
+    for key in [k for k in config if k.endswith("_regularizer")]:
         if config.get(key) is not None:
             config[key] = getattr(keras.regularizers, config[key]["class_name"])(**config[key]["config"])
     return getattr(keras.layers, type(layer).__name__)(**config)

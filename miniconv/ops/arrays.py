@@ -2,7 +2,7 @@
 
     to_backend(x)     a host array as the current backend's array (the array itself on numpy / cpu)
     to_host(x)        any backend's array as a host NumPy array (the array itself when it is one)
-    all_finite(x)     no NaN or infinity in x, checked where x lives
+    all_finite(xs)    no NaN or infinity in any of xs, checked where they live (one verdict)
 
 The numpy and cpu backends compute on host arrays, so both are no-ops there. The cuda backend's
 arrays live on the GPU: ``to_backend`` copies a batch in, ``to_host`` copies a result out. The
@@ -29,9 +29,9 @@ def to_host(x, *, backend=None) -> np.ndarray:
     return get_backend(backend).to_host(x)
 
 
-def all_finite(x, *, backend=None) -> bool:
-    """True when no element of ``x`` (a backend array) is NaN or infinite (reduced where x lives)."""
-    return bool(get_backend(backend).all_finite(x))
+def all_finite(arrays, *, backend=None) -> bool:
+    """True when no element of any of ``arrays`` (backend arrays) is NaN or infinite, checked where they live."""
+    return bool(get_backend(backend).all_finite(list(arrays)))
 
 
 __all__ = ["all_finite", "to_backend", "to_host"]

@@ -60,6 +60,8 @@ def _column_block(x_shape, parameters) -> int:
 
 def _reduce_to(gradient, shape, x_shape):
     """Sum a gradient of the column block's shape over the axes a parameter of ``shape`` is broadcast along."""
+    if tuple(gradient.shape) == tuple(shape):  # one entry per column: nothing to sum (a GPU array stays one)
+        return gradient
     full = gradient.reshape((1,) * (len(x_shape) - gradient.ndim) + gradient.shape)
     aligned = (1,) * (len(x_shape) - len(shape)) + tuple(shape)
     axes = tuple(i for i, (a, n) in enumerate(zip(aligned, full.shape)) if a == 1 and n != 1)
@@ -81,12 +83,14 @@ def batch_normalization_vjp(x, mean, variance, offset, scale, variance_epsilon, 
     first = _column_block(x.shape, [p for p in params.values() if p is not None])
     block = x.shape[first:]
     columns = math.prod(block)
-    x2 = x.reshape(-1, columns)
+    x2 = x.reshape(math.prod(x.shape) // columns, columns)  # explicit sizes: a GPU array's reshape takes no -1
 
     def column(parameter, default):
         p = params[parameter]
         if p is None:
             return np.full(columns, default, np.float32)
+        if tuple(p.shape) == tuple(block):  # one per column already (a layer's (C,) parameter): no copy
+            return p.reshape(columns)
         aligned = ((1,) * (x.ndim - p.ndim) + p.shape)[first:]  # the axes before the block are all 1
         return np.ascontiguousarray(np.broadcast_to(p.reshape(aligned), block)).reshape(columns)
 
@@ -137,7 +141,7 @@ def _check_axes(axes, ndim, op) -> tuple[int, ...]:
 def _check_output_gradient(gradient, output, shape, op):
     """One of a two-output op's upstream gradients: the shape of its output."""
     gradient = as_float_array(gradient, f"upstream gradient of {output}", op)
-    if gradient.shape != shape:
+    if tuple(gradient.shape) != tuple(shape):
         raise ValueError(f"{op} pullback: upstream gradient of {output} must have {output}'s shape {shape}, "
                          f"got {gradient.shape}")
     return gradient
@@ -154,7 +158,7 @@ def moments_vjp(x, axes, shift=None, keepdims=False, *, backend=None, name=None)
     moved = order != tuple(range(x.ndim))
     xt = np.ascontiguousarray(np.transpose(x, order)) if moved else x
     rows = math.prod(x.shape[a] for a in reduced)
-    x2 = xt.reshape(rows, -1)
+    x2 = xt.reshape(rows, math.prod(xt.shape) // rows)
     be = get_backend(backend)
     mean, variance = be.moments_forward(x2)
     if keepdims:
@@ -165,8 +169,8 @@ def moments_vjp(x, axes, shift=None, keepdims=False, *, backend=None, name=None)
         shape = tuple(n for n in x.shape if n != 1)
 
     def pullback(dmean, dvariance):
-        dmean = _check_output_gradient(dmean, "mean", shape, op).reshape(-1)
-        dvariance = _check_output_gradient(dvariance, "variance", shape, op).reshape(-1)
+        dmean = _check_output_gradient(dmean, "mean", shape, op).reshape(x2.shape[1])
+        dvariance = _check_output_gradient(dvariance, "variance", shape, op).reshape(x2.shape[1])
         dx = be.moments_backward(dmean, dvariance, x2, mean).reshape(xt.shape)
         return (np.ascontiguousarray(np.transpose(dx, np.argsort(order))) if moved else dx,)
 

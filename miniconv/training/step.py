@@ -80,10 +80,11 @@ class TrainStep:
             extra = to_backend(variable.regularizer.gradient(to_host(variable.array, backend=self.backend)),
                                backend=self.backend)
             grads[i] = extra if grads[i] is None else vjp(add_n, [grads[i], extra])[0]
-        for key, grad in zip(self.keys, grads):
-            if grad is not None and not all_finite(grad, backend=self.backend):
-                raise NonFiniteStep(f"the gradient of {key!r} has a NaN or infinite value (the loss, {value:.6g}, "
-                                    f"is finite)", value)
+        if not all_finite([g for g in grads if g is not None], backend=self.backend):
+            key = next(k for k, g in zip(self.keys, grads)  # which one: only now, on the rare failing step
+                       if g is not None and not all_finite([g], backend=self.backend))
+            raise NonFiniteStep(f"the gradient of {key!r} has a NaN or infinite value (the loss, {value:.6g}, "
+                                f"is finite)", value)
         self.optimizer.apply(grads, self.arrays, self.keys)
         return value, prediction
 

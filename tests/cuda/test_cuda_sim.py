@@ -428,8 +428,8 @@ class Transfers:
 
 def test_fit_with_use_backend_cuda_trains_on_the_device(monkeypatch):
     """fit under the cuda backend runs the one engine with every array of a step on the device: after
-    the first step, a step copies in only the batch and its labels, and out only the loss and the
-    predictions; the result matches numpy's fit."""
+    the first step, a step copies in only the batch and its labels, and out only the loss, the
+    predictions and one int (the count of non-finite gradient values); the result matches numpy's fit."""
     from miniconv.training import step as step_module
 
     transfers = Transfers(monkeypatch)
@@ -457,7 +457,7 @@ def test_fit_with_use_backend_cuda_trains_on_the_device(monkeypatch):
     with miniconv.use_backend("numpy"):
         expected = b.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history
     assert len(per_step) == 3
-    assert per_step[1:] == [(2, 2), (2, 2)]  # in: x, labels; out: the loss rows, the predictions
+    assert per_step[1:] == [(2, 3), (2, 3)]  # in: x, labels; out: the loss rows, the predictions, the count
     np.testing.assert_allclose(got["loss"], expected["loss"], rtol=1e-5)
     assert got["accuracy"] == expected["accuracy"]
     assert a.optimizer.iterations == 3
@@ -601,3 +601,21 @@ def test_device_resident_training_steps_match_host_training_steps():
     assert sorted(mine) == sorted(theirs) and len(theirs) == 12  # velocity and momentum of 6 variables
     for key, reference in theirs.items():
         np.testing.assert_allclose(mine[key], reference, rtol=1e-4, atol=1e-7, err_msg=key)
+
+def test_fit_on_cuda_matches_numpy_with_batch_normalization_and_depthwise():
+    """BatchNormalization's moving statistics update on the device (optim.moving_average_kernel), a
+    depthwise convolution and a ZeroPadding2D folded into the next convolution, all in one engine."""
+    layers = miniconv.layers
+
+    def make():
+        miniconv.utils.set_random_seed(7)
+        return miniconv.Sequential([layers.Input((7, 7, 2)), layers.ZeroPadding2D(1), layers.Conv2D(3, 3, use_bias=False),
+                                    layers.BatchNormalization(momentum=0.5), layers.ReLU(6.0),
+                                    layers.DepthwiseConv2D(3, depth_multiplier=2), layers.GlobalAveragePooling2D(),
+                                    layers.Dense(3, activation="softmax")])  # fmt: skip
+
+    x = np.random.default_rng(2).standard_normal((8, 7, 7, 2)).astype(np.float32)
+    model = _same_training(make, x, np.arange(8) % 3, optimizer=miniconv.optimizers.SGD(0.05),
+                           loss="sparse_categorical_crossentropy")
+    bn = model.layers[2]
+    assert not np.allclose(bn.moving_mean, 0) and not np.allclose(bn.moving_variance, 1)  # synced back, updated

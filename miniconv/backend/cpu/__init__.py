@@ -25,6 +25,7 @@ ops, float64 in the gradient checks). Where each kernel lives:
 from __future__ import annotations
 
 from ..._threads import warn_if_blas_spins
+from .. import numpy_ref
 from ..interface import Backend
 from . import (
     conv_kernels,
@@ -92,6 +93,9 @@ class CpuBackend(Backend):
     bias_relu_backward = staticmethod(elementwise_kernels.bias_relu_backward)
     dropout_forward = staticmethod(elementwise_kernels.dropout_forward)
     dropout_backward = staticmethod(elementwise_kernels.dropout_backward)
+
+    pad2d_forward = staticmethod(numpy_ref.pad2d_forward)  # copies: NumPy's own loops are as fast as ours
+    pad2d_backward = staticmethod(numpy_ref.pad2d_backward)
 
     add_forward = staticmethod(merge_kernels.add_forward)
     multiply_forward = staticmethod(merge_kernels.multiply_forward)
