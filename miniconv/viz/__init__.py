@@ -10,6 +10,7 @@ calls ``plt.show()``), with the numbers it draws attached as attributes for chec
     curves.py           show_learning_curves (a History or a training report)
     timeseries.py       SERIES_KERNELS, synthetic_weekly_series, filter_series, show_series_filters
     receptive_field.py  receptive_field (also ``miniconv.receptive_field``), show_receptive_field
+    gradcam.py          grad_cam, show_grad_cam, superimpose (class activation heatmaps, Chollet 5.4.3)
     gallery.py          save_gallery: every picture as a PNG (``miniconv viz``)
 
 Names are loaded on first use, so ``import miniconv`` does not import matplotlib (an optional
@@ -35,6 +36,7 @@ _EXPORTS = {
     "curves": ("history_dict", "show_learning_curves"),
     "timeseries": ("SERIES_KERNELS", "filter_series", "show_series_filters", "synthetic_weekly_series"),
     "receptive_field": ("LayerField", "ReceptiveFields", "receptive_field", "show_receptive_field"),
+    "gradcam": ("grad_cam", "last_conv_layer", "show_grad_cam", "superimpose"),
     "gallery": ("GALLERY", "save_gallery"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -50,6 +52,7 @@ __all__ = [  # noqa: RUF022  (grouped by module, as _EXPORTS)
     "history_dict", "show_learning_curves",
     "SERIES_KERNELS", "filter_series", "show_series_filters", "synthetic_weekly_series",
     "LayerField", "ReceptiveFields", "receptive_field", "show_receptive_field",
+    "grad_cam", "last_conv_layer", "show_grad_cam", "superimpose",
     "GALLERY", "save_gallery",
 ]
 

@@ -1,0 +1,80 @@
+"""Grad-CAM (Chollet 5.4.3): the heatmap equals the gradient-weighted channel mean computed by hand,
+with TensorFlow's GradientTape on the same model converted to Keras."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import miniconv
+from miniconv import layers, viz
+
+
+def small_classifier(outputs=3, activation="softmax", seed=4):
+    miniconv.utils.set_random_seed(seed)
+    return miniconv.Sequential([
+        layers.Input((16, 14, 3)),
+        layers.Rescaling(1 / 255),
+        layers.Conv2D(6, 3, activation="relu", name="c1"),
+        layers.MaxPooling2D(2),
+        layers.Conv2D(8, 3, activation="relu", name="c2"),
+        layers.Flatten(),
+        layers.Dense(outputs, activation=activation),
+    ])
+
+
+def by_hand(model, image, layer_name, class_index, sign=1.0):
+    """weights = mean of d y_c / d A over the map; relu(A . weights), normalised: with Keras's GradientTape."""
+    import keras
+
+    keras_model = model.to_keras()
+    inputs = keras.Input(image.shape)  # the Sequential's layers called again, keeping the chosen layer's tensor
+    x, chosen = inputs, None
+    for keras_layer in keras_model.layers:
+        x = keras_layer(x)
+        chosen = x if keras_layer.name == layer_name else chosen
+    grad_model = keras.Model(inputs, [chosen, x])
+    with tf.GradientTape() as tape:
+        activation, prediction = grad_model(image[None])
+        score = sign * prediction[:, class_index]
+    gradient = tape.gradient(score, activation)[0].numpy()
+    weights = gradient.mean(axis=(0, 1))
+    heatmap = np.maximum(activation[0].numpy() @ weights, 0)
+    return heatmap / heatmap.max() if heatmap.max() > 0 else heatmap
+
+
+@pytest.mark.parametrize("layer", ["c2", "c1"])
+def test_heatmap_is_the_gradient_weighted_channel_mean(layer):
+    model = small_classifier()
+    image = np.random.default_rng(0).uniform(0, 255, (16, 14, 3)).astype(np.float32)
+    top = int(np.argmax(model.predict(image[None], verbose=0)))
+    heatmap, index = viz.grad_cam(model, image, layer=layer)
+    assert index == top and heatmap.shape == model.get_layer(layer).output_shape[1:3]
+    assert heatmap.max() == pytest.approx(1.0) and heatmap.min() >= 0
+    np.testing.assert_allclose(heatmap, by_hand(model, image, layer, top), rtol=1e-4, atol=1e-5)
+    other = (top + 2) % 3  # a class whose heatmap is not all zero here
+    other_map = viz.grad_cam(model, image, class_index=other, layer=layer)[0]
+    assert other_map.max() == pytest.approx(1.0) and not np.allclose(other_map, heatmap)
+    np.testing.assert_allclose(other_map, by_hand(model, image, layer, other), rtol=1e-4, atol=1e-5)
+
+
+def test_a_sigmoid_model_and_its_other_class():
+    model = small_classifier(outputs=1, activation="sigmoid", seed=3)  # both heatmaps nonzero for this image
+    image = np.random.default_rng(1).uniform(0, 255, (16, 14, 3)).astype(np.float32)
+    heatmap, index = viz.grad_cam(model, image)  # the last spatial layer by default: c2
+    other = viz.grad_cam(model, image, negative=True)[0]
+    assert index == 0 and heatmap.max() == other.max() == pytest.approx(1.0)
+    assert not np.allclose(heatmap, other)
+    np.testing.assert_allclose(heatmap, by_hand(model, image, "c2", 0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(other, by_hand(model, image, "c2", 0, -1.0), rtol=1e-4, atol=1e-5)
+
+
+def test_the_figure_keeps_its_arrays():
+    model = small_classifier()
+    photo = np.random.default_rng(2).uniform(0, 255, (16, 14, 3)).astype(np.float32)
+    figure = viz.show_grad_cam(model, photo, class_name="a class")
+    assert figure.overlay.shape == (16, 14, 3) and 0 <= figure.overlay.min() and figure.overlay.max() <= 1
+    np.testing.assert_array_equal(figure.heatmap, viz.grad_cam(model, photo)[0])
+    with pytest.raises(ValueError, match=r"class_index must be an int in \[0, 2\]"):
+        viz.grad_cam(model, photo, class_index=3)
