@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Data, Recipe, UsageError
+from .base import Data, Phase, Recipe, UsageError
 
 # name -> "module:class"
 RECIPES = {
@@ -31,4 +31,4 @@ def get(name: str) -> Recipe:
     return getattr(importlib.import_module(module), cls)()
 
 
-__all__ = ["RECIPES", "Data", "Recipe", "UsageError", "get"]
+__all__ = ["RECIPES", "Data", "Phase", "Recipe", "UsageError", "get"]

@@ -41,6 +41,17 @@ class Data:
     warm_up: tuple = None
 
 
+@dataclass
+class Phase:
+    """Epochs up to ``stop`` (exclusive of later phases) trained one way. ``begin(model)`` readies the
+    model when a run enters the phase at its first epoch (e.g. unfreezing a base's last block and
+    compiling a new optimizer, Chollet's fine-tuning); a run resumed inside the phase finds the model
+    ready in its checkpoint (the trainable flags and the optimizer's state are saved there)."""
+
+    stop: int
+    begin: object = None  # (model) -> None
+
+
 class Recipe:
     """A training recipe; see the module docstring. Subclasses set the class attributes and the three methods."""
 
@@ -69,6 +80,10 @@ class Recipe:
     def build_model(self, args):
         """The compiled model, initialised from miniconv's global generator (the runner has seeded it)."""
         raise NotImplementedError
+
+    def phases(self, args) -> list[Phase]:
+        """The run's phases, in order; one by default: every epoch trained the same way."""
+        return [Phase(args.epochs)]
 
     def report_fields(self, history: dict) -> dict:
         """Extra fields of report.json from the history (e.g. the final test accuracy)."""

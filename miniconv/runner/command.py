@@ -13,8 +13,9 @@ The run, whatever the recipe:
    with every random state (the data's too) as it was, for ``--resume`` (same options required);
 4. an untimed warm-up step on a throwaway copy (kernel compilation is not timed), drawing nothing
    from the run's random generators;
-5. ``fit`` with the epoch clock and the checkpoint callback: after every epoch one file, the
-   model with the run's state, is committed by one rename (``checkpoint.py``);
+5. ``fit`` with the epoch clock and the checkpoint callback, once per phase of the recipe (one
+   phase, or e.g. a head's training then fine-tuning): after every epoch one file, the model with
+   the run's state, is committed by one rename (``checkpoint.py``);
 6. report.json and history.png (``report.py``), and a few lines printed.
 
 Ctrl-C keeps the last finished epoch and prints the command that resumes it (exit 130); a usage
@@ -172,8 +173,18 @@ def _train(recipe, args, model, state: dict, data) -> None:
         report.warm_up(model, *data.warm_up, args.batch_size)
     clock = EpochClock(state["epoch_seconds"], state["epoch_seconds_with_validation"])
     saver = checkpoint.CheckpointCallback(args.out / recipe.model_file, state, data.state)
-    model.fit(data.x, data.y, epochs=args.epochs, batch_size=args.batch_size, initial_epoch=start,
-              validation_data=data.validation, callbacks=[clock, saver])
+    phase_start = 0
+    for phase in recipe.phases(args):
+        if phase.stop > start:
+            first = max(start, phase_start)
+            if first == phase_start and phase_start > 0 and phase.begin is not None:
+                phase.begin(model)  # entering the phase: a resumed run inside it finds the model ready
+            model.fit(data.x, data.y, epochs=min(phase.stop, args.epochs), batch_size=args.batch_size,
+                      initial_epoch=first, validation_data=data.validation, callbacks=[clock, saver])
+            start = min(phase.stop, args.epochs)
+            if model.stop_training or start >= args.epochs:
+                break
+        phase_start = phase.stop
 
 
 def _interrupted(recipe, args, state: dict) -> int:
