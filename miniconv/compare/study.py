@@ -58,9 +58,10 @@ def dask_thread_variables() -> dict[str, str]:
     """The variables a Dask nanny sets in its workers (``distributed.nanny.pre-spawn-environ``: OMP_NUM_THREADS=1, ...)."""
     try:
         import dask
+        import distributed  # noqa: F401  (its import adds its defaults to dask.config)
 
         return {k: str(v) for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ") or {}).items()}
-    except ImportError:
+    except (ImportError, KeyError):
         return {}
 
 
