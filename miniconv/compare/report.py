@@ -133,6 +133,7 @@ def plot(report: dict, runs: dict, path: Path) -> bool:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return False
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
@@ -151,7 +152,7 @@ def plot(report: dict, runs: dict, path: Path) -> bool:
             curves = np.stack(curves)
             epochs = np.arange(1, curves.shape[1] + 1)
             mean, std = curves.mean(0), curves.std(0, ddof=1) if len(curves) > 1 else np.zeros(curves.shape[1])
-            ax.plot(epochs, mean, color=color, label=f"{engine} (n={len(curves)})")
+            ax.plot(epochs, mean, "o-", color=color, markersize=3, label=f"{engine} (n={len(curves)})")
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2)
     axes[0].set_xticks(range(len(report["engines"])), list(report["engines"]))
     axes[0].set_xlim(-0.5, len(report["engines"]) - 0.3)
@@ -159,6 +160,7 @@ def plot(report: dict, runs: dict, path: Path) -> bool:
     axes[0].set_title("accuracy after the last epoch, per seed (mean, 95% CI)")
     for ax, title in ((axes[1], "validation accuracy (%)"), (axes[2], "training loss")):
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_title(f"{title}: mean ± 1 sd over seeds")
         ax.legend()
     figure.tight_layout()
