@@ -184,6 +184,29 @@ def test_keras_twin_is_the_recipes_convnet_in_keras(recipe_name, options):
     assert not np.allclose(twin.layers[-1].get_weights()[0], model.layers[-1].get_weights()[0])  # Keras's own init
 
 
+def test_keras_warm_up_leaves_the_initial_state():
+    import argparse
+
+    import keras
+
+    from miniconv import recipes
+    from miniconv.compare import keras_side
+    from miniconv.recipes.base import Data
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((100, 28, 28, 1), np.float32), rng.integers(0, 10, 100).astype(np.uint8)
+    data = Data(x, y, validation=(x[:70], y[:70]), warm_up=(x[:64], y[:64]))
+    keras.utils.set_random_seed(3)
+    model = keras_side.twin(recipes.get("mnist").build_model(argparse.Namespace(optimizer="rmsprop")), keras)
+    initial = [v.numpy().copy() for v in model.variables]
+    keras_side.warm_up(model, keras, data, batch_size=64, seed=3)
+    assert all(np.array_equal(v.numpy(), w) for v, w in zip(model.variables, initial))
+    assert model.optimizer.built and int(model.optimizer.iterations.numpy()) == 0
+    state = [v for v in model.optimizer.variables if not v.path.endswith(("learning_rate", "iteration"))]
+    assert state and all(not np.any(v.numpy()) for v in state)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+
+
 # --- the command's errors: one line, exit 2, before any run ----------------------------------------
 
 
@@ -195,6 +218,8 @@ def test_keras_twin_is_the_recipes_convnet_in_keras(recipe_name, options):
     (["compare", "mnist", "--seeds", "2", "--scheduler", "tcp://127.0.0.1:notaport"], "is not a Dask address"),
     (["compare", "mnist", "--seeds", "2", "--epochs", "0"], "--epochs must be at least 1"),
     (["compare", "mnist", "--seeds", "2", "--margin", "-1"], "--margin must be positive"),
+    (["compare", "mnist", "--seeds", "2", "--data", "/nonexistent/mnist.npz"], "no such file or directory"),
+    (["compare", "cats-dogs", "--seeds", "2", "--data", "/"], "expected the folders train/ and validation/"),
 ])
 def test_usage_errors_are_one_line_before_any_run(tmp_path, capsys, argv, message):
     out = tmp_path / "study"
@@ -253,13 +278,19 @@ def test_study_completes_and_restarts(tmp_path):
     assert all(r["epochs"] == 1 and r["facts"]["train_samples"] == 256 for r in runs.values())
     assert (out / "study.png").stat().st_size > 10_000 and "Verdict" in (out / "report.md").read_text()
 
-    # restart: one more seed, and the line an interrupted study left half-written
+    # restart: one more seed, and the line an interrupted study left half-written; on an existing cluster
     with open(out / "results.jsonl", "ab") as handle:
         handle.write(b'{"engine": "miniconv", "seed": 2, "accu')
     before = (out / "results.jsonl").read_bytes().rsplit(b"\n", 1)[0] + b"\n"
-    again = compare("mnist", "--seeds", "3", "--engines", "miniconv", *TINY, "--out", str(out))
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None, memory_limit=0) as cluster:
+        again = compare("mnist", "--seeds", "3", "--engines", "miniconv", *TINY, "--out", str(out),
+                        "--scheduler", cluster.scheduler_address)
+        assert lines(out / "results.jsonl")[-1]["worker"] in cluster.scheduler_info()["workers"]
     assert again.returncode == 0, again.stderr[-2000:]
     assert "3 runs, 2 already in" in again.stdout and "1/1 done" in again.stderr
+    assert f"the cluster at {cluster.scheduler_address}" in again.stdout
     assert (out / "results.jsonl").read_bytes().startswith(before)  # earlier runs untouched
     keys = [(r["engine"], r["seed"]) for r in lines(out / "results.jsonl")]
     assert sorted(keys) == [("keras", 0), ("keras", 1), ("miniconv", 0), ("miniconv", 1), ("miniconv", 2)]
@@ -271,6 +302,20 @@ def test_study_completes_and_restarts(tmp_path):
     assert nothing.returncode == 0 and "0 to run" in nothing.stdout and "done" not in nothing.stderr
     other = compare("mnist", "--seeds", "3", "--epochs", "2", "--limit", "256", "--out", str(out))
     assert other.returncode == 2 and "holds runs of another study" in other.stderr
+
+
+def test_a_run_that_fails_for_good_is_named_and_missing_from_the_report(tmp_path):
+    out = tmp_path / "study"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               MINICONV_DATA=str(tmp_path / "nowhere.npz"))  # every run's data load fails
+    done = subprocess.run([sys.executable, "-m", "miniconv", "compare", "mnist", "--seeds", "1", "--engines", "miniconv",
+                           "--retries", "1", *TINY, "--out", str(out)], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=300, check=False)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "failed for good: miniconv seed 0: exit status 2" in done.stderr
+    assert "nowhere.npz" in done.stderr and "0/1 done, 0 running, 0 left, 1 failed" in done.stderr
+    data = json.loads((out / "report.json").read_text())
+    assert data["missing"] == [["miniconv", 0]] and not data["complete"] and not (out / "results.jsonl").exists()
 
 
 def _processes():

@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     targets = parser.add_subparsers(dest="recipe", metavar="RECIPE", required=True)
     for name in recipes.RECIPES:
         recipe = recipes.get(name)
-        sub = targets.add_parser(name, help=recipe.help, description=recipe.description.split("\n\n")[0].replace("``", ""))
+        sub = targets.add_parser(name, help=recipe.help, description=f"{PROG} {name}: seeds 0..N-1 of the recipe of "
+                                 f"'miniconv train {name}' ({recipe.help}) on each engine, and the statistics.")
         _one_line_errors(sub)
         defaults = recipe.defaults
         margin = MARGINS.get(name, DEFAULT_MARGIN)
@@ -147,6 +148,8 @@ def check(recipe, args) -> None:
         if "keras" in args.engine_list and not all(importlib.util.find_spec(m) for m in ("keras", "tensorflow")):
             raise UsageError("the keras engine needs TensorFlow and Keras: pip install 'miniconv[tf]'")
         data = getattr(args, "data", None)
+        if data is not None and not Path(data).exists():
+            raise UsageError(f"--data {data}: no such file or directory")
         if recipe.name == "cats-dogs" and not all((Path(data) / d).is_dir() for d in ("train", "validation")):
             raise UsageError(f"--data {data}: expected the folders train/ and validation/")
     else:
@@ -222,7 +225,7 @@ def _execute(specs, path, fingerprint, args, workers):
         if cluster is not None:
             cluster.close()
     for spec, message in outcome.failed:
-        print(f"failed for good: {spec['engine']} seed {spec['seed']}: {message}", file=sys.stderr)
+        print(f"failed for good: {message}", file=sys.stderr)  # the message names the engine and seed
     return outcome.failed
 
 

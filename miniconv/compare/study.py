@@ -174,12 +174,13 @@ class Outcome:
     failed: list[tuple[dict, str]] = field(default_factory=list)
 
 
-def _failure(future) -> str:
+def _failure(future, spec: dict) -> str:
     """Why a task ended without a result: the run's own message, Dask's (KilledWorker), or a cancellation."""
+    what = f"{spec['engine']} seed {spec['seed']}"
     if future.status == "cancelled":
-        return "cancelled: the scheduler lost the task"
+        return f"{what}: cancelled: the scheduler lost the task"
     error = future.exception()
-    return str(error) if isinstance(error, RunFailed) else f"{type(error).__name__}: {error}"
+    return str(error) if isinstance(error, RunFailed) else f"{what}: {type(error).__name__}: {error}"
 
 
 def connect(scheduler: str | None, workers: int, timeout: float = 30):
@@ -217,11 +218,12 @@ def execute(specs: list[dict], path: Path, settings: dict, client, *, retries: i
                     outcome.finished.append(run)
                     progress.say(f"{spec['engine']} seed {spec['seed']}: {describe(run)}")
                 else:
-                    message = _failure(future)
+                    message = _failure(future, spec)
                     outcome.failed.append((spec, message))
-                    progress.say(f"{spec['engine']} seed {spec['seed']} failed: {message}")
+                    progress.say(f"failed: {message}")
             processing = client.processing()
-            running = sum(1 for key, worker in started.items() if key in futures and key in processing.get(worker, ()))
+            running = sum(1 for key, worker in list(started.items())  # a copy: the event handler adds to it
+                          if key in futures and key in processing.get(worker, ()))
             progress.show(len(outcome.finished), running, len(outcome.failed))
             if futures:
                 time.sleep(0.5)
