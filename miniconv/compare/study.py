@@ -106,23 +106,44 @@ def _tail(handle, lines: int = 3) -> str:
     return " | ".join(found[-lines:]) or "no output"
 
 
+def _abandoned(worker, key) -> bool:
+    """True once the scheduler no longer wants this task from this worker (the study cancelled it or went away)."""
+    try:
+        task = worker.state.tasks.get(key)
+    except AttributeError:  # another distributed: never abandon
+        return False
+    return task is None or task.state in ("cancelled", "released", "forgotten")
+
+
 def run_task(spec: dict) -> dict:
-    """The Dask task of one run: the run's process, its JSON result (``RunFailed`` if it has none)."""
-    worker = None
+    """The Dask task of one run: the run's process, its JSON result (``RunFailed`` if it has none). A run the
+    study no longer wants (cancelled: Ctrl-C, the client gone) is stopped rather than left to finish."""
+    worker = key = None
     try:
         from distributed import get_worker
 
         worker = get_worker()
-        worker.log_event(TOPIC, {"key": worker.get_current_task(), "worker": worker.address})
+        key = worker.get_current_task()
+        worker.log_event(TOPIC, {"key": key, "worker": worker.address})
     except (ImportError, ValueError):
         pass  # called outside a worker (a test): nothing to announce
     what = f"{spec['engine']} seed {spec['seed']}"
-    with tempfile.TemporaryFile() as log:
-        done = subprocess.run(run_command(spec, os.getpid()), stdout=subprocess.PIPE, stderr=log,
-                              env=run_environment(spec.get("environment")), check=False)
-        lines = done.stdout.decode(errors="replace").strip().splitlines()
-        if done.returncode != 0 or not lines:
-            raise RunFailed(f"{what}: exit status {done.returncode}: {_tail(log)}")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(run_command(spec, os.getpid()), stdout=out, stderr=log,
+                                   env=run_environment(spec.get("environment")))
+        while True:
+            try:
+                process.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                if worker is not None and _abandoned(worker, key):
+                    process.kill()
+                    process.wait()
+                    raise RunFailed(f"{what}: stopped, the study cancelled it") from None
+        out.seek(0)
+        lines = out.read().decode(errors="replace").strip().splitlines()
+        if process.returncode != 0 or not lines:
+            raise RunFailed(f"{what}: exit status {process.returncode}: {_tail(log)}")
         try:
             result = json.loads(lines[-1])
         except ValueError:
