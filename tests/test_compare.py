@@ -231,6 +231,28 @@ def test_usage_errors_are_one_line_before_any_run(tmp_path, capsys, argv, messag
     assert not (out / "results.jsonl").exists()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="the lock is fcntl's")
+def test_a_second_study_in_the_same_dir_is_refused(tmp_path, capsys):
+    import fcntl
+
+    out = tmp_path / "study"
+    out.mkdir()
+    with open(out / ".compare.lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a study running there
+        assert cli.main(["compare", "mnist", "--seeds", "2", "--out", str(out)]) == 2
+    assert "another miniconv compare is running in" in capsys.readouterr().err
+
+
+def test_a_cancelled_task_stops_its_run():
+    from types import SimpleNamespace
+
+    def worker(states):
+        return SimpleNamespace(state=SimpleNamespace(tasks={k: SimpleNamespace(state=v) for k, v in states.items()}))
+
+    assert not study._abandoned(worker({"k": "executing"}), "k")
+    assert study._abandoned(worker({"k": "cancelled"}), "k") and study._abandoned(worker({}), "k")
+
+
 # --- tiny studies on a local cluster -------------------------------------------------------------
 
 
@@ -287,7 +309,7 @@ def test_study_completes_and_restarts(tmp_path):
     with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None, memory_limit=0) as cluster:
         again = compare("mnist", "--seeds", "3", "--engines", "miniconv", *TINY, "--out", str(out),
                         "--scheduler", cluster.scheduler_address)
-        assert lines(out / "results.jsonl")[-1]["worker"] in cluster.scheduler_info()["workers"]
+        assert lines(out / "results.jsonl")[-1]["worker"] in cluster.scheduler_info["workers"]  # that cluster's
     assert again.returncode == 0, again.stderr[-2000:]
     assert "3 runs, 2 already in" in again.stdout and "1/1 done" in again.stderr
     assert f"the cluster at {cluster.scheduler_address}" in again.stdout

@@ -172,6 +172,7 @@ def _run(recipe, args) -> int:
     from . import report, results, study
 
     check(recipe, args)
+    lock = _lock(args.out)  # held until this process ends
     path = args.out / RESULTS_FILE
     fingerprint = settings(recipe, args)
     seeds = list(range(args.seeds))
@@ -202,7 +203,23 @@ def _run(recipe, args) -> int:
     written = report.build(runs, args.engine_list, seeds, args.margin, fingerprint)
     names = report.write(args.out, written, runs)
     _summary(written, args.out, names)
+    del lock
     return 1 if written["missing"] else 0
+
+
+def _lock(out: Path):
+    """An exclusive lock on DIR/.compare.lock (where fcntl exists): two studies never run in one DIR at once."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    handle = open(out / ".compare.lock", "w")  # noqa: SIM115  (open as long as the study runs)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise UsageError(f"another miniconv compare is running in {out}; wait for it, or use another --out") from None
+    return handle
 
 
 def _execute(specs, path, fingerprint, args, workers):
