@@ -16,6 +16,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("miniconv.verify", "cross-check every op and its gradients against TensorFlow"),
     "train": ("miniconv.runner.command", "train a recipe: mnist (Chollet ch. 5.1) or cats-dogs (ch. 5.2), with checkpoints"),
+    "compare": ("miniconv.compare.command", "is training on miniconv equivalent to Keras? a seed study on Dask (extra compare)"),
     "viz": ("miniconv.viz.cli", "write the course's pictures (kernels, feature maps, filter patterns, ...) as PNGs"),
 }
 
