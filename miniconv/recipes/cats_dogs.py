@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Data, Recipe, UsageError
+from .base import Data, Phase, Recipe, UsageError
 
 IMAGE_SIZE = (150, 150)
 ROTATION = 40 / 360  # the book's 40 degrees, as a fraction of a turn (Keras's RandomRotation factor)
@@ -44,10 +44,7 @@ def convnet(lib=None, augment: bool = False):
     if lib is None:
         import miniconv as lib
     L = lib.layers
-    front = [lib.Input((*IMAGE_SIZE, 3))]
-    if augment:
-        front += [L.RandomFlip("horizontal"), L.RandomRotation(ROTATION), L.RandomTranslation(0.2, 0.2),
-                  L.RandomZoom(0.2)]
+    front = [lib.Input((*IMAGE_SIZE, 3))] + (augmentation_layers(lib) if augment else [])
     body = [L.Rescaling(1.0 / 255)]
     for filters in (32, 64, 128, 128):
         body += [L.Conv2D(filters, (3, 3), activation="relu"), L.MaxPooling2D((2, 2))]
@@ -56,8 +53,9 @@ def convnet(lib=None, augment: bool = False):
     return lib.Sequential(front + body + head, name="cats_dogs_convnet" + ("_augmented" if augment else ""))
 
 
-def load_splits(data: Path, batch_size: int, seed: int, limit=None, cache=True, verbose=True):
-    """(train, validation) ImageDatasets of ``data``/train and ``data``/validation (binary labels, 150x150 RGB)."""
+def load_splits(data: Path, batch_size: int, seed: int, limit=None, cache=True, verbose=True, image_size=IMAGE_SIZE):
+    """(train, validation) ImageDatasets of ``data``/train and ``data``/validation (binary labels, RGB of
+    ``image_size``, 150x150 by default)."""
     from ..data import ImageFolderError, image_dataset_from_directory
 
     missing = [name for name in ("train", "validation") if not (data / name).is_dir()]
@@ -65,7 +63,7 @@ def load_splits(data: Path, batch_size: int, seed: int, limit=None, cache=True, 
         raise UsageError(f"--data {data}: expected the folders train/ and validation/ (one sub-folder per class "
                          f"inside each); missing: {', '.join(missing)}")
     try:
-        splits = [image_dataset_from_directory(data / name, label_mode="binary", image_size=IMAGE_SIZE,
+        splits = [image_dataset_from_directory(data / name, label_mode="binary", image_size=tuple(image_size),
                                                batch_size=batch_size, seed=seed, cache=cache, verbose=verbose)
                   for name in ("train", "validation")]
     except (FileNotFoundError, ImageFolderError) as error:
@@ -90,15 +88,30 @@ def first_batch(dataset, batch_size: int):
     return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
+def augmentation_layers(lib=None) -> list:
+    """The augmented model's random layers (see the module docstring), new ones at each call."""
+    if lib is None:
+        import miniconv as lib
+    L = lib.layers
+    return [L.RandomFlip("horizontal"), L.RandomRotation(ROTATION), L.RandomTranslation(0.2, 0.2), L.RandomZoom(0.2)]
+
+
+TRANSFER_EPOCHS = {"features": 30, "frozen": 10, "fine-tune": 10}
+HEAD_EPOCHS = 5  # fine-tune: epochs of the head alone before the base's last block is unfrozen
+
+
 class CatsDogs(Recipe):
     name = "cats-dogs"
-    help = "train Chollet's ch. 5.2 convnet on cats vs dogs photos (image folders), optionally with augmentation"
+    help = ("train Chollet's ch. 5.2 convnet on cats vs dogs photos (image folders), optionally with augmentation, "
+            "or a head on a pretrained base (--base, --transfer)")
     description = __doc__
     model_file = "cats_dogs.miniconv"
-    defaults = {"epochs": None, "batch_size": 20, "out": None}  # epochs and out depend on --augment
-    resume_keys = ("augment", "batch_size", "seed", "limit", "data")
+    defaults = {"epochs": None, "batch_size": 20, "out": None}  # epochs and out depend on --augment and --base
+    resume_keys = ("augment", "batch_size", "seed", "limit", "data", "base", "transfer", "weights")
 
     def add_arguments(self, parser):
+        from .transfer import BASES, MODES
+
         parser.add_argument("--data", type=Path, required=True, metavar="DIR",
                             help="folder with train/ and validation/, one sub-folder per class "
                                  "(e.g. ../shared/data/cats_and_dogs_small)")
@@ -108,38 +121,130 @@ class CatsDogs(Recipe):
                             help="use the first N files of each split only (smoke tests)")
         parser.add_argument("--no-cache", dest="cache", action="store_false",
                             help="decode the images again every epoch instead of keeping them in memory")
+        parser.add_argument("--base", default=None, metavar="NAME",
+                            help=f"a pretrained base under a new head: {', '.join(BASES)} (Chollet 5.3, Kaggle lesson 1)")
+        parser.add_argument("--transfer", default=None, metavar="MODE",
+                            help=f"with --base: {', '.join(MODES)} (default features)")
+        parser.add_argument("--weights", default="imagenet", metavar="PATH",
+                            help="with --base: 'imagenet' (the published weights) or a weight file")
 
     def check(self, args):
+        from .transfer import MODES, get_base
+
+        if args.base is None:
+            if args.transfer is not None:
+                raise UsageError("--transfer needs --base (the pretrained base to transfer from)")
+            default_epochs, default_out = (100, "cats-dogs-augment") if args.augment else (30, "cats-dogs")
+        else:
+            get_base(args.base)
+            args.transfer = args.transfer or "features"
+            if args.transfer not in MODES:
+                raise UsageError(f"--transfer must be one of {', '.join(MODES)}, got {args.transfer!r}")
+            if args.transfer == "features" and args.augment:
+                raise UsageError("--augment does not apply to --transfer features: the features are computed once "
+                                 "(Chollet 5.3.1); use --transfer frozen for a base with augmentation")
+            default_epochs = TRANSFER_EPOCHS[args.transfer]
+            default_out = f"cats-dogs-{args.base}-{args.transfer}" + ("-augment" if args.augment else "")
         if args.epochs is None:
-            args.epochs = 100 if args.augment else 30
+            args.epochs = default_epochs
         if args.out is None:
-            args.out = Path("runs") / ("cats-dogs-augment" if args.augment else "cats-dogs")
+            args.out = Path("runs") / default_out
         if args.limit is not None and args.limit < 1:
             raise UsageError(f"--limit must be at least 1, got {args.limit}")
+        if args.base is not None and args.transfer == "fine-tune" and args.epochs <= HEAD_EPOCHS:
+            raise UsageError(f"--transfer fine-tune trains the head alone for {HEAD_EPOCHS} epochs first: give --epochs "
+                             f"above {HEAD_EPOCHS}, got {args.epochs}")
+
+    def _image_size(self, args):
+        from .transfer import get_base
+
+        return IMAGE_SIZE if args.base is None else get_base(args.base).image_size
 
     def settings(self, args):
-        return {"augment": args.augment, "optimizer": "rmsprop", "learning_rate": 1e-4, "image_size": list(IMAGE_SIZE),
-                "limit": args.limit, "data": str(args.data.resolve()), "cache": args.cache}
+        common = {"augment": args.augment, "image_size": list(self._image_size(args)), "limit": args.limit,
+                  "data": str(args.data.resolve()), "cache": args.cache, "base": args.base, "transfer": args.transfer,
+                  "weights": None if args.base is None else str(args.weights)}
+        if args.base is None:
+            return {**common, "optimizer": "rmsprop", "learning_rate": 1e-4}
+        return common
 
     def load_data(self, args) -> Data:
-        train, validation = load_splits(args.data, args.batch_size, args.seed, args.limit, args.cache)
-        return Data(train, validation=validation,
-                    facts={"class_names": train.class_names, "train_samples": train.num_samples,
-                           "validation_samples": validation.num_samples},
+        train, validation = load_splits(args.data, args.batch_size, args.seed, args.limit, args.cache,
+                                        image_size=self._image_size(args))
+        facts = {"class_names": train.class_names, "train_samples": train.num_samples,
+                 "validation_samples": validation.num_samples}
+        if args.base is not None and args.transfer == "features":
+            return self._feature_data(args, train, validation, facts)
+        what = ("augmented + dropout" if args.augment else "no augmentation") if args.base is None else \
+            f"base {args.base}, transfer {args.transfer}" + (", augmented" if args.augment else "")
+        return Data(train, validation=validation, facts=facts,
                     description=(f"Cats vs dogs: {train.num_samples} training images, {validation.num_samples} "
-                                 f"validation images, classes {train.class_names}; RMSprop 1e-4, "
-                                 f"{'augmented + dropout' if args.augment else 'no augmentation'}"),
+                                 f"validation images, classes {train.class_names}; {what}"),
                     state=train.state, restore=train.restore, warm_up=first_batch(train, args.batch_size))
+
+    def _feature_data(self, args, train, validation, facts) -> Data:
+        """Chollet 5.3.1's fast feature extraction: the base once over both splits, then arrays."""
+        from .transfer import build_base, cached_features, extract_features, get_base
+
+        base = get_base(args.base)
+        key = {"base": base.name, "weights": str(args.weights), "image_size": list(base.image_size),
+               "train": train.file_paths, "validation": validation.file_paths}
+
+        def compute():
+            model = build_base(base, args.weights, (*base.image_size, 3))
+            x, y = extract_features(model, train, "training")
+            x_val, y_val = extract_features(model, validation, "validation")
+            return {"x": x, "y": y, "x_val": x_val, "y_val": y_val}
+
+        arrays = cached_features(args.out, key, compute)
+        self.feature_shape = arrays["x"].shape[1:]
+        n = min(len(arrays["x"]), args.batch_size)
+        return Data(arrays["x"], arrays["y"], validation=(arrays["x_val"], arrays["y_val"]), facts=facts,
+                    description=(f"Cats vs dogs, features of {base.name} ({arrays['x'].shape[1:]} per image): "
+                                 f"{len(arrays['x'])} training, {len(arrays['x_val'])} validation"),
+                    warm_up=(arrays["x"][:n], arrays["y"][:n]))
 
     def build_model(self, args):
         from .. import optimizers
 
-        model = convnet(augment=args.augment)
-        model.compile(optimizers.RMSprop(learning_rate=1e-4), "binary_crossentropy", metrics=["accuracy"])
+        if args.base is None:
+            model = convnet(augment=args.augment)
+            model.compile(optimizers.RMSprop(learning_rate=1e-4), "binary_crossentropy", metrics=["accuracy"])
+            return model
+        from .transfer import build_base, features_head, frozen_model, get_base
+
+        if args.transfer == "features":
+            model = features_head(self.feature_shape)
+            model.compile(optimizers.RMSprop(), "binary_crossentropy", metrics=["accuracy"])
+            return model
+        base = get_base(args.base)
+        base_model = build_base(base, args.weights, (*base.image_size, 3))
+        augmentation = augmentation_layers() if args.augment else []
+        if args.transfer == "frozen":  # Kaggle's lesson 1: its head, adam, binary_accuracy
+            model = frozen_model(base_model, augmentation, head="kaggle")
+            model.compile("adam", "binary_crossentropy", metrics=["binary_accuracy"])
+        else:
+            model = frozen_model(base_model, augmentation, head="chollet")
+            model.compile(optimizers.RMSprop(), "binary_crossentropy", metrics=["accuracy"])
         return model
 
+    def phases(self, args):
+        if args.base is None or args.transfer != "fine-tune":
+            return super().phases(args)
+        from .. import optimizers
+        from .transfer import find_base, get_base, unfreeze_from
+
+        def fine_tune(model):
+            names = unfreeze_from(find_base(model), get_base(args.base).fine_tune_from)
+            model.compile(optimizers.RMSprop(learning_rate=1e-5), "binary_crossentropy", metrics=["accuracy"])
+            print(f"Fine-tuning from epoch {HEAD_EPOCHS + 1}: {len(names)} layers of the base unfrozen "
+                  f"({names[0]} ... {names[-1]}), RMSprop 1e-5, batch normalization kept in inference mode")
+
+        return [Phase(HEAD_EPOCHS), Phase(args.epochs, begin=fine_tune)]
+
     def report_fields(self, history):
-        accuracy = history["val_accuracy"]
+        key = "val_accuracy" if "val_accuracy" in history else "val_binary_accuracy"
+        accuracy = history[key]
         best = max(range(len(accuracy)), key=accuracy.__getitem__)
         return {"validation_accuracy": accuracy[-1], "validation_loss": history["val_loss"][-1],
                 "best_validation_accuracy": accuracy[best], "best_epoch": best + 1}

@@ -68,7 +68,7 @@ def plot_history(history: dict, path: Path) -> bool:
         from ..viz.curves import show_learning_curves
     except ImportError:
         return False
-    figure = show_learning_curves({k: v for k, v in history.items() if k.split("val_")[-1] in ("loss", "accuracy")})
+    figure = show_learning_curves({k: v for k, v in history.items() if k.split("val_")[-1] in ("loss", "accuracy", "binary_accuracy")})
     saving.atomic_write(path, lambda handle: figure.savefig(handle, format="png"))
     return True
 
