@@ -15,14 +15,22 @@ first N files of each split in the seed's shuffled order (both classes appear).
 The model (``convnet``):
 
     [--augment: RandomFlip("horizontal"), RandomRotation(40 / 360) (up to 40 degrees either way),
-     RandomTranslation(0.2, 0.2), RandomZoom(0.2)]       active in training only, fill "reflect"
+     RandomTranslation(0.2, 0.2), RandomShear(0.2), RandomZoom(0.2, 0.2)]
+                                                         active in training only, fill "nearest"
     Rescaling(1 / 255)
     Conv2D 32 3x3 relu, MaxPooling2D 2; Conv2D 64; MaxPooling2D; Conv2D 128; MaxPooling2D; Conv2D 128; MaxPooling2D
     Flatten, [--augment: Dropout(0.5)], Dense 512 relu, Dense 1 sigmoid
 
 compiled with RMSprop(learning_rate=1e-4), binary crossentropy and accuracy; validated on the
-whole validation split after every epoch. The rotation is the book's 40 degrees
-(``ImageDataGenerator(rotation_range=40)``); Chollet's 2nd edition uses ``RandomRotation(0.1)`` (36).
+whole validation split after every epoch. The augmentation is the book's
+``ImageDataGenerator(rotation_range=40, width_shift_range=0.2, height_shift_range=0.2, shear_range=0.2,
+zoom_range=0.2, horizontal_flip=True, fill_mode='nearest')`` in Keras 3's layers: the rotation is the
+book's 40 degrees (Chollet's 2nd edition uses ``RandomRotation(0.1)``, 36); the zoom draws height and
+width independently, as the generator's ``zx, zy``; the shear slants along x (rows slide sideways,
+as the generator does since Keras put its matrix in (x, y) order) by a factor up to 0.2, the book's
+0.2 rad (x - sin(0.2) y = x - 0.199 y; later Keras reads ``shear_range`` in degrees). Keras 3 shears
+about the top-left corner, the generator about the centre, and the generator made one warp of all
+its transforms where the layers warp one after another.
 The report adds ``validation_accuracy`` (last epoch), ``best_validation_accuracy`` and its epoch.
 """
 
@@ -36,6 +44,7 @@ from .base import Data, Recipe, UsageError
 
 IMAGE_SIZE = (150, 150)
 ROTATION = 40 / 360  # the book's 40 degrees, as a fraction of a turn (Keras's RandomRotation factor)
+FILL = "nearest"  # the book's fill_mode
 
 
 def convnet(lib=None, augment: bool = False):
@@ -45,9 +54,10 @@ def convnet(lib=None, augment: bool = False):
         import miniconv as lib
     L = lib.layers
     front = [lib.Input((*IMAGE_SIZE, 3))]
-    if augment:
-        front += [L.RandomFlip("horizontal"), L.RandomRotation(ROTATION), L.RandomTranslation(0.2, 0.2),
-                  L.RandomZoom(0.2)]
+    if augment:  # the book's ImageDataGenerator settings, fill_mode="nearest" (see the module docstring)
+        front += [L.RandomFlip("horizontal"), L.RandomRotation(ROTATION, fill_mode=FILL),
+                  L.RandomTranslation(0.2, 0.2, fill_mode=FILL), L.RandomShear(x_factor=0.2, fill_mode=FILL),
+                  L.RandomZoom(0.2, 0.2, fill_mode=FILL)]
     body = [L.Rescaling(1.0 / 255)]
     for filters in (32, 64, 128, 128):
         body += [L.Conv2D(filters, (3, 3), activation="relu"), L.MaxPooling2D((2, 2))]
