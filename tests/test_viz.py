@@ -88,7 +88,8 @@ def trained():
 # --- 1. kernels ----------------------------------------------------------------------------------
 def test_course_kernels_have_the_course_values():
     k = viz.KERNELS
-    assert list(k) == ["edge", "bottom_sobel", "emboss", "sharpen", "blur"]
+    assert list(k)[:5] == list(viz.COURSE_KERNELS) == ["edge", "bottom_sobel", "emboss", "sharpen", "blur"]
+    assert list(k)[5:] == ["laplacian", "box_blur", "edge_enhance", "vertical_sobel", "line_detector"]
     np.testing.assert_array_equal(k["edge"], [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])
     np.testing.assert_array_equal(k["bottom_sobel"], [[-1, -2, -1], [0, 0, 0], [1, 2, 1]])
     np.testing.assert_array_equal(k["emboss"], [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
@@ -100,6 +101,35 @@ def test_course_kernels_have_the_course_values():
         viz.get_kernel("gaussian")
     with pytest.raises(ValueError, match="2-D"):
         viz.get_kernel(np.ones(3))
+
+
+def test_the_other_named_kernels_do_what_their_names_say():
+    k = viz.KERNELS
+    ramp = np.add.outer(np.arange(9.0) ** 2, np.arange(11.0) ** 2).astype(np.float32)  # f = y^2 + x^2: Laplacian 4
+    np.testing.assert_allclose(viz.extraction_stages(ramp, "laplacian")["Filter"], 4.0, atol=1e-4)
+    np.testing.assert_array_equal(k["laplacian"], [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    image = np.random.default_rng(0).random((7, 8)).astype(np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(image, (3, 3)).mean(axis=(2, 3))
+    np.testing.assert_allclose(viz.extraction_stages(image, "box_blur")["Filter"], windows, rtol=1e-5)
+    assert k["box_blur"] is viz.BOX_BLUR
+    from PIL import ImageFilter
+
+    size, scale, _, weights = ImageFilter.EDGE_ENHANCE.filterargs  # Pillow's "edge enhance"
+    np.testing.assert_allclose(k["edge_enhance"], np.reshape(weights, size) / scale)
+    np.testing.assert_allclose(k["edge_enhance"], np.pad([[1.0]], 1) + viz.EDGE / 2)  # identity + edge / 2
+    np.testing.assert_array_equal(k["vertical_sobel"], viz.BOTTOM_SOBEL.T)
+    step = np.zeros((6, 8), np.float32)
+    step[:, 4:] = 1  # a vertical edge between columns 3 and 4
+    vertical = viz.extraction_stages(step, "vertical_sobel")["Filter"]
+    assert np.all(vertical[:, 2:4] == 4) and np.all(np.delete(vertical, [2, 3], axis=1) == 0)
+    assert np.all(viz.extraction_stages(step.T, "vertical_sobel")["Filter"] == 0)  # a horizontal edge: nothing
+    # the course's exercise: a vertical line and a short horizontal one; the kernel keeps the vertical line
+    course_image = np.array([[0, 1, 0, 0, 0, 0]] * 4 + [[0, 1, 0, 1, 1, 1], [0, 1, 0, 0, 0, 0]], np.float32)
+    detected = viz.extraction_stages(course_image, "line_detector")["Detect"]
+    expected = np.zeros((5, 5), np.float32)
+    expected[:, 1] = 2
+    np.testing.assert_array_equal(detected, expected)
+    assert all(kernel.dtype == np.float32 and not kernel.flags.writeable for kernel in k.values())
 
 
 def test_show_kernel_draws_every_number():
@@ -114,9 +144,15 @@ def test_show_kernel_draws_every_number():
 
 def test_show_kernels_one_panel_per_kernel():
     figure = viz.show_kernels()
-    assert titles(figure) == list(viz.KERNELS)
-    assert all(len(axes.texts) == 9 for axes in all_axes(figure))
+    assert titles(figure) == list(viz.KERNELS) and list(figure.kernels) == list(viz.KERNELS)
+    for axes, (name, kernel) in zip(all_axes(figure), figure.kernels.items()):
+        np.testing.assert_array_equal(kernel, viz.KERNELS[name])
+        np.testing.assert_array_equal(axes.images[0].get_array(), kernel)
+        assert len(axes.texts) == kernel.size
+    assert [axes.get_subplotspec().get_geometry()[:2] for axes in all_axes(figure)] == [(2, 5)] * 10
     assert_not_blank(png_pixels(figure))
+    course = viz.show_kernels({name: viz.KERNELS[name] for name in viz.COURSE_KERNELS})
+    assert titles(course) == list(viz.COURSE_KERNELS)
 
 
 # --- 2. extraction -------------------------------------------------------------------------------
@@ -382,6 +418,14 @@ def test_series_kernels():
     t = np.arange(40, dtype=np.float64)
     cubic = (0.001 * (t - 20) ** 3 - 0.05 * t**2 + t + 3).astype(np.float32)
     np.testing.assert_allclose(viz.filter_series(cubic, spencer), cubic[7:-7], atol=2e-3)
+
+
+def test_spencer_is_the_true_15_point_kernel_not_the_courses_print():
+    ours, printed = viz.SERIES_KERNELS["spencer"], viz.SPENCER_AS_THE_COURSE_PRINTS
+    assert round(float(ours.sum() * 320)) == 320 and round(float(printed.sum() * 320)) == 331
+    np.testing.assert_array_equal(ours, ours[::-1])  # symmetric; the printed one is not
+    assert not np.array_equal(printed, printed[::-1])
+    assert list(np.flatnonzero(ours != printed)) == [10] and printed[10] * 320 == pytest.approx(32)
 
 
 def test_filter_series_is_conv1d():

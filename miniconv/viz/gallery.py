@@ -17,7 +17,7 @@ from ._figures import save_figure, to_grayscale
 
 #: Picture name -> what it shows; each becomes ``<name>.png``.
 GALLERY: dict[str, str] = {
-    "kernels": "the course's five kernels with their numbers",
+    "kernels": "the named kernels (the course's five and five more) with their numbers",
     "extraction_circle": "the course's circle: filter (edge) -> detect -> condense",
     "extraction_image": "the image: filter (bottom_sobel) -> detect -> condense",
     "translation_invariance": "a circle and a shifted copy, max-pooled 2x2 four times",
