@@ -231,6 +231,32 @@ def test_show_extraction_panels(digit):
     np.testing.assert_allclose(detect_image, brighter.stages["Detect"] ** 0.5, rtol=1e-6)
 
 
+def test_show_extraction_takes_the_courses_subplot_shape():
+    image = viz.circle([64, 64], val=1.0, r_shrink=3)[:, :, None]
+    kernel = np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]])  # the lesson's bottom sobel, as integers
+    # the course's own call ("The Sliding Window"), which used to raise TypeError
+    figure = viz.show_extraction(image, kernel, conv_stride=1, pool_size=2, pool_stride=2, subplot_shape=(1, 4),
+                                 figsize=(14, 6))
+    assert [a.get_subplotspec().get_geometry() for a in all_axes(figure)] == [(1, 4, k, k) for k in range(4)]
+    np.testing.assert_array_equal(figure.stages["Filter"], viz.extraction_stages(image, "bottom_sobel")["Filter"])
+    assert tuple(figure.get_size_inches()) == (14, 6)
+    square = viz.show_extraction(image, "edge", subplot_shape=(2, 2), pool_size=(2, 2), pool_stride=(1, 1))
+    assert [a.get_subplotspec().get_geometry() for a in all_axes(square)] == [(2, 2, k, k) for k in range(4)]
+    for axes, name in zip(all_axes(square), square.panels):
+        np.testing.assert_array_equal(axes.images[0].get_array(), square.stages[name])
+    assert square.stages["Condense"].shape == (62, 62)  # SAME pooling with stride 1 keeps the size
+    two = viz.show_extraction(image, "edge", subplot_shape=(2, 1), ops=["Input", "Condense"])
+    assert two.panels == ["Input", "Condense"] and [t.split("\n")[0] for t in titles(two)] == ["Input",
+                                                                                              "Condense (max pooling)"]
+    np.testing.assert_array_equal(all_axes(two)[1].images[0].get_array(), two.stages["Condense"])
+    with pytest.raises(ValueError, match="room for 2 panels, 4 to draw"):
+        viz.show_extraction(image, "edge", subplot_shape=(1, 2))
+    with pytest.raises(ValueError, match="subplot_shape must be"):
+        viz.show_extraction(image, "edge", subplot_shape=4)
+    with pytest.raises(ValueError, match="ops must be"):
+        viz.show_extraction(image, "edge", ops=["Input", "Pool"])
+
+
 # --- 3. translation invariance -------------------------------------------------------------------
 def test_pooling_steps_halve_with_max_pooling():
     image = viz.circle([64, 64], val=1.0, r_shrink=4)
