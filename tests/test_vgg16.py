@@ -352,6 +352,10 @@ def test_no_network_names_the_file_its_hash_and_where_to_put_it(keras_home, monk
     assert list((keras_home / "models").iterdir()) == []
     with pytest.raises(WeightsDownloadError, match="64373286793e3c8b2b4e3219cbf3544b"):
         VGG16(weights="imagenet")
+    target.write_bytes(b"a partial file from elsewhere")  # a cached file of the wrong hash stays as it was
+    with pytest.raises(WeightsDownloadError, match="the file there now has another hash"):
+        VGG16(weights="imagenet", include_top=False)
+    assert target.read_bytes() == b"a partial file from elsewhere"
 
 
 def test_a_refused_connection_is_the_no_network_error(keras_home, monkeypatch):
