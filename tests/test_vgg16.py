@@ -18,6 +18,7 @@ import http.server
 import re
 import shutil
 import socket
+import sys
 import threading
 import urllib.error
 
@@ -163,6 +164,14 @@ def test_bad_arguments_fail_before_any_file_is_looked_up(kwargs, match, keras_ho
     with pytest.raises(ValueError, match=match):
         VGG16(**kwargs)
     assert not keras_home.exists() or not any(keras_home.rglob("*.h5"))
+
+
+def test_without_h5py_weights_fail_before_any_download(keras_home, monkeypatch):
+    monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py now raises ImportError
+    monkeypatch.setattr(keras_weights, "fetch", lambda *a, **k: pytest.fail("fetch called"))
+    with pytest.raises(ImportError, match=r"needs h5py: pip install h5py.*\[pretrained\]"):
+        VGG16(weights="imagenet", include_top=False)
+    assert VGG16(weights=None, include_top=False).count_params() == NOTOP_PARAMS
 
 
 def test_input_tensor_builds_on_a_tensor_and_keeps_its_source_input():

@@ -181,7 +181,8 @@ def get_file(published: PublishedFile, file_hash: str | None = None) -> Path:
 # --- reading HDF5 --------------------------------------------------------------------------------
 
 
-def _h5py():
+def require_h5py():
+    """The h5py module, or an ImportError saying how to install it."""
     try:
         import h5py
     except ImportError:
@@ -240,7 +241,7 @@ def _read_keras3(group, path) -> dict[str, list[tuple[str, np.ndarray]]]:
 
 def read_h5_weights(path) -> dict[str, list[tuple[str, np.ndarray]]]:
     """{layer name: [(weight name, array), ...]} for every layer of a Keras weight file that has weights."""
-    h5py = _h5py()
+    h5py = require_h5py()
     try:
         with h5py.File(path, "r") as f:
             group = f
@@ -298,5 +299,5 @@ def load_h5_weights(model, path) -> None:
 
 __all__ = [
     "PublishedFile", "WeightsDownloadError", "WeightsFileError", "check_hash", "get_file", "hash_file",
-    "keras_cache_dir", "load_h5_weights", "read_h5_weights",
+    "keras_cache_dir", "load_h5_weights", "read_h5_weights", "require_h5py",
 ]

@@ -89,6 +89,8 @@ def VGG16(include_top=True, weights="imagenet", input_tensor=None, input_shape=N
     input_shape = _obtain_input_shape(input_shape, include_top, weights)
     expected_hash = PUBLISHED[bool(include_top)].file_hash if file_hash == "published" else file_hash
     # Find and check the file before building: a missing or wrong file fails fast, with nothing built.
+    if weights is not None:
+        keras_weights.require_h5py()  # before a download, not after it
     if weights == "imagenet":
         path = keras_weights.get_file(PUBLISHED[bool(include_top)], expected_hash)
     elif weights is not None:
