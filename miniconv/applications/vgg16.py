@@ -25,6 +25,7 @@ from .. import layers
 from ..engine.tensors import SymbolicTensor
 from ..layers.activations import get as get_activation
 from ..layers.core import Input
+from ..layers.preprocessing import ImageNetPreprocessing
 from ..models import Model
 from . import keras_weights
 
@@ -133,11 +134,17 @@ def preprocess_input(x, data_format=None):
 
     x: images in [0, 255], (..., H, W, 3) (or (N, 3, H, W) / (3, H, W) with
     data_format="channels_first"). Integers become float32; a floating array keeps its dtype, as in
-    Keras. Returns a new array: unlike Keras, it never writes over the input.
+    Keras. Returns a new array: unlike Keras, it never writes over the input. On a symbolic tensor
+    (``x = preprocess_input(inputs)`` in a functional model) it returns the output of
+    ``layers.ImageNetPreprocessing("caffe")``, the same computation as a layer.
     """
     if data_format not in (None, "channels_last", "channels_first"):
         raise ValueError(f"Expected data_format to be one of `channels_first` or `channels_last`. "
                          f"Received: data_format={data_format}")
+    if isinstance(x, SymbolicTensor):  # inside a functional model, as Keras 3 allows: a layer
+        if data_format == "channels_first":
+            raise ValueError("preprocess_input: a symbolic tensor must be channels last (miniconv's layout)")
+        return ImageNetPreprocessing("caffe", name="vgg16_preprocessing")(x)
     x = np.asarray(x)
     if x.dtype.kind != "f":
         x = x.astype(np.float32)

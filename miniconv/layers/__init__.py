@@ -40,6 +40,7 @@ from .pooling import (
     MaxPooling2D,
 )
 from .preprocessing import (
+    ImageNetPreprocessing,
     RandomContrast,
     RandomFlip,
     RandomRotation,
@@ -76,6 +77,7 @@ __all__ = [
     "GlobalMaxPool2D",
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
+    "ImageNetPreprocessing",
     "Input",
     "InputLayer",
     "Layer",

@@ -1,6 +1,7 @@
 """Preprocessing and augmentation layers, as in ``keras.layers`` (Keras 3.15's arguments and draws).
 
     layers.Rescaling(1 / 255)                        x * scale + offset, always
+    layers.ImageNetPreprocessing("caffe")            a pretrained base's input normalisation, always
     layers.RandomFlip("horizontal")                  } random, per image of a batch, only when
     layers.RandomRotation(0.1)                       }   training=True (fit); the identity in
     layers.RandomTranslation(0.2, 0.2)               }   evaluate / predict
@@ -159,6 +160,51 @@ class Rescaling(_HostLayer):
     def get_config(self):
         config = super().get_config()
         config.update(scale=self.scale, offset=self.offset)
+        return config
+
+
+class ImageNetPreprocessing(_HostLayer):
+    """A pretrained network's input normalisation as a layer: what ``keras.applications.*.preprocess_input``
+    does to a symbolic tensor inside a functional model (Keras 3 builds it from ops; here it is one
+    layer, saved with the model by its mode). Images in [0, 255], RGB, channels last:
+
+        mode="caffe"   y = x[..., ::-1] - (103.939, 116.779, 123.68)    RGB -> BGR, ImageNet's mean pixel
+                       subtracted (VGG16, ResNet50)
+        mode="torch"   y = (x / 255 - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)   per RGB channel
+                       (EfficientNet-Lite0's reference, torchvision's ToTensor + Normalize)
+
+    Not random, applied in training and at inference alike; the gradient is the transpose (the
+    channel flip back, or dy / (255 std)).
+    """
+
+    CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+    TORCH_MEAN = (0.485, 0.456, 0.406)
+    TORCH_STD = (0.229, 0.224, 0.225)
+    MODES = ("caffe", "torch")
+
+    def __init__(self, mode, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"{self.describe()}: mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+
+    def compute_output_shape(self, input_shape):
+        if input_shape[-1] not in (3, None):
+            raise ValueError(f"{self.describe()}: expected RGB images (3 channels, last axis), got input "
+                             f"{format_shape(input_shape)}")
+        return tuple(input_shape)
+
+    def compute(self, x, training):
+        if self.mode == "caffe":
+            y = (x[..., ::-1] - np.asarray(self.CAFFE_MEAN_BGR, np.float32)).astype(np.float32, copy=False)
+            return y, lambda dy: np.ascontiguousarray(dy[..., ::-1])
+        std = np.asarray(self.TORCH_STD, np.float32)
+        y = ((x / np.float32(255) - np.asarray(self.TORCH_MEAN, np.float32)) / std).astype(np.float32, copy=False)
+        return y, lambda dy: (dy / (np.float32(255) * std)).astype(np.float32, copy=False)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(mode=self.mode)
         return config
 
 
