@@ -600,7 +600,7 @@ def test_cli_plain_command_writes_every_picture(tmp_path, capsys):
     assert code == 0
     assert_gallery(tmp_path, gallery.GALLERY)
     assert "18x18" in (tmp_path / "receptive_field.txt").read_text()
-    assert f"Wrote {len(gallery.GALLERY)} pictures" in capsys.readouterr().out and len(gallery.GALLERY) == 12
+    assert f"Wrote {len(gallery.GALLERY)} pictures" in capsys.readouterr().out and len(gallery.GALLERY) == 13
 
 
 def test_cli_with_model_image_and_history(trained, tmp_path, capsys):

@@ -21,7 +21,7 @@ REPORT_NAMES = ("report.json", "checkpoint.json")  # what `miniconv train` write
 # gallery.GALLERY's keys, repeated here so that building the parser imports neither NumPy's users nor matplotlib
 GALLERY_NAMES = ("kernels", "extraction_circle", "extraction_image", "translation_invariance", "two_dots",
                  "global_average_pooling", "augmented_variants", "feature_maps", "filter_patterns", "learning_curves",
-                 "timeseries_conv1d", "receptive_field")
+                 "timeseries_conv1d", "receptive_field", "grad_cam")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,6 +30,7 @@ GALLERY: dict[str, str] = {
     "learning_curves": "loss and accuracy per epoch, training vs validation",
     "timeseries_conv1d": "detrend, moving average and Spencer kernels by conv1d on a synthetic weekly series",
     "receptive_field": "each layer's receptive field, drawn on the image and tabulated",
+    "grad_cam": "Grad-CAM: where in the image the evidence for the model's top class lies (Chollet 5.4.3)",
 }
 
 
@@ -127,7 +128,7 @@ def gallery_makers(model, image=None, history=None, layer=None, filters=16, step
     layer: the layer for filter patterns (default the last Conv2D), ``filters`` of them, ``steps`` steps;
     smooth: the learning curves smoothed (True: Chollet's factor 0.8, or a factor), as ``show_learning_curves``.
     """
-    from . import augmentation, curves, extraction, feature_maps, kernels, pooling, timeseries
+    from . import augmentation, curves, extraction, feature_maps, gradcam, kernels, pooling, timeseries
     from . import filters as filter_module
     from .receptive_field import show_receptive_field
     from .value_range import to_model_range
@@ -147,6 +148,7 @@ def gallery_makers(model, image=None, history=None, layer=None, filters=16, step
         "learning_curves": (lambda: curves.show_learning_curves(history, smooth=smooth)) if history is not None else None,
         "timeseries_conv1d": lambda: timeseries.show_series_filters(),
         "receptive_field": lambda: show_receptive_field(model, image),
+        "grad_cam": lambda: gradcam.show_grad_cam(model, model_image),
     }
 
 
