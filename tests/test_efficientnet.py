@@ -103,6 +103,7 @@ def test_architecture_has_the_reference_layers_and_parameter_counts():
     bn = model.get_layer("block6c_project_bn")
     assert (bn.epsilon, bn.momentum) == (1e-3, 0.99)
     assert model.get_layer("top_dropout").rate == 0.2
+    assert EfficientNetLite0(weights=None, input_shape=(150, 150, 3)).output_shape == (None, 1000)
     base = build(include_top=False)
     assert base.output_shape == (None, 7, 7, 1280)
     assert sum(w.size for w in base.trainable_weights) == 3_371_008
@@ -246,6 +247,12 @@ def test_a_tensor_reaching_outside_its_storage_is_refused(tmp_path):
     tensor = Tensor("1", np.zeros(6, np.float32), shape=(2, 3), strides=(3, 2))
     with pytest.raises(CheckpointError, match="reaches element 7 of storage 1, which holds 6"):
         read_state_dict(write_legacy(tmp_path / "outside.pth", {"w": tensor}))
+
+
+def test_a_tensor_larger_than_its_storage_is_refused(tmp_path):
+    tensor = Tensor("1", np.zeros(2, np.float32), shape=(100_000, 100_000), strides=(0, 0))
+    with pytest.raises(CheckpointError, match="more elements than its storage"):
+        read_state_dict(write_legacy(tmp_path / "bomb.pth", {"w": tensor}))
 
 
 # --- conversion: layers and shapes ----------------------------------------------------------------

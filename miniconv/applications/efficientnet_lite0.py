@@ -49,7 +49,7 @@ def preprocess_input(x, data_format=None):
 
 
 def _input_shape(input_shape, include_top, weights):
-    """Keras's rule (``obtain_input_shape``): 224x224x3 with the ImageNet top; any size >= 32 for the base."""
+    """Keras's rule (``obtain_input_shape``): 224x224x3 with the ImageNet top; any size >= 32 otherwise."""
     if input_shape is None:
         return (DEFAULT_SIZE, DEFAULT_SIZE, 3)
     shape = tuple(input_shape)
@@ -58,8 +58,8 @@ def _input_shape(input_shape, include_top, weights):
     if any(not isinstance(d, (int, np.integer)) or isinstance(d, bool) or d < MIN_SIZE for d in shape[:2]):
         raise ValueError(f"EfficientNetLite0: height and width must be ints of at least {MIN_SIZE}, "
                          f"got input_shape={input_shape!r}")
-    if include_top and weights is not None and shape != (DEFAULT_SIZE, DEFAULT_SIZE, 3):
-        raise ValueError(f"EfficientNetLite0: with include_top=True and pretrained weights, input_shape must be "
+    if include_top and weights == "imagenet" and shape != (DEFAULT_SIZE, DEFAULT_SIZE, 3):
+        raise ValueError(f"EfficientNetLite0: with include_top=True and weights='imagenet', input_shape must be "
                          f"(224, 224, 3), got {input_shape!r} (use include_top=False for other sizes)")
     return tuple(int(d) for d in shape)
 
@@ -74,8 +74,8 @@ def EfficientNetLite0(include_top=True, weights="imagenet", input_tensor=None, i
         and cached; extra ``pretrained``), None (random initialisation), or the path of a weight
         file: a miniconv model file (``model.save``, or the cache) or a PyTorch checkpoint of this
         architecture.
-    input_shape: (height, width, 3); default (224, 224, 3). Any height and width >= 32 for the base;
-        224x224x3 with the pretrained top (as Keras).
+    input_shape: (height, width, 3); default (224, 224, 3). Any height and width >= 32, except
+        224x224x3 with include_top=True and weights="imagenet" (Keras's rule).
     pooling: with include_top=False, None (the 4-D feature map), "avg" or "max" (global pooling to
         (N, 1280)).
     classes: with include_top=True and no pretrained weights, the number of classes (1000 with
