@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import pickle
 import struct
 import zipfile
@@ -182,6 +183,9 @@ def _array(ref: _TensorRef, storage: np.ndarray) -> np.ndarray:
     """The tensor's elements as a C-contiguous array (its strides may run in any order, e.g. HWIO storage)."""
     if 0 in ref.shape:
         return np.zeros(ref.shape, storage.dtype)
+    if math.prod(ref.shape) > storage.size:  # a state dict's tensors never overlap themselves; refuse a memory bomb
+        raise CheckpointError(f"a tensor of shape {ref.shape} has more elements than its storage {ref.storage.key} "
+                              f"({storage.size}); overlapping views are not read")
     last = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.strides))
     if last >= storage.size:
         raise CheckpointError(f"a tensor of shape {ref.shape}, strides {ref.strides}, offset {ref.offset} reaches "
@@ -242,6 +246,8 @@ def _read_zip(data: bytes) -> dict[str, np.ndarray]:
         if len(pickles) != 1:
             raise CheckpointError("a zip file without exactly one <name>/data.pkl: not a PyTorch checkpoint")
         prefix = pickles[0][: -len("data.pkl")]
+        if f"{prefix}byteorder" in names and archive.read(f"{prefix}byteorder") != b"little":
+            raise CheckpointError("the checkpoint was written on a big-endian machine")
         records = _StorageRecords()
         state = _unpickle(io.BytesIO(archive.read(pickles[0])), allow_globals=True, persistent=records,
                           what="state dict")
@@ -289,7 +295,7 @@ def read_state_dict(path, use_torch: bool = False) -> dict[str, np.ndarray]:
     try:
         if data[:4] == b"PK\x03\x04":
             return _read_zip(data)
-        if data[:2] != b"\x80\x02":
+        if data[:1] != b"\x80" or data[1:2] not in (b"\x02", b"\x03", b"\x04", b"\x05"):  # a pickle, protocol 2-5
             raise CheckpointError("not a PyTorch checkpoint (neither a zip archive nor a pickle stream)")
         return _read_legacy(data)
     except CheckpointError as error:
