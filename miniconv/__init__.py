@@ -22,6 +22,7 @@ from . import callbacks, datasets, initializers, layers, losses, metrics, optimi
 from .layers import Input
 from .models import Model, Sequential, load_model
 from .interop import from_keras
+from . import applications
 from .saving import ModelFileError
 from .training import NonFiniteLossError
 from .viz.receptive_field import receptive_field
@@ -29,7 +30,7 @@ from .viz.receptive_field import receptive_field
 __version__ = "0.1.0"
 
 __all__ = [
-    "Input", "Model", "ModelFileError", "NonFiniteLossError", "Sequential", "__version__",
+    "Input", "Model", "ModelFileError", "NonFiniteLossError", "Sequential", "__version__", "applications",
     "available_backends", "callbacks", "current_backend", "datasets", "from_keras", "get_backend",
     "initializers", "layers", "load_model", "losses", "metrics", "nn", "optimizers",
     "receptive_field", "regularizers", "set_backend", "use_backend", "utils", "vjp"
