@@ -46,6 +46,7 @@ from __future__ import annotations
 from .. import layers
 from ..layers.core import Input
 from ..models import Model
+from .inputs import source_inputs
 
 DEFAULT_SIZE = 224
 MIN_SIZE = 32
@@ -104,9 +105,10 @@ def block_prefixes() -> list[tuple[str, tuple]]:
 
 
 def build(input_shape=(DEFAULT_SIZE, DEFAULT_SIZE, 3), include_top=True, pooling=None, classes=1000,
-          classifier_activation="softmax", name="efficientnet_lite0"):
-    """The architecture with freshly initialised weights (``EfficientNetLite0`` loads weights into it)."""
-    inputs = Input(shape=input_shape, name="input_layer")
+          classifier_activation="softmax", name="efficientnet_lite0", input_tensor=None):
+    """The architecture with freshly initialised weights (``EfficientNetLite0`` loads weights into it),
+    on a new Input or on ``input_tensor``."""
+    inputs = Input(shape=input_shape, name="input_layer") if input_tensor is None else input_tensor
     x = layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = _batch_norm("stem_bn")(x)
     x = _relu6("stem_activation")(x)
@@ -123,4 +125,4 @@ def build(input_shape=(DEFAULT_SIZE, DEFAULT_SIZE, 3), include_top=True, pooling
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return Model(inputs, x, name=name)
+    return Model(inputs if input_tensor is None else source_inputs(input_tensor), x, name=name)

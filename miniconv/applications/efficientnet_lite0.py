@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engine.tensors import SymbolicTensor
+from ..layers.preprocessing import ImageNetPreprocessing
 from . import efficientnet_weights
 from .efficientnet_architecture import DEFAULT_SIZE, MIN_SIZE, build
 from .imagenet import decode_predictions
@@ -36,10 +38,14 @@ def preprocess_input(x, data_format=None):
     ``ToTensor()`` (which divides by 255) and ``Normalize([0.485, 0.456, 0.406], [0.229, 0.224,
     0.225])``, ImageNet's RGB mean and standard deviation. (Resizing is the caller's: the
     reference resizes with ``Resize(224)``; ``image_dataset_from_directory(image_size=(224, 224))``
-    does it here.) Returns a new float32 array; ``x`` is left alone.
+    does it here.) Returns a new float32 array; ``x`` is left alone. On a symbolic tensor
+    (``x = preprocess_input(inputs)`` in a functional model) it returns the output of
+    ``layers.ImageNetPreprocessing("torch")``, the same computation as a layer.
     """
     if data_format not in (None, "channels_last"):
         raise ValueError(f"preprocess_input: only data_format='channels_last' is supported, got {data_format!r}")
+    if isinstance(x, SymbolicTensor):  # inside a functional model, as Keras 3 allows: a layer
+        return ImageNetPreprocessing("torch", name="efficientnet_lite0_preprocessing")(x)
     x = np.asarray(x)
     if x.dtype.kind not in "fiu":
         raise TypeError(f"preprocess_input: images must hold numbers, got dtype {x.dtype}")
@@ -81,9 +87,12 @@ def EfficientNetLite0(include_top=True, weights="imagenet", input_tensor=None, i
     classes: with include_top=True and no pretrained weights, the number of classes (1000 with
         ImageNet's).
     classifier_activation: the top layer's activation: "softmax" (Keras's default) or None for logits.
+    input_tensor: a symbolic tensor (``miniconv.Input`` or a layer's output, e.g.
+        ``preprocess_input(inputs)``) to build on; the model's input is then the Input it comes from.
     """
-    if input_tensor is not None:
-        raise ValueError("EfficientNetLite0: input_tensor is not supported; call the returned model on your tensor")
+    if input_tensor is not None and not isinstance(input_tensor, SymbolicTensor):
+        raise TypeError(f"EfficientNetLite0: input_tensor must be a symbolic tensor (miniconv.Input(...) or a layer's "
+                        f"output), got {type(input_tensor).__name__}")
     if not (weights is None or weights == "imagenet" or isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__")):
         raise ValueError(f"EfficientNetLite0: weights must be 'imagenet', None or the path of a weight file, "
                          f"got {weights!r}")
@@ -94,8 +103,12 @@ def EfficientNetLite0(include_top=True, weights="imagenet", input_tensor=None, i
     if weights == "imagenet" and include_top and classes != 1000:
         raise ValueError(f"EfficientNetLite0: with weights='imagenet' and include_top=True, classes must be 1000, "
                          f"got {classes}")
+    if input_tensor is not None and input_shape is None:
+        input_shape = input_tensor.shape[1:]
     shape = _input_shape(input_shape, include_top, weights)
-    model = build(shape, include_top, pooling, int(classes), classifier_activation, name)
+    if input_tensor is not None and tuple(input_tensor.shape[1:]) != shape:
+        raise ValueError(f"EfficientNetLite0: input_tensor has shape {input_tensor.shape}, input_shape is {shape}")
+    model = build(shape, include_top, pooling, int(classes), classifier_activation, name, input_tensor)
     if weights is not None:
         efficientnet_weights.load_weights(model, weights)
     return model
