@@ -81,3 +81,12 @@ def test_efficientnet_on_its_preprocessing_is_the_model_on_preprocessed_images()
                                atol=1e-6)
     with pytest.raises(TypeError, match="input_tensor must be a symbolic tensor"):
         EfficientNetLite0(include_top=False, weights=None, input_tensor=images)
+
+
+@pytest.mark.parametrize("mode", ["caffe", "torch"])
+def test_to_keras_computes_the_same(mode):
+    pytest.importorskip("keras")
+    inputs = miniconv.Input((5, 7, 3))
+    model = miniconv.Model(inputs, miniconv.layers.Conv2D(2, 3)(ImageNetPreprocessing(mode)(inputs)))
+    theirs = model.to_keras()
+    np.testing.assert_allclose(np.asarray(theirs(IMAGES)), model.predict(IMAGES, verbose=0), rtol=1e-5, atol=1e-4)
