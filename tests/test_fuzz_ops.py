@@ -406,3 +406,13 @@ def _floors(call, arrays, dy):
 @given(data=st.data())
 def test_any_call_gives_tf_result_or_names_an_argument(op, backend, data):
     check(data.draw(calls(op), label="call"), backend)
+
+
+# --- cases the fuzzing found ---------------------------------------------------------------------------
+
+
+def test_batch_normalization_epsilon_past_float_range_is_named(backend):
+    """variance_epsilon=10**400 (an int no float holds) was an OverflowError from math.isfinite."""
+    x, c = np.ones((2, 3), np.float32), np.ones(3, np.float32)
+    with pytest.raises(ValueError, match=r"batch_normalization: variance_epsilon must be finite, got 1000"):
+        nn.batch_normalization(x, c, c, None, None, 10**400, backend=backend)

@@ -22,6 +22,7 @@ lead, as [0, 1, 2] of NHWC does) and reduces the rows. Matches ``tf.nn.batch_nor
 from __future__ import annotations
 
 import math
+import reprlib
 
 import numpy as np
 
@@ -45,9 +46,13 @@ def _check_parameter(value, name, x, op):
 def _check_epsilon(value, op) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0:
         raise ValueError(f"{op}: variance_epsilon must be a number > 0, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{op}: variance_epsilon must be finite, got {value!r}")
-    return float(value)
+    try:
+        epsilon = float(value)  # an int past float64's range (10**400) overflows here
+    except OverflowError:
+        epsilon = math.inf
+    if not math.isfinite(epsilon):
+        raise ValueError(f"{op}: variance_epsilon must be finite, got {reprlib.repr(value)}")
+    return epsilon
 
 
 def _column_block(x_shape, parameters) -> int:
