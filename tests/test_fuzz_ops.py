@@ -416,3 +416,12 @@ def test_batch_normalization_epsilon_past_float_range_is_named(backend):
     x, c = np.ones((2, 3), np.float32), np.ones(3, np.float32)
     with pytest.raises(ValueError, match=r"batch_normalization: variance_epsilon must be finite, got 1000"):
         nn.batch_normalization(x, c, c, None, None, 10**400, backend=backend)
+
+
+@pytest.mark.parametrize("keepdims", [np.array([True, False]), "yes", None, 1])
+def test_moments_keepdims_must_be_a_bool(backend, keepdims):
+    """keepdims=np.array([True, False]) was NumPy's "truth value of an array is ambiguous", naming nothing;
+    a bool is asked for (TF takes any truth value, an array's failing as here)."""
+    with pytest.raises(TypeError, match=r"moments: keepdims must be a bool, got "):
+        nn.moments(np.ones((2, 3), np.float32), [0], keepdims=keepdims, backend=backend)
+    assert nn.moments(np.ones((2, 3), np.float32), [0], keepdims=np.bool_(True), backend=backend)[0].shape == (1, 3)

@@ -154,6 +154,8 @@ def moments_vjp(x, axes, shift=None, keepdims=False, *, backend=None, name=None)
     x = as_float_array(x, "x", op)
     check_nonempty(x, "x", op)
     reduced = _check_axes(axes, x.ndim, op)
+    if not isinstance(keepdims, (bool, np.bool_)):  # (an array's truth value is an error of its own)
+        raise TypeError(f"{op}: keepdims must be a bool, got {reprlib.repr(keepdims)}")
     kept = tuple(a for a in range(x.ndim) if a not in reduced)
     order = tuple(sorted(reduced)) + kept
     moved = order != tuple(range(x.ndim))
@@ -183,7 +185,7 @@ def moments(x, axes, shift=None, keepdims=False, *, backend=None, name=None):
     """(mean, variance) of x over ``axes`` (an int or a list): the mean, then the mean of the squared
     deviations from it (the population variance, divided by n, not n - 1).
 
-    The results keep x's other axes (and the reduced ones with size 1 when ``keepdims``). With no
+    The results keep x's other axes (and the reduced ones with size 1 when ``keepdims``, a bool). With no
     axes at all the mean is x and the variance 0, and (as TensorFlow, whose ``squeeze(axis=[])``
     drops every axis of size 1) without ``keepdims`` the axes of size 1 go. ``shift`` is accepted
     and ignored, as TensorFlow 2 does. Matches ``tf.nn.moments``.
