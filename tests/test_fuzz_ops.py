@@ -425,3 +425,24 @@ def test_moments_keepdims_must_be_a_bool(backend, keepdims):
     with pytest.raises(TypeError, match=r"moments: keepdims must be a bool, got "):
         nn.moments(np.ones((2, 3), np.float32), [0], keepdims=keepdims, backend=backend)
     assert nn.moments(np.ones((2, 3), np.float32), [0], keepdims=np.bool_(True), backend=backend)[0].shape == (1, 3)
+
+
+def _depthwise_centre_tap(x, w, dy):
+    """y, dx, dw of a 3 x 3 depthwise convolution whose outer taps all read padding: the centre tap's."""
+    C, M = w.shape[2:]
+    y = (x[..., None] * w[1, 1]).reshape(*x.shape[:3], C * M)
+    dy5 = dy.reshape(*x.shape, M)
+    dw = np.zeros_like(w)
+    dw[1, 1] = np.einsum("nhwc,nhwcm->cm", x, dy5)
+    return y, (dy5 * w[1, 1]).sum(axis=-1), dw
+
+
+@pytest.mark.parametrize("M", [2])
+def test_depthwise_dilation_far_past_the_input(backend, M):
+    """SAME with dilations 2**31 - 1 pads ~2**31 cells a side, which only the centre tap reads past. The
+    numpy reference stored that padding ("array is too big"; gigabytes, filled, for a 1 x S filter)."""
+    rng = np.random.default_rng(0)
+    x, w, dy = _uniform(rng, (2, 5, 6, 3)), _uniform(rng, (3, 3, 3, M)), _uniform(rng, (2, 5, 6, 3 * M))
+    y, pullback = miniconv.vjp(nn.depthwise_conv2d, x, w, 1, "SAME", 2**31 - 1, backend=backend)
+    for ours, expected in zip((y, *pullback(dy)), _depthwise_centre_tap(x, w, dy)):
+        np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-6)
