@@ -437,12 +437,27 @@ def _depthwise_centre_tap(x, w, dy):
     return y, (dy5 * w[1, 1]).sum(axis=-1), dw
 
 
-@pytest.mark.parametrize("M", [2])
+@pytest.mark.parametrize("M", [2, 1])  # (the cpu backend's 3 x 3 kernels take M = 1)
 def test_depthwise_dilation_far_past_the_input(backend, M):
     """SAME with dilations 2**31 - 1 pads ~2**31 cells a side, which only the centre tap reads past. The
-    numpy reference stored that padding ("array is too big"; gigabytes, filled, for a 1 x S filter)."""
+    numpy reference stored that padding ("array is too big"; gigabytes, filled, for a 1 x S filter); the
+    cpu backend's 3 x 3 rings were as wide."""
     rng = np.random.default_rng(0)
     x, w, dy = _uniform(rng, (2, 5, 6, 3)), _uniform(rng, (3, 3, 3, M)), _uniform(rng, (2, 5, 6, 3 * M))
     y, pullback = miniconv.vjp(nn.depthwise_conv2d, x, w, 1, "SAME", 2**31 - 1, backend=backend)
     for ours, expected in zip((y, *pullback(dy)), _depthwise_centre_tap(x, w, dy)):
         np.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID", [[0, 0], [1000, 999], [998, 1000], [0, 0]]])
+def test_depthwise_3x3_stride_far_past_the_input_matches_tf(backend, padding):
+    """strides 2**31 - 1 (and padding far past the input): one output cell a side. The cpu backend's 3 x 3
+    kernels kept a ring of 2 dh + 2 + sh rows per thread, 2**31 of them (a MemoryError, or 17 GB of tags set)."""
+    rng = np.random.default_rng(1)
+    x, w = _uniform(rng, (2, 5, 6, 3)), _uniform(rng, (3, 3, 3, 1))
+    kwargs = {"strides": [1, 2**31 - 1, 2**31 - 1, 1], "padding": padding}
+    y, pullback = miniconv.vjp(nn.depthwise_conv2d, x, w, **kwargs, backend=backend)
+    dy = _uniform(rng, y.shape)
+    y_tf, (dx_tf, dw_tf) = tf_reference.tf_vjp(tf.nn.depthwise_conv2d, (x, w), dy, kwargs)
+    for ours, theirs in zip((y, *pullback(dy)), (y_tf, dx_tf, dw_tf)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
