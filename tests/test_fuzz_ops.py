@@ -461,3 +461,13 @@ def test_depthwise_3x3_stride_far_past_the_input_matches_tf(backend, padding):
     y_tf, (dx_tf, dw_tf) = tf_reference.tf_vjp(tf.nn.depthwise_conv2d, (x, w), dy, kwargs)
     for ours, theirs in zip((y, *pullback(dy)), (y_tf, dx_tf, dw_tf)):
         np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("pad", [2**31, 2**63, 2**64])
+@pytest.mark.parametrize("op", ["conv2d", "depthwise_conv2d"])
+def test_explicit_padding_past_2_31_is_named(backend, op, pad):
+    """An explicit padding of 2**63 was NumPy's "`pad_width` must be of integral type" (numpy) or "Maximum
+    allowed dimension exceeded" (cpu), naming nothing; every entry past 2**31 - 1 is refused, as strides."""
+    x, w = np.ones((1, 4, 4, 2), np.float32), np.ones((2, 2, 2, 1), np.float32)
+    with pytest.raises(ValueError, match=rf"{op}: explicit padding must be at most 2\*\*31 - 1 = 2147483647 a side"):
+        getattr(nn, op)(x, w, [1, 2**31 - 1, 2**31 - 1, 1], [[0, 0], [0, pad], [0, 0], [0, 0]], backend=backend)
