@@ -471,3 +471,21 @@ def test_explicit_padding_past_2_31_is_named(backend, op, pad):
     x, w = np.ones((1, 4, 4, 2), np.float32), np.ones((2, 2, 2, 1), np.float32)
     with pytest.raises(ValueError, match=rf"{op}: explicit padding must be at most 2\*\*31 - 1 = 2147483647 a side"):
         getattr(nn, op)(x, w, [1, 2**31 - 1, 2**31 - 1, 1], [[0, 0], [0, pad], [0, 0], [0, 0]], backend=backend)
+
+
+def test_batch_normalization_gradients_of_an_inf_mean_are_tfs(backend):
+    """An inf mean (per channel): TF's dvariance and dscale are its sum dy x - mean sum dy, -inf * sum dy
+    here; miniconv's sum dy (x - mean) added +inf and -inf terms into NaN. It now takes TF's arithmetic
+    where the centred sum is not finite (an inf in x or mean, or x - mean past float32)."""
+    x_near = np.array([[0.27, 1.5], [-0.46, -2.0], [-0.91, 0.5]], np.float32)
+    x_far = x_near.copy()
+    x_far[:, 0] = [3e38, 2e38, -1e38]  # x - mean past float32, TF's sums not
+    variance = np.array([1.6, 0.5], np.float32)
+    dy = np.array([[0.5, 0.25], [-0.25, 1.0], [0.75, -0.5]], np.float32)
+    for x, mean in ((x_near, np.array([np.inf, 0.1], np.float32)), (x_far, np.array([-1e38, 0.1], np.float32))):
+        _, pullback = miniconv.vjp(nn.batch_normalization, x, mean, variance, None, None, 1e-3, backend=backend)
+        _, grads_tf = tf_reference.tf_vjp(lambda x, m, v: tf.nn.batch_normalization(x, m, v, None, None, 1e-3),
+                                          (x, mean, variance), dy)  # fmt: skip
+        grads = pullback(dy)
+        for ours, theirs in zip(grads[:3], grads_tf):
+            assert_close(ours, theirs, rtol=1e-6, what=f"mean {mean}")

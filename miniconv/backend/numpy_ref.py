@@ -244,11 +244,15 @@ def batch_norm_backward(dy, x, mean, variance, scale, epsilon):
 
         dx = dy * inv          doffset = sum dy          dmean = -inv * sum dy
         dscale = rstd * sum dy (x - mean)                dvariance = -scale * rstd**3 / 2 * sum dy (x - mean)
+
+    sum dy (x - mean) is TensorFlow's sum dy x - mean sum dy where it is inf or NaN (an inf in x or mean, or
+    x - mean past float32): TF's own arithmetic then, e.g. -inf * sum dy for an inf mean, not inf - inf.
     """
     rstd = 1 / np.sqrt(variance + x.dtype.type(epsilon))
     inv = rstd * scale
     total = dy.sum(axis=0)
     centred = (dy * (x - mean)).sum(axis=0)
+    centred = np.where(np.isfinite(centred), centred, (dy * x).sum(axis=0) - mean * total)  # TF's where not finite
     dvariance = centred * scale * (x.dtype.type(-0.5) * rstd * rstd * rstd)
     return dy * inv, -inv * total, dvariance, total, centred * rstd
 
