@@ -7,7 +7,8 @@ Shape legend: x (M, C) (NHWC activations are (N*H*W, C)), one parameter or stati
     batch_norm backward  dx = dy * inv, and the column sums sum_m dy and sum_m dy (x - mean), from
                          which (per column) dmean = -inv sum dy, doffset = sum dy,
                          dscale = rstd sum dy (x - mean), dvariance = -scale rstd^3 / 2 sum dy (x - mean);
-                         where sum dy (x - mean) is inf or NaN, TF's sum dy x - mean sum dy (a third sum)
+                         where sum dy (x - mean) is inf or NaN, TF's sum dy x - mean sum dy (that
+                         column's thread sums dy x over the rows)
     moments forward      mean = sum_m x / M; variance = sum_m (x - mean)^2 / M   (two passes)
     moments backward     dx = dmean / M + 2 (dvariance / M) (x - mean)
 
@@ -100,7 +101,7 @@ def scale_shift_kernel(x, inv, shift, y):
 @cuda.jit
 def batch_norm_backward_sums_kernel(dy, x, mean, inv, dx, partial, chunk):
     """dx = dy * inv over slice z of the rows; partial[z, 0, c] = its column sums of dy,
-    partial[z, 1, c] of dy (x - mean), partial[z, 2, c] of dy x. Block: 32 columns x 8 row lanes."""
+    partial[z, 1, c] of dy (x - mean). Block: 32 columns x 8 row lanes."""
     lanes = cuda.shared.array((RED_ROWS, RED_COLS), float32)
     M, C = dy.shape
     tx = cuda.threadIdx.x
@@ -110,28 +111,24 @@ def batch_norm_backward_sums_kernel(dy, x, mean, inv, dx, partial, chunk):
     stop = min(M, (z + 1) * chunk)
     total = float32(0)
     centred = float32(0)
-    raw = float32(0)
     if c < C:
         for m in range(z * chunk + ty, stop, RED_ROWS):
             g = dy[m, c]
-            v = x[m, c]
             dx[m, c] = g * inv[c]
             total += g
-            centred += g * (v - mean[c])
-            raw += g * v
+            centred += g * (x[m, c] - mean[c])
     total = lanes_sum(lanes, total, tx, ty)
     centred = lanes_sum(lanes, centred, tx, ty)
-    raw = lanes_sum(lanes, raw, tx, ty)
     if ty == 0 and c < C:
         partial[z, 0, c] = total
         partial[z, 1, c] = centred
-        partial[z, 2, c] = raw
 
 
 @cuda.jit
-def batch_norm_parameter_gradients_kernel(sums, mean, variance, scale, epsilon, dmean, dvariance, doffset, dscale):
-    """Per column, from sums[0] = sum dy and sums[1] = sum dy (x - mean) (or, where that is inf or NaN,
-    TF's sum dy x - mean sum dy, sums[2] = sum dy x): the parameters' gradients."""
+def batch_norm_parameter_gradients_kernel(sums, dy, x, mean, variance, scale, epsilon, dmean, dvariance, doffset,
+                                          dscale):
+    """Per column, from sums[0] = sum dy and sums[1] = sum dy (x - mean): the parameters' gradients. Where
+    sums[1] is inf or NaN, TF's sum dy x - mean sum dy instead (the rows summed here: a rare case)."""
     c = cuda.grid(1)
     if c < dmean.shape[0]:
         rstd = rstd_of(variance[c], epsilon)
@@ -139,7 +136,10 @@ def batch_norm_parameter_gradients_kernel(sums, mean, variance, scale, epsilon, 
         total = sums[0, c]
         centred = sums[1, c]
         if not math.isfinite(centred):
-            centred = sums[2, c] - mean[c] * total
+            raw = float32(0)
+            for m in range(x.shape[0]):
+                raw += dy[m, c] * x[m, c]
+            centred = raw - mean[c] * total
         dmean[c] = -inv * total
         dvariance[c] = centred * scale[c] * (float32(-0.5) * rstd * rstd * rstd)
         doffset[c] = total
@@ -194,20 +194,17 @@ def moments_backward_kernel(dmean, dvariance, x, mean, count, dx):
 
 @cuda.jit
 def batch_norm_backward_sums_naive_kernel(dy, x, mean, sums):
-    """sums[0, c] = sum_m dy[m, c], sums[1, c] = sum_m dy[m, c] (x[m, c] - mean[c]), sums[2, c] = sum_m dy x."""
+    """sums[0, c] = sum_m dy[m, c], sums[1, c] = sum_m dy[m, c] (x[m, c] - mean[c])."""
     c = cuda.grid(1)
     M, C = dy.shape
     if c < C:
         total = float32(0)
         centred = float32(0)
-        raw = float32(0)
         for m in range(M):
             total += dy[m, c]
             centred += dy[m, c] * (x[m, c] - mean[c])
-            raw += dy[m, c] * x[m, c]
         sums[0, c] = total
         sums[1, c] = centred
-        sums[2, c] = raw
 
 
 @cuda.jit
@@ -233,7 +230,7 @@ SIGNATURES = {
     inverse_std_kernel: void(F1, F1, float32, F1),
     scale_shift_kernel: void(F2, F1, F1, F2),
     batch_norm_backward_sums_kernel: void(F2, F2, F1, F1, F2, F3, int64),
-    batch_norm_parameter_gradients_kernel: void(F2, F1, F1, F1, float32, F1, F1, F1, F1),
+    batch_norm_parameter_gradients_kernel: void(F2, F2, F2, F1, F1, F1, float32, F1, F1, F1, F1),
     column_moment_sums_kernel: void(F2, F1, F3, int64, boolean),
     divide_kernel: void(F1, float32),
     moments_backward_kernel: void(F1, F1, F2, F1, float32, F2),
@@ -274,17 +271,17 @@ def batch_norm_forward(x, mean, variance, offset, scale, epsilon):
 
 
 def batch_norm_backward(dy, x, mean, variance, scale, epsilon, splits: int | None = None):
-    """-> (dx, dmean, dvariance, doffset, dscale): dx and the three column sums in one pass over dy and x."""
+    """-> (dx, dmean, dvariance, doffset, dscale): dx and the two column sums in one pass over dy and x."""
     M, C = x.shape
     inv = empty((C,))
     inverse_std_kernel[blocks(C, THREADS_1D), THREADS_1D](variance, scale, float32(epsilon), inv)
-    sums, partial, chunk, grid = _sums(3, M, C, splits)
+    sums, partial, chunk, grid = _sums(2, M, C, splits)
     dx = empty(x.shape)
     batch_norm_backward_sums_kernel[grid, (RED_COLS, RED_ROWS)](dy, x, mean, inv, dx, partial, chunk)
     if grid[1] > 1:
         sum_slices(partial, sums)
     grads = [empty((C,)) for _ in range(4)]
-    batch_norm_parameter_gradients_kernel[blocks(C, THREADS_1D), THREADS_1D](sums, mean, variance, scale,
+    batch_norm_parameter_gradients_kernel[blocks(C, THREADS_1D), THREADS_1D](sums, dy, x, mean, variance, scale,
                                                                              float32(epsilon), *grads)  # fmt: skip
     return (dx, *grads)
 
@@ -313,8 +310,8 @@ def moments_backward(dmean, dvariance, x, mean):
 
 
 def batch_norm_backward_sums_naive(dy, x, mean):
-    """The oracle of the backward's column sums: (3, C)."""
-    sums = empty((3, x.shape[1]))
+    """The oracle of the backward's column sums: (2, C)."""
+    sums = empty((2, x.shape[1]))
     batch_norm_backward_sums_naive_kernel[blocks(x.shape[1], THREADS_1D), THREADS_1D](dy, x, mean, sums)
     return sums
 

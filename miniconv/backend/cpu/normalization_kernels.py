@@ -7,8 +7,8 @@ Shape legend: x (rows, C), one parameter or statistic per column c (NHWC activat
                                                                   shift = offset - mean * inv
     batch_norm backward  dx[m, c] = dy[m, c] * inv[c], and in the same pass the column sums
                          sum_m dy[m, c] and sum_m dy[m, c] (x[m, c] - mean[c]) that give every
-                         parameter's gradient (``numpy_ref.batch_norm_backward``'s formulas), and
-                         sum_m dy[m, c] x[m, c] for TF's arithmetic where the centred sum is inf or NaN
+                         parameter's gradient (``numpy_ref.batch_norm_backward``'s formulas; where
+                         the second is inf or NaN, TF's sum dy x - mean sum dy, from one more pass)
     moments forward      mean[c] = sum_m x / rows;  variance[c] = sum_m (x - mean)^2 / rows  (two passes)
     moments backward     dx[m, c] = a[c] + b[c] (x[m, c] - mean[c]),  a = dmean / rows, b = 2 (dvariance / rows)
 
@@ -44,22 +44,18 @@ def scale_shift_rows(x, inv, shift, start, stop, y):
 
 @njit(nogil=True, cache=True)
 def batch_norm_backward_rows(dy, x, mean, inv, start, stop, dx, sums):
-    """dx = dy * inv for rows [start, stop); sums[0] = their column sums of dy, sums[1] of dy (x - mean),
-    sums[2] of dy x (TF's arithmetic, taken where sums[1] is not finite)."""
+    """dx = dy * inv for rows [start, stop); sums[0] = their column sums of dy, sums[1] of dy (x - mean)."""
     C = x.shape[1]
-    total, centred, raw = sums[0], sums[1], sums[2]
+    total, centred = sums[0], sums[1]
     for c in range(C):
         total[c] = 0.0
         centred[c] = 0.0
-        raw[c] = 0.0
     for m in range(start, stop):
         for c in range(C):
             g = dy[m, c]
-            v = x[m, c]
             dx[m, c] = g * inv[c]
             total[c] += g
-            centred[c] += g * (v - mean[c])
-            raw[c] += g * v
+            centred[c] += g * (x[m, c] - mean[c])
 
 
 @njit(nogil=True, cache=True)
@@ -133,15 +129,17 @@ def batch_norm_backward(dy, x, mean, variance, scale, epsilon):
     dx = np.empty_like(dy)
     rows, C = x.shape
     bounds = _row_blocks(rows, C)
-    sums = partials(len(bounds), (3, C), x.dtype)
+    sums = partials(len(bounds), (2, C), x.dtype)
 
     def task(i):
         start, stop = bounds[i]
         batch_norm_backward_rows(dy, x, mean, inv, start, stop, dx, sums[i])
 
     run_chunks(task, len(bounds))
-    total, centred, raw = sum_in_order(sums)
-    centred = np.where(np.isfinite(centred), centred, raw - mean * total)  # TF's arithmetic where not finite
+    total, centred = sum_in_order(sums)
+    bad = ~np.isfinite(centred)
+    if bad.any():  # TF's sum dy x - mean sum dy there (numpy_ref.batch_norm_backward): a pass over those columns
+        centred[bad] = (dy[:, bad] * x[:, bad]).sum(axis=0) - mean[bad] * total[bad]
     dvariance = centred * scale * (x.dtype.type(-0.5) * rstd * rstd * rstd)
     return dx, -inv * total, dvariance, total, centred * rstd
 
