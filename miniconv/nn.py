@@ -12,10 +12,12 @@ from .ops import (  # noqa: F401  (re-exported: the names listed in OPS)
     bias_add_relu,
     conv1d,
     conv2d,
+    conv2d_bias,
     conv2d_bias_relu,
     conv2d_bias_relu_max_pool2d,
     dense,
     depthwise_conv2d,
+    depthwise_conv2d_bias,
     dropout,
     global_avg_pool1d,
     global_avg_pool2d,
@@ -37,7 +39,7 @@ OPS = (
     "avg_pool2d", "pool", "global_avg_pool1d", "global_max_pool1d", "global_avg_pool2d",
     "global_max_pool2d", "dense", "bias_add", "bias_add_relu", "conv2d_bias_relu",
     "conv2d_bias_relu_max_pool2d", "dropout", "depthwise_conv2d", "separable_conv2d", "batch_normalization",
-    "moments", "relu6",
+    "moments", "relu6", "conv2d_bias", "depthwise_conv2d_bias",
 )
 
 __all__ = list(OPS)

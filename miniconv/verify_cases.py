@@ -292,6 +292,22 @@ def conv2d_bias_relu(rng) -> Case:
     return Case("conv2d_bias_relu", ("x", "w", "bias"), (x, w, bias), kw, reference, case.reduction, floor=1.0)
 
 
+def conv2d_bias(rng) -> Case:
+    """As ``conv2d``, plus a bias (K,) at scale 2 and, in half the cases, ReLU6 (x at scale 2, so that
+    values fall on both sides of 0 and of 6); TF: relu6(bias_add(conv2d(x, w), bias))."""
+    case = conv2d(rng)
+    x, w = case.arrays
+    x = x * np.float32(2.0)
+    bias = _normal(rng, w.shape[3:], 2.0)
+    kw = dict(case.kwargs, activation="relu6" if rng.random() < 0.5 else None)
+
+    def reference(tf, x, w, b):
+        z = tf.nn.bias_add(_tf_conv(tf, tf.nn.conv2d, x, w, kw["strides"], kw["padding"], kw["dilations"]), b)
+        return tf.nn.relu6(z) if kw["activation"] else z
+
+    return Case("conv2d_bias", ("x", "w", "bias"), (x, w, bias), kw, reference, case.reduction, floor=1.0)
+
+
 def conv2d_bias_relu_max_pool2d(rng) -> Case:
     """As ``conv2d_bias_relu``, then a max pooling whose window (1..3 per axis, fitting the conv output)
     is its strides, VALID; TF: max_pool2d(relu(bias_add(conv2d(x, w), bias)), pool_size, pool_size).
@@ -383,6 +399,22 @@ def depthwise_conv2d(rng) -> Case:
         max(R * S * M, N * P * Q),
         floor=1.0,
     )
+
+
+def depthwise_conv2d_bias(rng) -> Case:
+    """As ``depthwise_conv2d``, plus a bias (C*M,) at scale 2 and, in half the cases, ReLU6 (x at scale 2);
+    TF: relu6(bias_add(depthwise_conv2d(x, w), bias))."""
+    case = depthwise_conv2d(rng)
+    x, w = case.arrays
+    x = x * np.float32(2.0)
+    bias = _normal(rng, (w.shape[2] * w.shape[3],), 2.0)
+    kw = dict(case.kwargs, activation="relu6" if rng.random() < 0.5 else None)
+
+    def reference(tf, x, w, b):
+        z = tf.nn.bias_add(tf.nn.depthwise_conv2d(x, w, kw["strides"], kw["padding"], dilations=kw["dilations"]), b)
+        return tf.nn.relu6(z) if kw["activation"] else z
+
+    return Case("depthwise_conv2d_bias", ("x", "w", "bias"), (x, w, bias), kw, reference, case.reduction, floor=1.0)
 
 
 def separable_conv2d(rng) -> Case:
@@ -494,4 +526,6 @@ GENERATORS: dict[str, Callable[[np.random.Generator], Case]] = {
     "batch_normalization": batch_normalization,
     "moments": moments,
     "relu6": relu6,
+    "conv2d_bias": conv2d_bias,
+    "depthwise_conv2d_bias": depthwise_conv2d_bias,
 }

@@ -75,7 +75,7 @@ def test_predictions_match_keras_with_folding_and_without(monkeypatch):
     x, _ = data()
     expected = theirs.predict(x, verbose=0)
     steps = [s.op for s in compile_plan(ours).steps]
-    assert steps[0] == "conv_explicit_padding_bn_folded" and "conv_bn_folded" in steps
+    assert steps[0] == "conv_explicit_padding_bn_folded_relu6" and "conv_bn_folded_relu6" in steps
     np.testing.assert_allclose(ours.predict(x), expected, rtol=1e-5, atol=1e-6)
     monkeypatch.setattr(plan_module, "FUSIONS", ())  # every layer on its own
     np.testing.assert_allclose(ours.predict(x), expected, rtol=1e-5, atol=1e-6)
@@ -108,21 +108,29 @@ def test_a_frozen_batch_norm_runs_on_its_moving_statistics_in_fit():
     for name, mine, reference in zip(ours.weight_names, ours.get_weights(), theirs.get_weights()):
         np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-6, err_msg=name)
     train_plan = compile_plan(ours, loss=ours.loss)  # frozen: folded even in fit, the stem conv still trains
-    assert train_plan.steps[0].op == "conv_explicit_padding_bn_folded"
+    assert train_plan.steps[0].op == "conv_explicit_padding_bn_folded_relu6"
     assert any("stem/kernel" == v.name for v in train_plan.trainable_variables)
 
 
 def test_folding_keeps_a_trainable_convs_gradient(monkeypatch):
-    """The kernel's gradient through the folded weights (batch_normalization's pullback) is the
-    gradient of the layer-by-layer computation."""
+    """The kernel's gradient through the folded weights (batch_normalization's pullback) and the fused
+    ReLU6 is the gradient of the layer-by-layer computation; so are the input gradient and the others."""
     _, ours = twins(frozen_bn=True)
     x, _ = data(4)
     dy = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
-    ours.forward(x)[1](dy)
-    folded = [g.copy() for g in ours.get_layer("stem").grads]
+    y, backward = ours.forward(x)
+    dx = backward(dy)
+    convs = ("stem", "dw", "sep", "head")
+    folded = {name: [g.copy() for g in ours.get_layer(name).grads] for name in convs}
+    assert [s.op for s in compile_plan(ours).steps][:2] == ["conv_explicit_padding_bn_folded_relu6",
+                                                            "conv_bn_folded_relu6"]
     monkeypatch.setattr(plan_module, "FUSIONS", ())
-    ours.forward(x)[1](dy)
-    np.testing.assert_allclose(folded[0], ours.get_layer("stem").grads[0], rtol=2e-5, atol=1e-7)
+    y_plain, backward = ours.forward(x)
+    np.testing.assert_allclose(y, y_plain, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(dx, backward(dy), rtol=2e-5, atol=1e-7)
+    for name in convs:  # the stem and the depthwise conv through BN + ReLU6 folded into one op
+        for mine, plain in zip(folded[name], ours.get_layer(name).grads):
+            np.testing.assert_allclose(mine, plain, rtol=2e-5, atol=1e-7, err_msg=name)
 
 
 def test_moving_statistics_are_saved_and_converted(tmp_path):

@@ -97,6 +97,29 @@ class Backend:
         dx = self.conv2d_backward_input(dy, w, g) if input_gradient else None
         return dx, self.conv2d_backward_filter(x, dy, g), dbias
 
+    # --- convolution + bias [+ ReLU6]: a convolution with a batch normalization folded in ----------
+    def conv2d_bias_forward(self, x, w, bias, g: ConvGeometry, activation: str | None = None) -> np.ndarray:
+        """(N, H, W, C), (R, S, C, K), (K,) -> z (N, P, Q, K) = conv2d(x, w) + bias, then relu6 when
+        ``activation == "relu6"`` (None: none).
+
+        This default runs the convolution, then bias_add, then relu6; a backend may fuse them.
+        """
+        return self._bias_activation(self.conv2d_forward(x, w, g), bias, g.N * g.P * g.Q, g.K, activation)
+
+    def depthwise_conv2d_bias_forward(self, x, w, bias, g: DepthwiseGeometry, activation: str | None = None
+                                      ) -> np.ndarray:
+        """(N, H, W, C), (R, S, C, M), (C * M,) -> z (N, P, Q, C * M) = depthwise_conv2d(x, w) + bias,
+        then relu6 when ``activation == "relu6"``; this default runs the three ops one after the other."""
+        return self._bias_activation(self.depthwise_conv2d_forward(x, w, g), bias, g.N * g.P * g.Q, g.K, activation)
+
+    def _bias_activation(self, y, bias, rows: int, K: int, activation):
+        """bias_add and relu6 as separate passes over y (N, P, Q, K) viewed (rows, K) (explicit sizes: a
+        GPU array's reshape takes no -1)."""
+        z = self.bias_add_forward(y.reshape(rows, K), bias)
+        if activation == "relu6":
+            z = self.relu6_forward(z)
+        return z.reshape(y.shape)
+
     # --- convolution + bias + ReLU + max pooling: a Conv2D(relu) followed by MaxPooling2D --------
     def conv2d_bias_relu_max_pool_forward(self, x, w, bias, g: ConvGeometry, pg: PoolGeometry):
         """-> (y, argmax) of y = max_pool2d(max(conv2d(x, w) + bias, 0)), pg the pooling of the

@@ -5,9 +5,17 @@ feeding the next and read by nothing else) and the step that runs the chain as o
 ``miniconv.nn`` (or a short composition of them):
 
     pattern                                              op
+    ZeroPadding2D -> Conv(valid, linear) -> BatchNormalization (inference) -> ReLU6
+                                                         the conv with explicit padding, BN folded in,
+                                                         bias and ReLU6 in its pass (conv2d_bias /
+                                                         depthwise_conv2d_bias, activation="relu6")
     ZeroPadding2D -> Conv(valid, linear) -> BatchNormalization (inference)
                                                          the conv with explicit padding, BN folded in
     ZeroPadding2D -> Conv(valid)                         the conv with explicit padding
+    Conv(linear) -> BatchNormalization (inference) -> ReLU6
+                                                         the conv with BN folded into its weights, the
+                                                         shift and ReLU6 in its pass (EfficientNet-Lite's
+                                                         and MobileNet's conv -> BN -> ReLU6)
     Conv(linear) -> BatchNormalization (inference)       the conv with BN folded into its weights
     Conv2D(relu, bias) -> MaxPooling2D(valid, strides = pool size)
                                                          conv2d_bias_relu_max_pool2d
@@ -21,7 +29,11 @@ its own: the conv's kernel becomes ``batch_normalization(kernel, 0, variance, No
 kernel * gamma / sqrt(variance + eps) along the output channels, and a shift
 ``batch_normalization(bias or 0, mean, variance, beta, gamma)`` is added to the conv's output
 (the same op, on the weights, every step: so a trainable conv under a frozen BN gets its
-gradient through that op's pullback). A ZeroPadding2D before a VALID conv becomes the conv's
+gradient through that op's pullback). The conv, that shift and a ReLU6 (a ``ReLU(max_value=6)`` or
+``Activation("relu6")`` layer) after it run as one op, ``conv2d_bias`` or ``depthwise_conv2d_bias``:
+the cpu backend adds the shift and clips to [0, 6] in the pass that writes the conv's output
+(measured: the shift and ReLU6 as passes of their own took a third of EfficientNet-Lite0's
+forward); its backward is ReLU6's mask and the bias sum, then the conv's gradients. A ZeroPadding2D before a VALID conv becomes the conv's
 explicit padding (``[[0, 0], [top, bottom], [left, right], [0, 0]]``), as PyTorch-trained bases pad.
 
 The compiler (``plan.py``) tries the entries in order at every node, so the longest comes first.
@@ -44,7 +56,7 @@ import numpy as np
 from .. import nn
 from ..layers import activations
 from ..layers.conv import Conv2D
-from ..layers.core import Dense
+from ..layers.core import Activation, Dense, ReLU
 from ..layers.depthwise import DepthwiseConv2D
 from ..layers.normalization import BatchNormalization
 from ..layers.pooling import MaxPooling2D
@@ -98,6 +110,11 @@ def is_valid_linear_conv(layer, training) -> bool:
 def is_inference_batch_norm(layer, training) -> bool:
     """A channels-last batch normalization that runs on its moving statistics in this plan."""
     return type(layer) is BatchNormalization and layer.axis in (-1, 3) and (not training or not layer.trainable)
+
+
+def is_relu6(layer, training) -> bool:
+    """A ReLU(max_value=6) or an Activation("relu6") layer (MobileNet's and EfficientNet-Lite's activation)."""
+    return type(layer) in (ReLU, Activation) and layer.activation == "relu6"
 
 
 def _weights_and_input_gradient(pullback_result):
@@ -168,12 +185,20 @@ def _folded(conv, bn, conv_weights, bn_weights):
 
 
 def conv_chain(*layers):
-    """A ZeroPadding2D and / or a BatchNormalization around a conv, run as the conv's own op."""
+    """A ZeroPadding2D, a BatchNormalization and / or a ReLU6 around a conv, run as the conv's own op.
+
+    With a bias (the conv's, or the folded batch normalization's shift) and no activation or ReLU6
+    after it, that op is ``conv2d_bias`` / ``depthwise_conv2d_bias``: bias and ReLU6 in the pass that
+    writes the conv's output, not two passes of their own."""
     pad = layers[0] if type(layers[0]) is ZeroPadding2D else None
     conv = layers[1] if pad is not None else layers[0]
-    bn = layers[-1] if type(layers[-1]) is BatchNormalization else None
+    bn = next((layer for layer in layers if type(layer) is BatchNormalization), None)
+    relu6 = is_relu6(layers[-1], False)
     padding = None if pad is None else _explicit(pad)
     n = len(conv.params)
+    activation = "relu6" if relu6 else ("linear" if bn is not None else conv.activation)
+    fused_op = nn.depthwise_conv2d_bias if type(conv) is DepthwiseConv2D else nn.conv2d_bias
+    fused_activation = {"linear": None, "relu6": "relu6"}.get(activation, "other")
 
     def call(x, weights, training=False):
         conv_weights, bn_weights = weights[:n], weights[n:]
@@ -181,20 +206,26 @@ def conv_chain(*layers):
             kernel, bias, fold_pullback = _folded(conv, bn, conv_weights, bn_weights)
         else:
             kernel, bias = conv_weights[0], (conv_weights[1] if conv.use_bias else None)
-        z, conv_pullback = vjp(conv.conv_op(), x, kernel, **conv.conv_arguments(padding))
-        bias_pullback = activation_pullback = None
-        if bias is not None:
-            z, bias_pullback = vjp(nn.bias_add, z, bias)
-        if bn is None:
-            z, activation_pullback = activations.apply(conv._activation_op, z)
+        fused_pullback = conv_pullback = bias_pullback = activation_pullback = None
+        if bias is not None and fused_activation != "other":
+            z, fused_pullback = vjp(fused_op, x, kernel, bias, **conv.conv_arguments(padding),
+                                    activation=fused_activation)
+        else:
+            z, conv_pullback = vjp(conv.conv_op(), x, kernel, **conv.conv_arguments(padding))
+            if bias is not None:
+                z, bias_pullback = vjp(nn.bias_add, z, bias)
+            z, activation_pullback = activations.apply(conv._activation_op if bn is None else None, z)
 
         def pullback(dy, input_gradient=True):
-            if activation_pullback is not None:
-                (dy,) = activation_pullback(dy)
             dbias = None
-            if bias_pullback is not None:
-                dy, dbias = bias_pullback(dy)
-            dx, dkernel = conv_pullback(dy, input_gradient=input_gradient)
+            if fused_pullback is not None:
+                dx, dkernel, dbias = fused_pullback(dy, input_gradient=input_gradient)
+            else:
+                if activation_pullback is not None:
+                    (dy,) = activation_pullback(dy)
+                if bias_pullback is not None:
+                    dy, dbias = bias_pullback(dy)
+                dx, dkernel = conv_pullback(dy, input_gradient=input_gradient)
             if bn is not None:
                 dkernel, dbias = fold_pullback(dkernel, dbias)
                 return dx, [dkernel, *([dbias] if conv.use_bias else []), *([None] * len(bn.params))]
@@ -206,9 +237,12 @@ def conv_chain(*layers):
 
 
 FUSIONS: tuple[Fusion, ...] = (
+    Fusion("conv_explicit_padding_bn_folded_relu6",
+           (is_zero_padding, is_valid_linear_conv, is_inference_batch_norm, is_relu6), conv_chain),
     Fusion("conv_explicit_padding_bn_folded", (is_zero_padding, is_valid_linear_conv, is_inference_batch_norm),
            conv_chain),
     Fusion("conv_explicit_padding", (is_zero_padding, is_valid_conv), conv_chain),
+    Fusion("conv_bn_folded_relu6", (is_linear_conv, is_inference_batch_norm, is_relu6), conv_chain),
     Fusion("conv_bn_folded", (is_linear_conv, is_inference_batch_norm), conv_chain),
     Fusion("conv2d_bias_relu_max_pool2d", (is_conv2d_relu, is_tiling_max_pool), conv_relu_pool),
     Fusion("conv2d_bias_relu", (is_conv2d_relu,), conv_relu),

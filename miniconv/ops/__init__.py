@@ -6,14 +6,23 @@ from .conv import (
     conv1d,
     conv1d_vjp,
     conv2d,
+    conv2d_bias,
     conv2d_bias_relu,
     conv2d_bias_relu_max_pool2d,
     conv2d_bias_relu_max_pool2d_vjp,
     conv2d_bias_relu_vjp,
+    conv2d_bias_vjp,
     conv2d_vjp,
 )
 from .dense import bias_add, bias_add_relu, bias_add_relu_vjp, bias_add_vjp, dense, dense_vjp
-from .depthwise import depthwise_conv2d, depthwise_conv2d_vjp, separable_conv2d, separable_conv2d_vjp
+from .depthwise import (
+    depthwise_conv2d,
+    depthwise_conv2d_bias,
+    depthwise_conv2d_bias_vjp,
+    depthwise_conv2d_vjp,
+    separable_conv2d,
+    separable_conv2d_vjp,
+)
 from .dropout import dropout, dropout_vjp
 from .normalization import batch_normalization, batch_normalization_vjp, moments, moments_vjp
 from .pool import (
@@ -40,14 +49,18 @@ __all__ = [
     "conv1d",
     "conv1d_vjp",
     "conv2d",
+    "conv2d_bias",
     "conv2d_bias_relu",
     "conv2d_bias_relu_max_pool2d",
     "conv2d_bias_relu_max_pool2d_vjp",
     "conv2d_bias_relu_vjp",
+    "conv2d_bias_vjp",
     "conv2d_vjp",
     "dense",
     "dense_vjp",
     "depthwise_conv2d",
+    "depthwise_conv2d_bias",
+    "depthwise_conv2d_bias_vjp",
     "depthwise_conv2d_vjp",
     "dropout",
     "dropout_vjp",

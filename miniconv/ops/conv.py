@@ -101,6 +101,59 @@ def conv2d_bias_relu(input, filters, bias, strides=1, padding="VALID", dilations
     return conv2d_bias_relu_vjp(input, filters, bias, strides, padding, dilations, backend=backend)[0]
 
 
+ACTIVATIONS = (None, "relu6")  # what conv2d_bias / depthwise_conv2d_bias apply after the bias
+
+
+def check_activation(activation, op):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{op}: activation must be None or 'relu6', got {activation!r}")
+    return activation
+
+
+def bias_activation_pullback(be, dz, z, rows, K, activation):
+    """(dy, dbias) of z = activation(y + bias) at upstream dz (N, P, Q, K), z the op's output: dy = dz * (0 < z
+    < 6) for relu6 (``relu6_backward``: TensorFlow's product, so an inf or NaN dz gives NaN where the mask
+    is 0), dz itself for None; dbias = the sum of dy over N, P, Q."""
+    dy = be.relu6_backward(dz, z) if activation == "relu6" else dz
+    return dy, be.bias_add_backward(dy.reshape(rows, K))
+
+
+def conv2d_bias_vjp(input, filters, bias, strides=1, padding="VALID", dilations=1, *, activation=None, backend=None):
+    """``conv2d_bias`` and its pullback ``dz -> (dx, dw, dbias)``; ``input_gradient=False`` as conv2d's."""
+    op = "conv2d_bias"
+    check_activation(activation, op)
+    x, w, b, strides, dilations = _check_bias_conv_arguments(input, filters, bias, strides, dilations, op)
+    check_nonempty(x, "input", op)
+    check_nonempty(w, "filters", op)
+    g = conv_geometry(x.shape, w.shape, strides, normalize_conv_padding(padding, op), dilations, op)
+    be = get_backend(backend)
+    z = be.conv2d_bias_forward(x, w, b, g, activation)
+
+    def pullback(dz, input_gradient=True):
+        dz = check_upstream(dz, g.output_shape, op)
+        dy, dbias = bias_activation_pullback(be, dz, z, g.N * g.P * g.Q, g.K, activation)
+        dx = be.conv2d_backward_input(dy, w, g) if input_gradient else None
+        return dx, be.conv2d_backward_filter(x, dy, g), dbias
+
+    return z, pullback
+
+
+@has_vjp(conv2d_bias_vjp)
+def conv2d_bias(input, filters, bias, strides=1, padding="VALID", dilations=1, *, activation=None, backend=None):
+    """z = conv2d(input, filters) + bias, then ReLU6 with ``activation="relu6"``, fused: a convolution with a
+    batch normalization folded into its filters and bias (and the ReLU6 after it: MobileNet's and
+    EfficientNet-Lite's conv -> BN -> ReLU6).
+
+    input (N, H, W, C), filters (R, S, C, K), bias (K,) -> (N, P, Q, K); strides, padding and
+    dilations as ``conv2d``; activation None or "relu6". The same numbers as
+    ``tf.nn.relu6(tf.nn.bias_add(tf.nn.conv2d(input, filters, strides, padding, dilations=dilations), bias))``
+    (without the relu6 for None); the cpu backend adds the bias and applies ReLU6 to each block of
+    output rows while it is still in cache, instead of two more passes over the output.
+    """
+    return conv2d_bias_vjp(input, filters, bias, strides, padding, dilations, activation=activation,
+                           backend=backend)[0]
+
+
 def conv2d_bias_relu_max_pool2d_vjp(input, filters, bias, pool_size, strides=1, padding="VALID", dilations=1, *,
                                     backend=None):
     """``conv2d_bias_relu_max_pool2d`` and its pullback ``dy -> (dx, dw, dbias)``; ``input_gradient=False`` as conv2d's."""

@@ -19,6 +19,7 @@ from ..backend import get_backend
 from ..shapes import conv_geometry, depthwise_geometry, normalize_conv_padding, normalize_tuple
 from ._checks import as_float_array, check_data_format, check_nonempty, check_upstream
 from ._vjp import has_vjp
+from .conv import bias_activation_pullback, check_activation
 
 
 def _depthwise(x, w, strides, padding, dilations, op, filter_name):
@@ -64,6 +65,44 @@ def depthwise_conv2d(input, filter, strides, padding, dilations=None, *, backend
     """
     return depthwise_conv2d_vjp(input, filter, strides, padding, dilations, backend=backend,
                                 data_format=data_format)[0]
+
+
+def depthwise_conv2d_bias_vjp(input, filter, bias, strides, padding, dilations=None, *, activation=None, backend=None):
+    """``depthwise_conv2d_bias`` and its pullback ``dz -> (dx, dw, dbias)``; ``input_gradient=False`` as conv2d's."""
+    op = "depthwise_conv2d_bias"
+    check_activation(activation, op)
+    x = as_float_array(input, "input", op, rank=4, layout="(N, H, W, C)")
+    w = as_float_array(filter, "filter", op, rank=4, layout="(R, S, C, M)")
+    b = as_float_array(bias, "bias", op, rank=1, layout="(C * M,)")
+    g = _depthwise(x, w, strides, padding, dilations, op, "filter")
+    if b.shape[0] != g.K:
+        raise ValueError(f"{op}: bias must have shape ({g.K},), one value per output channel (C * M = {g.C} * {g.M} "
+                         f"for filter {w.shape}), got {b.shape}")
+    be = get_backend(backend)
+    z = be.depthwise_conv2d_bias_forward(x, w, b, g, activation)
+
+    def pullback(dz, input_gradient=True):
+        dz = check_upstream(dz, g.output_shape, op)
+        dy, dbias = bias_activation_pullback(be, dz, z, g.N * g.P * g.Q, g.K, activation)
+        dx, dw = be.depthwise_conv2d_backward(x, w, dy, g, input_gradient)
+        return dx, dw, dbias
+
+    return z, pullback
+
+
+@has_vjp(depthwise_conv2d_bias_vjp)
+def depthwise_conv2d_bias(input, filter, bias, strides, padding, dilations=None, *, activation=None, backend=None):
+    """z = depthwise_conv2d(input, filter) + bias, then ReLU6 with ``activation="relu6"``, fused: a depthwise
+    convolution with a batch normalization folded in (and the ReLU6 after it).
+
+    input (N, H, W, C), filter (R, S, C, M), bias (C * M,) -> (N, P, Q, C * M); strides, padding and
+    dilations as ``depthwise_conv2d``; activation None or "relu6". The same numbers as
+    ``tf.nn.relu6(tf.nn.bias_add(tf.nn.depthwise_conv2d(input, filter, strides, padding, dilations=dilations),
+    bias))`` (without the relu6 for None); the cpu backend applies bias and ReLU6 to each chunk of
+    output rows as it is computed.
+    """
+    return depthwise_conv2d_bias_vjp(input, filter, bias, strides, padding, dilations, activation=activation,
+                                     backend=backend)[0]
 
 
 def separable_conv2d_vjp(input, depthwise_filter, pointwise_filter, strides, padding, dilations=None, *,

@@ -202,3 +202,34 @@ def test_relu6_matches_tf():
     x, dy = ArrayCase((3, 4, 5), scale=8.0, zeros=True, seed=1).arrays()
     x[0, 0, :4] = [0, 6, np.nan, np.inf]
     assert_vjp_close(miniconv.nn.relu6, tf.nn.relu6, (x,), dy, {}, backend=CUDA, tol=Tolerance((1, 1), c=0))
+
+
+# --- conv2d_bias / depthwise_conv2d_bias: Backend's composition of the cuda kernels ----------------
+
+
+@pytest.mark.parametrize("op, shapes, kwargs", [
+    ("conv2d", ((2, 5, 4, 3), (1, 1, 3, 4), (4,)), {"strides": 1, "padding": "SAME"}),
+    ("conv2d", ((1, 5, 6, 2), (3, 3, 2, 3), (3,)), {"strides": 2, "padding": "SAME"}),
+    ("depthwise_conv2d", ((2, 5, 4, 3), (3, 3, 3, 1), (3,)), {"strides": 1, "padding": "SAME"}),
+    ("depthwise_conv2d", ((1, 6, 5, 2), (5, 5, 2, 1), (2,)), {"strides": 2, "padding": "SAME"}),
+])  # fmt: skip
+@pytest.mark.parametrize("activation", [None, "relu6"])
+def test_conv_bias_like_the_reference(op, shapes, kwargs, activation):
+    """The fused ops a folded batch normalization (+ ReLU6) runs: on cuda, Backend's default composition
+    (conv, bias_add, relu6); outputs and gradients as the numpy reference's, an inf and a NaN included."""
+    rng = np.random.default_rng(len(shapes[0]) + shapes[1][0])
+    x, w, b = (rng.uniform(-3, 3, s).astype(np.float32) for s in shapes)
+    x[0, 1, 1, 0], x[-1, 2, 0, -1] = np.inf, np.nan
+    fused = getattr(miniconv.nn, op + "_bias")
+    results = {}
+    with np.errstate(all="ignore"):
+        for backend in ("numpy", CUDA):
+            y, pullback = miniconv.vjp(fused, x, w, b, **kwargs, activation=activation, backend=backend)
+            dy = np.random.default_rng(1).uniform(-1, 1, y.shape).astype(np.float32)
+            results[backend] = (y, *pullback(dy))
+    for ours, ref in zip(results[CUDA], results["numpy"]):
+        ours = np.asarray(ours)
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+        finite = np.isfinite(ref)
+        np.testing.assert_array_equal(ours[~finite & ~np.isnan(ref)], ref[~finite & ~np.isnan(ref)])
+        np.testing.assert_allclose(ours[finite], ref[finite], rtol=1e-5, atol=1e-5 * np.abs(ref[finite]).max())

@@ -5,14 +5,15 @@ Convolutions are im2col / col2im kernels around NumPy's BLAS product; pooling, a
 softmax, bias and dropout are loop nests of ours. Kernels are dtype-generic (float32 from the
 ops, float64 in the gradient checks). Where each kernel lives:
 
-    conv_kernels.py         conv2d forward, backward-input, backward-filter; conv2d + bias + ReLU fused
-    pointwise_kernels.py    conv2d's entry points: 1x1 convolutions as plain products, the rest on to im2col
+    conv_kernels.py         conv2d forward, backward-input, backward-filter; conv2d + bias + ReLU (or ReLU6) fused
+    pointwise_kernels.py    conv2d's entry points: 1x1 convolutions as plain products (+ bias + ReLU6
+                            per block in cache), the rest on to im2col
     conv_pool_kernels.py    conv2d + bias + ReLU + a non-overlapping max pooling, fused per chunk
     winograd_kernels.py     its forward for 3x3 convolutions of many channels under a 2x2 pooling
                             (when no intermediate can overflow: magnitude.py checks x and w in one pass)
     direct_kernels.py       its forward and (no dx) backward for 3x3 first layers of few channels;
                             plain conv2d's filter gradient for them
-    depthwise_kernels.py    depthwise conv2d: 3x3 forward, and both gradients in one pass over dy
+    depthwise_kernels.py    depthwise conv2d: 3x3 forward (+ bias + ReLU6 per row), and both gradients in one pass over dy
     depthwise_rows.py       their row loops, four cells at a time on flat row views
     depthwise_loops.py      its oracles, and the loops for every other filter size and multiplier
     pool_kernels.py         max / average pooling forward and backward (argmax for max)
@@ -56,12 +57,14 @@ class CpuBackend(Backend):
     conv2d_forward = staticmethod(pointwise_kernels.conv2d_forward)
     conv2d_backward_input = staticmethod(pointwise_kernels.conv2d_backward_input)
     conv2d_backward_filter = staticmethod(pointwise_kernels.conv2d_backward_filter)
+    conv2d_bias_forward = staticmethod(pointwise_kernels.conv2d_bias_forward)
     conv2d_bias_relu_forward = staticmethod(conv_kernels.conv2d_bias_relu_forward)
     conv2d_bias_relu_backward = staticmethod(conv_kernels.conv2d_bias_relu_backward)
     conv2d_bias_relu_max_pool_forward = staticmethod(conv_pool_kernels.conv2d_bias_relu_max_pool_forward)
     conv2d_bias_relu_max_pool_backward = staticmethod(conv_pool_kernels.conv2d_bias_relu_max_pool_backward)
 
     depthwise_conv2d_forward = staticmethod(depthwise_kernels.depthwise_conv2d_forward)
+    depthwise_conv2d_bias_forward = staticmethod(depthwise_kernels.depthwise_conv2d_bias_forward)
     depthwise_conv2d_backward_input = staticmethod(depthwise_kernels.depthwise_conv2d_backward_input)
     depthwise_conv2d_backward_filter = staticmethod(depthwise_kernels.depthwise_conv2d_backward_filter)
     depthwise_conv2d_backward = staticmethod(depthwise_kernels.depthwise_conv2d_backward)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .elementwise_kernels import relu_gradient_rows
+from .elementwise_kernels import bias_activation_rows, relu_gradient_rows
 from .work_sharing import chunk_bounds, run_chunks, scratch, single_threaded_blas, sum_in_order
 
 CHUNK_BYTES = 1 << 19  # patches per chunk: 512 KiB stays in a core's L2 between im2col and the product
@@ -191,10 +191,11 @@ def bias_relu_rows(y, bias):
             y[m, k] = 0.0 if z <= 0 else z
 
 
-def conv2d_forward(x, w, g, bias=None):
+def conv2d_forward(x, w, g, bias=None, activation="relu"):
     """y (N, P, Q, K): per chunk of rows, y[rows] = im2col(x)[rows] @ w.reshape(R*S*C, K).
 
-    With ``bias``, each chunk then becomes max(y[rows] + bias, 0) while it is still in cache.
+    With ``bias``, each chunk then becomes activation(y[rows] + bias) while it is still in cache:
+    "relu" max(., 0) (``bias_relu_rows``), "relu6", or None (the bias alone: ``bias_activation_rows``).
     """
     w_matrix = w.reshape(-1, g.K)
     y = np.empty((g.N * g.P * g.Q, g.K), x.dtype)
@@ -204,8 +205,10 @@ def conv2d_forward(x, w, g, bias=None):
         start, stop = bounds[i]
         rows = slice(start * g.Q, stop * g.Q)
         np.matmul(_patches(x, g, start, stop), w_matrix, out=y[rows])
-        if bias is not None:
+        if bias is not None and activation == "relu":
             bias_relu_rows(y[rows], bias)
+        elif bias is not None:
+            bias_activation_rows(y[rows], bias, activation == "relu6")
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))

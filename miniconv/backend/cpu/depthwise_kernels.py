@@ -33,6 +33,7 @@ from numba import njit
 
 from .depthwise_loops import backward_images, forward_rows
 from .depthwise_rows import dot9_row, outer9_row, scatter3_row
+from .elementwise_kernels import bias_activation_rows
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
 
 ROW_GRAIN = 1 << 14  # output values per shared chunk of forward rows, at least (~10 us of work)
@@ -89,10 +90,11 @@ def ring_rows(dh, sh) -> int:
 
 
 @njit(nogil=True, cache=True)
-def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tags, zero):
+def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tags, zero, bias, epilogue):
     """y[n, p] (Q, C) for the output rows u = n * P + p in [first, last); M = 1. Input rows come
     zero-padded from the ring (left columns, and rows outside the input: the zero row), so every
-    cell takes ``dot9_row`` and a padding cell multiplies its filter value."""
+    cell takes ``dot9_row`` and a padding cell multiplies its filter value. ``epilogue`` 1 adds bias
+    (C,) to each row while it is in L1, 2 also applies ReLU6, 0 neither."""
     N, H, W, C = x.shape
     _, P, Q, _ = y.shape
     xf = x.reshape(N * H, W * C)
@@ -106,6 +108,8 @@ def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tag
         r1 = _padded(xf, n * H + h + dh, 0 <= h + dh < H, left, ring, tags, zero, C)
         r2 = _padded(xf, n * H + h + 2 * dh, 0 <= h + 2 * dh < H, left, ring, tags, zero, C)
         dot9_row(r0, r1, r2, t, yf[u], C, sw, dw, Q)
+        if epilogue:
+            bias_activation_rows(y[n, p], bias, epilogue == 2)
 
 
 @njit(nogil=True, cache=True)
@@ -220,9 +224,14 @@ def _padded_width(g):
     return max((g.Q - 1) * g.sw + 2 * g.dw + 1, g.left + g.W)
 
 
-def depthwise_conv2d_forward(x, w, g):
-    """y (N, P, Q, C * M), output rows shared between the threads in chunks."""
+def depthwise_conv2d_forward(x, w, g, bias=None, activation=None):
+    """y (N, P, Q, C * M), output rows shared between the threads in chunks. With ``bias`` (C * M,), each
+    output row as it is finished becomes row + bias, then ReLU6 for ``activation="relu6"``
+    (``depthwise_conv2d_bias_forward``)."""
     y = np.empty(g.output_shape, x.dtype)
+    epilogue = 0 if bias is None else (2 if activation == "relu6" else 1)
+    if bias is None:
+        bias = np.zeros(1, x.dtype)  # (not read)
     wk = _wk(w)
     rows = g.N * g.P
     per_chunk = max(1, ROW_GRAIN // max(1, g.Q * g.K), -(-rows // (4 * thread_count())))
@@ -234,12 +243,19 @@ def depthwise_conv2d_forward(x, w, g):
         if fast:
             ring, tags = _ring("dw_x_ring", g, _padded_width(g), x.dtype)
             zero = _zero_row(g, _padded_width(g), x.dtype)
-            forward_rows_3x3(x, wk, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y, ring, tags, zero)
+            forward_rows_3x3(x, wk, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y, ring, tags, zero, bias,
+                             epilogue)
         else:
-            forward_rows(x, wk, g.M, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y)
+            forward_rows(x, wk, g.M, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y, bias, epilogue)
 
     run_chunks(task, len(bounds))
     return y
+
+
+def depthwise_conv2d_bias_forward(x, w, bias, g, activation=None):
+    """z (N, P, Q, C * M) = depthwise_conv2d(x, w) + bias, then ReLU6 for ``activation="relu6"``, each
+    output row finished while it is in cache."""
+    return depthwise_conv2d_forward(x, w, g, bias, activation)
 
 
 def _backward(x, w, dy, g, with_dx, with_dw):

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from numba import njit
 
+from .elementwise_kernels import bias_activation_rows
+
 
 @njit(nogil=True, cache=True, inline="always")
 def _columns(offset, stride, Q, W):
@@ -141,12 +143,15 @@ def forward_cells(x, wk, M, sh, sw, dh, dw, top, left, n, p, q_lo, q_hi, out):
 
 
 @njit(nogil=True, cache=True)
-def forward_rows(x, wk, M, sh, sw, dh, dw, top, left, first, last, y):
-    """y[n, p] (Q, K) for the output rows u = n * P + p in [first, last), cell by cell (``forward_cells``)."""
+def forward_rows(x, wk, M, sh, sw, dh, dw, top, left, first, last, y, bias, epilogue):
+    """y[n, p] (Q, K) for the output rows u = n * P + p in [first, last), cell by cell (``forward_cells``);
+    ``epilogue`` 1 adds bias (K,) to each row as it is finished, 2 also applies ReLU6, 0 neither."""
     _, P, Q, _ = y.shape
     for u in range(first, last):
         n, p = divmod(u, P)
         forward_cells(x, wk, M, sh, sw, dh, dw, top, left, n, p, 0, Q, y[n, p])
+        if epilogue:
+            bias_activation_rows(y[n, p], bias, epilogue == 2)
 
 
 @njit(nogil=True, cache=True)

@@ -129,6 +129,23 @@ def bias_add_kernel(x, bias, y, start, stop):
 
 
 @njit(nogil=True, cache=True)
+def bias_activation_rows(y, bias, relu6):
+    """In place, y (M, K): y[m, k] += bias[k], then ReLU6 (0 where <= 0, 6 where >= 6, NaN kept) when
+    ``relu6``: the same float32 operations as ``bias_add_kernel`` then ``relu6_forward_kernel``, in one
+    pass; the epilogue of the fused convolutions (``conv2d_bias``), run on rows still in cache."""
+    M, K = y.shape
+    for m in range(M):
+        row = y[m]
+        if relu6:
+            for k in range(K):
+                z = row[k] + bias[k]
+                row[k] = 0.0 if z <= 0 else (6.0 if z >= 6 else z)
+        else:
+            for k in range(K):
+                row[k] += bias[k]
+
+
+@njit(nogil=True, cache=True)
 def bias_relu_forward_kernel(x, bias, y, start, stop):
     """y[m, o] = max(x[m, o] + bias[o], 0), NaN kept."""
     _, O = x.shape

@@ -8,6 +8,7 @@ A 1 x 1, stride-1, unpadded convolution has one input cell per patch: the patch 
 viewed (M, C), so im2col's copy and col2im's scatter would only move memory:
 
     forward          y  (M, K) = x (M, C) @ w (C, K)        row blocks shared by the threads
+                     (fused with a bias and ReLU6: blocks of 256 KiB, the epilogue on each in cache)
     backward-input   dx (M, C) = dy (M, K) @ w.T (K, C)     row blocks shared by the threads
     backward-filter  dw (C, K) = sum over row chunks of x[rows].T @ dy[rows], one partial a chunk
                      (the chunks depend on the shape only), added in chunk order: the same bits
@@ -19,10 +20,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import conv_kernels, direct_kernels
+from .elementwise_kernels import bias_activation_rows
 from .work_sharing import chunk_bounds, matmul, run_chunks, scratch, single_threaded_blas, sum_in_order
 
 FILTER_CHUNKS = 8  # row chunks of the filter gradient (shape-only; 4 per thread of two)
 MIN_CHUNK_ROWS = 1024  # a chunk smaller than this is not worth a product of its own
+EPILOGUE_BYTES = 1 << 18  # output rows per block of the fused forward: 256 KiB, still in L2 for bias + ReLU6
 
 
 def applies(g) -> bool:
@@ -35,6 +38,28 @@ def conv2d_forward(x, w, g):
     if not applies(g):
         return conv_kernels.conv2d_forward(x, w, g)
     return matmul(x.reshape(-1, g.C), w.reshape(g.C, g.K)).reshape(g.output_shape)
+
+
+def conv2d_bias_forward(x, w, bias, g, activation=None):
+    """z (N, P, Q, K) = conv2d(x, w) + bias, then ReLU6 for ``activation="relu6"``: per block of rows
+    (``EPILOGUE_BYTES`` of output, shared by the threads), the product and then bias and ReLU6 while the
+    block is still in cache (``bias_activation_rows``), instead of two more passes over z. Other
+    geometries: im2col's chunks, with the same epilogue (``conv_kernels.conv2d_forward``)."""
+    if not applies(g):
+        return conv_kernels.conv2d_forward(x, w, g, bias, activation)
+    x2, w2 = x.reshape(-1, g.C), w.reshape(g.C, g.K)
+    z = np.empty((x2.shape[0], g.K), np.result_type(x2, w2))
+    bounds = chunk_bounds(x2.shape[0], max(16, EPILOGUE_BYTES // (z.itemsize * g.K)))
+    relu6 = activation == "relu6"
+
+    def task(i):
+        start, stop = bounds[i]
+        np.matmul(x2[start:stop], w2, out=z[start:stop])
+        bias_activation_rows(z[start:stop], bias, relu6)
+
+    with single_threaded_blas():
+        run_chunks(task, len(bounds))
+    return z.reshape(g.output_shape)
 
 
 def conv2d_backward_input(dy, w, g):
