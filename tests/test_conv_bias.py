@@ -278,5 +278,12 @@ def test_bad_arguments_are_named_before_any_kernel(backend_name):
         nn.depthwise_conv2d_bias(x, wd, np.zeros(8, np.float32), 1, "SAME", activation="sigmoid", backend=be)
     with pytest.raises(ValueError, match="bias"):
         nn.depthwise_conv2d_bias(x, wd, np.zeros((8, 1), np.float32), 1, "SAME", backend=be)
+    for activation in (np.array(["relu6"]), np.array(["relu6", "relu6"]), ["relu6"], "RELU6", 6):
+        # (an array of "relu6" passed an ``in`` check and reached the kernels; two of them made it raise
+        # NumPy's "truth value of an array is ambiguous")
+        with pytest.raises(ValueError, match=r"conv2d_bias: activation must be None or 'relu6', got"):
+            nn.conv2d_bias(x, w, np.zeros(6, np.float32), activation=activation, backend=be)
+        with pytest.raises(ValueError, match=r"depthwise_conv2d_bias: activation must be None or 'relu6', got"):
+            nn.depthwise_conv2d_bias(x, wd, np.zeros(8, np.float32), 1, "SAME", activation=activation, backend=be)
     with pytest.raises(ValueError, match="conv2d_bias"):
         nn.conv2d_bias(x, np.zeros((1, 1, 3, 6), np.float32), np.zeros(6, np.float32), backend=be)

@@ -105,7 +105,9 @@ ACTIVATIONS = (None, "relu6")  # what conv2d_bias / depthwise_conv2d_bias apply 
 
 
 def check_activation(activation, op):
-    if activation not in ACTIVATIONS:
+    """None or the str "relu6" itself (not ``in ACTIVATIONS``: an array would compare element-wise, a
+    one-element array of "relu6" would pass and reach the kernels)."""
+    if not (activation is None or (isinstance(activation, str) and activation == "relu6")):
         raise ValueError(f"{op}: activation must be None or 'relu6', got {activation!r}")
     return activation
 
