@@ -124,6 +124,10 @@ def _conv_call(draw, op):
     args, kwargs = [x, w], dict(case.kwargs)
     if op in ("conv2d_bias_relu", "conv2d_bias_relu_max_pool2d"):
         args.append(_uniform(rng, (case.K,), -0.5, 0.5))
+    if op == "conv2d_bias":
+        args[0] = x * np.float32(3)  # outputs on both sides of ReLU6's 0 and 6
+        args.append(_uniform(rng, (case.K,), -2.0, 2.0))
+        kwargs.update(_activation(draw))
     if op == "conv2d_bias_relu_max_pool2d":
         kwargs["pool_size"] = draw(st.sampled_from([1, 2, 3, (1, 2), (2, 1), [2, 3]]))
     if op in ("conv1d", "conv2d") and draw(st.booleans()):
@@ -166,20 +170,31 @@ def _other_call(draw, op):
     return [_uniform(rng, shape), _uniform(rng, shape[-1:])], kwargs
 
 
+def _activation(draw) -> dict:
+    """conv2d_bias / depthwise_conv2d_bias: activation None, "relu6" or not given."""
+    return draw(st.sampled_from([{}, {"activation": None}, {"activation": "relu6"}, {"activation": "relu6"}]))
+
+
 @st.composite
 def _depthwise_call(draw, op):
-    """depthwise_conv2d / separable_conv2d with the property tests' cases; strides and dilations in
-    any form miniconv takes (TF's [1, s, s, 1] and [d, d], an int, one value, a pair), padding VALID,
-    SAME or explicit (as a list, a tuple or an array), strides and padding positional or not."""
+    """depthwise_conv2d / separable_conv2d / depthwise_conv2d_bias with the property tests' cases; strides
+    and dilations in any form miniconv takes (TF's [1, s, s, 1] and [d, d], an int, one value, a pair),
+    padding VALID, SAME or explicit (as a list, a tuple or an array), strides and padding positional or not."""
     case = draw(depthwise_cases(separable=op == "separable_conv2d"))
     arrays, _ = case.arrays()
+    extra = {}
+    if op == "depthwise_conv2d_bias":  # x at scale 3: outputs on both sides of ReLU6's 0 and 6
+        rng = np.random.default_rng(case.seed + 1)
+        arrays = (arrays[0] * np.float32(3), arrays[1], _uniform(rng, (case.C * case.M,), -2.0, 2.0))
+        extra = _activation(draw)
     s, d = case.stride, case.dilation
     strides = draw(st.sampled_from([[1, s, s, 1], [1, s, s, 1], s, [s], [s, s], (s, s)]))
     padding = case.padding
     if not isinstance(padding, str):
         padding = draw(st.sampled_from([padding, tuple(map(tuple, padding)), np.array(padding)]))
-    kwargs = {"dilations": draw(st.sampled_from([[d, d], [d, d], d, [1, d, d, 1]] + ([None] if d == 1 else [])))}
-    if draw(st.booleans()):
+    kwargs = {"dilations": draw(st.sampled_from([[d, d], [d, d], d, [1, d, d, 1]] + ([None] if d == 1 else []))),
+              **extra}
+    if op != "depthwise_conv2d_bias" and draw(st.booleans()):  # (no data_format: as conv2d_bias_relu)
         kwargs["data_format"] = "NHWC"
     if draw(st.booleans()):
         return [*arrays, strides, padding], kwargs
@@ -203,7 +218,7 @@ def _normalization_call(draw, op):
 
 
 def valid_call(op):
-    if op in ("depthwise_conv2d", "separable_conv2d"):
+    if op in DEPTHWISE:
         return _depthwise_call(op)
     if op in ("batch_normalization", "moments"):
         return _normalization_call(op)
@@ -235,6 +250,8 @@ KEYWORD_VALUES = {
              [0, 4], [-5], 1.5, [1.5], None, "1", True, [True], np.int64(1), [np.int64(0), 1]],
     "keepdims": [True, False, None, 0, 1, "yes", np.bool_(True), np.array([True, False])],
     "shift": [None, 0.0, 1e38, "abc", [1.0, 2.0]],
+    "activation": [None, "relu6", "relu6", "relu", "RELU6", "linear", "", 6, True, ["relu6"], np.array(["relu6"]),
+                   np.array(["relu6", "relu6"])],
 }  # fmt: skip
 EXPLICIT_PADDINGS = [  # good and bad explicit paddings, for the ops that take them
     [[0, 0], [1, 2], [0, 1], [0, 0]], ([0, 0], (3, 0), [0, 0], [0, 0]), np.array([[0, 0], [1, 1], [1, 1], [0, 0]]),
@@ -247,9 +264,9 @@ EXPLICIT_PADDINGS = [  # good and bad explicit paddings, for the ops that take t
 DEPTHWISE_STRIDES = [[1, 1, 2, 1], [1, 2, 1, 1], [2, 1], [1, 3, 3, 1], [1, 2, 2, 1]]  # unequal ones: TF refuses
 OP_KEYWORD_VALUES = {  # more values of a keyword for some ops
     **{op: {"padding": KEYWORD_VALUES["padding"] + EXPLICIT_PADDINGS} for op in (
-        "conv2d", "conv2d_bias_relu", "conv2d_bias_relu_max_pool2d")},
+        "conv2d", "conv2d_bias_relu", "conv2d_bias_relu_max_pool2d", "conv2d_bias")},
     **{op: {"padding": KEYWORD_VALUES["padding"] + EXPLICIT_PADDINGS, "strides": INTS + DEPTHWISE_STRIDES} for op in (
-        "depthwise_conv2d", "separable_conv2d")},
+        "depthwise_conv2d", "separable_conv2d", "depthwise_conv2d_bias")},
 }  # fmt: skip
 SPECIALS = [np.inf, -np.inf, np.nan, 1e38, -1e38]
 ARRAY_MUTATIONS = ["rank_up", "rank_down", "resize", "empty", "dtype", "list", "ragged", "none", "scalar", "special",
@@ -349,6 +366,12 @@ def _conv_bias_relu(x, w, b, strides=1, padding="VALID", dilations=1, differenti
     return tf.nn.relu(tf.nn.bias_add(_conv(2, differentiable)(x, w, strides, padding, dilations), b))
 
 
+def _conv_bias(x, w, b, strides=1, padding="VALID", dilations=1, activation=None, differentiable=True):
+    """conv2d_bias's composition: relu6(bias_add(conv2d)), without the relu6 for activation None."""
+    z = tf.nn.bias_add(_conv(2, differentiable)(x, w, strides, padding, dilations), b)
+    return tf.nn.relu6(z) if activation == "relu6" else z
+
+
 def _global(kind, dims):
     """Max: pooling with the whole input as window (miniconv's documented rule, not reduce_max's);
     average: the mean, which is the same thing."""
@@ -388,6 +411,12 @@ def _depthwise(x, w, strides, padding, dilations=None, data_format=None, differe
         return tf.nn.depthwise_conv2d(x, w, [1, sh, sw, 1], _tf_padding(padding), dilations=dilations)
     return tf.concat([tf.nn.conv2d(x[..., c : c + 1], w[:, :, c : c + 1], [1, sh, sw, 1], _tf_padding(padding),
                                    dilations=dilations) for c in range(x.shape[-1])], axis=-1)  # fmt: skip
+
+
+def _depthwise_bias(x, w, b, strides, padding, dilations=None, activation=None, differentiable=True):
+    """depthwise_conv2d_bias's composition: relu6(bias_add(depthwise_conv2d)), the relu6 for "relu6" only."""
+    z = tf.nn.bias_add(_depthwise(x, w, strides, padding, dilations, differentiable=differentiable), b)
+    return tf.nn.relu6(z) if activation == "relu6" else z
 
 
 def _separable(x, w, pw, strides, padding, dilations=None, data_format=None, differentiable=True):
@@ -433,6 +462,8 @@ TF_OPS = {
     "batch_normalization": tf.nn.batch_normalization,
     "moments": _moments,
     "relu6": tf.nn.relu6,
+    "conv2d_bias": _conv_bias,
+    "depthwise_conv2d_bias": _depthwise_bias,
 }  # fmt: skip
 FORWARD_ONLY = {  # with dilations too large for TF's space-to-batch gradient: the forward, by tf.nn.conv2d
     "conv1d": lambda x, w, stride=1, padding="VALID", dilations=1, data_format=None: _conv(1, False)(
@@ -443,11 +474,14 @@ FORWARD_ONLY = {  # with dilations too large for TF's space-to-batch gradient: t
                                                                                           differentiable=False),
     "depthwise_conv2d": lambda *args, **kw: _depthwise(*args, **kw, differentiable=False),
     "separable_conv2d": lambda *args, **kw: _separable(*args, **kw, differentiable=False),
+    "conv2d_bias": lambda *args, **kw: _conv_bias(*args, **kw, differentiable=False),
+    "depthwise_conv2d_bias": lambda *args, **kw: _depthwise_bias(*args, **kw, differentiable=False),
 }  # fmt: skip
 LARGE_DILATION = 64
 LINEAR = {"conv1d", "conv2d", "conv2d_bias_relu", "dense", "bias_add", "bias_add_relu", "avg_pool1d", "avg_pool2d",
           "global_avg_pool1d", "global_avg_pool2d", "depthwise_conv2d",
-          "separable_conv2d"}  # on |arrays| their results sum |terms| (ReLU passes all)
+          "separable_conv2d", "conv2d_bias", "depthwise_conv2d_bias"}  # on |arrays| their results sum |terms|
+# (ReLU passes all; ReLU6 would clip them: its ops' |terms| are summed with activation=None, see _linear_kwargs)
 MAX_OPS = {"max_pool1d", "max_pool2d", "global_max_pool1d", "global_max_pool2d", "conv2d_bias_relu_max_pool2d"}
 
 
@@ -495,10 +529,17 @@ def check(call: Call, backend: str) -> None:
 
 # how many leading positional arguments are arrays (1 for the others)
 ARRAYS = {"conv1d": 2, "conv2d": 2, "conv2d_bias_relu": 3, "conv2d_bias_relu_max_pool2d": 3, "dense": 3, "bias_add": 2,
-          "bias_add_relu": 2, "depthwise_conv2d": 2, "separable_conv2d": 3, "batch_normalization": 5}
+          "bias_add_relu": 2, "depthwise_conv2d": 2, "separable_conv2d": 3, "batch_normalization": 5,
+          "conv2d_bias": 3, "depthwise_conv2d_bias": 3}
 OPTIONAL_ARRAYS = {"batch_normalization"}  # offset and scale may be None
 SEVERAL_OUTPUTS = {"moments"}  # (mean, variance), and a pullback(d_mean, d_variance)
-DEPTHWISE = {"depthwise_conv2d", "separable_conv2d"}
+DEPTHWISE = {"depthwise_conv2d", "separable_conv2d", "depthwise_conv2d_bias"}
+
+
+def _linear_kwargs(op, kwargs):
+    """kwargs for summing |terms| on |arrays|: conv2d_bias / depthwise_conv2d_bias without their ReLU6
+    (which would clip the sums at 6; its mask only drops terms, so the linear sums bound its results)."""
+    return dict(kwargs, activation=None) if op in ("conv2d_bias", "depthwise_conv2d_bias") else kwargs
 
 
 def _tf_vjp(tf_fn, arrays, rest, dys, kwargs):
@@ -600,8 +641,9 @@ def _overflows_in_another_order(call, arrays, rest, dys, results, expected, magn
     fn = getattr(nn, call.op)
     exact = [v for part in _float64_run(fn, arrays, rest, call.kwargs, dys) for v in part]
     if call.op in LINEAR:  # sum |terms| in float64 (no float32 run holds it)
-        magnitudes = [v for part in _float64_run(fn, [np.abs(a) for a in arrays], rest, call.kwargs,
-                                                 [np.abs(d) for d in dys]) for v in part]  # fmt: skip
+        magnitudes = [v for part in _float64_run(fn, [np.abs(a) for a in arrays], rest,
+                                                 _linear_kwargs(call.op, call.kwargs), [np.abs(d) for d in dys])
+                      for v in part]  # fmt: skip
     out = list(expected)
     for i, (ours, theirs, value, m) in enumerate(zip(results, expected, exact, magnitudes)):
         if theirs is None:
@@ -625,8 +667,9 @@ def _magnitudes(call, arrays, rest, dys, tf_fn, kwargs, numpy_gradients, numpy_d
     (tests/test_normalization.py)."""
     if call.op in LINEAR:
         abs_arrays, abs_dys = [np.abs(a) for a in arrays], [np.abs(d) for d in dys]
+        kwargs, linear = _linear_kwargs(call.op, kwargs), _linear_kwargs(call.op, call.kwargs)
         if numpy_gradients or numpy_dx:  # their magnitudes from the numpy reference too, exact on |arrays|
-            abs_y, abs_pullback = miniconv.vjp(getattr(nn, call.op), *abs_arrays, *rest, backend="numpy", **call.kwargs)
+            abs_y, abs_pullback = miniconv.vjp(getattr(nn, call.op), *abs_arrays, *rest, backend="numpy", **linear)
             reference = [abs_y, *abs_pullback(*abs_dys)]
         if numpy_gradients:
             return reference
