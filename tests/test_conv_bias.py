@@ -162,6 +162,22 @@ def test_cpu_im2col_chunks(monkeypatch):
     check_conv(conv_case(2, 9, 9, 5, 7, 3, 2, "SAME", seed=7), "cpu", "relu6")
 
 
+def test_cpu_pointwise_last_block_of_one_row(monkeypatch):
+    """33 rows in blocks of 16: the last row joins the block before it. NumPy runs a 1-row product as
+    gemv, which rounds otherwise than gemm (C = 320 here: 58 of 64 values differed), so a 1-row block
+    would make a row's bits depend on the block size."""
+    from miniconv.backend.cpu import pointwise_kernels
+
+    monkeypatch.setattr(pointwise_kernels, "EPILOGUE_BYTES", 64)  # 16 rows a block
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 3, 11, 320)).astype(np.float32)
+    w = rng.standard_normal((1, 1, 320, 64)).astype(np.float32)
+    b = rng.standard_normal(64).astype(np.float32)
+    z = nn.conv2d_bias(x, w, b, backend="cpu")
+    whole = x.reshape(33, 320) @ w.reshape(320, 64)  # one gemm
+    np.testing.assert_array_equal(z.reshape(33, 64), whole + b)
+
+
 # --- the same bits as miniconv's composition ---------------------------------------------------------
 
 
