@@ -12,17 +12,22 @@ cpu backend's blocks (the 1x1 product's 256 KiB blocks, im2col's chunks) cut sma
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 import tf_reference
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import conv_cases, depthwise_cases
+from strategies import ConvCase, conv_cases, depthwise_cases, seeds
 from tf_reference import C_TOL, EPS32, assert_close, mc_vjp, tf_vjp
 
 import miniconv
-from miniconv import nn
+from miniconv import layers, nn
 from miniconv.backend.interface import Backend
+from miniconv.engine import fusion
+from miniconv.engine import plan as plan_module
+from miniconv.engine.plan import compile_plan
 
 tf = tf_reference.tf
 ACTIVATIONS = (None, "relu6")
@@ -241,7 +246,7 @@ def test_special_values_match_the_reference(op, shapes, kwargs, kind, where):
     depend on the order of the sums, which the backends do not share): the cpu backend's output and gradients have NaN and
     inf exactly where the numpy reference has them (ReLU6 clips inf to 6 and keeps NaN; its gradient
     is a product, so an inf dy gives NaN under a zero mask), finite values within rounding."""
-    rng = np.random.default_rng(abs(hash((op, kind, where, shapes[1]))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((op, kind, where, shapes[1])).encode()))  # (hash() is salted per process)
     arrays = {name: rng.uniform(-3, 3, shape).astype(np.float32) for name, shape in zip("xwb", shapes)}
     fused = getattr(nn, op + "_bias")
     for activation in ACTIVATIONS:
@@ -303,3 +308,212 @@ def test_bad_arguments_are_named_before_any_kernel(backend_name):
             nn.depthwise_conv2d_bias(x, wd, np.zeros(8, np.float32), 1, "SAME", activation=activation, backend=be)
     with pytest.raises(ValueError, match="conv2d_bias"):
         nn.conv2d_bias(x, np.zeros((1, 1, 3, 6), np.float32), np.zeros(6, np.float32), backend=be)
+
+
+# --- property: the fused op is the unfused composition, inf and NaN included -----------------------------
+
+
+def _composition(op, x, w, b, dy, kwargs, activation, backend):
+    """z, dx, dw, dbias of relu6(bias_add(op(x, w), b)) as miniconv's separate ops (no relu6 for None)."""
+    y, conv_pullback = miniconv.vjp(getattr(nn, op), x, w, **kwargs, backend=backend)
+    u, bias_pullback = miniconv.vjp(nn.bias_add, y, b, backend=backend)
+    z, relu6_pullback = miniconv.vjp(nn.relu6, u, backend=backend) if activation else (u, None)
+    du = relu6_pullback(dy)[0] if activation else dy
+    dy_conv, db = bias_pullback(du)
+    return (z, *conv_pullback(dy_conv), db)
+
+
+def _fused(op, x, w, b, dy, kwargs, activation, backend):
+    z, pullback = miniconv.vjp(getattr(nn, op + "_bias"), x, w, b, **kwargs, activation=activation, backend=backend)
+    return (z, *pullback(dy))
+
+
+def _same_special_values(ours, ref, label):
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref), err_msg=label + " (NaN)")
+    np.testing.assert_array_equal(np.isposinf(ours), np.isposinf(ref), err_msg=label + " (+inf)")
+    np.testing.assert_array_equal(np.isneginf(ours), np.isneginf(ref), err_msg=label + " (-inf)")
+    finite = np.isfinite(ref)
+    scale = float(np.abs(ref[finite]).max()) if finite.any() else 1.0
+    np.testing.assert_allclose(ours[finite], ref[finite], rtol=1e-5, atol=1e-5 * scale, err_msg=label)
+
+
+NAMES = ("output", "dx", "dw", "dbias")
+
+
+def check_fused_is_composition(op, x, w, b, dy, kwargs, activation, special, seed, exact):
+    """The cpu fused op against (1) the cpu composition of the separate ops: the same bits where ``exact``
+    (the same kernels, the same chunks), else the same inf / NaN positions and finite values within
+    rounding (1x1 products in other blocks); (2) the numpy reference's composition: the same inf / NaN
+    positions, finite values within rounding. ``special`` ("x", "inf"): a few cells of one array inf or NaN
+    (finite values in [-3, 3] and small sums: no sum can overflow, so positions do not depend on order)."""
+    values = {"x": x, "w": w, "b": b, "dy": dy}
+    if special is not None:
+        where, kind = special
+        values[where] = _special(np.random.default_rng(seed), values[where].shape, kind)
+    arrays = [values[k] for k in "xwb"]
+    label = f"{op}_bias {kwargs} activation={activation} special={special} x{x.shape} w{w.shape}"
+    with np.errstate(all="ignore"):
+        fused = _fused(op, *arrays, values["dy"], kwargs, activation, "cpu")
+        composed = _composition(op, *arrays, values["dy"], kwargs, activation, "cpu")
+        reference = _composition(op, *arrays, values["dy"], kwargs, activation, "numpy")
+    for name, ours, theirs, ref in zip(NAMES, fused, composed, reference):
+        assert ours.shape == ref.shape, f"{label} {name}: shape {ours.shape}, reference {ref.shape}"
+        if exact:
+            np.testing.assert_array_equal(ours, theirs, err_msg=f"{label} {name}: not the composition's bits")
+        else:
+            _same_special_values(ours, theirs, f"{label} {name} vs the cpu composition")
+        _same_special_values(ours, ref, f"{label} {name} vs the numpy reference")
+
+
+specials = st.one_of(st.none(), st.tuples(st.sampled_from(["x", "w", "b", "dy"]), st.sampled_from(["inf", "nan"])))
+
+
+@given(case=conv_cases(dims=2), activation=st.sampled_from(ACTIVATIONS), special=specials)
+def test_conv2d_bias_is_the_composition(case, activation, special):
+    """Drawn conv2d cases (batch 1, one channel, strides up to 4, dilations, SAME / VALID windows larger
+    than the input): fused = conv2d -> bias_add -> relu6, forward and gradients, inf and NaN included."""
+    x, w, dy = case.arrays()
+    x = x * np.float32(3)  # outputs below 0, inside (0, 6) and above 6
+    b = _bias(np.random.default_rng(case.seed + 1), case.K)
+    pointwise = case.R == case.S == 1 and tuple(case.strides) == (1, 1)  # (a 1x1 window pads nothing)
+    check_fused_is_composition("conv2d", x, w, b, dy, case.kwargs, activation, special, case.seed,
+                               exact=not pointwise)
+
+
+@given(case=depthwise_cases(), activation=st.sampled_from(ACTIVATIONS), special=specials)
+def test_depthwise_conv2d_bias_is_the_composition(case, activation, special):
+    """Drawn depthwise cases (batch 1, one channel, strides 1-3, dilations, explicit padding, multipliers;
+    3x3 ones take the row kernels): the same bits as depthwise_conv2d -> bias_add -> relu6."""
+    (x, w), dy = case.arrays()
+    x = x * np.float32(3)
+    b = _bias(np.random.default_rng(case.seed + 1), case.C * case.M)
+    check_fused_is_composition("depthwise_conv2d", x, w, b, dy, case.kwargs, activation, special, case.seed,
+                               exact=True)
+
+
+@st.composite
+def pointwise_cases(draw):
+    """1x1, stride 1, unpadded: the cpu backend's plain products, in blocks of rows (``EPILOGUE_BYTES``
+    drawn small: many blocks and a partial last one)."""
+    N, H, W = draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    C, K = draw(st.integers(1, 40)), draw(st.integers(1, 40))
+    padding = draw(st.sampled_from(["VALID", "SAME"]))
+    return ConvCase(2, N, H, W, C, K, 1, 1, (1, 1), (1, 1), padding, 1, 1, draw(seeds))
+
+
+@given(case=pointwise_cases(), activation=st.sampled_from(ACTIVATIONS), special=specials,
+       epilogue_bytes=st.sampled_from([64, 512, 4096, 1 << 18]))
+def test_pointwise_conv2d_bias_is_the_composition(case, activation, special, epilogue_bytes):
+    from miniconv.backend.cpu import pointwise_kernels
+
+    x, w, dy = case.arrays()
+    x = x * np.float32(3)
+    b = _bias(np.random.default_rng(case.seed + 1), case.K)
+    saved = pointwise_kernels.EPILOGUE_BYTES
+    pointwise_kernels.EPILOGUE_BYTES = epilogue_bytes
+    try:
+        check_fused_is_composition("conv2d", x, w, b, dy, case.kwargs, activation, special, case.seed, exact=False)
+    finally:
+        pointwise_kernels.EPILOGUE_BYTES = saved
+
+
+# --- the fusion table: Conv -> BatchNormalization (frozen) -> ReLU6 as one step -----------------------------
+
+
+def conv_bn_relu6(conv_kind, padding, frozen=True, activation_layer="ReLU"):
+    """Input -> [ZeroPadding2D] -> conv -> BatchNormalization -> ReLU6 -> conv (so the ReLU6 is not the output)."""
+    inputs = miniconv.Input((7, 6, 3), name="image")
+    x = inputs
+    if padding == "zero_padding":
+        x = layers.ZeroPadding2D(((1, 1), (0, 1)), name="pad")(x)
+    conv_padding = "valid" if padding == "zero_padding" else padding
+    if conv_kind == "depthwise":
+        x = layers.DepthwiseConv2D(3, strides=2, padding=conv_padding, depth_multiplier=2, use_bias=False,
+                                   name="conv")(x)
+    elif conv_kind == "pointwise":
+        x = layers.Conv2D(5, 1, use_bias=False, name="conv")(x)
+    else:
+        x = layers.Conv2D(4, 3, strides=2, padding=conv_padding, use_bias=conv_kind == "conv_bias", name="conv")(x)
+    x = layers.BatchNormalization(name="bn", trainable=not frozen)(x)
+    x = layers.ReLU(6.0, name="relu6")(x) if activation_layer == "ReLU" else layers.Activation("relu6", name="relu6")(x)
+    outputs = layers.Conv2D(2, 1, name="head")(x)
+    model = miniconv.Model(inputs, outputs, name="block")
+    rng = np.random.default_rng(1)
+    bn = model.get_layer("bn")
+    channels = bn.params[0].shape[0]
+    bn.set_weights([rng.uniform(0.5, 1.5, channels).astype(np.float32), rng.normal(0, 1, channels).astype(np.float32),
+                    rng.normal(0, 1, channels).astype(np.float32), rng.uniform(0.2, 2, channels).astype(np.float32)])
+    conv = model.get_layer("conv")
+    conv.set_weights([(w * 4).astype(np.float32) for w in conv.get_weights()])  # outputs past 6 as well
+    return model
+
+
+WITHOUT_RELU6 = tuple(f for f in fusion.FUSIONS if not f.op.endswith("_relu6"))  # ReLU6 as a step of its own
+
+
+@pytest.mark.parametrize("special", [None, "inf", "nan"])
+@pytest.mark.parametrize("conv_kind, padding", [
+    ("conv", "same"), ("conv_bias", "valid"), ("conv", "zero_padding"), ("pointwise", "same"),
+    ("depthwise", "same"), ("depthwise", "zero_padding"),
+])  # fmt: skip
+def test_fused_step_is_the_unfused_sequence(monkeypatch, conv_kind, padding, special):
+    """The model's output, input gradient and every weight gradient: one fused step
+    (conv -> frozen BN folded -> ReLU6) gives the same bits as conv (BN folded) then ReLU6 as a step of its
+    own, inf and NaN in the input included; and the same inf / NaN positions as the numpy backend."""
+    model = conv_bn_relu6(conv_kind, padding)
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-1, 1, (2, 7, 6, 3)).astype(np.float32)
+    if special is not None:
+        x[0, 3, 2, 1], x[1, 0, 0, 0] = (np.inf, -np.inf) if special == "inf" else (np.nan, np.nan)
+    fused_op = ("conv_explicit_padding_bn_folded_relu6" if padding == "zero_padding" else "conv_bn_folded_relu6")
+    assert compile_plan(model).steps[0].op == fused_op
+
+    def run(backend="cpu"):
+        with miniconv.use_backend(backend), np.errstate(all="ignore"):
+            y, backward = model.forward(x)
+            dy = np.random.default_rng(3).uniform(-1, 1, y.shape).astype(np.float32)
+            dx = backward(dy)
+            grads = {f"{layer.name}/{i}": g for layer in model.leaf_layers() for i, g in enumerate(layer.grads)
+                     if g is not None}
+        return y, dx, grads
+
+    fused = run()
+    reference = run("numpy")
+    monkeypatch.setattr(plan_module, "FUSIONS", WITHOUT_RELU6)
+    assert [s.op for s in compile_plan(model).steps][:2] == [fused_op[: -len("_relu6")], "ReLU"]
+    unfused = run()
+    assert fused[2].keys() == unfused[2].keys() == reference[2].keys() and {"conv/0", "head/0"} <= fused[2].keys()
+    label = f"{conv_kind} {padding} special={special}"
+    for what, ours, theirs, ref in [("output", fused[0], unfused[0], reference[0]), ("dx", fused[1], unfused[1], reference[1])] + [
+            (name, fused[2][name], unfused[2][name], reference[2][name]) for name in fused[2]]:  # fmt: skip
+        np.testing.assert_array_equal(ours, theirs, err_msg=f"{label} {what}: fused vs unfused")
+        _same_special_values(np.asarray(ours), np.asarray(ref), f"{label} {what}: cpu vs numpy")
+    if special is not None:  # (inf clips to 6 or 0 in the output; dw = x * masked dy is NaN there)
+        assert any(not np.isfinite(a).all() for a in (fused[0], fused[1], *fused[2].values())), label
+
+
+def test_activation_layer_relu6_fuses_too():
+    model = conv_bn_relu6("conv", "same", activation_layer="Activation")
+    assert compile_plan(model).steps[0].op == "conv_bn_folded_relu6"
+
+
+def test_training_mode_batch_norm_is_not_folded():
+    """fit's plan: a trainable BatchNormalization uses its batch's statistics, so it is not folded and the
+    ReLU6 after it is a step of its own; a frozen one (Keras 3: inference mode in fit) is folded with the
+    ReLU6. Checked on the steps and on what fit does: the trainable BN's moving statistics move."""
+    trainable = conv_bn_relu6("conv", "same", frozen=False)
+    trainable.compile(optimizer="sgd", loss="mse")
+    ops = [s.op for s in compile_plan(trainable, loss=trainable.loss).steps]
+    assert "BatchNormalization" in ops and "ReLU" in ops and not any("folded" in op for op in ops), ops
+    assert compile_plan(trainable).steps[0].op == "conv_bn_folded_relu6"  # predict's plan folds it
+    frozen = conv_bn_relu6("conv", "same", frozen=True)
+    frozen.compile(optimizer="sgd", loss="mse")
+    assert compile_plan(frozen, loss=frozen.loss).steps[0].op == "conv_bn_folded_relu6"
+    rng = np.random.default_rng(4)
+    x, y = rng.uniform(-1, 1, (8, 7, 6, 3)).astype(np.float32), rng.uniform(-1, 1, (8, 4, 3, 2)).astype(np.float32)
+    for model, moves in ((trainable, True), (frozen, False)):
+        before = [w.copy() for w in model.get_layer("bn").get_weights()]
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        after = model.get_layer("bn").get_weights()
+        assert (not np.array_equal(before[2], after[2])) == moves, f"moving mean moved: {moves} expected"
+        assert (not np.array_equal(before[0], after[0])) == moves, f"gamma trained: {moves} expected"
