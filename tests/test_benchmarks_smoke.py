@@ -439,3 +439,25 @@ def test_benchmark_transfer_runs_both_measurements_and_checks_agreement(tmp_path
         assert agreement["images"] == 4 and agreement["relative"] < 1e-4
         assert agreement["fine_tune_outputs_max_abs_diff"] < 1e-4
         assert "Agreement: the features of the first 4 images" in markdown
+
+
+def test_transfer_profile_prints_every_kind_of_step(tmp_path):
+    """``python -m benchmarks.transfer_profile`` at 32x32, one batch: every kind of EfficientNet step, both tables."""
+    import os
+
+    from miniconv.applications import efficientnet_weights
+
+    try:
+        efficientnet_weights.checkpoint_path()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    run = subprocess.run([sys.executable, "-m", "benchmarks.transfer_profile", "--size", "32", "--batches", "1"],
+                         cwd=ROOT, check=False, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, MINICONV_HOME=str(tmp_path)))  # never the user's cache
+    assert run.returncode == 0, run.stderr[-3000:]
+    predict, tune = run.stdout.split("## ")[1:]
+    for kind in ("stem conv 3x3 s2 (+BN)", "depthwise 3x3 (+BN)", "depthwise 5x5 (+BN)", "1x1 conv (+BN)", "relu6",
+                 "add (residual)", "global average pooling"):
+        assert f"| {kind} | forward |" in predict and f"| {kind} | forward |" in tune, kind
+    assert "| 1x1 conv (+BN) | backward |" in tune and "| optimizer (RMSprop) | update |" in tune
+    assert "backward" not in predict and "(sum of the parts)" in predict
