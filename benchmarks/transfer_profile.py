@@ -12,7 +12,7 @@ it and the pullback it returns; the loss and the optimizer are wrapped too. Step
 kind: the stem convolution, depthwise convolutions (3x3, 5x5), 1x1 convolutions (each with its batch
 normalization folded in), ReLU6, the residual additions, the preprocessing layer, the global
 average pooling and the head. Printed per kind: ms per batch (the kind's steps summed, the mean
-over ``--batches`` batches after one untimed batch), its share of the whole batch (the median
+over ``--batches`` batches after one untimed batch), its share of the whole batch (the mean
 batch: the wrappers' own cost and the loop between steps are in it, in no part), and GFLOP/s for
 convolutions (2 * N * P * Q * K * R * S * C; depthwise 2 * N * P * Q * C * R * S; backward: the
 input gradient where one is needed plus the filter gradient, one forward's FLOPs each).
@@ -89,7 +89,7 @@ def per_batch(record: dict, work: dict, batches: int) -> dict:
 
 
 def profile_predict(base, x, batches: int) -> tuple[dict, float]:
-    """{(kind, "forward"): (ms, GFLOP) per batch} of the inference plan, and the median ms of a whole batch."""
+    """{(kind, "forward"): (ms, GFLOP) per batch} of the inference plan, and the mean ms of a whole batch."""
     from miniconv.engine.execute import forward
     from miniconv.engine.plan import compile_plan
 
@@ -101,11 +101,11 @@ def profile_predict(base, x, batches: int) -> tuple[dict, float]:
         start = time.perf_counter()
         forward(plan, [x], False, keep_tape=False)
         wholes.append(time.perf_counter() - start)
-    return per_batch(record, work, batches), 1e3 * float(np.median(wholes))
+    return per_batch(record, work, batches), 1e3 * float(np.mean(wholes))
 
 
 def profile_fine_tune(model, x, y, batches: int) -> tuple[dict, float]:
-    """{(kind, pass): (ms, GFLOP) per step} of the fine-tuning step (loss and optimizer as kinds), and its median ms."""
+    """{(kind, pass): (ms, GFLOP) per step} of the fine-tuning step (loss and optimizer as kinds), and its mean ms."""
     from miniconv.training import step as step_module
 
     train_step = step_module.TrainStep(model)
@@ -132,11 +132,11 @@ def profile_fine_tune(model, x, y, batches: int) -> tuple[dict, float]:
     finally:
         step_module.loss_value_and_gradient = loss
         del train_step.optimizer.apply
-    return per_batch(record, work, batches), 1e3 * float(np.median(wholes))
+    return per_batch(record, work, batches), 1e3 * float(np.mean(wholes))
 
 
 def table(title: str, parts: dict, whole_ms: float) -> list[str]:
-    lines = [f"## {title}: {whole_ms:.0f} ms per batch of {BATCH} (median)", "",
+    lines = [f"## {title}: {whole_ms:.0f} ms per batch of {BATCH} (mean)", "",
              "| kind | pass | ms / batch | share | GFLOP / batch | GFLOP/s |", "|---|---|---:|---:|---:|---:|"]
     order = {k: i for i, k in enumerate(KINDS)}
     for (group, which), (ms, gflop) in sorted(parts.items(), key=lambda kv: (kv[0][1] != "forward", kv[0][1],
