@@ -461,3 +461,21 @@ def test_transfer_profile_prints_every_kind_of_step(tmp_path):
         assert f"| {kind} | forward |" in predict and f"| {kind} | forward |" in tune, kind
     assert "| 1x1 conv (+BN) | backward |" in tune and "| optimizer (RMSprop) | update |" in tune
     assert "backward" not in predict and "(sum of the parts)" in predict
+
+
+def test_transfer_markdown_from_the_committed_results():
+    """transfer.md is rebuilt from transfer.json: the ratios, the agreement, the load note, who did not run."""
+    from benchmarks import transfer
+
+    data = json.loads((ROOT / "benchmarks" / "results" / "transfer.json").read_text())
+    text = transfer.markdown(data)
+    assert text == (ROOT / "benchmarks" / "results" / "transfer.md").read_text()
+    for key in ("features_seconds", "epoch_seconds"):
+        assert f"**{data['ratios'][key]['miniconv-cpu/tf']:.2f}x** (target at most 1.0x)" in text
+    assert "Agreement: the features of the first 4 images" in text
+    quiet = {**data, "load_average": {"before_rounds": [[0.5, 0.5, 0.5]], "after": [1.0, 1.0, 1.0]}}
+    assert ("heavily loaded" in text) == (max(r[0] for r in data["load_average"]["before_rounds"]) > transfer.LOADED
+                                          or data["load_average"]["after"][0] > transfer.LOADED)
+    assert "heavily loaded" not in transfer.markdown(quiet)
+    data["contestants"]["tf"] = {"available": False, "reason": "not installed"}
+    assert "Not run: Keras (TensorFlow) (not installed)." in transfer.markdown(data)
