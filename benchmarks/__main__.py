@@ -1,4 +1,4 @@
-"""``python -m benchmarks <subcommand>``: ``ops`` (layer by layer) and ``train`` (whole training epochs).
+"""``python -m benchmarks <subcommand>``: ``ops`` (layer by layer), ``train`` (whole training epochs) and ``transfer`` (issue 21's speed targets).
 
 Each subcommand is a module with ``add_arguments(parser)`` and ``run(args) -> exit code``;
 adding one is one line in ``SUBCOMMANDS``.
@@ -13,6 +13,8 @@ import sys
 SUBCOMMANDS = {
     "ops": ("benchmarks.ops", "time every layer of the course models: miniconv vs TensorFlow and PyTorch"),
     "train": ("benchmarks.train", "seconds per training epoch of the course convnets (mnist, cats-dogs): miniconv vs Keras"),
+    "transfer": ("benchmarks.transfer", ("EfficientNet-Lite0 transfer learning: feature extraction and a fine-tuning "
+                                        "epoch, miniconv vs Keras")),
 }
 
 

@@ -1,4 +1,5 @@
-"""Seeding: one documented generator behind every random choice miniconv makes on its own.
+"""Seeding (one documented generator behind every random choice miniconv makes on its own), and
+the automatic layer names (``unique_name``, ``clear_session``).
 
     miniconv.utils.set_random_seed(0)     # weight initialisation, fit's shuffling, dropout masks
 
@@ -11,10 +12,12 @@ the same numbers.
 from __future__ import annotations
 
 import numbers
+from collections import defaultdict
 
 import numpy as np
 
 _GLOBAL_RNG = np.random.default_rng()
+_NAME_COUNTS: dict[str, int] = defaultdict(int)  # automatic layer names given so far, per stem
 
 
 def set_random_seed(seed: int) -> None:
@@ -31,9 +34,14 @@ def clear_session() -> None:
     Layers named automatically after this call start again at ``conv2d``, ``dense``, ... Models
     already built keep their names.
     """
-    from .layers.base import reset_names
+    _NAME_COUNTS.clear()
 
-    reset_names()
+
+def unique_name(stem: str) -> str:
+    """stem, stem_1, stem_2, ... as Keras names layers and models within one process."""
+    count = _NAME_COUNTS[stem]
+    _NAME_COUNTS[stem] += 1
+    return stem if count == 0 else f"{stem}_{count}"
 
 
 def global_rng() -> np.random.Generator:
@@ -86,4 +94,4 @@ def to_categorical(x, num_classes=None) -> np.ndarray:
     return categorical.reshape(*shape, int(num_classes))
 
 
-__all__ = ["as_generator", "clear_session", "get_rng_state", "global_rng", "set_random_seed", "set_rng_state", "to_categorical"]
+__all__ = ["as_generator", "clear_session", "get_rng_state", "global_rng", "set_random_seed", "set_rng_state", "to_categorical", "unique_name"]

@@ -390,3 +390,92 @@ def test_benchmark_train_with_no_contestant_that_can_run_exits_1_and_says_why(tm
         "available": False, "reason": "miniconv backend 'nosuch' is not available here"}}
     assert "Not run: miniconv nosuch (miniconv backend 'nosuch' is not available here)." in \
         (tmp_path / "train_mnist.md").read_text()
+
+
+def test_benchmark_transfer_runs_both_measurements_and_checks_agreement(tmp_path):
+    """``python -m benchmarks transfer`` on 6 tiny images at 64x64, one round: both measurements, the
+    trainable-weight check and the agreement of the features (Keras's side only where installed)."""
+    import importlib.util
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    from miniconv.applications import efficientnet_weights
+
+    try:
+        efficientnet_weights.checkpoint_path()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 2), ("validation", 1)):
+        for name in ("cats", "dogs"):
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+            for i in range(count):
+                image = rng.integers(0, 256, (40 + 10 * i, 50, 3), dtype=np.uint8)
+                Image.fromarray(image).save(tmp_path / "data" / split / name / f"{name[:-1]}.{i}.jpg")
+    run = subprocess.run([sys.executable, "-m", "benchmarks", "transfer", "--data", str(tmp_path / "data"), "--images",
+                          "5", "--size", "64", "--rounds", "1", "--out", str(tmp_path / "out")],
+                         cwd=ROOT, check=False, capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, MINICONV_HOME=str(tmp_path / "home")))  # never the user's cache
+    assert run.returncode == 0, run.stderr[-3000:]
+    data = json.loads((tmp_path / "out" / "transfer.json").read_text())
+    s = data["settings"]
+    assert (s["images"], s["train_images"], s["validation_images"], s["size"]) == (5, 4, 1, 64)
+    assert data["decode"]["images"] == 5 and data["decode"]["seconds"] > 0
+    assert len(data["load_average"]["before_rounds"]) == 1 and len(data["load_average"]["after"]) == 3
+    mine = data["results"]["miniconv-cpu"]
+    assert mine["features_images"] == 5 and mine["rounds"][0]["features_shape"] == [5, 1280]
+    assert mine["train_images"] == 4 and mine["features_seconds"] > 0 and mine["epoch_seconds"] > 0
+    assert mine["trainable"]["arrays"] == 8  # block7a's three convolutions and top_conv, the head's two Dense
+    keras_ran = data["contestants"]["tf"]["available"]
+    assert keras_ran == (importlib.util.find_spec("tensorflow") is not None), data["contestants"]["tf"]
+    markdown = (tmp_path / "out" / "transfer.md").read_text()
+    assert "a smoke test, not the real measurement" in markdown and "miniconv cpu" in markdown
+    if keras_ran:
+        assert data["results"]["tf"]["trainable"] == mine["trainable"]
+        assert set(data["ratios"]["features_seconds"]) == {"miniconv-cpu/tf"}
+        agreement = data["agreement"]["miniconv-cpu/tf"]
+        assert agreement["images"] == 4 and agreement["relative"] < 1e-4
+        assert agreement["fine_tune_outputs_max_abs_diff"] < 1e-4
+        assert "Agreement: the features of the first 4 images" in markdown
+
+
+def test_transfer_profile_prints_every_kind_of_step(tmp_path):
+    """``python -m benchmarks.transfer_profile`` at 32x32, one batch: every kind of EfficientNet step, both tables."""
+    import os
+
+    from miniconv.applications import efficientnet_weights
+
+    try:
+        efficientnet_weights.checkpoint_path()
+    except FileNotFoundError as error:
+        pytest.skip(str(error))
+    run = subprocess.run([sys.executable, "-m", "benchmarks.transfer_profile", "--size", "32", "--batches", "1"],
+                         cwd=ROOT, check=False, capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, MINICONV_HOME=str(tmp_path)))  # never the user's cache
+    assert run.returncode == 0, run.stderr[-3000:]
+    predict, tune = run.stdout.split("## ")[1:]
+    for kind in ("stem conv 3x3 s2 (+BN)", "depthwise 3x3 (+BN)", "depthwise 5x5 (+BN)", "1x1 conv (+BN)", "relu6",
+                 "add (residual)", "global average pooling"):
+        assert f"| {kind} | forward |" in predict and f"| {kind} | forward |" in tune, kind
+    assert "| 1x1 conv (+BN) | backward |" in tune and "| optimizer (RMSprop) | update |" in tune
+    assert "backward" not in predict and "(sum of the parts)" in predict
+
+
+def test_transfer_markdown_from_the_committed_results():
+    """transfer.md is rebuilt from transfer.json: the ratios, the agreement, the load note, who did not run."""
+    from benchmarks import transfer
+
+    data = json.loads((ROOT / "benchmarks" / "results" / "transfer.json").read_text())
+    text = transfer.markdown(data)
+    assert text == (ROOT / "benchmarks" / "results" / "transfer.md").read_text()
+    for key in ("features_seconds", "epoch_seconds"):
+        assert f"**{data['ratios'][key]['miniconv-cpu/tf']:.2f}x** (target at most 1.0x)" in text
+    assert "Agreement: the features of the first 4 images" in text
+    quiet = {**data, "load_average": {"before_rounds": [[0.5, 0.5, 0.5]], "after": [1.0, 1.0, 1.0]}}
+    assert ("heavily loaded" in text) == (max(r[0] for r in data["load_average"]["before_rounds"]) > transfer.LOADED
+                                          or data["load_average"]["after"][0] > transfer.LOADED)
+    assert "heavily loaded" not in transfer.markdown(quiet)
+    data["contestants"]["tf"] = {"available": False, "reason": "not installed"}
+    assert "Not run: Keras (TensorFlow) (not installed)." in transfer.markdown(data)

@@ -27,15 +27,14 @@ architecture names its layers. Layers compute with ``miniconv.nn`` ops and ``min
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 
 import numpy as np
 
 from .. import initializers as _initializers
 from ..engine.tensors import Node, SymbolicTensor, is_symbolic
 from ..shapes import format_shape
+from ..utils import unique_name
 
-_NAME_COUNTS: dict[str, int] = defaultdict(int)
 _CLASSES: dict[str, type] = {}
 
 
@@ -43,18 +42,6 @@ def to_snake_case(name: str) -> str:
     """Keras's automatic layer-name stem: Conv2D -> conv2d, MaxPooling2D -> max_pooling2d, ReLU -> re_lu."""
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def unique_name(stem: str) -> str:
-    """stem, stem_1, stem_2, ... as Keras names layers and models within one process."""
-    count = _NAME_COUNTS[stem]
-    _NAME_COUNTS[stem] += 1
-    return stem if count == 0 else f"{stem}_{count}"
-
-
-def reset_names() -> None:
-    """Start automatic names afresh: the next Conv2D is ``conv2d`` again (``miniconv.utils.clear_session``)."""
-    _NAME_COUNTS.clear()
 
 
 def registered_class(name: str):
