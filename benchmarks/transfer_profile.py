@@ -10,7 +10,8 @@ batch normalizations, RMSprop 1e-5), run by ``TrainStep.train``, the code ``fit`
 ``benchmarks.step_profile``, each step of the compiled plan has its ``forward`` wrapped to time
 it and the pullback it returns; the loss and the optimizer are wrapped too. Steps are grouped by
 kind: the stem convolution, depthwise convolutions (3x3, 5x5), 1x1 convolutions (each with its batch
-normalization folded in), ReLU6, the residual additions, the preprocessing layer, the global
+normalization folded in, and the ReLU6 after it where there is one: ``conv_bn_folded_relu6``), ReLU6
+(only one not fused into a convolution's step; EfficientNet-Lite0 has none), the residual additions, the preprocessing layer, the global
 average pooling and the head. Printed per kind: ms per batch (the kind's steps summed, the mean
 over ``--batches`` batches after one untimed batch), its share of the whole batch (the mean
 batch: the wrappers' own cost and the loop between steps are in it, in no part), and GFLOP/s for

@@ -442,7 +442,9 @@ def test_benchmark_transfer_runs_both_measurements_and_checks_agreement(tmp_path
 
 
 def test_transfer_profile_prints_every_kind_of_step(tmp_path):
-    """``python -m benchmarks.transfer_profile`` at 32x32, one batch: every kind of EfficientNet step, both tables."""
+    """``python -m benchmarks.transfer_profile`` at 32x32, one batch: every kind of EfficientNet step, both tables.
+    Every ReLU6 of EfficientNet-Lite0 follows a conv and a batch normalization that is folded (inference, or
+    frozen in fine-tuning): it runs inside the conv's step (conv_bn_folded_relu6), so no relu6 step is left."""
     import os
 
     from miniconv.applications import efficientnet_weights
@@ -456,9 +458,10 @@ def test_transfer_profile_prints_every_kind_of_step(tmp_path):
                          env=dict(os.environ, MINICONV_HOME=str(tmp_path)))  # never the user's cache
     assert run.returncode == 0, run.stderr[-3000:]
     predict, tune = run.stdout.split("## ")[1:]
-    for kind in ("stem conv 3x3 s2 (+BN)", "depthwise 3x3 (+BN)", "depthwise 5x5 (+BN)", "1x1 conv (+BN)", "relu6",
+    for kind in ("stem conv 3x3 s2 (+BN)", "depthwise 3x3 (+BN)", "depthwise 5x5 (+BN)", "1x1 conv (+BN)",
                  "add (residual)", "global average pooling"):
         assert f"| {kind} | forward |" in predict and f"| {kind} | forward |" in tune, kind
+    assert "| relu6 |" not in predict and "| relu6 |" not in tune  # fused into the conv steps
     assert "| 1x1 conv (+BN) | backward |" in tune and "| optimizer (RMSprop) | update |" in tune
     assert "backward" not in predict and "(sum of the parts)" in predict
 
