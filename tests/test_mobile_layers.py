@@ -164,3 +164,32 @@ def test_bad_arguments_are_named():
         layers.ReLU(max_value=4)
     with pytest.raises(ValueError, match="axis 0 is not a feature axis"):
         layers.BatchNormalization(axis=0)(miniconv.Input((4, 4, 2)))
+
+
+def test_a_padded_output_conv_whose_activation_the_loss_takes():
+    """ZeroPadding2D -> Conv2D(sigmoid) as the output under binary crossentropy: the loss takes the conv's
+    logits, so that conv is left out of fusion chains (the pair ran as conv_explicit_padding, and the plan
+    then called ZeroPadding2D.call(activation=False): a TypeError in fit). A step of SGD equals Keras's."""
+
+    def build(lib):
+        L = keras.layers if lib is keras else layers
+        inputs = lib.Input((6, 5, 2), name="image")
+        x = L.ZeroPadding2D(((1, 0), (1, 1)), name="pad")(inputs)
+        return lib.Model(inputs, L.Conv2D(2, 3, activation="sigmoid", name="out")(x), name="padded")
+
+    keras.utils.set_random_seed(0)
+    theirs, ours = build(keras), build(miniconv)
+    ours.set_weights(theirs.get_weights())
+    for model in (theirs, ours):
+        model.compile(optimizer=keras.optimizers.SGD(0.1) if model is theirs else miniconv.optimizers.SGD(0.1),
+                      loss="binary_crossentropy")
+    plan = compile_plan(ours, loss=ours.loss)
+    assert [s.op for s in plan.steps] == ["ZeroPadding2D", "Conv2D"] and plan.folded
+    rng = np.random.default_rng(0)
+    x = rng.random((4, 6, 5, 2), dtype=np.float32)
+    y = (rng.random((4, 5, 5, 2)) < 0.5).astype(np.float32)
+    theirs.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    ours.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    for name, mine, reference in zip(ours.weight_names, ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(ours.predict(x), theirs.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -195,12 +195,14 @@ def _match(calls, start, pattern, readers, protected, training):
 
 def fuse(calls: list[Call], protected: set[int], skip: set[int], training: bool = False
          ) -> list[tuple[str, list[Call], object]]:
-    """(op, calls, call function) per step, in execution order; ``skip``: calls left as they are;
+    """(op, calls, call function) per step, in execution order; ``skip``: calls left as they are, neither
+    starting nor joining a chain (the output layer whose activation the loss takes);
     ``training``: the plan is fit's (a trainable batch normalization then uses its batch's statistics)."""
     readers: dict[int, list[Call]] = {}
     for c in calls:
         for slot in c.inputs:
             readers.setdefault(slot, []).append(c)
+    skipped = {id(calls[i]) for i in skip}
     taken: set[int] = set()
     steps = []
     for i, c in enumerate(calls):
@@ -208,7 +210,7 @@ def fuse(calls: list[Call], protected: set[int], skip: set[int], training: bool 
             continue
         for fusion in () if i in skip else FUSIONS:
             chain = _match(calls, i, fusion.pattern, readers, protected, training)
-            if chain is not None:
+            if chain is not None and not any(id(link) in skipped for link in chain):
                 taken.update(id(link) for link in chain)
                 steps.append((fusion.op, chain, fusion.make(*(link.layer for link in chain))))
                 break
