@@ -25,11 +25,12 @@ from .interop import from_keras
 from .saving import ModelFileError
 from .training import NonFiniteLossError
 from .viz.receptive_field import receptive_field
+from . import applications
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Input", "Model", "ModelFileError", "NonFiniteLossError", "Sequential", "__version__",
+    "Input", "Model", "ModelFileError", "NonFiniteLossError", "Sequential", "__version__", "applications",
     "available_backends", "callbacks", "current_backend", "datasets", "from_keras", "get_backend",
     "initializers", "layers", "load_model", "losses", "metrics", "nn", "optimizers",
     "receptive_field", "regularizers", "set_backend", "use_backend", "utils", "vjp"

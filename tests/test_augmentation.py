@@ -146,6 +146,10 @@ def test_translation_and_zoom_ranges_as_keras():
     lambda: layers.RandomContrast(1.5), lambda: layers.RandomContrast(-0.1),
     lambda: layers.RandomFlip("diagonal"), lambda: layers.RandomRotation(0.1, fill_mode="mirror"),
     lambda: layers.RandomZoom(0.1, interpolation="bicubic"), lambda: layers.Rescaling("half"),
+    lambda: layers.RandomShear(-0.1), lambda: layers.RandomShear(1.5), lambda: layers.RandomShear((0.1, -0.2)),
+    lambda: layers.RandomShear(0.1, (0.1, 0.2, 0.3)), lambda: layers.RandomShear(0.1, fill_mode="mirror"),
+    lambda: layers.RandomWidth(-0.2), lambda: layers.RandomWidth((0.3, 0.1)), lambda: layers.RandomWidth((-1.5, 0.1)),
+    lambda: layers.RandomWidth(0.1, interpolation="bicubic"), lambda: layers.RandomWidth((0.1,)),
 ])
 def test_bad_arguments_are_refused(make):
     with pytest.raises(ValueError):
@@ -162,6 +166,8 @@ ALL_LAYERS = [
     lambda seed=None: layers.RandomZoom(0.3, seed=seed),
     lambda seed=None: layers.RandomZoom((-0.2, 0.4), (0.1, 0.3), fill_mode="constant", seed=seed),
     lambda seed=None: layers.RandomContrast((0.5, 0.5), seed=seed),
+    lambda seed=None: layers.RandomShear(0.3, seed=seed),
+    lambda seed=None: layers.RandomShear((0.1, 0.4), (0.0, 0.2), fill_mode="nearest", seed=seed),
 ]
 
 
@@ -237,6 +243,115 @@ def test_layers_equal_keras_given_the_same_draw():
     expected = np.asarray(theirs.transform_images(x, transformation, training=True))
     got = augment.affine_transform(x, augment.rotation_transforms(angles, 12, 10), ours.interpolation, ours.fill_mode)
     np.testing.assert_allclose(got, expected, atol=2e-3)
+
+
+# --- RandomShear: Keras 3's layer ----------------------------------------------------------------
+@pytest.mark.parametrize("x_factor, y_factor", [(0.2, 0.0), (0.3, (0.1, 0.4)), ((0.5, 0.1), 1.0), (0, 0)])
+def test_shear_factor_rules_as_keras(x_factor, y_factor):
+    ours, theirs = layers.RandomShear(x_factor, y_factor), keras.layers.RandomShear(x_factor, y_factor)
+    assert ours.x_factor == pytest.approx(tuple(theirs.x_factor)) and ours.y_factor == pytest.approx(tuple(theirs.y_factor))
+    assert (ours.fill_mode, ours.interpolation, ours.fill_value) == (theirs.fill_mode, theirs.interpolation, 0.0)
+
+
+def test_shear_matrix_and_pixels_as_keras():
+    """Keras's RandomShear with its shear factors injected: the same matrix, and our warp gives its pixels."""
+    factors = np.array([[0.1, -0.2], [0.25, 0.05], [-0.4, 0.0], [0.0, 0.3]], np.float32)  # (sx, sy) per image
+    transforms = augment.shear_transforms(factors[:, 0], factors[:, 1])
+    theirs = keras.layers.RandomShear(0.5, 0.5)
+    np.testing.assert_allclose(transforms, np.asarray(theirs._get_shear_matrix(factors)), atol=1e-7)
+    # output pixel (x, y) reads the input at (x + sx y, sy x + y): the top row is not moved by sx
+    x = _images(n=4, h=9, w=11)
+    for fill_mode, interpolation in (("reflect", "bilinear"), ("nearest", "nearest"), ("constant", "bilinear")):
+        keras_layer = keras.layers.RandomShear(0.5, 0.5, fill_mode=fill_mode, interpolation=interpolation)
+        expected = np.asarray(keras_layer.transform_images(x, {"shear_factor": factors}, training=True))
+        got = augment.affine_transform(x, transforms, interpolation, fill_mode)
+        np.testing.assert_allclose(got, expected, atol=2e-3, err_msg=fill_mode)
+    sheared = augment.affine_transform(x[:1], augment.shear_transforms([2.0], [0.0]), "nearest", "constant")
+    np.testing.assert_array_equal(sheared[0, 0], x[0, 0])                    # row 0: unmoved
+    np.testing.assert_array_equal(sheared[0, 1, :9], x[0, 1, 2:])            # row 1: read 2 columns to the right
+
+
+def test_shear_draws_as_keras():
+    """One sign per image times both draws, as Keras; the draws' distribution compared with Keras's own."""
+    from scipy import stats
+
+    layer = layers.RandomShear((0.1, 0.3), (0.05, 0.2), seed=0)
+    t = layer.transforms(4000, 9, 11)
+    sx, sy = t[:, 1], t[:, 3]
+    assert np.all(np.sign(sx) == np.sign(sy))                                  # one "invert" for both axes
+    assert 0.1 <= np.abs(sx).min() < 0.101 and 0.299 < np.abs(sx).max() <= 0.3
+    assert 0.05 <= np.abs(sy).min() < 0.051 and 0.199 < np.abs(sy).max() <= 0.2
+    assert 0.45 < np.mean(sx < 0) < 0.55
+    keras_layer = keras.layers.RandomShear((0.1, 0.3), (0.05, 0.2), seed=0)
+    drawn = np.asarray(keras_layer.get_random_transformation(np.zeros((4000, 4, 4, 1), np.float32))["shear_factor"])
+    for ours, theirs in ((sx, drawn[:, 0]), (sy, drawn[:, 1])):
+        assert stats.ks_2samp(ours, theirs).pvalue > 1e-3
+    single = layers.RandomShear(0.2, seed=1).transforms(4000, 9, 11)
+    assert -0.2 <= single[:, 1].min() < -0.199 and 0.199 < single[:, 1].max() <= 0.2
+    assert np.all(single[:, 3] == 0) and np.all(single[:, [0, 4]] == 1)
+
+
+# --- RandomWidth: Keras 3's (legacy) layer ---------------------------------------------------------
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("factor", [(0.3, 0.3), (-0.45, -0.45), (0.15, 0.15), (1.0, 1.0)])
+def test_width_equals_keras_for_a_fixed_factor(factor, interpolation):
+    """A factor pair (f, f) leaves nothing to chance: Keras's RandomWidth and ours give the same array."""
+    x = _images(n=3, h=7, w=10)
+    theirs = keras._tf_keras.keras.layers.RandomWidth(factor, interpolation=interpolation)
+    expected = np.asarray(theirs(x, training=True))
+    got = layers.RandomWidth(factor, interpolation=interpolation)(x, training=True)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-4)
+    np.testing.assert_array_equal(layers.RandomWidth(factor)(x, training=False), x)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+def test_resize_width_is_tf_image_resize(interpolation):
+    x = _images(n=2, h=5, w=13)
+    for width in (1, 4, 12, 13, 14, 29):
+        expected = tf.image.resize(x, (5, width), method=interpolation).numpy()
+        np.testing.assert_allclose(augment.resize_width(x, width, interpolation), expected, rtol=1e-6, atol=1e-4)
+
+
+def test_width_draws_one_factor_per_batch():
+    layer = layers.RandomWidth(0.2, seed=3)
+    x = _images(n=4, h=6, w=20)
+    widths = {layer(x, training=True).shape[2] for _ in range(300)}
+    assert widths <= set(range(16, 25)) and {16, 23} <= widths  # int(20 * f), f in [0.8, 1.2]
+    assert layers.RandomWidth(0.15).compute_output_shape((None, 6, 20, 3)) == (None, 6, None, 3)
+    # truncated as TF's cast to int32: 1.27 * 10 = 12.7 -> 12
+    assert layers.RandomWidth((0.27, 0.27)).draw_width(10) == 12
+    a, b = layers.RandomWidth(0.3, seed=5), layers.RandomWidth(0.3, seed=5)
+    np.testing.assert_array_equal(a(x, training=True), b(x, training=True))
+    with pytest.raises(ValueError, match="leaves no column"):
+        layers.RandomWidth((-1.0, -1.0))(x, training=True)
+
+
+def test_width_gradient_is_the_transpose():
+    x = _images(n=2, h=4, w=9, c=2)
+    rng = np.random.default_rng(0)
+    for interpolation in ("bilinear", "nearest"):
+        layer = layers.RandomWidth((0.4, 0.4), interpolation=interpolation)
+        layer.build((None, 4, 9, 2))
+        y, backward = layer.forward(x, training=True)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        v = rng.standard_normal(x.shape).astype(np.float32)
+        assert np.vdot(augment.resize_width(v, y.shape[2], interpolation), dy) == pytest.approx(np.vdot(v, backward(dy)),
+                                                                                                 rel=1e-4)
+
+
+def test_width_in_a_model_trains_and_round_trips(tmp_path):
+    model = miniconv.Sequential([layers.Input((8, 10, 3)), layers.RandomWidth(0.3, seed=2), layers.Conv2D(2, 3),
+                                 layers.GlobalAveragePooling2D(), layers.Dense(1, activation="sigmoid")])
+    assert model.layers[0].output_shape == (None, 8, None, 3)
+    model.compile("rmsprop", "binary_crossentropy")
+    x, y = _images(n=8, h=8, w=10), np.arange(8) % 2
+    history = model.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    assert all(math.isfinite(v) for v in history.history["loss"])
+    model.save(tmp_path / "w.miniconv")
+    loaded = miniconv.load_model(tmp_path / "w.miniconv")
+    assert loaded.layers[0].get_config() == model.layers[0].get_config()
+    assert type(loaded.layers[0]).from_config(loaded.layers[0].get_config()).factor == 0.3
 
 
 def test_contrast_as_keras_formula():

@@ -78,7 +78,8 @@ def test_augmented_model_trains_and_resumes(data, tmp_path, capsys):
     for key, values in report["history"].items():
         assert values == pytest.approx(uninterrupted[key], rel=1e-4, abs=1e-6), key
     names = [type(layer).__name__ for layer in miniconv.load_model(tmp_path / "cats_dogs.miniconv").layers]
-    assert names[:6] == ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "Rescaling", "Conv2D"]
+    assert names[:7] == ["RandomFlip", "RandomRotation", "RandomTranslation", "RandomShear", "RandomZoom", "Rescaling",
+                         "Conv2D"]
     assert "Dropout" in names
     capsys.readouterr()
     with pytest.warns(UserWarning, match="dog.99.jpg"):
@@ -99,8 +100,15 @@ def test_bad_options_are_usage_errors(data, tmp_path, capsys):
 def test_model_recipe():
     plain, augmented = convnet(augment=False), convnet(augment=True)
     assert plain.count_params() == augmented.count_params() == 3_453_121
-    rotation = augmented.get_layer(index=1)
+    rotation, translation, shear, zoom = (augmented.get_layer(index=k) for k in (1, 2, 3, 4))
     assert rotation.factor == pytest.approx((-40 / 360, 40 / 360))
+    # the seed's ImageDataGenerator(rotation_range=40, width_shift_range=0.2, height_shift_range=0.2,
+    # shear_range=0.2, zoom_range=0.2, horizontal_flip=True, fill_mode='nearest')
+    assert translation.height_factor == translation.width_factor == pytest.approx((-0.2, 0.2))
+    assert shear.x_factor == pytest.approx((-0.2, 0.2)) and shear.y_factor == (0.0, 0.0)
+    assert zoom.height_factor == zoom.width_factor == pytest.approx((-0.2, 0.2))  # zx, zy drawn independently
+    assert augmented.get_layer(index=0).mode == "horizontal"
+    assert all(layer.fill_mode == "nearest" for layer in (rotation, translation, shear, zoom))
     assert [type(layer).__name__ for layer in plain.layers][-3:] == ["Flatten", "Dense", "Dense"]
     assert [type(layer).__name__ for layer in augmented.layers][-4:] == ["Flatten", "Dropout", "Dense", "Dense"]
 

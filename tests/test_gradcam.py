@@ -78,3 +78,16 @@ def test_the_figure_keeps_its_arrays():
     np.testing.assert_array_equal(figure.heatmap, viz.grad_cam(model, photo)[0])
     with pytest.raises(ValueError, match=r"class_index must be an int in \[0, 2\]"):
         viz.grad_cam(model, photo, class_index=3)
+
+
+def test_the_gallery_picture_is_the_model_top_class_heatmap_on_the_image_as_the_model_takes_it():
+    """``miniconv viz`` draws Grad-CAM for the model's top class; a model that rescales [0, 255] itself
+    is given the [0, 1] image times 255."""
+    from miniconv.viz import gallery
+
+    model = small_classifier()
+    image = np.random.default_rng(3).uniform(0, 1, (16, 14, 3)).astype(np.float32)
+    figure = gallery.gallery_makers(model, image)["grad_cam"]()
+    heatmap, class_index = viz.grad_cam(model, image * 255)
+    np.testing.assert_array_equal(figure.heatmap, heatmap)
+    assert figure.class_index == class_index == int(np.argmax(model.predict(image[None] * 255, verbose=0)))

@@ -173,3 +173,34 @@ def test_a_weight_file_that_does_not_fit_is_a_clear_error(data, tmp_path, capsys
     assert _train(data, tmp_path / "run", "--transfer", "frozen", "--weights", bad, "--epochs", 1) == 2
     err = capsys.readouterr().err
     assert "--base tiny: cannot load its weights" in err
+
+
+def test_vgg16_base_from_a_file_in_keras_cache(data, tmp_path, monkeypatch, capsys):
+    """``--base vgg16`` where Keras's no-top file is in Keras's cache (here a file of random weights in
+    the published layout, with the published hash replaced by its own): the features are VGG16's."""
+    pytest.importorskip("h5py")
+    from test_vgg16 import publish, write_published_layout
+
+    from miniconv.applications import VGG16, vgg16
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    (tmp_path / "keras_home" / "models").mkdir(parents=True)
+    miniconv.utils.set_random_seed(1)
+    source = VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "keras_home" / "models" / vgg16.PUBLISHED[False].fname
+    write_published_layout(source, path)
+    publish(monkeypatch, path)
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "cats-dogs", "--data", str(data), "--out", str(out), "--batch-size", "4", "--base",
+                     "vgg16", "--limit", "4", "--epochs", "1"]) == 0
+    assert "Extracting training features: 4 images through vgg16" in capsys.readouterr().out
+    cached = np.load(out / "features.npz")
+    assert cached["x"].shape == (4, 4, 4, 512)  # 150x150 in, block5_pool out, as Chollet 5.3.1
+    _, validation = load_splits(data, 4, 0, limit=4, image_size=(150, 150), verbose=False)
+    validation.shuffle = False
+    images = np.concatenate([x for x, _ in validation])
+    reference = VGG16(include_top=False, weights=str(path), input_shape=(150, 150, 3), file_hash=None)
+    np.testing.assert_allclose(cached["x_val"], reference.predict(vgg16.preprocess_input(images), verbose=0),
+                               rtol=1e-4, atol=1e-3)

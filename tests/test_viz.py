@@ -88,7 +88,8 @@ def trained():
 # --- 1. kernels ----------------------------------------------------------------------------------
 def test_course_kernels_have_the_course_values():
     k = viz.KERNELS
-    assert list(k) == ["edge", "bottom_sobel", "emboss", "sharpen", "blur"]
+    assert list(k)[:5] == list(viz.COURSE_KERNELS) == ["edge", "bottom_sobel", "emboss", "sharpen", "blur"]
+    assert list(k)[5:] == ["laplacian", "box_blur", "edge_enhance", "vertical_sobel", "line_detector"]
     np.testing.assert_array_equal(k["edge"], [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]])
     np.testing.assert_array_equal(k["bottom_sobel"], [[-1, -2, -1], [0, 0, 0], [1, 2, 1]])
     np.testing.assert_array_equal(k["emboss"], [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
@@ -100,6 +101,35 @@ def test_course_kernels_have_the_course_values():
         viz.get_kernel("gaussian")
     with pytest.raises(ValueError, match="2-D"):
         viz.get_kernel(np.ones(3))
+
+
+def test_the_other_named_kernels_do_what_their_names_say():
+    k = viz.KERNELS
+    ramp = np.add.outer(np.arange(9.0) ** 2, np.arange(11.0) ** 2).astype(np.float32)  # f = y^2 + x^2: Laplacian 4
+    np.testing.assert_allclose(viz.extraction_stages(ramp, "laplacian")["Filter"], 4.0, atol=1e-4)
+    np.testing.assert_array_equal(k["laplacian"], [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    image = np.random.default_rng(0).random((7, 8)).astype(np.float32)
+    windows = np.lib.stride_tricks.sliding_window_view(image, (3, 3)).mean(axis=(2, 3))
+    np.testing.assert_allclose(viz.extraction_stages(image, "box_blur")["Filter"], windows, rtol=1e-5)
+    assert k["box_blur"] is viz.BOX_BLUR
+    from PIL import ImageFilter
+
+    size, scale, _, weights = ImageFilter.EDGE_ENHANCE.filterargs  # Pillow's "edge enhance"
+    np.testing.assert_allclose(k["edge_enhance"], np.reshape(weights, size) / scale)
+    np.testing.assert_allclose(k["edge_enhance"], np.pad([[1.0]], 1) + viz.EDGE / 2)  # identity + edge / 2
+    np.testing.assert_array_equal(k["vertical_sobel"], viz.BOTTOM_SOBEL.T)
+    step = np.zeros((6, 8), np.float32)
+    step[:, 4:] = 1  # a vertical edge between columns 3 and 4
+    vertical = viz.extraction_stages(step, "vertical_sobel")["Filter"]
+    assert np.all(vertical[:, 2:4] == 4) and np.all(np.delete(vertical, [2, 3], axis=1) == 0)
+    assert np.all(viz.extraction_stages(step.T, "vertical_sobel")["Filter"] == 0)  # a horizontal edge: nothing
+    # the course's exercise: a vertical line and a short horizontal one; the kernel keeps the vertical line
+    course_image = np.array([[0, 1, 0, 0, 0, 0]] * 4 + [[0, 1, 0, 1, 1, 1], [0, 1, 0, 0, 0, 0]], np.float32)
+    detected = viz.extraction_stages(course_image, "line_detector")["Detect"]
+    expected = np.zeros((5, 5), np.float32)
+    expected[:, 1] = 2
+    np.testing.assert_array_equal(detected, expected)
+    assert all(kernel.dtype == np.float32 and not kernel.flags.writeable for kernel in k.values())
 
 
 def test_show_kernel_draws_every_number():
@@ -114,9 +144,15 @@ def test_show_kernel_draws_every_number():
 
 def test_show_kernels_one_panel_per_kernel():
     figure = viz.show_kernels()
-    assert titles(figure) == list(viz.KERNELS)
-    assert all(len(axes.texts) == 9 for axes in all_axes(figure))
+    assert titles(figure) == list(viz.KERNELS) and list(figure.kernels) == list(viz.KERNELS)
+    for axes, (name, kernel) in zip(all_axes(figure), figure.kernels.items()):
+        np.testing.assert_array_equal(kernel, viz.KERNELS[name])
+        np.testing.assert_array_equal(axes.images[0].get_array(), kernel)
+        assert len(axes.texts) == kernel.size
+    assert [axes.get_subplotspec().get_geometry()[:2] for axes in all_axes(figure)] == [(2, 5)] * 10
     assert_not_blank(png_pixels(figure))
+    course = viz.show_kernels({name: viz.KERNELS[name] for name in viz.COURSE_KERNELS})
+    assert titles(course) == list(viz.COURSE_KERNELS)
 
 
 # --- 2. extraction -------------------------------------------------------------------------------
@@ -193,6 +229,32 @@ def test_show_extraction_panels(digit):
     brighter = viz.show_extraction(digit, "edge", gamma=0.5)
     detect_image = all_axes(brighter)[2].images[0].get_array()
     np.testing.assert_allclose(detect_image, brighter.stages["Detect"] ** 0.5, rtol=1e-6)
+
+
+def test_show_extraction_takes_the_courses_subplot_shape():
+    image = viz.circle([64, 64], val=1.0, r_shrink=3)[:, :, None]
+    kernel = np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]])  # the lesson's bottom sobel, as integers
+    # the course's own call ("The Sliding Window"), which used to raise TypeError
+    figure = viz.show_extraction(image, kernel, conv_stride=1, pool_size=2, pool_stride=2, subplot_shape=(1, 4),
+                                 figsize=(14, 6))
+    assert [a.get_subplotspec().get_geometry() for a in all_axes(figure)] == [(1, 4, k, k) for k in range(4)]
+    np.testing.assert_array_equal(figure.stages["Filter"], viz.extraction_stages(image, "bottom_sobel")["Filter"])
+    assert tuple(figure.get_size_inches()) == (14, 6)
+    square = viz.show_extraction(image, "edge", subplot_shape=(2, 2), pool_size=(2, 2), pool_stride=(1, 1))
+    assert [a.get_subplotspec().get_geometry() for a in all_axes(square)] == [(2, 2, k, k) for k in range(4)]
+    for axes, name in zip(all_axes(square), square.panels):
+        np.testing.assert_array_equal(axes.images[0].get_array(), square.stages[name])
+    assert square.stages["Condense"].shape == (62, 62)  # SAME pooling with stride 1 keeps the size
+    two = viz.show_extraction(image, "edge", subplot_shape=(2, 1), ops=["Input", "Condense"])
+    assert two.panels == ["Input", "Condense"] and [t.split("\n")[0] for t in titles(two)] == ["Input",
+                                                                                              "Condense (max pooling)"]
+    np.testing.assert_array_equal(all_axes(two)[1].images[0].get_array(), two.stages["Condense"])
+    with pytest.raises(ValueError, match="room for 2 panels, 4 to draw"):
+        viz.show_extraction(image, "edge", subplot_shape=(1, 2))
+    with pytest.raises(ValueError, match="subplot_shape must be"):
+        viz.show_extraction(image, "edge", subplot_shape=4)
+    with pytest.raises(ValueError, match="ops must be"):
+        viz.show_extraction(image, "edge", ops=["Input", "Pool"])
 
 
 # --- 3. translation invariance -------------------------------------------------------------------
@@ -384,6 +446,14 @@ def test_series_kernels():
     np.testing.assert_allclose(viz.filter_series(cubic, spencer), cubic[7:-7], atol=2e-3)
 
 
+def test_spencer_is_the_true_15_point_kernel_not_the_courses_print():
+    ours, printed = viz.SERIES_KERNELS["spencer"], viz.SPENCER_AS_THE_COURSE_PRINTS
+    assert round(float(ours.sum() * 320)) == 320 and round(float(printed.sum() * 320)) == 331
+    np.testing.assert_array_equal(ours, ours[::-1])  # symmetric; the printed one is not
+    assert not np.array_equal(printed, printed[::-1])
+    assert list(np.flatnonzero(ours != printed)) == [10] and printed[10] * 320 == pytest.approx(32)
+
+
 def test_filter_series_is_conv1d():
     series = viz.synthetic_weekly_series(weeks=120, seed=1)
     assert series.shape == (120,) and series.dtype == np.float32 and 0 <= series.min() and series.max() <= 100
@@ -530,7 +600,7 @@ def test_cli_plain_command_writes_every_picture(tmp_path, capsys):
     assert code == 0
     assert_gallery(tmp_path, gallery.GALLERY)
     assert "18x18" in (tmp_path / "receptive_field.txt").read_text()
-    assert "Wrote 10 pictures" in capsys.readouterr().out
+    assert f"Wrote {len(gallery.GALLERY)} pictures" in capsys.readouterr().out and len(gallery.GALLERY) == 13
 
 
 def test_cli_with_model_image_and_history(trained, tmp_path, capsys):

@@ -2,6 +2,7 @@
 
     transforms = rotation_transforms(angles_degrees, H, W)          # (N, 8) float32
     out = affine_transform(images, transforms, "bilinear", "reflect")
+    wider = resize_width(images, 12)                                  # RandomWidth: (N, H, 12, C)
 
 A transform row (t0 .. t7) maps each *output* pixel (x, y) to the input point it samples:
 x_in = (t0 x + t1 y + t2) / k, y_in = (t3 x + t4 y + t5) / k, k = t6 x + t7 y + 1 (k = 1 here).
@@ -60,6 +61,51 @@ def zoom_transforms(zx, zy, height: int, width: int) -> np.ndarray:
     x_offset = (np.float32(width) - 1) / 2 * (1 - zx)
     y_offset = (np.float32(height) - 1) / 2 * (1 - zy)
     return np.stack([zx, zeros, x_offset, zeros, zy, y_offset, zeros, zeros], axis=1).astype(np.float32)
+
+
+def shear_transforms(shear_x, shear_y) -> np.ndarray:
+    """Shears by factors (sx, sy) about the image's top-left corner, as ``keras.layers.RandomShear``:
+    output pixel (x, y) reads the input at (x + sx y, sy x + y); rows (1, sx, 0, sy, 1, 0, 0, 0)."""
+    sx, sy = np.asarray(shear_x, np.float32), np.asarray(shear_y, np.float32)
+    ones, zeros = np.ones_like(sx), np.zeros_like(sx)
+    return np.stack([ones, sx, zeros, sy, ones, zeros, zeros, zeros], axis=1).astype(np.float32)
+
+
+# --- resizing the width (RandomWidth) -----------------------------------------------------------
+def width_taps(in_width: int, out_width: int, interpolation: str = "bilinear"):
+    """For each output column, (lower, upper, weight of upper), as ``tf.image.resize`` (antialias off,
+    half-pixel centres) computes them in float32: bilinear reads in = (o + 0.5) W / Q - 0.5 between
+    max(floor(in), 0) and min(ceil(in), W - 1); nearest reads clamp(floor((o + 0.5) W / Q), 0, W - 1)."""
+    scale = np.float32(in_width) / np.float32(out_width)
+    centres = np.arange(out_width, dtype=np.float32) + np.float32(0.5)
+    if interpolation == "nearest":
+        index = np.clip(np.floor(centres * scale), 0, in_width - 1).astype(np.intp)
+        return index, index, np.zeros(out_width, np.float32)
+    position = centres * scale - np.float32(0.5)
+    floor = np.floor(position)
+    lower = np.maximum(floor, 0).astype(np.intp)
+    upper = np.minimum(np.ceil(position), in_width - 1).astype(np.intp)
+    return lower, upper, (position - floor).astype(np.float32)
+
+
+def resize_width(images, width: int, interpolation: str = "bilinear") -> np.ndarray:
+    """(N, H, W, C) -> (N, H, width, C) float32, as ``tf.image.resize(images, (H, width), interpolation)``
+    (the rows keep their height, so only the columns are interpolated: a + (b - a) * weight, TF's order)."""
+    images = np.asarray(images, np.float32)
+    lower, upper, weight = width_taps(images.shape[2], int(width), interpolation)
+    a, b = images[:, :, lower], images[:, :, upper]
+    return (a + (b - a) * weight[None, None, :, None]).astype(np.float32, copy=False)
+
+
+def resize_width_adjoint(dy, in_width: int, interpolation: str = "bilinear") -> np.ndarray:
+    """The transpose of ``resize_width`` applied to dy (N, H, width, C): (N, H, in_width, C)."""
+    dy = np.asarray(dy, np.float32)
+    lower, upper, weight = width_taps(in_width, dy.shape[2], interpolation)
+    matrix = np.zeros((dy.shape[2], in_width), np.float32)              # (width, in_width): y = matrix @ x
+    columns = np.arange(dy.shape[2])
+    np.add.at(matrix, (columns, lower), 1 - weight)
+    np.add.at(matrix, (columns, upper), weight)
+    return np.einsum("nhvc,vw->nhwc", dy, matrix).astype(np.float32, copy=False)
 
 
 # --- the warp: NumPy reference ------------------------------------------------------------------
@@ -185,5 +231,6 @@ def affine_transform(images, transforms, interpolation="bilinear", fill_mode="re
 
 
 __all__ = ["FILL_MODES", "INTERPOLATIONS", "affine_transform", "affine_transform_adjoint",
-           "affine_transform_reference", "map_coordinates", "rotation_transforms", "sampling_taps",
-           "translation_transforms", "zoom_transforms"]
+           "affine_transform_reference", "map_coordinates", "resize_width", "resize_width_adjoint",
+           "rotation_transforms", "sampling_taps", "shear_transforms", "translation_transforms", "width_taps",
+           "zoom_transforms"]

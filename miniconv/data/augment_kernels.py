@@ -1,4 +1,5 @@
-"""Numba kernel of the projective image warp behind RandomRotation / RandomTranslation / RandomZoom.
+"""Numba kernel of the projective image warp behind RandomRotation / RandomTranslation / RandomZoom /
+RandomShear.
 
 The same arithmetic as ``miniconv.data.augment.affine_transform_reference`` (the readable NumPy
 oracle, tested against it) and as TensorFlow's ``ImageProjectiveTransformV3``

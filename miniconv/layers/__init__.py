@@ -21,7 +21,6 @@ from .core import Activation, Dense, Dropout, Flatten, Input, InputLayer, ReLU
 from .depthwise import DepthwiseConv2D, SeparableConv2D
 from .merge import Add, Concatenate, Multiply
 from .normalization import BatchNormalization
-from .reshaping import ZeroPadding2D
 from .pooling import (
     AveragePooling1D,
     AveragePooling2D,
@@ -40,7 +39,18 @@ from .pooling import (
     MaxPooling1D,
     MaxPooling2D,
 )
-from .preprocessing import RandomContrast, RandomFlip, RandomRotation, RandomTranslation, RandomZoom, Rescaling
+from .preprocessing import (
+    ImageNetPreprocessing,
+    RandomContrast,
+    RandomFlip,
+    RandomRotation,
+    RandomShear,
+    RandomTranslation,
+    RandomWidth,
+    RandomZoom,
+    Rescaling,
+)
+from .reshaping import ZeroPadding2D
 
 __all__ = [
     "Activation",
@@ -67,6 +77,7 @@ __all__ = [
     "GlobalMaxPool2D",
     "GlobalMaxPooling1D",
     "GlobalMaxPooling2D",
+    "ImageNetPreprocessing",
     "Input",
     "InputLayer",
     "Layer",
@@ -78,7 +89,9 @@ __all__ = [
     "RandomContrast",
     "RandomFlip",
     "RandomRotation",
+    "RandomShear",
     "RandomTranslation",
+    "RandomWidth",
     "RandomZoom",
     "ReLU",
     "Rescaling",

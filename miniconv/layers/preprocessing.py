@@ -1,24 +1,32 @@
 """Preprocessing and augmentation layers, as in ``keras.layers`` (Keras 3.15's arguments and draws).
 
     layers.Rescaling(1 / 255)                        x * scale + offset, always
+    layers.ImageNetPreprocessing("caffe")            a pretrained base's input normalisation, always
     layers.RandomFlip("horizontal")                  } random, per image of a batch, only when
     layers.RandomRotation(0.1)                       }   training=True (fit); the identity in
     layers.RandomTranslation(0.2, 0.2)               }   evaluate / predict
     layers.RandomZoom(0.2)                           }
+    layers.RandomShear(0.2)                          }
     layers.RandomContrast(0.2)                       }
+    layers.RandomWidth(0.15)                         }
 
 Inputs are (N, H, W, C) images, channels last. Randomness: ``seed=`` an int gives the layer its
 own generator (saved with the model); otherwise miniconv's global generator is used
 (``miniconv.utils.set_random_seed``). NumPy's generator cannot reproduce TensorFlow's random
 stream, so the *distributions* are Keras's, not the individual draws.
 
-Rotation, translation and zoom warp each image with ``miniconv.data.augment.affine_transform``
+Rotation, translation, zoom and shear warp each image with ``miniconv.data.augment.affine_transform``
 (TF's ImageProjectiveTransformV3 formula, bilinear or nearest, fill modes reflect / wrap /
 constant / nearest): given the same transform they give TF's pixels. Keras 3.15's behaviours kept
 on purpose, though they surprise:
 
 - ``RandomFlip("horizontal_and_vertical")`` draws *one* coin per image and flips both axes
   together (a 180-degree turn or nothing), as Keras 3 does; Keras 2 flipped each axis independently.
+- ``RandomShear(0.2)`` shears about the image's top-left corner (not its centre, as
+  ``ImageDataGenerator(shear_range=...)`` did), by a factor from [-0.2, 0.2] per image (Keras 3's
+  docstring says [0, 0.2]; its code draws from (-f, f), times a random sign).
+- ``RandomWidth`` draws *one* width per batch and changes the output's width (its output shape's
+  width is None), as Keras 3 (``keras.src.legacy.layers.RandomWidth``, the only one there is) does.
 - ``RandomContrast(0.2)`` draws contrast factors in [1, 1.2] (a single float only raises
   contrast: Keras 3 bounds the factor to [0, 1], so its lower end is max(-0.2, 0) = 0); pass
   ``(0.2, 0.2)`` for [0.8, 1.2]. Outputs are clipped to ``value_range`` (default (0, 255)).
@@ -155,6 +163,51 @@ class Rescaling(_HostLayer):
         return config
 
 
+class ImageNetPreprocessing(_HostLayer):
+    """A pretrained network's input normalisation as a layer: what ``keras.applications.*.preprocess_input``
+    does to a symbolic tensor inside a functional model (Keras 3 builds it from ops; here it is one
+    layer, saved with the model by its mode). Images in [0, 255], RGB, channels last:
+
+        mode="caffe"   y = x[..., ::-1] - (103.939, 116.779, 123.68)    RGB -> BGR, ImageNet's mean pixel
+                       subtracted (VGG16, ResNet50)
+        mode="torch"   y = (x / 255 - (0.485, 0.456, 0.406)) / (0.229, 0.224, 0.225)   per RGB channel
+                       (EfficientNet-Lite0's reference, torchvision's ToTensor + Normalize)
+
+    Not random, applied in training and at inference alike; the gradient is the transpose (the
+    channel flip back, or dy / (255 std)).
+    """
+
+    CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+    TORCH_MEAN = (0.485, 0.456, 0.406)
+    TORCH_STD = (0.229, 0.224, 0.225)
+    MODES = ("caffe", "torch")
+
+    def __init__(self, mode, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in self.MODES:
+            raise ValueError(f"{self.describe()}: mode must be one of {self.MODES}, got {mode!r}")
+        self.mode = mode
+
+    def compute_output_shape(self, input_shape):
+        if input_shape[-1] not in (3, None):
+            raise ValueError(f"{self.describe()}: expected RGB images (3 channels, last axis), got input "
+                             f"{format_shape(input_shape)}")
+        return tuple(input_shape)
+
+    def compute(self, x, training):
+        if self.mode == "caffe":
+            y = (x[..., ::-1] - np.asarray(self.CAFFE_MEAN_BGR, np.float32)).astype(np.float32, copy=False)
+            return y, lambda dy: np.ascontiguousarray(dy[..., ::-1])
+        std = np.asarray(self.TORCH_STD, np.float32)
+        y = ((x / np.float32(255) - np.asarray(self.TORCH_MEAN, np.float32)) / std).astype(np.float32, copy=False)
+        return y, lambda dy: (dy / (np.float32(255) * std)).astype(np.float32, copy=False)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(mode=self.mode)
+        return config
+
+
 class RandomFlip(_ImageLayer):
     """Flip each image with probability 1/2 (left-right for "horizontal", up-down for "vertical",
     both at once for "horizontal_and_vertical"), as ``keras.layers.RandomFlip``."""
@@ -286,6 +339,92 @@ class RandomZoom(_AffineLayer):
         return config
 
 
+class RandomShear(_AffineLayer):
+    """Shear each image about its top-left corner: output pixel (x, y) reads the input at
+    (x + sx y, sy x + y), as ``keras.layers.RandomShear``. ``x_factor`` / ``y_factor``: a number f in
+    [0, 1] draws from [-f, f], a pair (lower, upper) in [0, 1] from [lower, upper]; one random sign per
+    image then multiplies both draws (Keras's ``invert``), so a pair's range is mirrored too."""
+
+    def __init__(self, x_factor=0.0, y_factor=0.0, interpolation="bilinear", fill_mode="reflect", fill_value=0.0,
+                 data_format=None, seed=None, **kwargs):
+        super().__init__(fill_mode=fill_mode, interpolation=interpolation, seed=seed, fill_value=fill_value,
+                         data_format=data_format, **kwargs)
+        self.x_factor = _factor_range(x_factor, "x_factor", self.describe(), low=0.0)
+        self.y_factor = _factor_range(y_factor, "y_factor", self.describe(), low=0.0)
+        # the config keeps the arguments as given: (-f, f) is not a valid argument ([0, 1] only)
+        self._arguments = {name: list(v) if isinstance(v, (tuple, list)) else float(v)
+                           for name, v in (("x_factor", x_factor), ("y_factor", y_factor))}
+
+    def transforms(self, n, height, width):
+        rng = self.rng
+        invert = np.where(rng.uniform(size=n) > 0.5, -1.0, 1.0)  # Keras draws the sign first, then y, then x
+        sy = rng.uniform(*self.y_factor, size=n)
+        sx = rng.uniform(*self.x_factor, size=n)
+        return augment.shear_transforms(sx * invert, sy * invert)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._arguments)
+        return config
+
+
+class RandomWidth(_ImageLayer):
+    """Stretch or squeeze the whole batch horizontally to width int(W * (1 + f)), f drawn once per
+    call from [lower, upper] (a number f: [-f, f]; each bound at least -1), resized as
+    ``tf.image.resize`` (half-pixel centres, no antialiasing), as Keras 3's ``RandomWidth``
+    (``keras.src.legacy.layers``). The output's width varies from call to call, so its shape's width
+    is None; the identity at inference. Interpolation "bilinear" or "nearest" (Keras also passes TF's
+    other resize methods through; miniconv refuses them)."""
+
+    INTERPOLATIONS = ("bilinear", "nearest")
+
+    def __init__(self, factor, interpolation="bilinear", seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        owner = self.describe()
+        if isinstance(factor, (tuple, list)):
+            if len(factor) != 2:
+                raise ValueError(f"{owner}: factor must be a number or a pair (lower, upper), got {factor!r}")
+            lower, upper = (_check_number(v, "factor", owner) for v in factor)
+            self.factor = [lower, upper]
+        else:
+            upper = _check_number(factor, "factor", owner)
+            lower, self.factor = -upper, upper
+        if upper < lower:
+            raise ValueError(f"{owner}: factor cannot have an upper bound less than the lower bound, got {factor!r}")
+        if lower < -1.0 or upper < -1.0:
+            raise ValueError(f"{owner}: factor must have values larger than -1, got {factor!r}")
+        if interpolation not in self.INTERPOLATIONS:
+            raise ValueError(f"{owner}: interpolation must be one of {self.INTERPOLATIONS}, got {interpolation!r}")
+        self.width_lower, self.width_upper = lower, upper
+        self.interpolation = interpolation
+
+    def compute_output_shape(self, input_shape):
+        self._expect_rank(input_shape, 4, "(batch, height, width, channels)")
+        return (input_shape[0], input_shape[1], None, input_shape[3])
+
+    def draw_width(self, width: int) -> int:
+        """The batch's new width: int(f * W) in float32 (TF's cast truncates), f from [1 + lower, 1 + upper]."""
+        factor = np.float32(self.rng.uniform(1.0 + self.width_lower, 1.0 + self.width_upper))
+        new_width = int(factor * np.float32(width))
+        if new_width < 1:
+            raise ValueError(f"{self.describe()}: drew a width factor of {factor:g}, which leaves no column of the "
+                             f"{width} (factor lower bound {self.width_lower:g})")
+        return new_width
+
+    def compute(self, x, training):
+        if not training:
+            return None, _identity
+        self._check_batch(x)
+        width, interpolation = x.shape[2], self.interpolation
+        y = augment.resize_width(x, self.draw_width(width), interpolation)
+        return y, lambda dy: augment.resize_width_adjoint(dy, width, interpolation)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(factor=self.factor, interpolation=self.interpolation)
+        return config
+
+
 class RandomContrast(_ImageLayer):
     """y = clip((x - mean) * f + mean, value_range), mean over each image's height and width per
     channel, f drawn per image from [1 - lower, 1 + upper], as ``keras.layers.RandomContrast``
@@ -336,4 +475,5 @@ class RandomContrast(_ImageLayer):
         return config
 
 
-__all__ = ["RandomContrast", "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "Rescaling"]
+__all__ = ["RandomContrast", "RandomFlip", "RandomRotation", "RandomShear", "RandomTranslation", "RandomWidth",
+           "RandomZoom", "Rescaling"]

@@ -4,6 +4,10 @@
     miniconv train cats-dogs --data ../shared/data/cats_and_dogs_small --augment  # 100 epochs, augmented
     miniconv train cats-dogs --data DIR --epochs 1 --limit 200 --out /tmp/smoke    # a smoke test
     miniconv train cats-dogs --data DIR --augment --resume                          # continue a run
+    miniconv train cats-dogs --data DIR --base efficientnet-lite0 --transfer features|frozen|fine-tune [--augment]
+
+``--base NAME --transfer MODE`` trains a new head on a pretrained base instead (Chollet 5.3, Kaggle's
+lesson 1); the modes and their models are in ``recipes/transfer.py``.
 
 ``--data DIR`` holds ``train/`` and ``validation/``, each with one sub-folder per class
 (``cats/``, ``dogs/``), read with ``miniconv.data.image_dataset_from_directory``: 150x150 RGB,
@@ -15,14 +19,22 @@ first N files of each split in the seed's shuffled order (both classes appear).
 The model (``convnet``):
 
     [--augment: RandomFlip("horizontal"), RandomRotation(40 / 360) (up to 40 degrees either way),
-     RandomTranslation(0.2, 0.2), RandomZoom(0.2)]       active in training only, fill "reflect"
+     RandomTranslation(0.2, 0.2), RandomShear(0.2), RandomZoom(0.2, 0.2)]
+                                                         active in training only, fill "nearest"
     Rescaling(1 / 255)
     Conv2D 32 3x3 relu, MaxPooling2D 2; Conv2D 64; MaxPooling2D; Conv2D 128; MaxPooling2D; Conv2D 128; MaxPooling2D
     Flatten, [--augment: Dropout(0.5)], Dense 512 relu, Dense 1 sigmoid
 
 compiled with RMSprop(learning_rate=1e-4), binary crossentropy and accuracy; validated on the
-whole validation split after every epoch. The rotation is the book's 40 degrees
-(``ImageDataGenerator(rotation_range=40)``); Chollet's 2nd edition uses ``RandomRotation(0.1)`` (36).
+whole validation split after every epoch. The augmentation is the book's
+``ImageDataGenerator(rotation_range=40, width_shift_range=0.2, height_shift_range=0.2, shear_range=0.2,
+zoom_range=0.2, horizontal_flip=True, fill_mode='nearest')`` in Keras 3's layers: the rotation is the
+book's 40 degrees (Chollet's 2nd edition uses ``RandomRotation(0.1)``, 36); the zoom draws height and
+width independently, as the generator's ``zx, zy``; the shear slants along x (rows slide sideways,
+as the generator does since Keras put its matrix in (x, y) order) by a factor up to 0.2, the book's
+0.2 rad (x - sin(0.2) y = x - 0.199 y; later Keras reads ``shear_range`` in degrees). Keras 3 shears
+about the top-left corner, the generator about the centre, and the generator made one warp of all
+its transforms where the layers warp one after another.
 The report adds ``validation_accuracy`` (last epoch), ``best_validation_accuracy`` and its epoch.
 """
 
@@ -36,6 +48,7 @@ from .base import Data, Phase, Recipe, UsageError
 
 IMAGE_SIZE = (150, 150)
 ROTATION = 40 / 360  # the book's 40 degrees, as a fraction of a turn (Keras's RandomRotation factor)
+FILL = "nearest"  # the book's fill_mode
 
 
 def convnet(lib=None, augment: bool = False):
@@ -89,11 +102,14 @@ def first_batch(dataset, batch_size: int):
 
 
 def augmentation_layers(lib=None) -> list:
-    """The augmented model's random layers (see the module docstring), new ones at each call."""
+    """The augmented model's random layers, new ones at each call: the book's ImageDataGenerator settings,
+    fill_mode="nearest" (see the module docstring)."""
     if lib is None:
         import miniconv as lib
     L = lib.layers
-    return [L.RandomFlip("horizontal"), L.RandomRotation(ROTATION), L.RandomTranslation(0.2, 0.2), L.RandomZoom(0.2)]
+    return [L.RandomFlip("horizontal"), L.RandomRotation(ROTATION, fill_mode=FILL),
+            L.RandomTranslation(0.2, 0.2, fill_mode=FILL), L.RandomShear(x_factor=0.2, fill_mode=FILL),
+            L.RandomZoom(0.2, 0.2, fill_mode=FILL)]
 
 
 TRANSFER_EPOCHS = {"features": 30, "frozen": 10, "fine-tune": 10}
@@ -116,7 +132,9 @@ class CatsDogs(Recipe):
                             help="folder with train/ and validation/, one sub-folder per class "
                                  "(e.g. ../shared/data/cats_and_dogs_small)")
         parser.add_argument("--augment", action="store_true",
-                            help="flip, rotation 40 deg, translation 0.2, zoom 0.2 and dropout 0.5 (the book's 2nd model)")
+                            help="flip, rotation 40 deg, translation 0.2, shear 0.2, zoom 0.2 (fill 'nearest') and dropout 0.5 "
+                                 "(the book's 2nd model); with --base --transfer frozen|fine-tune, the same "
+                                 "random layers before the base")
         parser.add_argument("--limit", type=int, default=None, metavar="N",
                             help="use the first N files of each split only (smoke tests)")
         parser.add_argument("--no-cache", dest="cache", action="store_false",

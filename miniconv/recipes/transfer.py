@@ -50,9 +50,14 @@ def _efficientnet_lite0(weights, input_shape):
 
 
 def _vgg16(weights, input_shape):
-    from ..applications import VGG16
+    from ..applications import VGG16, vgg16
+    from ..layers import Input
 
-    return VGG16(include_top=False, weights=weights, input_shape=input_shape, include_preprocessing=True)
+    inputs = Input(input_shape)
+    # Keras's published file is checked against its published hash; a file of the user's own (e.g. a
+    # VGG16 trained further) cannot have it: its layers, shapes and structure are still checked
+    file_hash = "published" if weights == "imagenet" else None
+    return VGG16(include_top=False, weights=weights, input_tensor=vgg16.preprocess_input(inputs), file_hash=file_hash)
 
 
 BASES = {

@@ -62,13 +62,17 @@ def write_json(path: Path, data: dict) -> None:
     saving.atomic_write(path, lambda handle: handle.write(text))
 
 
-def plot_history(history: dict, path: Path) -> bool:
-    """Loss and accuracy per epoch, training 'bo' vs validation 'b' as in the book; False without matplotlib."""
+def plot_history(history: dict, path: Path, smooth=False) -> bool:
+    """Loss and accuracy per epoch, training 'bo' vs validation 'b' as in the book; False without matplotlib.
+
+    ``smooth``: True (Chollet's exponential moving average, factor 0.8) or a factor in [0, 1) draws the
+    smoothed curves instead (``viz.curves.smooth_curve``); the default draws the raw ones, as before.
+    """
     try:
         from ..viz.curves import show_learning_curves
     except ImportError:
         return False
-    figure = show_learning_curves({k: v for k, v in history.items() if k.split("val_")[-1] in ("loss", "accuracy", "binary_accuracy")})
+    figure = show_learning_curves({k: v for k, v in history.items() if k.split("val_")[-1] in ("loss", "accuracy", "binary_accuracy")}, smooth=smooth)
     saving.atomic_write(path, lambda handle: figure.savefig(handle, format="png"))
     return True
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 REPORT_NAMES = ("report.json", "checkpoint.json")  # what `miniconv train` writes beside its model
 # gallery.GALLERY's keys, repeated here so that building the parser imports neither NumPy's users nor matplotlib
-GALLERY_NAMES = ("kernels", "extraction_circle", "extraction_image", "translation_invariance", "global_average_pooling",
-                 "feature_maps", "filter_patterns", "learning_curves", "timeseries_conv1d", "receptive_field")
+GALLERY_NAMES = ("kernels", "extraction_circle", "extraction_image", "translation_invariance", "two_dots",
+                 "global_average_pooling", "augmented_variants", "feature_maps", "filter_patterns", "learning_curves",
+                 "timeseries_conv1d", "receptive_field", "grad_cam")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of training and of the random pictures (default 0)")
     parser.add_argument("--only", default=None, metavar="NAMES",
                         help="comma-separated pictures to write (default all): " + ", ".join(GALLERY_NAMES))
+    parser.add_argument("--smooth", nargs="?", type=float, const=0.8, default=None, metavar="FACTOR",
+                        help="draw the learning curves smoothed, Chollet's exponential moving average (factor 0.8 "
+                             "when given without a value)")
     parser.add_argument("--dpi", type=int, default=80, help="resolution of the PNG files (default 80)")
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="MNIST .npz file or directory (default: $MINICONV_DATA, else the copy shipped with miniconv)")
@@ -70,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, option) < 1:
             print(f"miniconv viz: --{option} must be at least 1, got {getattr(args, option)}", file=sys.stderr)
             return 2
+    if args.smooth is not None and not 0 <= args.smooth < 1:
+        print(f"miniconv viz: --smooth must be in [0, 1), got {args.smooth:g}", file=sys.stderr)
+        return 2
     only = None if args.only is None else [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(only or ()) - set(GALLERY_NAMES))
     if unknown:
@@ -91,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
                 return 2
             image = load_image(args.image, model.input_shape) if args.image is not None else None
             paths = save_gallery(args.out, model, image, history, layer=args.layer, filters=args.filters,
-                                 steps=args.steps, seed=args.seed, dpi=args.dpi, data=args.data, only=only)
+                                 steps=args.steps, seed=args.seed, dpi=args.dpi, data=args.data, only=only,
+                                 smooth=False if args.smooth is None else args.smooth)
     except (OSError, ValueError) as error:  # unreadable files, bad layer names, ModelFileError, DatasetError
         print(f"miniconv viz: {error}", file=sys.stderr)
         return 2

@@ -1,7 +1,10 @@
 """Learning curves: loss and each metric per epoch, training (dots) vs validation (line), as Chollet plots them.
 
-    show_learning_curves(model.fit(...))            # a History
-    show_learning_curves("runs/mnist/report.json")  # the report `miniconv train` writes (its "history")
+    show_learning_curves(model.fit(...))                # a History
+    show_learning_curves("runs/mnist/report.json")      # the report `miniconv train` writes (its "history")
+    show_learning_curves(history, smooth=True)          # Chollet's smoothed curves (ch. 5.3), factor 0.8
+
+``smooth_curve`` is Chollet's exponential moving average: s[0] = x[0], s[i] = f s[i - 1] + (1 - f) x[i].
 """
 
 from __future__ import annotations
@@ -37,26 +40,46 @@ def curve_names(history: dict) -> list[str]:
     return sorted(names, key=lambda k: (k != "loss", names.index(k)))
 
 
-def show_learning_curves(source, figsize=None):
+SMOOTHING = 0.8  # Chollet's factor
+
+
+def smooth_curve(points, factor=SMOOTHING) -> list[float]:
+    """Chollet's ``smooth_curve`` (ch. 5.3): the exponential moving average of ``points``, each smoothed
+    point ``previous * factor + point * (1 - factor)``, the first point kept as it is."""
+    factor = float(factor)
+    if not 0 <= factor < 1:
+        raise ValueError(f"smooth_curve: factor must be in [0, 1), got {factor!r}")
+    smoothed: list[float] = []
+    for point in points:
+        smoothed.append(smoothed[-1] * factor + float(point) * (1 - factor) if smoothed else float(point))
+    return smoothed
+
+
+def show_learning_curves(source, figsize=None, smooth=False):
     """One panel per quantity (loss, accuracy, ...): training as dots, validation as a line, per epoch.
 
-    ``source`` as ``history_dict``. The history plotted is ``figure.history``.
+    ``source`` as ``history_dict``. ``smooth``: False (the raw curves), True (Chollet's smoothed curves,
+    ``smooth_curve`` with factor 0.8) or a factor in [0, 1). The history is ``figure.history``; the
+    curves drawn are ``figure.curves`` (the history itself, or its smoothed curves).
     """
     history = history_dict(source)
+    factor = SMOOTHING if smooth is True else (float(smooth) if smooth not in (False, None) else None)
+    curves = history if factor is None else {k: smooth_curve(v, factor) for k, v in history.items()}
+    training, validation = ("Training", "Validation") if factor is None else ("Smoothed training", "Smoothed validation")
     names = curve_names(history)
     figure = new_figure(figsize or (5.0 * len(names), 3.8))
     for k, name in enumerate(names):
         axes = figure.add_subplot(1, len(names), k + 1)
         if name in history:
-            axes.plot(range(1, len(history[name]) + 1), history[name], "bo", label=f"Training {name}")
+            axes.plot(range(1, len(curves[name]) + 1), curves[name], "bo", label=f"{training} {name}")
         if f"val_{name}" in history:
-            values = history[f"val_{name}"]
+            values = curves[f"val_{name}"]
             style = "b" if len(values) > 1 else "bx"  # one epoch has no line to draw: mark the point
-            axes.plot(range(1, len(values) + 1), values, style, label=f"Validation {name}")
-        axes.set_title(f"Training and validation {name}")
+            axes.plot(range(1, len(values) + 1), values, style, label=f"{validation} {name}")
+        axes.set_title(f"{training} and validation {name}" + ("" if factor is None else f" (factor {factor:g})"))
         axes.set_xlabel("epoch")
         axes.set_ylabel(name)
         axes.xaxis.get_major_locator().set_params(integer=True)
         axes.legend()
-    figure.history = history
+    figure.history, figure.curves, figure.smoothing = history, curves, factor
     return figure

@@ -94,24 +94,47 @@ def extraction_stages(image, kernel, conv_stride=1, conv_padding="valid", pool_s
     return {name: array[0, :, :, 0] for name, array in zip(STAGES, (x, filtered, detected, condensed))}
 
 
+def _grid(subplot_shape, panels: int) -> tuple[int, int]:
+    """(rows, cols) for ``panels`` panels: ``subplot_shape`` checked, or one row by default."""
+    if subplot_shape is None:
+        return 1, panels
+    try:
+        rows, cols = (int(n) for n in subplot_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"show_extraction: subplot_shape must be (rows, cols), got {subplot_shape!r}") from None
+    if rows < 1 or cols < 1 or rows * cols < panels:
+        raise ValueError(f"show_extraction: subplot_shape {subplot_shape!r} has room for {max(rows, 0) * max(cols, 0)} "
+                         f"panels, {panels} to draw")
+    return rows, cols
+
+
 def show_extraction(image, kernel, conv_stride=1, conv_padding="valid", pool_size=2, pool_stride=2,
-                    pool_padding="same", gamma=1.0, cmap="viridis", figsize=(13.0, 3.8), title=None):
+                    pool_padding="same", gamma=1.0, cmap="viridis", figsize=None, title=None, subplot_shape=None,
+                    ops=STAGES):
     """Input -> Filter (convolution) -> Detect (ReLU) -> Condense (max pooling), side by side.
 
     Arguments as ``extraction_stages``; ``gamma`` brightens (< 1) the Detect and Condense panels as the
-    course's ``adjust_gamma`` does. Each panel's title names the stage, its op and its shape. The
-    arrays behind the panels are ``figure.stages``.
+    course's ``adjust_gamma`` does. ``subplot_shape`` = (rows, cols) lays the panels out on a grid, as
+    the course's ``visiontools.show_extraction`` takes it (``(1, 4)`` in its lessons; default one row);
+    ``ops`` picks the panels (default all four, in that order), as the course's helper does. Each panel's
+    title names the stage, its op and its shape. The arrays behind the panels are ``figure.stages`` (all
+    four stages) and the panels drawn ``figure.panels``.
     """
+    unknown = [op for op in ops if op not in STAGES]
+    if unknown or not ops:
+        raise ValueError(f"show_extraction: ops must be names from {list(STAGES)}, got {list(ops)!r}")
+    rows, cols = _grid(subplot_shape, len(ops))
     stages = extraction_stages(image, kernel, conv_stride, conv_padding, pool_size, pool_stride, pool_padding)
-    figure = new_figure(figsize)
-    for k, (name, array) in enumerate(stages.items()):
+    figure = new_figure(figsize or (3.25 * cols, 3.8 * rows))
+    for k, name in enumerate(ops):
+        array = stages[name]
         shown = array ** gamma if name in ("Detect", "Condense") and gamma != 1.0 else array
         subtitle = f" ({_SUBTITLES[name]})" if _SUBTITLES[name] else ""
-        show_array(figure.add_subplot(1, len(stages), k + 1), shown, f"{name}{subtitle}\n{shape_text(array.shape)}",
+        show_array(figure.add_subplot(rows, cols, k + 1), shown, f"{name}{subtitle}\n{shape_text(array.shape)}",
                    cmap=cmap)
     if title is None and isinstance(kernel, str):
         title = f"Kernel: {kernel}, conv stride {conv_stride} {conv_padding}, pool {pool_size}/{pool_stride} {pool_padding}"
     if title:
         figure.suptitle(title)
-    figure.stages = stages
+    figure.stages, figure.panels = stages, list(ops)
     return figure

@@ -5,6 +5,7 @@
 Without a model, ``train_default_model`` trains Chollet's ch. 5.1 MNIST convnet for a few seconds
 (``limit`` images, ``epochs`` epochs, on the cpu backend), which also gives the learning curves.
 Without an image, the pictures that need one use an MNIST test digit (and the course's circle).
+Images are in [0, 1]; a model that rescales [0, 255] input itself is given the image times 255.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ from ._figures import save_figure, to_grayscale
 
 #: Picture name -> what it shows; each becomes ``<name>.png``.
 GALLERY: dict[str, str] = {
-    "kernels": "the course's five kernels with their numbers",
+    "kernels": "the named kernels (the course's five and five more) with their numbers",
     "extraction_circle": "the course's circle: filter (edge) -> detect -> condense",
     "extraction_image": "the image: filter (bottom_sobel) -> detect -> condense",
     "translation_invariance": "a circle and a shifted copy, max-pooled 2x2 four times",
+    "two_dots": "two dots close together merge under repeated max pooling; two far apart stay apart",
     "global_average_pooling": "random feature maps and what global average pooling makes of them",
+    "augmented_variants": "the image and random variants of it from the augmentation layers (Chollet 5.2.5)",
     "feature_maps": "every convolution and pooling layer's activations for the image",
     "filter_patterns": "gradient ascent on the input for the first filters of a layer",
     "learning_curves": "loss and accuracy per epoch, training vs validation",
     "timeseries_conv1d": "detrend, moving average and Spencer kernels by conv1d on a synthetic weekly series",
     "receptive_field": "each layer's receptive field, drawn on the image and tabulated",
+    "grad_cam": "Grad-CAM: where in the image the evidence for the model's top class lies (Chollet 5.4.3)",
 }
 
 
@@ -114,40 +118,58 @@ def default_image(model, data=None) -> np.ndarray:
     return fit_to_model(x_test[0].astype(np.float32) / 255.0, model.input_shape)
 
 
-def save_gallery(out, model, image=None, history=None, layer=None, filters=16, steps=40, seed=0, dpi=80, data=None,
-                 only=None, log=print) -> dict[str, Path]:
-    """Write every picture of ``GALLERY`` as ``out/<name>.png`` (and the receptive-field table as
-    ``receptive_field.txt``); returns {name: path}.
+def gallery_makers(model, image=None, history=None, layer=None, filters=16, steps=40, seed=0, data=None,
+                   smooth=False) -> dict:
+    """{name: a function that draws that picture (None: cannot, no history)} for every picture of ``GALLERY``.
 
-    model: a built 2-D ``Sequential``; image: (h, w[, c]) in [0, 1] (default an MNIST digit);
-    history: a ``History``, report dict or report.json path (no learning curves without one);
+    model: a built 2-D ``Sequential``; image: (h, w[, c]) in [0, 1] (default an MNIST digit), fed to
+    the model in the range it takes (``value_range.input_range``: a model that starts with
+    ``Rescaling(1 / 255)`` gets it times 255); history: a ``History``, report dict or report.json path;
     layer: the layer for filter patterns (default the last Conv2D), ``filters`` of them, ``steps`` steps;
-    only: names from ``GALLERY`` to write (default all).
+    smooth: the learning curves smoothed (True: Chollet's factor 0.8, or a factor), as ``show_learning_curves``.
     """
-    unknown = sorted(set(only or ()) - set(GALLERY))
-    if unknown:
-        raise ValueError(f"unknown picture(s) {unknown}; the gallery has {list(GALLERY)}")
-    from . import curves, extraction, feature_maps, kernels, pooling, timeseries
+    from . import augmentation, curves, extraction, feature_maps, gradcam, kernels, pooling, timeseries
     from . import filters as filter_module
-    from .receptive_field import receptive_field, show_receptive_field
+    from .receptive_field import show_receptive_field
+    from .value_range import to_model_range
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     image = default_image(model, data) if image is None else fit_to_model(image, model.input_shape)
-    makers = {
+    model_image = to_model_range(image, model)
+    return {
         "kernels": lambda: kernels.show_kernels(),
         "extraction_circle": lambda: extraction.show_extraction(extraction.circle([64, 64], val=1.0, r_shrink=3), "edge"),
         "extraction_image": lambda: extraction.show_extraction(image, "bottom_sobel"),
         "translation_invariance": lambda: pooling.show_translation_invariance(seed=seed),
+        "two_dots": lambda: pooling.show_two_dots(),
         "global_average_pooling": lambda: pooling.show_global_average_pooling(pooling.random_feature_maps(seed=seed)),
-        "feature_maps": lambda: feature_maps.show_feature_maps(model, image),
+        "augmented_variants": lambda: augmentation.show_augmented_variants(image, model=model, seed=seed),
+        "feature_maps": lambda: feature_maps.show_feature_maps(model, model_image),
         "filter_patterns": lambda: filter_module.show_filter_patterns(model, layer, filters, steps, seed=seed),
-        "learning_curves": (lambda: curves.show_learning_curves(history)) if history is not None else None,
+        "learning_curves": (lambda: curves.show_learning_curves(history, smooth=smooth)) if history is not None else None,
         "timeseries_conv1d": lambda: timeseries.show_series_filters(),
         "receptive_field": lambda: show_receptive_field(model, image),
+        "grad_cam": lambda: gradcam.show_grad_cam(model, model_image),
     }
+
+
+def save_gallery(out, model, image=None, history=None, layer=None, filters=16, steps=40, seed=0, dpi=80, data=None,
+                 only=None, log=print, smooth=False) -> dict[str, Path]:
+    """Write every picture of ``GALLERY`` as ``out/<name>.png`` (and the receptive-field table as
+    ``receptive_field.txt``); returns {name: path}.
+
+    Arguments as ``gallery_makers``; only: names from ``GALLERY`` to write (default all).
+    """
+    unknown = sorted(set(only or ()) - set(GALLERY))
+    if unknown:
+        raise ValueError(f"unknown picture(s) {unknown}; the gallery has {list(GALLERY)}")
+    from .receptive_field import receptive_field
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    makers = gallery_makers(model, image, history, layer, filters, steps, seed, data, smooth)
     written = {}
-    for name, make in makers.items():
+    for name in GALLERY:
+        make = makers[name]
         if only is not None and name not in only:
             continue
         if make is None:

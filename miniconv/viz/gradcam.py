@@ -22,6 +22,7 @@ import numpy as np
 from ._figures import new_figure
 from .feature_maps import model_input
 
+
 def last_conv_layer(model):
     """The last layer with a spatial (h, w, channels) output: Grad-CAM's default."""
     candidates = [layer for layer in model.layers if layer.built and isinstance(layer.output_shape, tuple)

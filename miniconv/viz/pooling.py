@@ -1,9 +1,10 @@
-"""Two pooling pictures from the course's "Maximum Pooling" lesson and its exercise.
+"""Pooling pictures from the course's "Maximum Pooling" lesson and its exercise.
 
 Translation invariance: a circle, and the same circle shifted a few pixels at random (seeded),
 condensed by repeated 2x2 max pooling (``nn.pool``, SAME): after a few steps the two are nearly the
-same map. Global average pooling: random feature maps and the number each pools to
-(``nn.global_avg_pool2d``).
+same map. Two dots: the lesson's picture of what pooling keeps; two dots a few pixels apart (the
+course's ``two_dots``) end up in one cell after repeated pooling, two far apart stay in two.
+Global average pooling: random feature maps and the number each pools to (``nn.global_avg_pool2d``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,44 @@ def show_translation_invariance(image=None, size=(64, 64), r_shrink=4, jitter=3,
                     f"(the images in {int(np.count_nonzero(~np.isclose(rows['original'][0], rows['shifted'][0])))} "
                     f"of {base.size} pixels)")
     figure.steps, figure.shift = rows, shift
+    return figure
+
+
+# --- two dots: what pooling keeps ----------------------------------------------------------------
+def two_dots(size, x=3, y=5) -> np.ndarray:
+    """The course's ``visiontools.two_dots``: an (h, w) float32 image of zeros with ones at (x, y) and (y, x)."""
+    image = np.zeros(tuple(int(s) for s in size), np.float32)
+    image[x, y] = 1
+    image[y, x] = 1
+    return image
+
+
+def dot_cells(image) -> int:
+    """How many cells of a map hold a dot (are non-zero): 2 while two dots are told apart, 1 once merged."""
+    return int(np.count_nonzero(image))
+
+
+def show_two_dots(size=(16, 16), close=(3, 5), far=(2, 13), repeats=3, cmap="viridis", figsize=None):
+    """Row 1: the course's ``two_dots(size, *close)``, two dots a few pixels apart, max-pooled 2x2
+    ``repeats`` times: they end up in the same cell, and the pooled map can no longer tell where they
+    were. Row 2: two dots far apart (``two_dots(size, *far)``), pooled alike: still two cells.
+
+    The arrays are ``figure.steps`` ({"close": [...], "far": [...]}, ``repeats + 1`` maps each) and the
+    number of cells holding a dot at each step ``figure.cells`` ({"close": [2, ..., 1], "far": [...]}).
+    """
+    rows = {"close": pooling_steps(two_dots(size, *close), repeats),
+            "far": pooling_steps(two_dots(size, *far), repeats)}
+    cells = {label: [dot_cells(step) for step in steps] for label, steps in rows.items()}
+    figure = new_figure(figsize or (2.5 * (repeats + 1), 5.6))
+    for r, (label, steps) in enumerate(rows.items()):
+        dots = close if label == "close" else far
+        for k, step in enumerate(steps):
+            name = f"Two dots {'close' if label == 'close' else 'far apart'}\n{dots} and {dots[::-1]}" if k == 0 else f"MaxPooled {k} time{'s' if k > 1 else ''}"
+            where = "1 cell" if cells[label][k] == 1 else f"{cells[label][k]} cells"
+            axes = figure.add_subplot(2, repeats + 1, r * (repeats + 1) + k + 1)
+            show_array(axes, step, f"{name}\n{shape_text(step.shape)}, dots in {where}", cmap=cmap, vmin=0, vmax=1)
+    figure.suptitle("Pooling destroys some positional information: close dots merge, far ones stay apart")
+    figure.steps, figure.cells = rows, cells
     return figure
 
 

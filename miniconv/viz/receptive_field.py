@@ -188,11 +188,47 @@ def _tidy(start):
     return tuple(int(c) if float(c).is_integer() else float(c) for c in start)
 
 
-def show_receptive_field(model, image, colors=None, figsize=(12.5, 4.4), cmap="gray"):
-    """``image`` with the receptive field of the centre unit of each convolution / pooling layer drawn
-    on it as a square, beside the table of ``receptive_field(model)``. 2-D models only.
+def stacked_versus_single(kernel=3, depth=3) -> dict:
+    """Why stacks of small kernels: ``depth`` stacked ``kernel`` x ``kernel`` convolutions see as far as one
+    convolution of (depth (kernel - 1) + 1)^2, with fewer weights per (input channel, output channel) pair.
 
-    The table is ``figure.fields``.
+    Counted on miniconv models (one input and one output channel, no bias):
+    {"stacked": {"layers", "kernel", "field", "weights"}, "single": {...}}; for 3 and 3: fields 7x7 both,
+    27 weights against 49.
+    """
+    from .. import layers
+    from ..models import Sequential
+
+    side = depth * (kernel - 1) + 1
+    shape = (2 * side, 2 * side, 1)
+    models = {
+        "stacked": Sequential([layers.Conv2D(1, kernel, use_bias=False, input_shape=shape)]
+                              + [layers.Conv2D(1, kernel, use_bias=False) for _ in range(depth - 1)]),
+        "single": Sequential([layers.Conv2D(1, side, use_bias=False, input_shape=shape)]),
+    }
+    return {name: {"layers": len(model.layers), "kernel": model.layers[0].kernel_size,
+                   "field": receptive_field(model)[-1].size, "weights": model.count_params()}
+            for name, model in models.items()}
+
+
+def comparison_text(comparison) -> str:
+    """Two lines: the stacked kernels' and the single kernel's receptive field and weights per channel pair."""
+    stacked, single = comparison["stacked"], comparison["single"]
+    k, s = stacked["kernel"], single["kernel"]
+    labels = [f"{stacked['layers']} stacked {_text(k)} convolutions:", f"one {_text(s)} convolution:"]
+    width = max(map(len, labels))
+    return (f"{labels[0].ljust(width)} receptive field {_text(stacked['field'])}, "
+            f"{stacked['layers']} x {k[0] * k[1]} = {stacked['weights']} weights per channel pair\n"
+            f"{labels[1].ljust(width)} receptive field {_text(single['field'])}, "
+            f"{s[0]} x {s[1]} = {single['weights']} weights per channel pair")
+
+
+def show_receptive_field(model, image, colors=None, figsize=(12.5, 4.8), cmap="gray"):
+    """``image`` with the receptive field of the centre unit of each convolution / pooling layer drawn
+    on it as a square, beside the table of ``receptive_field(model)`` and, under it, the parameter
+    comparison of three stacked 3x3 kernels with one 7x7 (``stacked_versus_single``). 2-D models only.
+
+    The table is ``figure.fields``, the comparison ``figure.parameter_comparison``.
     """
     from matplotlib.patches import Rectangle
 
@@ -218,9 +254,12 @@ def show_receptive_field(model, image, colors=None, figsize=(12.5, 4.4), cmap="g
     fontsize = min(8.0, 0.85 * figsize[0] * 2.4 / 3.4 * 72 / (0.6 * max(map(len, table.splitlines()))))
     text_axes.text(0, 1, table, family="monospace", fontsize=fontsize, va="top", ha="left", transform=text_axes.transAxes)
     if drawn:
-        text_axes.legend(*axes.get_legend_handles_labels(), loc="lower left", fontsize=8, frameon=False,
+        text_axes.legend(*axes.get_legend_handles_labels(), loc="center left", fontsize=8, frameon=False,
                          title="squares on the image (the centre output unit's field)", title_fontsize=8)
+    comparison = stacked_versus_single(3, 3)
+    text_axes.text(0, 0, "Stacking small kernels: the same field for fewer weights\n" + comparison_text(comparison),
+                   family="monospace", fontsize=fontsize, va="bottom", ha="left", transform=text_axes.transAxes)
     right.suptitle(f"miniconv.receptive_field(model) of {fields.model_name!r} (per spatial axis; centres in input pixels)",
                    fontsize=10)
-    figure.fields = fields
+    figure.fields, figure.parameter_comparison = fields, comparison
     return figure

@@ -4,6 +4,9 @@ The course filters a weekly Google Trends series ("machinelearning.csv") with th
 ``tf.nn.conv1d``; that file is not shipped with miniconv, so ``synthetic_weekly_series`` makes a
 small stand-in: **synthetic** data (a seeded linear trend, a yearly cycle and noise), labelled as
 such in every picture. ``filter_series`` runs ``miniconv.nn.conv1d`` (VALID, stride 1) on it.
+
+The Spencer kernel is the true 15-point one (weights summing to 320); the course prints 32 where
+Spencer has 21, so the course's weights sum to 331 (see ``SPENCER``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from ._figures import new_figure
 DETREND = np.array([-1, 1], np.float32)
 AVERAGE = np.full(5, 0.2, np.float32)
 # Spencer's 15-point moving average (1904): a smoother that passes cubic trends through unchanged.
+# It is symmetric and its weights sum to 320. The course's exercise prints 32 for the 11th weight,
+# where Spencer's has 21 (``SPENCER_AS_THE_COURSE_PRINTS``): its weights sum to 331, so it scales the
+# series by 331 / 320 and is lopsided. miniconv's ``spencer`` is the true one.
 SPENCER = np.array([-3, -6, -5, 3, 21, 46, 67, 74, 67, 46, 21, 3, -5, -6, -3], np.float32) / 320
+SPENCER_AS_THE_COURSE_PRINTS = np.array([-3, -6, -5, 3, 21, 46, 67, 74, 67, 46, 32, 3, -5, -6, -3], np.float32) / 320
 
 #: The course's three 1-D kernels: differencing, a 5-point moving average, Spencer's 15-point average.
 SERIES_KERNELS: dict[str, np.ndarray] = {"detrend": DETREND, "average": AVERAGE, "spencer": SPENCER}
