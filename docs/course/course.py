@@ -59,6 +59,13 @@ def setup_figures(dpi: int = 72) -> None:
     """Inline figures at a modest resolution, so the saved notebooks stay small."""
     import matplotlib
 
+    try:  # in a notebook: inline figures from the start, so a returned Figure is drawn as a picture
+        from IPython import get_ipython
+
+        if get_ipython() is not None:
+            get_ipython().run_line_magic("matplotlib", "inline")
+    except ImportError:
+        pass
     matplotlib.rcParams["figure.dpi"] = dpi
     matplotlib.rcParams["savefig.dpi"] = dpi
 
@@ -67,3 +74,15 @@ def mode_line() -> str:
     """One line saying which mode ran, for the top of every notebook's output."""
     return ("QUICK mode (MINICONV_QUICK=1): few images and epochs; the numbers below only show that the code runs"
             if QUICK else "Full mode: the numbers below are the lesson's results")
+
+
+def as_jpeg(figure, quality: int = 80):
+    """The figure as a JPEG picture for the notebook to show: photos and feature-map grids are many
+    times smaller as JPEG than as PNG, which keeps the saved notebooks small."""
+    import io
+
+    from IPython.display import Image
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="jpeg", pil_kwargs={"quality": quality})
+    return Image(data=buffer.getvalue(), format="jpeg")
