@@ -62,3 +62,31 @@ def test_bad_mode_and_channels_are_named():
         ImageNetPreprocessing("tf")
     with pytest.raises(ValueError, match=r"expected RGB images \(3 channels, last axis\), got input \(None, 5, 7, 1\)"):
         ImageNetPreprocessing("caffe")(miniconv.Input((5, 7, 1)))
+
+
+def test_efficientnet_on_its_preprocessing_is_the_model_on_preprocessed_images():
+    from miniconv.applications import EfficientNetLite0, efficientnet_lite0
+
+    images = RNG.uniform(0, 255, (2, 40, 48, 3)).astype(np.float32)
+    inputs = miniconv.Input((40, 48, 3))
+    miniconv.utils.set_random_seed(5)
+    inside = EfficientNetLite0(include_top=False, weights=None, pooling="avg",
+                               input_tensor=efficientnet_lite0.preprocess_input(inputs))
+    miniconv.utils.set_random_seed(5)
+    outside = EfficientNetLite0(include_top=False, weights=None, pooling="avg", input_shape=(40, 48, 3))
+    assert inside.input_shape == (None, 40, 48, 3) and type(inside.layers[1]).__name__ == "ImageNetPreprocessing"
+    assert inside.count_params() == outside.count_params()
+    np.testing.assert_allclose(inside.predict(images, verbose=0),
+                               outside.predict(efficientnet_lite0.preprocess_input(images), verbose=0), rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(TypeError, match="input_tensor must be a symbolic tensor"):
+        EfficientNetLite0(include_top=False, weights=None, input_tensor=images)
+
+
+@pytest.mark.parametrize("mode", ["caffe", "torch"])
+def test_to_keras_computes_the_same(mode):
+    pytest.importorskip("keras")
+    inputs = miniconv.Input((5, 7, 3))
+    model = miniconv.Model(inputs, miniconv.layers.Conv2D(2, 3)(ImageNetPreprocessing(mode)(inputs)))
+    theirs = model.to_keras()
+    np.testing.assert_allclose(np.asarray(theirs(IMAGES)), model.predict(IMAGES, verbose=0), rtol=1e-5, atol=1e-4)

@@ -28,6 +28,7 @@ from ..layers.core import Input
 from ..layers.preprocessing import ImageNetPreprocessing
 from ..models import Model
 from . import keras_weights
+from .inputs import source_inputs
 
 WEIGHTS_PATH = (
     "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels.h5"
@@ -122,7 +123,7 @@ def VGG16(include_top=True, weights="imagenet", input_tensor=None, input_shape=N
         x = layers.GlobalAveragePooling2D()(x)
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D()(x)
-    inputs = img_input if input_tensor is None else _source_inputs(input_tensor)
+    inputs = img_input if input_tensor is None else source_inputs(input_tensor)
     model = Model(inputs, x, name=name)
     if weights is not None:
         keras_weights.load_h5_weights(model, path)
@@ -182,21 +183,6 @@ def _obtain_input_shape(input_shape, include_top: bool, weights) -> tuple:
         raise ValueError(f"If `include_top` is True, you should specify a static `input_shape`. "
                          f"Received: input_shape={input_shape}")
     return input_shape
-
-
-def _source_inputs(tensor: SymbolicTensor) -> list:
-    """The Input tensors ``tensor`` is computed from (Keras's ``get_source_inputs``), in the order first met."""
-    found, seen, stack = [], set(), [tensor]
-    while stack:
-        t = stack.pop()
-        node = t.history.node if t.history is not None else None
-        if node is None or node.is_input:
-            if id(t) not in seen:
-                seen.add(id(t))
-                found.append(t)
-            continue
-        stack.extend(reversed(node.inputs))
-    return found[0] if len(found) == 1 else found
 
 
 __all__ = ["VGG16", "preprocess_input"]

