@@ -6,7 +6,9 @@ Shape legend: x (M, C) (NHWC activations are (N*H*W, C)), one parameter or stati
                          y[m, c] = x[m, c] * inv[c] + shift[c]
     batch_norm backward  dx = dy * inv, and the column sums sum_m dy and sum_m dy (x - mean), from
                          which (per column) dmean = -inv sum dy, doffset = sum dy,
-                         dscale = rstd sum dy (x - mean), dvariance = -scale rstd^3 / 2 sum dy (x - mean)
+                         dscale = rstd sum dy (x - mean), dvariance = -scale rstd^3 / 2 sum dy (x - mean);
+                         where sum dy (x - mean) is inf or NaN, TF's sum dy x - mean sum dy (that
+                         column's thread sums dy x over the rows)
     moments forward      mean = sum_m x / M; variance = sum_m (x - mean)^2 / M   (two passes)
     moments backward     dx = dmean / M + 2 (dvariance / M) (x - mean)
 
@@ -123,14 +125,21 @@ def batch_norm_backward_sums_kernel(dy, x, mean, inv, dx, partial, chunk):
 
 
 @cuda.jit
-def batch_norm_parameter_gradients_kernel(sums, variance, scale, epsilon, dmean, dvariance, doffset, dscale):
-    """Per column, from sums[0] = sum dy and sums[1] = sum dy (x - mean): the parameters' gradients."""
+def batch_norm_parameter_gradients_kernel(sums, dy, x, mean, variance, scale, epsilon, dmean, dvariance, doffset,
+                                          dscale):
+    """Per column, from sums[0] = sum dy and sums[1] = sum dy (x - mean): the parameters' gradients. Where
+    sums[1] is inf or NaN, TF's sum dy x - mean sum dy instead (the rows summed here: a rare case)."""
     c = cuda.grid(1)
     if c < dmean.shape[0]:
         rstd = rstd_of(variance[c], epsilon)
         inv = rstd * scale[c]
         total = sums[0, c]
         centred = sums[1, c]
+        if not math.isfinite(centred):
+            raw = float32(0)
+            for m in range(x.shape[0]):
+                raw += dy[m, c] * x[m, c]
+            centred = raw - mean[c] * total
         dmean[c] = -inv * total
         dvariance[c] = centred * scale[c] * (float32(-0.5) * rstd * rstd * rstd)
         doffset[c] = total
@@ -221,7 +230,7 @@ SIGNATURES = {
     inverse_std_kernel: void(F1, F1, float32, F1),
     scale_shift_kernel: void(F2, F1, F1, F2),
     batch_norm_backward_sums_kernel: void(F2, F2, F1, F1, F2, F3, int64),
-    batch_norm_parameter_gradients_kernel: void(F2, F1, F1, float32, F1, F1, F1, F1),
+    batch_norm_parameter_gradients_kernel: void(F2, F2, F2, F1, F1, F1, float32, F1, F1, F1, F1),
     column_moment_sums_kernel: void(F2, F1, F3, int64, boolean),
     divide_kernel: void(F1, float32),
     moments_backward_kernel: void(F1, F1, F2, F1, float32, F2),
@@ -272,8 +281,8 @@ def batch_norm_backward(dy, x, mean, variance, scale, epsilon, splits: int | Non
     if grid[1] > 1:
         sum_slices(partial, sums)
     grads = [empty((C,)) for _ in range(4)]
-    batch_norm_parameter_gradients_kernel[blocks(C, THREADS_1D), THREADS_1D](sums, variance, scale, float32(epsilon),
-                                                                             *grads)  # fmt: skip
+    batch_norm_parameter_gradients_kernel[blocks(C, THREADS_1D), THREADS_1D](sums, dy, x, mean, variance, scale,
+                                                                             float32(epsilon), *grads)  # fmt: skip
     return (dx, *grads)
 
 

@@ -115,7 +115,8 @@ def normalize_conv_padding(padding, op: str = "conv2d"):
     """A convolution's padding: 'VALID' / 'SAME' (any case), or TensorFlow's explicit NHWC list
     [[0, 0], [top, bottom], [left, right], [0, 0]] -> ((top, bottom), (left, right)).
 
-    As ``tf.nn.conv2d``: four pairs of non-negative ints, the batch and channel pairs zero.
+    As ``tf.nn.conv2d``: four pairs of non-negative ints, the batch and channel pairs zero; each at most
+    2**31 - 1, as strides and dilations (TF takes int64s, and runs out of memory for the output).
     """
     if not isinstance(padding, (list, tuple, np.ndarray)):
         return normalize_padding(padding)
@@ -128,6 +129,8 @@ def normalize_conv_padding(padding, op: str = "conv2d"):
     values = [int(v) for v in values]
     if min(values) < 0:
         raise ValueError(f"{op}: explicit padding must be non-negative, got {_show(padding)}")
+    if max(values) > MAX_SIZE:  # as strides and dilations; past 2**63 no int64 of the kernels holds them
+        raise ValueError(f"{op}: explicit padding must be at most 2**31 - 1 = {MAX_SIZE} a side, got {_show(padding)}")
     if values[0] or values[1] or values[6] or values[7]:
         raise ValueError(
             f"{op}: explicit padding of the batch and channel axes must be [0, 0] (as TensorFlow), got {_show(padding)}"

@@ -25,6 +25,17 @@ def set_random_seed(seed: int) -> None:
     _GLOBAL_RNG = np.random.default_rng(int(seed))
 
 
+def clear_session() -> None:
+    """Forget the automatic layer names given so far, as ``keras.utils.clear_session`` does.
+
+    Layers named automatically after this call start again at ``conv2d``, ``dense``, ... Models
+    already built keep their names.
+    """
+    from .layers.base import reset_names
+
+    reset_names()
+
+
 def global_rng() -> np.random.Generator:
     """The generator used for initialisation, shuffling and dropout when no seed is given."""
     return _GLOBAL_RNG
@@ -75,4 +86,4 @@ def to_categorical(x, num_classes=None) -> np.ndarray:
     return categorical.reshape(*shape, int(num_classes))
 
 
-__all__ = ["as_generator", "get_rng_state", "global_rng", "set_random_seed", "set_rng_state", "to_categorical"]
+__all__ = ["as_generator", "clear_session", "get_rng_state", "global_rng", "set_random_seed", "set_rng_state", "to_categorical"]

@@ -91,3 +91,34 @@ def test_the_gallery_picture_is_the_model_top_class_heatmap_on_the_image_as_the_
     heatmap, class_index = viz.grad_cam(model, image * 255)
     np.testing.assert_array_equal(figure.heatmap, heatmap)
     assert figure.class_index == class_index == int(np.argmax(model.predict(image[None] * 255, verbose=0)))
+
+
+def test_a_layer_inside_a_nested_base_gives_the_heatmap_of_the_flat_model():
+    """A pretrained base under a head (the transfer recipes' models): Grad-CAM on a layer inside the
+    base equals Grad-CAM on the same layers called as one flat model (shared layers, same weights)."""
+    miniconv.utils.set_random_seed(6)
+    base_in = miniconv.Input((16, 14, 3))
+    x = base_in
+    for layer in (layers.Conv2D(6, 3, activation="relu", name="c1"), layers.MaxPooling2D(2),
+                  layers.Conv2D(8, 3, activation="relu", name="c2"), layers.GlobalAveragePooling2D()):
+        x = layer(x)
+    base = miniconv.Model(base_in, x, name="base")
+    rescale, dense1, dense2 = layers.Rescaling(1 / 255), layers.Dense(5, activation="relu"), layers.Dense(3, activation="softmax")
+    inputs = miniconv.Input((16, 14, 3))
+    nested = miniconv.Model(inputs, dense2(dense1(base(rescale(inputs)))))
+    flat_in = miniconv.Input((16, 14, 3))
+    x = rescale(flat_in)
+    for layer in base.layers[1:]:
+        x = layer(x)
+    flat = miniconv.Model(flat_in, dense2(dense1(x)))
+    image = np.random.default_rng(5).uniform(0, 255, (16, 14, 3)).astype(np.float32)
+    for layer in ("c2", "c1"):
+        for class_index in range(3):
+            ours, index = viz.grad_cam(nested, image, class_index=class_index, layer=layer)
+            np.testing.assert_allclose(ours, viz.grad_cam(flat, image, class_index=class_index, layer=layer)[0],
+                                       rtol=1e-5, atol=1e-6)
+            assert index == class_index
+    assert viz.last_conv_layer(nested).name == "c2"  # the base's last spatial layer, by default
+    np.testing.assert_array_equal(viz.grad_cam(nested, image)[0], viz.grad_cam(nested, image, layer="c2")[0])
+    with pytest.raises(ValueError, match="no layer 'c9' in"):
+        viz.grad_cam(nested, image, layer="c9")

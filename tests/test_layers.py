@@ -127,6 +127,17 @@ def test_keras_names_and_aliases():
     assert layers.Conv2D(8, 3, input_shape=(28, 28, 1)).declared_input_shape == (28, 28, 1)
 
 
+def test_clear_session_restarts_automatic_names_as_keras_does():
+    import miniconv
+
+    layers.Conv2D(4, 3), layers.Conv2D(4, 3)
+    assert layers.Conv2D(4, 3).name not in ("conv2d", "conv2d_1")
+    miniconv.utils.clear_session()
+    keras.utils.clear_session()
+    assert [layers.Conv2D(4, 3).name, layers.Conv2D(4, 3).name] == ["conv2d", "conv2d_1"]
+    assert [keras.layers.Conv2D(4, 3).name, keras.layers.Conv2D(4, 3).name] == ["conv2d", "conv2d_1"]
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

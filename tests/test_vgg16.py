@@ -121,6 +121,8 @@ def assert_weights_equal(ours, theirs):
 ])
 def test_layers_parameters_summary_and_weight_order_are_keras(kwargs, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
+    keras.utils.clear_session()          # both name the pooling layer afresh, whatever ran before
+    miniconv.utils.clear_session()
     theirs = keras.applications.VGG16(include_top=False, weights=None, **kwargs)
     ours = VGG16(include_top=False, weights=None, **kwargs)
     names = [layer.name for layer in ours.layers]

@@ -184,6 +184,10 @@ def test_input_range_is_found_from_a_leading_rescaling():
     assert viz.input_range(doubling) == viz.input_range(late) == (0.0, 1.0)
     assert viz.leading_rescaling(late) is None and viz.leading_rescaling(doubling) is doubling.layers[0]
     np.testing.assert_allclose(viz.to_model_range(np.array([0.0, 0.5, 1.0]), cats_dogs.convnet()), [0, 127.5, 255])
+    for mode in ("caffe", "torch"):  # a pretrained base's preprocessing, behind augmentation
+        base_front = miniconv.Sequential([layers.Input((8, 8, 3)), layers.RandomFlip(),
+                                          layers.ImageNetPreprocessing(mode), layers.Conv2D(2, 3)])
+        assert viz.input_range(base_front) == (0.0, 255.0)
 
 
 def test_gallery_feeds_a_rescaling_model_pixels_in_0_255(photo):

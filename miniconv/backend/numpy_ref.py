@@ -27,7 +27,7 @@ def _pad(x: np.ndarray, top, bottom, left, right, value=0.0) -> np.ndarray:
 
 # --- convolution ---------------------------------------------------------------------------------
 #
-# Padding is read, never stored: x0 is x after one zero row and one zero column, and the tap of
+# (Depthwise convolutions too.) Padding is read, never stored: x0 is x after one zero row and one zero column, and the tap of
 # filter cell (r, s) gathers x0's rows and columns that the output cells read, the zero ones where
 # they read padding. A SAME padding or dilation of 2**31 - 1 then costs no more than one of 1.
 
@@ -87,39 +87,35 @@ def conv2d_backward_filter(x, dy, g: ConvGeometry):
 
 
 def depthwise_conv2d_forward(x, w, g: DepthwiseGeometry):
-    """y[n,p,q,c*M + m] = sum_{r,s} xp[n, p*sh + r*dh, q*sw + s*dw, c] * w[r,s,c,m], xp = padded x."""
-    xp = _pad(x, g.top, g.bottom, g.left, g.right)
+    """y[n,p,q,c*M + m] = sum_{r,s} xr[n,p,q,c] * w[r,s,c,m], xr the input under filter cell (r, s) (``_tap``)."""
+    x0 = _zero_first(x)
     y = np.zeros((g.N, g.P, g.Q, g.C, g.M), x.dtype)
     for r in range(g.R):
-        rows = _window_slice(r * g.dh, g.sh, g.P)
         for s in range(g.S):
-            cols = _window_slice(s * g.dw, g.sw, g.Q)
-            y += xp[:, rows, cols, :, None] * w[r, s]  # (N, P, Q, C, 1) * (C, M)
+            y += _tap(x0, g, r, s)[..., None] * w[r, s]  # (N, P, Q, C, 1) * (C, M)
     return y.reshape(g.output_shape)
 
 
 def depthwise_conv2d_backward_input(dy, w, g: DepthwiseGeometry):
-    """dxp[n, p*sh + r*dh, q*sw + s*dw, c] += sum_m dy[n,p,q,c*M + m] * w[r,s,c,m]; dx = dxp unpadded."""
+    """dx[n, p*sh + r*dh - top, q*sw + s*dw - left, c] += sum_m dy[n,p,q,c*M + m] * w[r,s,c,m] (cells inside the input)."""
     dy5 = dy.reshape(g.N, g.P, g.Q, g.C, g.M)
-    dxp = np.zeros((g.N, g.H + g.top + g.bottom, g.W + g.left + g.right, g.C), dy.dtype)
+    dx0 = np.zeros((g.N, g.H + 1, g.W + 1, g.C), dy.dtype)  # row and column 0: a sink for the padding's share
     for r in range(g.R):
-        rows = _window_slice(r * g.dh, g.sh, g.P)
+        rows = _tap_index(r * g.dh - g.top, g.sh, g.P, g.H)
         for s in range(g.S):
-            cols = _window_slice(s * g.dw, g.sw, g.Q)
-            dxp[:, rows, cols, :] += (dy5 * w[r, s]).sum(axis=-1)  # (N, P, Q, C, M) -> (N, P, Q, C)
-    return np.ascontiguousarray(dxp[:, g.top : g.top + g.H, g.left : g.left + g.W, :])
+            cols = _tap_index(s * g.dw - g.left, g.sw, g.Q, g.W)
+            dx0[:, rows[:, None], cols[None, :]] += (dy5 * w[r, s]).sum(axis=-1)  # (N, P, Q, C, M) -> (N, P, Q, C)
+    return np.ascontiguousarray(dx0[:, 1:, 1:])
 
 
 def depthwise_conv2d_backward_filter(x, dy, g: DepthwiseGeometry):
-    """dw[r,s,c,m] = sum_{n,p,q} xp[n, p*sh + r*dh, q*sw + s*dw, c] * dy[n,p,q,c*M + m]."""
-    xp = _pad(x, g.top, g.bottom, g.left, g.right)
+    """dw[r,s,c,m] = sum_{n,p,q} xr[n,p,q,c] * dy[n,p,q,c*M + m], xr the input under filter cell (r, s)."""
+    x0 = _zero_first(x)
     dy5 = dy.reshape(g.N, g.P, g.Q, g.C, g.M)
     dw = np.zeros(g.filter_shape, x.dtype)
     for r in range(g.R):
-        rows = _window_slice(r * g.dh, g.sh, g.P)
         for s in range(g.S):
-            cols = _window_slice(s * g.dw, g.sw, g.Q)
-            dw[r, s] = np.einsum("npqc,npqcm->cm", xp[:, rows, cols, :], dy5)
+            dw[r, s] = np.einsum("npqc,npqcm->cm", _tap(x0, g, r, s), dy5)
     return dw
 
 
@@ -248,11 +244,15 @@ def batch_norm_backward(dy, x, mean, variance, scale, epsilon):
 
         dx = dy * inv          doffset = sum dy          dmean = -inv * sum dy
         dscale = rstd * sum dy (x - mean)                dvariance = -scale * rstd**3 / 2 * sum dy (x - mean)
+
+    sum dy (x - mean) is TensorFlow's sum dy x - mean sum dy where it is inf or NaN (an inf in x or mean, or
+    x - mean past float32): TF's own arithmetic then, e.g. -inf * sum dy for an inf mean, not inf - inf.
     """
     rstd = 1 / np.sqrt(variance + x.dtype.type(epsilon))
     inv = rstd * scale
     total = dy.sum(axis=0)
     centred = (dy * (x - mean)).sum(axis=0)
+    centred = np.where(np.isfinite(centred), centred, (dy * x).sum(axis=0) - mean * total)  # TF's where not finite
     dvariance = centred * scale * (x.dtype.type(-0.5) * rstd * rstd * rstd)
     return dy * inv, -inv * total, dvariance, total, centred * rstd
 

@@ -28,11 +28,24 @@ def twin(model, keras):
     with fresh Keras weights (drawn after ``keras.utils.set_random_seed``)."""
     from .. import losses, optimizers
 
-    clone = keras.models.clone_model(model.to_keras())
+    clone = keras.models.clone_model(model.to_keras(), clone_function=_fresh_layer)
     metrics = [m if isinstance(m, str) else m.name for m in model.compiled_metrics]
     clone.compile(optimizer=keras.optimizers.deserialize(optimizers.serialize(model.optimizer)),
                   loss=keras.losses.deserialize(losses.serialize(model.loss)), metrics=metrics)
     return clone
+
+
+def _fresh_layer(layer):
+    """clone_model's default (a layer from its config), except that Keras 3's RandomShear reports its
+    symmetric factor f as the pair (-f, f), which its own constructor refuses (bounds in [0, 1]):
+    that pair goes back as the number f, the same distribution."""
+    config = layer.get_config()
+    if type(layer).__name__ == "RandomShear":
+        for name in ("x_factor", "y_factor"):
+            lower, upper = config[name]
+            if lower == -upper:
+                config[name] = float(upper)
+    return type(layer).from_config(config)
 
 
 def as_keras_data(data):

@@ -52,6 +52,11 @@ def unique_name(stem: str) -> str:
     return stem if count == 0 else f"{stem}_{count}"
 
 
+def reset_names() -> None:
+    """Start automatic names afresh: the next Conv2D is ``conv2d`` again (``miniconv.utils.clear_session``)."""
+    _NAME_COUNTS.clear()
+
+
 def registered_class(name: str):
     """The layer or model class a saved architecture names (``"Conv2D"``, ``"Sequential"``), or None."""
     return _CLASSES.get(name)

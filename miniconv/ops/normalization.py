@@ -22,6 +22,7 @@ lead, as [0, 1, 2] of NHWC does) and reduces the rows. Matches ``tf.nn.batch_nor
 from __future__ import annotations
 
 import math
+import reprlib
 
 import numpy as np
 
@@ -45,9 +46,13 @@ def _check_parameter(value, name, x, op):
 def _check_epsilon(value, op) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0:
         raise ValueError(f"{op}: variance_epsilon must be a number > 0, got {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{op}: variance_epsilon must be finite, got {value!r}")
-    return float(value)
+    try:
+        epsilon = float(value)  # an int past float64's range (10**400) overflows here
+    except OverflowError:
+        epsilon = math.inf
+    if not math.isfinite(epsilon):
+        raise ValueError(f"{op}: variance_epsilon must be finite, got {reprlib.repr(value)}")
+    return epsilon
 
 
 def _column_block(x_shape, parameters) -> int:
@@ -153,6 +158,8 @@ def moments_vjp(x, axes, shift=None, keepdims=False, *, backend=None, name=None)
     x = as_float_array(x, "x", op)
     check_nonempty(x, "x", op)
     reduced = _check_axes(axes, x.ndim, op)
+    if not isinstance(keepdims, (bool, np.bool_)):  # (an array's truth value is an error of its own)
+        raise TypeError(f"{op}: keepdims must be a bool, got {reprlib.repr(keepdims)}")
     kept = tuple(a for a in range(x.ndim) if a not in reduced)
     order = tuple(sorted(reduced)) + kept
     moved = order != tuple(range(x.ndim))
@@ -182,7 +189,7 @@ def moments(x, axes, shift=None, keepdims=False, *, backend=None, name=None):
     """(mean, variance) of x over ``axes`` (an int or a list): the mean, then the mean of the squared
     deviations from it (the population variance, divided by n, not n - 1).
 
-    The results keep x's other axes (and the reduced ones with size 1 when ``keepdims``). With no
+    The results keep x's other axes (and the reduced ones with size 1 when ``keepdims``, a bool). With no
     axes at all the mean is x and the variance 0, and (as TensorFlow, whose ``squeeze(axis=[])``
     drops every axis of size 1) without ``keepdims`` the axes of size 1 go. ``shift`` is accepted
     and ignored, as TensorFlow 2 does. Matches ``tf.nn.moments``.

@@ -24,9 +24,13 @@ from .feature_maps import model_input
 
 
 def last_conv_layer(model):
-    """The last layer with a spatial (h, w, channels) output: Grad-CAM's default."""
+    """The last layer with a spatial (h, w, channels) output: Grad-CAM's default. In a model whose
+    last such layer is a nested model (a pretrained base under a head), the base's own last one."""
     candidates = [layer for layer in model.layers if layer.built and isinstance(layer.output_shape, tuple)
                   and len(layer.output_shape) == 4 and type(layer).__name__ != "InputLayer"]
+    nested = [layer for layer in model.layers if layer.is_model]
+    if nested and (not candidates or model.layers.index(nested[-1]) > model.layers.index(candidates[-1])):
+        return last_conv_layer(nested[-1])
     if not candidates:
         raise ValueError(f"grad_cam: {model.name} has no layer with a spatial output (N, h, w, channels)")
     return candidates[-1]
@@ -35,7 +39,55 @@ def last_conv_layer(model):
 def _layer(model, layer):
     if layer is None:
         return last_conv_layer(model)
-    return model.get_layer(layer) if isinstance(layer, str) else layer
+    if not isinstance(layer, str):
+        return layer
+    if layer in [inner.name for inner in model.layers]:
+        return model.get_layer(layer)
+    for base in (inner for inner in model.layers if inner.is_model):
+        if layer in [inner.name for inner in base.layers]:
+            return base.get_layer(layer)
+    raise ValueError(f"grad_cam: no layer {layer!r} in {model.name} or the models inside it")
+
+
+def _base_holding(model, layer):
+    """The nested model of ``model`` that holds ``layer``, or None when ``layer`` is model's own."""
+    if any(inner is layer for inner in model.layers):
+        return None
+    for base in (inner for inner in model.layers if inner.is_model):
+        if any(inner is layer for inner in base.layers):
+            return base
+    raise ValueError(f"grad_cam: layer {layer.name!r} is not in {model.name} or a model inside it")
+
+
+def _activation_and_gradient(model, x, target, upstream):
+    """(A, d score / d A) for the output A of ``target`` (a layer of ``model`` or of a model nested in
+    it) and the score sum(upstream * model(x)): the engine's pullbacks, through the base when nested."""
+    import miniconv
+
+    base = _base_holding(model, target)
+    if base is None:
+        output = _node_of(model, target).outputs[0]
+        activation = miniconv.Model(model.input, output).predict(x, verbose=0)
+        head = miniconv.Model(output, model.output, name=f"{model.name}_head")
+        return activation, head.input_gradient(activation, -1, upstream=upstream)
+    node = _node_of(model, base)  # where the base sits in the model
+    base_input = x if node.inputs[0] is model.input else miniconv.Model(model.input, node.inputs[0]).predict(x, verbose=0)
+    output = _node_of(base, target).outputs[0]
+    activation = miniconv.Model(base.input, output).predict(base_input, verbose=0)
+    base_output = base.predict(base_input, verbose=0)
+    above = miniconv.Model(node.outputs[0], model.output, name=f"{model.name}_head")
+    d_base_output = above.input_gradient(base_output, -1, upstream=upstream)
+    inside = miniconv.Model(output, base.output, name=f"{base.name}_head")
+    return activation, inside.input_gradient(activation, -1, upstream=d_base_output)
+
+
+def _node_of(model, layer):
+    """The call of ``layer`` in ``model``'s graph (a layer shared with other models has one per graph)."""
+    nodes = [node for node in model.subgraph().nodes if node.layer is layer]
+    if len(nodes) != 1:
+        raise ValueError(f"grad_cam: layer {layer.name!r} is called {len(nodes)} times in {model.name}; "
+                         f"Grad-CAM needs one call")
+    return nodes[0]
 
 
 def grad_cam(model, image, class_index=None, layer=None, negative=False) -> tuple[np.ndarray, int]:
@@ -43,14 +95,11 @@ def grad_cam(model, image, class_index=None, layer=None, negative=False) -> tupl
 
     image: (H, W, C) or (H, W) as the model takes its input (the model's own preprocessing layers
     apply); class_index: default the top class of the model's output; layer: a name or a layer of
-    the model (default the last one with a spatial output).
+    the model, or of a model nested in it (a pretrained base), default the last one with a spatial
+    output (inside the base when the base comes last).
     """
-    import miniconv
-
     x = model_input(model, image)
     target = _layer(model, layer)
-    activation = miniconv.Model(model.input, target.output).predict(x, verbose=0)
-    head = miniconv.Model(target.output, model.output, name=f"{model.name}_head")
     prediction = model.predict(x, verbose=0)
     classes = prediction.shape[-1]
     if class_index is None:
@@ -59,8 +108,8 @@ def grad_cam(model, image, class_index=None, layer=None, negative=False) -> tupl
         raise ValueError(f"grad_cam: class_index must be an int in [0, {classes - 1}], got {class_index!r}")
     upstream = np.zeros_like(prediction)
     upstream[0, class_index] = -1.0 if negative else 1.0
-    gradient = head.input_gradient(activation, -1, upstream=upstream)[0]  # d y_c / d A, (h, w, channels)
-    weights = gradient.mean(axis=(0, 1))
+    activation, gradient = _activation_and_gradient(model, x, target, upstream)  # d y_c / d A, (1, h, w, channels)
+    weights = gradient[0].mean(axis=(0, 1))
     heatmap = np.maximum(np.tensordot(activation[0], weights, axes=([2], [0])), 0)
     peak = heatmap.max()
     return (heatmap / peak if peak > 0 else heatmap).astype(np.float32), int(class_index)

@@ -5,7 +5,8 @@
 
 A model whose first computing layer is a ``Rescaling`` that brings 8-bit values down to about unit
 size (``Rescaling(1 / 255)``, ``Rescaling(1 / 127.5, offset=-1)``) expects pixels in [0, 255]: the
-random augmentation layers before it (the identity at inference) and input layers are skipped. Any
+random augmentation layers before it (the identity at inference) and input layers are skipped. So
+does a model that starts with a pretrained base's ``ImageNetPreprocessing`` (images in [0, 255]). Any
 other model is taken to expect [0, 1], as the MNIST convnets of the course and of Chollet's ch. 5.1.
 """
 
@@ -29,10 +30,11 @@ def _passes_through(layer) -> bool:
 
 
 def leading_rescaling(model):
-    """The model's ``Rescaling`` layer if it is the first layer that computes anything at inference, else None."""
+    """The model's ``Rescaling`` or ``ImageNetPreprocessing`` layer if it is the first layer that computes
+    anything at inference, else None."""
     for layer in _leaves(model):
         if not _passes_through(layer):
-            return layer if type(layer).__name__ == "Rescaling" else None
+            return layer if type(layer).__name__ in ("Rescaling", "ImageNetPreprocessing") else None
     return None
 
 
@@ -40,6 +42,8 @@ def input_range(model) -> tuple[float, float]:
     """(0, 255) if the model starts by rescaling 8-bit values (its leading ``Rescaling`` maps 255 to at
     most 2 in size), else (0, 1)."""
     layer = leading_rescaling(model)
+    if type(layer).__name__ == "ImageNetPreprocessing":
+        return EIGHT_BIT
     if layer is not None and np.max(np.abs(np.ravel(layer.scale))) * 255 <= 2 + 1e-6:
         return EIGHT_BIT
     return UNIT

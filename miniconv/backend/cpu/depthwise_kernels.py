@@ -6,7 +6,8 @@ read as wk (R, S, K), formulas in ``depthwise_loops``.
 
 The op does 9 multiply-adds per value it reads, so memory traffic should bound it; one
 read-modify-write of the output per product (``depthwise_loops``' general loops) costs more than
-that traffic. Here, M = 1 and 3 x 3 filters, any stride, dilation and padding:
+that traffic. Here, M = 1 and 3 x 3 filters, any stride, dilation and padding not far past the
+input:
 
     forward    per output row, its three input rows zero-padded into a ring of rows (each input
                row copied once, shared by the output rows that read it), then every cell takes
@@ -21,8 +22,8 @@ that traffic. Here, M = 1 and 3 x 3 filters, any stride, dilation and padding:
                     scattered into padded accumulation rows, each copied out once complete
 
 The row loops (``dot9_row``, ``outer9_row``, ``scatter3_row``) live in ``depthwise_rows``. Every
-other filter size or multiplier, and a filter with an inf or NaN (for dx), takes
-``depthwise_loops``' kernels.
+other filter size or multiplier, a geometry whose rings would outgrow ``fast_applies``' bound, and
+a filter with an inf or NaN (for dx) take ``depthwise_loops``' kernels.
 """
 
 from __future__ import annotations
@@ -39,8 +40,12 @@ IMAGE_CHUNKS_PER_THREAD = 16  # backward chunks are whole images, at most N / (1
 
 
 def fast_applies(g) -> bool:
-    """Whether the 3 x 3, multiplier-1 kernels below apply (any stride, dilation and padding)."""
-    return g.R == 3 and g.S == 3 and g.M == 1
+    """Whether the 3 x 3, multiplier-1 kernels below apply: any stride, dilation and padding that keep
+    their rings within a few images' size (at most 2 H + 8 rows of at most 2 W + 8 cells). A stride,
+    dilation or padding far past the input (2**31 - 1 would make rings of 2**31 rows or cells, kept
+    per thread) takes ``depthwise_loops``' kernels, which store no padding."""
+    return (g.R == 3 and g.S == 3 and g.M == 1 and ring_rows(g.dh, g.sh) <= 2 * g.H + 8
+            and _padded_width(g) <= 2 * g.W + 8)  # fmt: skip
 
 
 # --- rings of zero-padded rows ---------------------------------------------------------------------

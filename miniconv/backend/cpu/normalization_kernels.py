@@ -7,7 +7,8 @@ Shape legend: x (rows, C), one parameter or statistic per column c (NHWC activat
                                                                   shift = offset - mean * inv
     batch_norm backward  dx[m, c] = dy[m, c] * inv[c], and in the same pass the column sums
                          sum_m dy[m, c] and sum_m dy[m, c] (x[m, c] - mean[c]) that give every
-                         parameter's gradient (``numpy_ref.batch_norm_backward``'s formulas)
+                         parameter's gradient (``numpy_ref.batch_norm_backward``'s formulas; where
+                         the second is inf or NaN, TF's sum dy x - mean sum dy, from one more pass)
     moments forward      mean[c] = sum_m x / rows;  variance[c] = sum_m (x - mean)^2 / rows  (two passes)
     moments backward     dx[m, c] = a[c] + b[c] (x[m, c] - mean[c]),  a = dmean / rows, b = 2 (dvariance / rows)
 
@@ -136,6 +137,9 @@ def batch_norm_backward(dy, x, mean, variance, scale, epsilon):
 
     run_chunks(task, len(bounds))
     total, centred = sum_in_order(sums)
+    bad = ~np.isfinite(centred)
+    if bad.any():  # TF's sum dy x - mean sum dy there (numpy_ref.batch_norm_backward): a pass over those columns
+        centred[bad] = (dy[:, bad] * x[:, bad]).sum(axis=0) - mean[bad] * total[bad]
     dvariance = centred * scale * (x.dtype.type(-0.5) * rstd * rstd * rstd)
     return dx, -inv * total, dvariance, total, centred * rstd
 
