@@ -47,9 +47,8 @@ def describe_machine() -> str:
 
 
 def stamp_text(command: str, seconds: float, date: str, machine: str) -> str:
-    return (f"**Saved outputs.** The outputs below are a full-mode run, made with `{command}` on {date}; "
-            f"it took {seconds / 60:.1f} min on {machine}. `MINICONV_QUICK=1` runs the same cells with "
-            f"few photos and epochs (see `README.md` in this folder).")
+    return (f"**Saved outputs.** The outputs below come from a full-mode run, `{command}`, on {date}; "
+            f"it took {seconds / 60:.1f} min on {machine}.")
 
 
 def stamp(notebook, command: str, seconds: float, date: str | None = None, machine: str | None = None) -> None:
