@@ -83,6 +83,9 @@ def as_jpeg(figure, quality: int = 80):
 
     from IPython.display import Image
 
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="jpeg", pil_kwargs={"quality": quality})
+    plt.close(figure)  # a pyplot figure would otherwise be drawn a second time, as PNG, at the cell's end
     return Image(data=buffer.getvalue(), format="jpeg")
