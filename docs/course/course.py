@@ -81,9 +81,8 @@ def as_jpeg(figure, quality: int = 80):
     times smaller as JPEG than as PNG, which keeps the saved notebooks small."""
     import io
 
-    from IPython.display import Image
-
     import matplotlib.pyplot as plt
+    from IPython.display import Image
 
     buffer = io.BytesIO()
     figure.savefig(buffer, format="jpeg", pil_kwargs={"quality": quality})
