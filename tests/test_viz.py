@@ -575,9 +575,10 @@ def test_fields_match_the_gradients_support(case):
 def test_show_receptive_field(trained, digit):
     model, _ = trained
     figure = viz.show_receptive_field(model, digit)
-    image_axes, table_axes = all_axes(figure)
+    image_axes, table_axes, legend_axes, comparison_axes = all_axes(figure)  # the text in rows beside the image
     assert image_axes.get_title() == "the centre unit's field" and len(image_axes.patches) == 5
     assert "18x18" in table_axes.texts[0].get_text()
+    assert len(legend_axes.get_legend().get_texts()) == 5 and "27 weights" in comparison_axes.texts[0].get_text()
     widths = sorted(p.get_width() for p in image_axes.patches)
     assert widths == [3, 4, 8, 10, 18]
     assert_not_blank(png_pixels(figure))

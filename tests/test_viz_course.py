@@ -101,6 +101,26 @@ def test_receptive_field_picture_shows_the_comparison():
     assert text.count("receptive field 7x7") == 2
 
 
+def test_receptive_field_picture_of_a_deep_model_keeps_its_text_apart():
+    """Chollet's cats-vs-dogs convnet has 13 rows in its table and 8 squares: the table, the legend and
+    the comparison are drawn in rows of their own, none overlapping another (it used to run into the legend)."""
+    from miniconv.recipes.cats_dogs import convnet
+
+    model = convnet()
+    figure = viz.show_receptive_field(model, np.zeros((150, 150, 3), np.float32))
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for axes in all_axes(figure) for t in axes.texts]
+    boxes += [axes.get_legend().get_window_extent(renderer) for axes in all_axes(figure) if axes.get_legend()]
+    assert len(boxes) == 3  # the table, the comparison, the legend
+    table = next(t for axes in all_axes(figure) for t in axes.texts if "conv2d" in t.get_text())
+    assert table.get_text().count("\n") >= 13
+    for a, b in itertools.combinations(boxes, 2):
+        assert not a.overlaps(b), (a, b)
+    legend = next(axes.get_legend() for axes in all_axes(figure) if axes.get_legend())
+    assert len(legend.get_texts()) == 8  # one square per convolution and pooling layer
+
+
 # --- augmented variants (Chollet 5.2.5) --------------------------------------------------------------
 def test_variants_are_the_layers_output(photo):
     """A translation with a fixed factor draws nothing: every variant is that shift of the image."""

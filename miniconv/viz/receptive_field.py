@@ -223,10 +223,13 @@ def comparison_text(comparison) -> str:
             f"{s[0]} x {s[1]} = {single['weights']} weights per channel pair")
 
 
-def show_receptive_field(model, image, colors=None, figsize=(12.5, 4.8), cmap="gray"):
+def show_receptive_field(model, image, colors=None, figsize=None, cmap="gray"):
     """``image`` with the receptive field of the centre unit of each convolution / pooling layer drawn
-    on it as a square, beside the table of ``receptive_field(model)`` and, under it, the parameter
-    comparison of three stacked 3x3 kernels with one 7x7 (``stacked_versus_single``). 2-D models only.
+    on it as a square, beside the table of ``receptive_field(model)`` and, under it, the legend of the
+    squares and the parameter comparison of three stacked 3x3 kernels with one 7x7
+    (``stacked_versus_single``). 2-D models only. The right side is three rows sized by their lines of
+    text, and the default height grows with the table, so a deep model's table never runs into the
+    legend.
 
     The table is ``figure.fields``, the comparison ``figure.parameter_comparison``.
     """
@@ -237,28 +240,37 @@ def show_receptive_field(model, image, colors=None, figsize=(12.5, 4.8), cmap="g
     fields = receptive_field(model)
     if fields.input_shape is None or len(fields.input_shape) != 4:
         raise ValueError("show_receptive_field: needs a built model with 2-D input (None, H, W, C)")
+    drawn = [row for row in fields if row.kernel is not None and row.start is not None]
+    table = str(fields).split("\n", 1)[1]
+    comparison = stacked_versus_single(3, 3)
+    texts = {"table": table,
+             "comparison": "Stacking small kernels: the same field for fewer weights\n" + comparison_text(comparison)}
+    legend_columns = 2 if len(drawn) > 4 else 1
+    lines = {"table": table.count("\n") + 1, "legend": -(-len(drawn) // legend_columns) + 1 if drawn else 0,
+             "comparison": texts["comparison"].count("\n") + 1}
+    figsize = figsize or (12.5, max(4.8, 0.15 * (sum(lines.values()) + 4)))
     figure = new_figure(figsize)
     left, right = figure.subfigures(1, 2, width_ratios=[1.0, 2.4])
     axes = show_array(left.add_subplot(), image, "the centre unit's field", cmap=cmap)
     colors = colors or [f"C{k}" for k in range(10)]
-    drawn = [row for row in fields if row.kernel is not None and row.start is not None]
     for k, row in enumerate(drawn):
         centre_unit = tuple((n - 1) // 2 for n in row.output_shape[:2])
         (top, bottom), (lo, hi) = row.field_of(centre_unit)
         axes.add_patch(Rectangle((lo - 0.5, top - 0.5), hi - lo + 1, bottom - top + 1, fill=False, linewidth=2,
                                  edgecolor=colors[k % len(colors)], label=f"{row.name}: {_text(row.size)}"))
-    text_axes = right.add_subplot()
-    text_axes.axis("off")
-    table = str(fields).split("\n", 1)[1]
+    rows = [name for name in ("table", "legend", "comparison") if lines[name]]
+    panels = dict(zip(rows, right.subplots(len(rows), 1, gridspec_kw={"height_ratios": [lines[n] for n in rows]})))
+    for panel in panels.values():
+        panel.axis("off")
     # monospace glyphs are about 0.6 em wide: shrink the text until the widest line fits the panel
     fontsize = min(8.0, 0.85 * figsize[0] * 2.4 / 3.4 * 72 / (0.6 * max(map(len, table.splitlines()))))
-    text_axes.text(0, 1, table, family="monospace", fontsize=fontsize, va="top", ha="left", transform=text_axes.transAxes)
+    for name in ("table", "comparison"):
+        panels[name].text(0, 1, texts[name], family="monospace", fontsize=fontsize, va="top", ha="left",
+                          transform=panels[name].transAxes)
     if drawn:
-        text_axes.legend(*axes.get_legend_handles_labels(), loc="center left", fontsize=8, frameon=False,
-                         title="squares on the image (the centre output unit's field)", title_fontsize=8)
-    comparison = stacked_versus_single(3, 3)
-    text_axes.text(0, 0, "Stacking small kernels: the same field for fewer weights\n" + comparison_text(comparison),
-                   family="monospace", fontsize=fontsize, va="bottom", ha="left", transform=text_axes.transAxes)
+        panels["legend"].legend(*axes.get_legend_handles_labels(), loc="upper left", fontsize=8, frameon=False,
+                                title="squares on the image (the centre output unit's field)", title_fontsize=8,
+                                ncols=legend_columns)
     right.suptitle(f"miniconv.receptive_field(model) of {fields.model_name!r} (per spatial axis; centres in input pixels)",
                    fontsize=10)
     figure.fields, figure.parameter_comparison = fields, comparison
