@@ -30,6 +30,27 @@ def get(identifier, owner: str = "activation"):
     )
 
 
+def after_convolution(z, conv_pullback, bias, op):
+    """y = op(z + bias) after a convolution's output z (no bias when ``bias`` is None; no activation
+    when ``op`` is None), and the pullback back through all three:
+    pullback(dy, input_gradient) -> (dx, [d kernels..., d bias])."""
+    bias_pullback = None
+    if bias is not None:
+        z, bias_pullback = vjp(nn.bias_add, z, bias)
+    z, activation_pullback = apply(op, z)
+
+    def pullback(dy, input_gradient=True):
+        if activation_pullback is not None:
+            (dy,) = activation_pullback(dy)
+        dbias = None
+        if bias_pullback is not None:
+            dy, dbias = bias_pullback(dy)
+        dx, *dkernels = conv_pullback(dy, input_gradient=input_gradient)
+        return dx, [*dkernels, *([dbias] if bias is not None else [])]
+
+    return z, pullback
+
+
 def apply(op, z):
     """(y, pullback) with pullback(dy) -> dz; (z, None) for the linear activation."""
     if op is None:

@@ -82,22 +82,8 @@ class _Conv(Layer):
     def call(self, x, weights, training=False, activation=True):
         """activation(conv(x, kernel) + bias); ``activation=False`` stops at the logits (a loss folds it in)."""
         z, conv_pullback = vjp(self.conv_op(), x, weights[0], **self.conv_arguments())
-        bias_pullback = activation_pullback = None
-        if self.use_bias:
-            z, bias_pullback = vjp(nn.bias_add, z, weights[1])
-        if activation:
-            z, activation_pullback = activations.apply(self._activation_op, z)
-
-        def pullback(dy, input_gradient=True):
-            if activation_pullback is not None:
-                (dy,) = activation_pullback(dy)
-            dbias = None
-            if bias_pullback is not None:
-                dy, dbias = bias_pullback(dy)
-            dx, dkernel = conv_pullback(dy, input_gradient=input_gradient)
-            return dx, ([dkernel, dbias] if self.use_bias else [dkernel])
-
-        return z, pullback
+        return activations.after_convolution(z, conv_pullback, weights[1] if self.use_bias else None,
+                                             self._activation_op if activation else None)
 
     def get_config(self):
         config = super().get_config()

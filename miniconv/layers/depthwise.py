@@ -67,22 +67,7 @@ class _DepthwiseBase(Layer):
 
     def _finish(self, z, conv_pullback, bias, activation):
         """bias and activation after the convolution; the pullback back through all three."""
-        bias_pullback = activation_pullback = None
-        if bias is not None:
-            z, bias_pullback = vjp(nn.bias_add, z, bias)
-        if activation:
-            z, activation_pullback = activations.apply(self._activation_op, z)
-
-        def pullback(dy, input_gradient=True):
-            if activation_pullback is not None:
-                (dy,) = activation_pullback(dy)
-            dbias = None
-            if bias_pullback is not None:
-                dy, dbias = bias_pullback(dy)
-            dx, *dkernels = conv_pullback(dy, input_gradient=input_gradient)
-            return dx, [*dkernels, *([dbias] if bias is not None else [])]
-
-        return z, pullback
+        return activations.after_convolution(z, conv_pullback, bias, self._activation_op if activation else None)
 
     def _config(self, **extra):
         config = super().get_config()
