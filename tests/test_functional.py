@@ -166,6 +166,35 @@ def test_a_functional_base_nests_frozen_under_a_new_head():
     assert not any(changed[:-2]) and all(changed[-2:])
 
 
+def test_a_frozen_prefix_keeps_no_tape_and_the_head_gradient_is_unchanged():
+    """fit's forward keeps no pullback for steps no gradient reaches (a frozen base below a trained
+    head), and the head's gradient equals the one of the head trained on the base's outputs alone."""
+    from miniconv.engine.execute import backward, forward, gradients
+
+    _, base = twins("two_branch")
+    base.trainable = False
+    inputs = miniconv.Input((9, 8, 2))
+    head = layers.Dense(3, name="new_head")
+    model = miniconv.Model(inputs, head(base(inputs)))
+    x, _ = data(model)
+    plan = compile_plan(model, training=True)
+    (y,), tape = forward(plan, [x], training=True)
+    kept = [step.name for step, pullback in zip(plan.steps, tape.pullbacks) if pullback is not None]
+    assert kept == ["new_head"]
+    dy = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
+    backward(plan, tape, [dy])
+    mine = gradients(plan)
+
+    features = base.predict(x)
+    head_alone = miniconv.Sequential([miniconv.Input(features.shape[1:]), head])
+    alone = compile_plan(head_alone, training=True)
+    (y_alone,), tape_alone = forward(alone, [features], training=True)
+    np.testing.assert_array_equal(y, y_alone)
+    backward(alone, tape_alone, [dy])
+    for a, b in zip(mine, gradients(alone)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_bad_graphs_are_named():
     a = miniconv.Input((4,), name="a")
     b = miniconv.Input((4,), name="b")

@@ -9,6 +9,11 @@ received a gradient. It asks for an input gradient only where one is needed (``p
 a trainable weight, or an input asked for, lies upstream), so a network's first layers compute
 only their weight gradients and frozen layers below the trained ones are not visited at all. A
 value read by several steps (a residual connection) sums their gradients (``ops.add_n``).
+
+The forward pass keeps a step's pullback only where the backward pass can call it (the step's
+output needs a gradient); the other steps (a frozen base below the trained layers, during
+fine-tuning) run as in inference: their pullbacks are dropped and each value is released after
+the last step that reads it, so their activations are not held until the backward pass.
 """
 
 from __future__ import annotations
@@ -38,9 +43,9 @@ def forward(plan: Plan, inputs: list, training: bool = False, keep_tape: bool = 
         x = [values[s] for s in step.inputs] if step.list_input else values[step.inputs[0]]
         y, pullback = step.forward(x, training)
         values[step.output] = y
-        if keep_tape:
-            pullbacks.append(pullback)
-        else:  # inference: drop what no later step reads
+        kept = keep_tape and plan.needs_gradient[step.output]
+        pullbacks.append(pullback if kept else None)
+        if not kept:  # no backward through this step: drop what no later step reads
             for slot in step.inputs:
                 if plan.last_reads.get(slot) == i and slot not in wanted:
                     values[slot] = None
@@ -68,7 +73,7 @@ def backward(plan: Plan, tape: Tape, output_gradients: list) -> list:
         step.grads = [None] * len(step.variables)
     for step, pullback in zip(reversed(plan.steps), reversed(tape.pullbacks)):
         dy = pending.pop(step.output, None)
-        if dy is None:
+        if dy is None or pullback is None:
             continue
         wanted = [plan.needs_gradient[s] for s in step.inputs]
         dx = pullback(dy, input_gradient=any(wanted))
