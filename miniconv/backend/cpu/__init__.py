@@ -7,7 +7,9 @@ ops, float64 in the gradient checks). Where each kernel lives:
 
     conv_kernels.py         conv2d forward, backward-input, backward-filter; conv2d + bias + ReLU (or ReLU6) fused
     pointwise_kernels.py    conv2d's entry points: 1x1 convolutions as plain products (+ bias + ReLU6
-                            per block in cache), the rest on to im2col
+                            per block in cache), the rest on to Winograd or im2col
+    winograd_conv2d.py      conv2d's three passes by Winograd's F(2x2, 3x3) for 3x3, stride-1 convolutions
+                            of many channels (when no intermediate can overflow), else im2col
     conv_pool_kernels.py    conv2d + bias + ReLU + a non-overlapping max pooling, fused per chunk
     winograd_kernels.py     its forward for 3x3 convolutions of many channels under a 2x2 pooling
                             (when no intermediate can overflow: magnitude.py checks x and w in one pass)
@@ -52,8 +54,8 @@ class CpuBackend(Backend):
     name = "cpu"
     optimizer_kernels = optimizer_kernels
 
-    # 1x1 convolutions as plain products; every other geometry on to im2col (and, for the filter
-    # gradient of 3x3 first layers, direct_kernels' loops)
+    # 1x1 convolutions as plain products; 3x3 stride-1 ones of many channels by Winograd; every other
+    # geometry on to im2col (and, for the filter gradient of 3x3 first layers, direct_kernels' loops)
     conv2d_forward = staticmethod(pointwise_kernels.conv2d_forward)
     conv2d_backward_input = staticmethod(pointwise_kernels.conv2d_backward_input)
     conv2d_backward_filter = staticmethod(pointwise_kernels.conv2d_backward_filter)

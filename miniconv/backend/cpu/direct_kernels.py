@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import conv_kernels, winograd_kernels
+from . import winograd_conv2d, winograd_kernels
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
 
 DIRECT_MAX_CHANNELS = 4  # more input channels: a patch row is long enough for im2col's product
@@ -281,10 +281,10 @@ def filter_gradient_applies(g) -> bool:
 def conv2d_backward_filter(x, dy, g):
     """dw (3, 3, C, K) as ``conv_kernels.conv2d_backward_filter``: ``filter_gradient`` where it
     applies (with one channel im2col's product is (9, rows) @ (rows, K), too thin for BLAS), else
-    im2col's products."""
+    ``winograd_conv2d.conv2d_backward_filter`` (Winograd for many channels, else im2col's products)."""
     if filter_gradient_applies(g):
         return filter_gradient(x, dy, g)
-    return conv_kernels.conv2d_backward_filter(x, dy, g)
+    return winograd_conv2d.conv2d_backward_filter(x, dy, g)
 
 
 def filter_gradient(x, dy, g):

@@ -1,5 +1,6 @@
 """1 x 1 convolutions (the pointwise layers of MobileNet, EfficientNet, separable_conv2d) as plain
-matrix products; conv2d's cpu entry points, sending every other geometry on to im2col / direct loops.
+matrix products; conv2d's cpu entry points, sending every other geometry on to Winograd (3 x 3,
+stride 1, many channels: ``winograd_conv2d``), direct loops (one channel's filter gradient) or im2col.
 
 Shape legend: N batch, H W input size, C in-channels, K filters, P Q output size (= H W here);
 M = N * H * W rows.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import conv_kernels, direct_kernels
+from . import conv_kernels, direct_kernels, winograd_conv2d
 from .elementwise_kernels import bias_activation_rows
 from .work_sharing import chunk_bounds, matmul, run_chunks, scratch, single_threaded_blas, sum_in_order
 
@@ -34,9 +35,10 @@ def applies(g) -> bool:
 
 
 def conv2d_forward(x, w, g):
-    """y (N, P, Q, K): x (M, C) @ w (C, K) where ``applies``, else ``conv_kernels.conv2d_forward``."""
+    """y (N, P, Q, K): x (M, C) @ w (C, K) where ``applies``, else ``winograd_conv2d.conv2d_forward``
+    (Winograd or im2col)."""
     if not applies(g):
-        return conv_kernels.conv2d_forward(x, w, g)
+        return winograd_conv2d.conv2d_forward(x, w, g)
     return matmul(x.reshape(-1, g.C), w.reshape(g.C, g.K)).reshape(g.output_shape)
 
 
@@ -65,9 +67,10 @@ def conv2d_bias_forward(x, w, bias, g, activation=None):
 
 
 def conv2d_backward_input(dy, w, g):
-    """dx (N, H, W, C): dy (M, K) @ w.T where ``applies``, else ``conv_kernels.conv2d_backward_input``."""
+    """dx (N, H, W, C): dy (M, K) @ w.T where ``applies``, else ``winograd_conv2d.conv2d_backward_input``
+    (Winograd or im2col)."""
     if not applies(g):
-        return conv_kernels.conv2d_backward_input(dy, w, g)
+        return winograd_conv2d.conv2d_backward_input(dy, w, g)
     return matmul(dy.reshape(-1, g.K), w.reshape(g.C, g.K).T).reshape(g.input_shape)
 
 

@@ -1,0 +1,286 @@
+"""Winograd F(2x2, 3x3) for plain conv2d's three passes: 3x3, stride 1, undilated, many channels.
+
+Shape legend: N batch, H W input size, C in-channels, K filters, 3 x 3 kernel, P Q output size;
+Pt Qt the tiles per image: ceil(P / 2) x ceil(Q / 2) for the forward, ceil(H / 2) x ceil(W / 2)
+for the input gradient. B^T, G, A^T and the tile layout (V (16, tiles, C), U (16, C, K), tile
+(n, i, j) numbered (n * Pt + i) * Qt + j) are ``winograd_kernels``'s:
+
+    forward          M[pos] = V[pos] (tiles, C) @ U[pos] (C, K);  y tile = A^T M A (2 x 2, edge
+                     tiles cut at P, Q)
+    backward-input   dx = the same forward of dy, padded by 2 - top, 2 - left, with the flipped,
+                     transposed filter w'[r, s, k, c] = w[2 - r, 2 - s, c, k] (a stride-1
+                     convolution's input gradient is a full correlation): tiles over H x W
+    backward-filter  Z = A dY A^T (4 x 4 per tile from its 2 x 2 of dy, zeros beyond P, Q);
+                     dU[pos] = sum over tiles of V[pos].T (C, tiles) @ Z[pos] (tiles, K);
+                     dw = G^T dU G
+
+16 * C * K multiplies per tile instead of im2col's 36 * C * K, in 16 products per chunk.
+The filter gradient sums one dU partial per chunk (chunks of tile rows that depend on the shape
+only) in chunk order (``work_sharing.sum_in_order``): the same bits whichever thread ran which.
+
+Results differ from im2col's by rounding (measured max |error| / max |y| against float64, see
+``tests/test_winograd_conv2d.py``). Only for arrays whose intermediates cannot overflow
+(``winograd_kernels.in_range`` for the forward and the input gradient, whose reduction runs over
+K; ``filter_gradient_in_range``): anything else, inf and NaN included, takes im2col's products,
+whose inf / NaN are TensorFlow's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from . import conv_kernels
+from .magnitude import largest_magnitude
+from .winograd_kernels import G, filter_transform, in_range, input_tiles
+from .work_sharing import chunk_bounds, partials, run_chunks, scratch, single_threaded_blas, sum_in_order
+
+CHUNK_BYTES = 1 << 20  # V and M (or V and Z) of a chunk of tile rows: 1 MiB, about a core's L2
+MIN_CHUNKS = 4  # so that two threads finish together
+FILTER_CHUNKS = 8  # chunks of the filter gradient, each with its own dU partial (16 C K floats)
+
+# Where Winograd is faster than im2col (measured, 2 threads, 20 x 36 x 36 inputs, best of 15; the
+# ratios are Winograd / im2col): the forward from 16 channels in and out (C, K = 16, 16: 0.96,
+# 16, 32: 0.82, 32, 16: 0.80; 8 channels in: 1.2-2.1); the input gradient, whose im2col form ends
+# in a scatter of 9 C values per output cell, from 32 input channels (32, 16: 0.76, 64, 8: 0.73;
+# 16, 32: 0.98; 8, 64: 1.18); the filter gradient from 16 input and 8 output channels (16, 8:
+# 0.74, 16, 16: 0.95; 8 channels in: 1.1-1.2).
+FORWARD_MIN_CHANNELS = (16, 16)  # (C, K)
+BACKWARD_INPUT_MIN_CHANNELS = (32, 8)
+BACKWARD_FILTER_MIN_CHANNELS = (16, 8)
+# Small images: edge tiles computing cells past the output (and, for the input gradient, the
+# H x W tiles over a P x Q output) eat the saving. Winograd must need at most this fraction of
+# im2col's multiplies, 16 per tile against 9 per output cell: measured on 64 images of 64 channels,
+# 5 x 5 -> 3 x 3 (0.79 forward, 1.78 input gradient) 1.05x and 1.7x slower; 7 x 7 -> 5 x 5 (0.64,
+# 1.14) 0.83x and 1.13x; 9 x 9 -> 7 x 7 input gradient (0.91) 1.15x; MNIST's 13 x 13 -> 11 x 11
+# input gradient (0.72) 0.88x. The filter gradient at 0.64: 0.96x, even.
+MAX_MULTIPLY_FRACTION = 0.75
+
+
+def is_3x3_unit_stride(g) -> bool:
+    """3 x 3 filter, stride 1, dilation 1 (any padding)."""
+    return (g.R, g.S, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1)
+
+
+def saves_multiplies(tiled_rows, tiled_cols, P, Q) -> bool:
+    """Whether the 2 x 2 tiles over tiled_rows x tiled_cols cells need at most MAX_MULTIPLY_FRACTION
+    of im2col's multiplies for a P x Q output (16 per tile, 9 per output cell, each times C K)."""
+    tiles = -(-tiled_rows // 2) * -(-tiled_cols // 2)
+    return 16 * tiles <= MAX_MULTIPLY_FRACTION * 9 * P * Q
+
+
+def forward_applies(g) -> bool:
+    """Whether the forward takes Winograd (its arrays must also be ``in_range``)."""
+    C, K = FORWARD_MIN_CHANNELS
+    return is_3x3_unit_stride(g) and g.C >= C and g.K >= K and saves_multiplies(g.P, g.Q, g.P, g.Q)
+
+
+def backward_input_applies(g) -> bool:
+    """Whether the input gradient takes Winograd (dy and w must also be ``in_range``)."""
+    C, K = BACKWARD_INPUT_MIN_CHANNELS
+    return is_3x3_unit_stride(g) and g.C >= C and g.K >= K and saves_multiplies(g.H, g.W, g.P, g.Q)
+
+
+def backward_filter_applies(g) -> bool:
+    """Whether the filter gradient takes Winograd (x and dy must also be ``filter_gradient_in_range``)."""
+    C, K = BACKWARD_FILTER_MIN_CHANNELS
+    return is_3x3_unit_stride(g) and g.C >= C and g.K >= K and saves_multiplies(g.P, g.Q, g.P, g.Q)
+
+
+def filter_gradient_in_range(x, dy, tiles) -> bool:
+    """Whether no intermediate of the filter gradient can overflow: |V| <= 4 max|x|, |Z| <= 4 max|dy|
+    (each of A's rows has two entries of magnitude 1), |dU| <= 16 tiles max|x| max|dy| and
+    |dw| <= 4 max|dU| (the columns of |G| sum to at most 2), all within the dtype's largest value."""
+    largest = float(np.finfo(x.dtype).max)
+    x_max, dy_max = largest_magnitude(x), largest_magnitude(dy)  # inf if an array is not finite
+    return 4 * x_max <= largest and 4 * dy_max <= largest and 64 * tiles * x_max * dy_max <= largest
+
+
+@njit(nogil=True, cache=True)
+def output_tiles(M, Pt, Qt, first_tile, cell, y):
+    """y[n, 2i + t, 2j + v, k] = (A^T M A)[t, v] of tile first_tile + tile, cells beyond y's P x Q left out.
+
+    M (16, tiles, K); cell (4, K) scratch. A^T M A: rows s0 = M0 + M1 + M2, s1 = M1 - M2 - M3 (Mi
+    M's row i of four), then the same on the columns.
+    """
+    _, P, Q, K = y.shape
+    for tile in range(M.shape[1]):
+        number = first_tile + tile
+        n = number // (Pt * Qt)
+        h = 2 * (number // Qt % Pt)
+        col = 2 * (number % Qt)
+        for k in range(K):
+            s00 = M[0, tile, k] + M[4, tile, k] + M[8, tile, k]
+            s01 = M[1, tile, k] + M[5, tile, k] + M[9, tile, k]
+            s02 = M[2, tile, k] + M[6, tile, k] + M[10, tile, k]
+            s03 = M[3, tile, k] + M[7, tile, k] + M[11, tile, k]
+            s10 = M[4, tile, k] - M[8, tile, k] - M[12, tile, k]
+            s11 = M[5, tile, k] - M[9, tile, k] - M[13, tile, k]
+            s12 = M[6, tile, k] - M[10, tile, k] - M[14, tile, k]
+            s13 = M[7, tile, k] - M[11, tile, k] - M[15, tile, k]
+            cell[0, k] = s00 + s01 + s02
+            cell[1, k] = s01 - s02 - s03
+            cell[2, k] = s10 + s11 + s12
+            cell[3, k] = s11 - s12 - s13
+        for t in range(2):
+            if h + t < P:
+                for v in range(2):
+                    if col + v < Q:
+                        out = y[n, h + t, col + v]
+                        source = cell[2 * t + v]
+                        for k in range(K):
+                            out[k] = source[k]
+
+
+@njit(nogil=True, cache=True)
+def gradient_tiles(dy, Pt, Qt, first_tile, d, Z):
+    """Z[tile, 4a + b, k] = (A dY A^T)[a, b], dY the 2 x 2 of dy[n, 2i:2i + 2, 2j:2j + 2, k] (zeros beyond P, Q).
+
+    d (4, K) scratch: dY's cells. Rows of A dY: d0, d0 + d1, d0 - d1, -d1 (di dY's row i); A^T
+    acts the same way on the columns.
+    """
+    _, P, Q, K = dy.shape
+    for tile in range(Z.shape[0]):
+        number = first_tile + tile
+        n = number // (Pt * Qt)
+        h = 2 * (number // Qt % Pt)
+        col = 2 * (number % Qt)
+        for t in range(2):
+            for v in range(2):
+                cell = d[2 * t + v]
+                if h + t < P and col + v < Q:
+                    source = dy[n, h + t, col + v]
+                    for k in range(K):
+                        cell[k] = source[k]
+                else:
+                    for k in range(K):
+                        cell[k] = 0.0
+        out = Z[tile]  # (16, K): one contiguous run per tile (rows 16 apart would share cache sets)
+        for k in range(K):  # straight-line, so that the loop over k vectorises
+            d00, d01, d10, d11 = d[0, k], d[1, k], d[2, k], d[3, k]
+            a10, a11 = d00 + d10, d01 + d11  # rows 1 and 2 of A dY
+            a20, a21 = d00 - d10, d01 - d11
+            out[0, k] = d00
+            out[1, k] = d00 + d01
+            out[2, k] = d00 - d01
+            out[3, k] = -d01
+            out[4, k] = a10
+            out[5, k] = a10 + a11
+            out[6, k] = a10 - a11
+            out[7, k] = -a11
+            out[8, k] = a20
+            out[9, k] = a20 + a21
+            out[10, k] = a20 - a21
+            out[11, k] = -a21
+            out[12, k] = -d10
+            out[13, k] = -(d10 + d11)
+            out[14, k] = d11 - d10
+            out[15, k] = d11
+
+
+def _tile_row_chunks(units, bytes_per_unit, min_chunks=MIN_CHUNKS):
+    """Chunks of tile rows of about CHUNK_BYTES, at least ``min_chunks`` of them when there are rows enough."""
+    per_chunk = max(1, min(CHUNK_BYTES // bytes_per_unit, -(-units // min_chunks)))
+    return chunk_bounds(units, per_chunk)
+
+
+def winograd_convolution(x, U, top, left, out_shape):
+    """y (out_shape = (N, P, Q, K)) = the stride-1 3 x 3 correlation of x (zeros outside) whose
+    transformed filter is U (16, C, K), read from x[n, p - top + r, q - left + s]: per chunk of
+    tile rows, input_tiles -> 16 products -> output_tiles."""
+    N, P, Q, K = out_shape
+    C = x.shape[3]
+    Pt, Qt = -(-P // 2), -(-Q // 2)
+    y = np.empty(out_shape, x.dtype)
+    bounds = _tile_row_chunks(N * Pt, 4 * 16 * Qt * (C + K))
+
+    def task(i):
+        start, stop = bounds[i]
+        tiles = (stop - start) * Qt
+        V = scratch("winograd_V", (16, tiles, C), x.dtype)
+        input_tiles(x, top, left, Pt, Qt, start * Qt, V)
+        M = scratch("winograd_M", (16, tiles, K), x.dtype)
+        np.matmul(V, U, out=M)
+        output_tiles(M, Pt, Qt, start * Qt, scratch("winograd_cell", (4, K), x.dtype), y)
+
+    with single_threaded_blas():
+        run_chunks(task, len(bounds))
+    return y
+
+
+def forward(x, w, g):
+    """y (N, P, Q, K) = conv2d(x, w) by Winograd (module docstring)."""
+    return winograd_convolution(x, filter_transform(w), g.top, g.left, g.output_shape)
+
+
+def backward_input(dy, w, g):
+    """dx (N, H, W, C): the correlation of dy, padded by 2 - top, 2 - left, with w'[r, s, k, c] = w[2 - r, 2 - s, c, k]."""
+    flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))  # (3, 3, K, C)
+    return winograd_convolution(dy, filter_transform(flipped), 2 - g.top, 2 - g.left, g.input_shape)
+
+
+def filter_gradient_transform(dU):
+    """dw (3, 3, C, K) = G^T dU G per (c, k), dU (16, C, K): G^T on the rows (a), then on the columns (b)."""
+    _, C, K = dU.shape
+    gt = G.T.astype(dU.dtype)  # (3, 4)
+    rows = (gt @ dU.reshape(4, 4 * C * K)).reshape(3, 4, C * K)  # [r, b, (c, k)]
+    return np.matmul(gt, rows).reshape(3, 3, C, K)  # [r, s, (c, k)]
+
+
+def backward_filter(x, dy, g):
+    """dw (3, 3, C, K): dU = sum over FILTER_CHUNKS chunks of tile rows of their V[pos].T @ Z[pos],
+    each chunk taken in blocks of about CHUNK_BYTES (the first block's product into the chunk's
+    partial, later ones added to it), partials summed in chunk order; dw = G^T dU G."""
+    N, P, Q, K = g.output_shape
+    C = g.C
+    Pt, Qt = -(-P // 2), -(-Q // 2)
+    units = N * Pt
+    bounds = chunk_bounds(units, -(-units // FILTER_CHUNKS))
+    units_per_block = max(1, CHUNK_BYTES // (4 * 16 * Qt * (C + K)))
+    dU_partials = partials(len(bounds), (16, C, K), x.dtype)
+
+    def task(i):
+        start, stop = bounds[i]
+        for first in range(start, stop, units_per_block):
+            last = min(stop, first + units_per_block)
+            tiles = (last - first) * Qt
+            V = scratch("winograd_V", (16, tiles, C), x.dtype)
+            input_tiles(x, g.top, g.left, Pt, Qt, first * Qt, V)
+            Z = scratch("winograd_Z", (tiles, 16, K), x.dtype)
+            gradient_tiles(dy, Pt, Qt, first * Qt, scratch("winograd_cell", (4, K), x.dtype), Z)
+            Z_by_position = Z.transpose(1, 0, 2)  # (16, tiles, K), rows 16 K apart: BLAS takes it as it is
+            if first == start:
+                np.matmul(V.transpose(0, 2, 1), Z_by_position, out=dU_partials[i])
+            else:
+                block = scratch("winograd_dU", (16, C, K), x.dtype)
+                np.matmul(V.transpose(0, 2, 1), Z_by_position, out=block)
+                dU_partials[i] += block
+
+    with single_threaded_blas():
+        run_chunks(task, len(bounds))
+    return filter_gradient_transform(sum_in_order(dU_partials))
+
+
+# --- conv2d's entry points: Winograd where it applies and cannot overflow, else im2col ------------
+
+
+def conv2d_forward(x, w, g):
+    """y (N, P, Q, K): ``forward`` where ``forward_applies`` and ``in_range(x, w)``, else im2col."""
+    if forward_applies(g) and in_range(x, w):
+        return forward(x, w, g)
+    return conv_kernels.conv2d_forward(x, w, g)
+
+
+def conv2d_backward_input(dy, w, g):
+    """dx (N, H, W, C): ``backward_input`` where ``backward_input_applies`` and ``in_range(dy, w)``, else im2col."""
+    if backward_input_applies(g) and in_range(dy, w):
+        return backward_input(dy, w, g)
+    return conv_kernels.conv2d_backward_input(dy, w, g)
+
+
+def conv2d_backward_filter(x, dy, g):
+    """dw (3, 3, C, K): ``backward_filter`` where ``backward_filter_applies`` and ``filter_gradient_in_range``, else im2col."""
+    tiles = g.N * -(-g.P // 2) * -(-g.Q // 2)
+    if backward_filter_applies(g) and filter_gradient_in_range(x, dy, tiles):
+        return backward_filter(x, dy, g)
+    return conv_kernels.conv2d_backward_filter(x, dy, g)

@@ -1,0 +1,377 @@
+"""The cpu backend's Winograd F(2x2, 3x3) for plain conv2d (``backend/cpu/winograd_conv2d.py``):
+forward, input gradient and filter gradient against TensorFlow, the numpy reference and a float64
+oracle; the fallback to im2col for inf, NaN and values that could overflow; the same bits on every
+run and with one or two threads.
+
+Shape legend: N batch, H W input size, C in-channels, K filters, P Q output size.
+
+Every comparison runs under ``every_path_winograd``, which lowers the channel and size thresholds
+so that each 3 x 3, stride-1 case takes all three Winograd passes, and counts the calls: a test
+whose case fell back to im2col would pass without testing Winograd, so it fails instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import ConvCase
+from tf_reference import Tolerance, assert_close, assert_vjp_close, tf_conv2d
+
+import miniconv
+from miniconv import nn
+
+pytestmark = pytest.mark.skipif("cpu" not in miniconv.available_backends(), reason="cpu backend unavailable")
+
+from miniconv.backend.cpu import conv_kernels, winograd_conv2d, work_sharing
+from miniconv.shapes import conv_geometry
+
+PASSES = ("forward", "backward_input", "backward_filter")
+
+
+class Calls:
+    """How often each Winograd pass ran."""
+
+    def __init__(self):
+        self.counts = dict.fromkeys(PASSES, 0)
+
+    def assert_all_ran(self):
+        assert all(self.counts.values()), f"a Winograd pass did not run (fell back to im2col): {self.counts}"
+
+
+@contextlib.contextmanager
+def winograd_everywhere(thresholds=False):
+    """Winograd for every 3 x 3, stride-1 conv2d (no channel or size threshold; with
+    ``thresholds=True`` the default ones), calls counted."""
+    calls = Calls()
+    with pytest.MonkeyPatch.context() as patch:
+        if not thresholds:
+            patch.setattr(winograd_conv2d, "FORWARD_MIN_CHANNELS", (1, 1))
+            patch.setattr(winograd_conv2d, "BACKWARD_INPUT_MIN_CHANNELS", (1, 1))
+            patch.setattr(winograd_conv2d, "BACKWARD_FILTER_MIN_CHANNELS", (1, 1))
+            patch.setattr(winograd_conv2d, "MAX_MULTIPLY_FRACTION", math.inf)
+        for name in PASSES:
+            original = getattr(winograd_conv2d, name)
+
+            def counted(*args, _original=original, _name=name):
+                calls.counts[_name] += 1
+                return _original(*args)
+
+            patch.setattr(winograd_conv2d, name, counted)
+        yield calls
+
+
+@pytest.fixture
+def every_path_winograd():
+    """``winograd_everywhere`` for one test (Hypothesis tests use the context manager per example)."""
+    with winograd_everywhere() as calls:
+        yield calls
+
+
+def case_3x3(N, H, W, C, K, padding, seed=0) -> ConvCase:
+    return ConvCase(2, N, H, W, C, K, 3, 3, (1, 1), (1, 1), padding, [1, 1], [1, 1], seed)
+
+
+@st.composite
+def winograd_cases(draw) -> ConvCase:
+    """3 x 3, stride 1, VALID or SAME; odd and even sizes, so edge tiles are often cut; one channel
+    and batch 1 among them; C = 1 (its filter gradient goes to the direct loops, ``C1_K``) kept
+    below K = 32."""
+    padding = draw(st.sampled_from(["VALID", "SAME"]))
+    low = 3 if padding == "VALID" else 1
+    N, H, W = draw(st.integers(1, 3)), draw(st.integers(low, 11)), draw(st.integers(low, 11))
+    C, K = draw(st.integers(1, 20)), draw(st.integers(1, 20))
+    return case_3x3(N, H, W, C, K, padding, seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def winograd_tolerance(case: ConvCase, x, w, dy) -> Tolerance:
+    """The TF tests' tolerance, c eps32 sqrt(L) times each element's sum of |terms|, that sum
+    raised to its largest value over the tensor (``floors``).
+
+    Why the floor: Winograd computes a tile's cells (and every filter tap) from transforms that mix
+    them, so an element's rounding error scales with the largest terms of its tile, not its own. A
+    corner of dx (VALID) sums K products where the tile's inner cells sum 9 K: measured over 1,500
+    random cases without thresholds, |error| / (eps32 sqrt(L) sum|terms|) reached 564 per element
+    (input gradient, L = 9 K < 16) but at most 1.46 against the tensor's largest sum|terms|
+    (``python tests/test_winograd_conv2d.py`` prints the table). With the default thresholds the
+    per-element ratio stays below 1.9, inside the c = 4 of the plain tests
+    (``test_default_paths_match_tf_element_by_element``).
+    """
+    _, pullback = miniconv.vjp(nn.conv2d, np.abs(x), np.abs(w), padding=case.padding, backend="numpy")
+    magnitudes = (nn.conv2d(np.abs(x), np.abs(w), padding=case.padding, backend="numpy"), *pullback(np.abs(dy)))
+    tol = case.tolerance()
+    return Tolerance(tol.lengths, abs_terms=True, floors=tuple(float(m.max()) for m in magnitudes))
+
+
+def check_against_tf(case: ConvCase, elementwise=False) -> None:
+    x, w, dy = case.arrays()
+    tol = case.tolerance() if elementwise else winograd_tolerance(case, x, w, dy)
+    assert_vjp_close(nn.conv2d, tf_conv2d, (x, w), dy, case.kwargs, backend="cpu", tol=tol)
+
+
+@given(case=winograd_cases())
+def test_winograd_conv2d_matches_tf(case):
+    with winograd_everywhere() as calls:
+        check_against_tf(case)
+    calls.assert_all_ran()
+
+
+@pytest.mark.parametrize("N, H, W, C, K, padding", [
+    (1, 3, 3, 1, 1, "VALID"),       # one tile, one output cell of four; one channel, one filter
+    (1, 1, 1, 5, 3, "SAME"),        # a 1 x 1 image: every tap but the centre is padding
+    (2, 9, 10, 17, 6, "VALID"),     # P = 7, Q = 8: the last tile row cut; dx over 9 x 10
+    (1, 7, 6, 16, 3, "SAME"),       # batch 1; odd H: the last tile row of y and of dx cut
+    (3, 4, 5, 8, 33, "SAME"),       # every tile reaches into the padding; Q odd
+    (2, 13, 13, 32, 64, "VALID"),   # MNIST's second layer, two images
+])
+def test_winograd_conv2d_named_shapes(every_path_winograd, N, H, W, C, K, padding):
+    check_against_tf(case_3x3(N, H, W, C, K, padding, seed=N * H + C))
+    every_path_winograd.assert_all_ran()
+
+
+@pytest.mark.parametrize("N, H, W, C, K, padding", [
+    (2, 13, 13, 32, 64, "VALID"),   # MNIST's second layer
+    (1, 9, 10, 32, 16, "SAME"),     # the smallest channel counts taking all three passes
+    (3, 12, 11, 33, 17, "VALID"),   # odd channels, Q = 9 (the last tile column cut)
+])
+def test_default_paths_match_tf_element_by_element(N, H, W, C, K, padding):
+    """Where the default thresholds send a convolution, Winograd is inside the plain conv2d tests'
+    per-element tolerance (no floor)."""
+    for seed in range(3):
+        with winograd_everywhere(thresholds=True) as calls:
+            check_against_tf(case_3x3(N, H, W, C, K, padding, seed=seed), elementwise=True)
+        calls.assert_all_ran()
+
+
+@pytest.mark.parametrize("chunk_bytes", [256, 20_000])
+def test_winograd_conv2d_in_small_chunks(every_path_winograd, monkeypatch, chunk_bytes):
+    """Many chunks of one tile row, and filter-gradient chunks of several blocks (each block's dU
+    added to the chunk's partial)."""
+    monkeypatch.setattr(winograd_conv2d, "CHUNK_BYTES", chunk_bytes)
+    check_against_tf(case_3x3(3, 12, 11, 9, 7, "SAME", seed=chunk_bytes))
+    check_against_tf(case_3x3(2, 15, 10, 4, 5, "VALID", seed=1))
+    every_path_winograd.assert_all_ran()
+
+
+def test_winograd_conv2d_explicit_padding(every_path_winograd):
+    """Explicit padding, past 2 on some sides: the input gradient's padding 2 - top goes negative."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (2, 6, 7, 5)).astype(np.float32)
+    w = rng.uniform(-1, 1, (3, 3, 5, 4)).astype(np.float32)
+    padding = [[0, 0], [3, 1], [0, 4], [0, 0]]
+    dy = rng.uniform(-1, 1, nn.conv2d(x, w, padding=padding, backend="numpy").shape).astype(np.float32)
+    _, pullback = miniconv.vjp(nn.conv2d, np.abs(x), np.abs(w), padding=padding, backend="numpy")
+    magnitudes = (nn.conv2d(np.abs(x), np.abs(w), padding=padding, backend="numpy"), *pullback(np.abs(dy)))
+    tol = Tolerance((9 * 5, 9 * 4, dy[..., 0].size), abs_terms=True, floors=tuple(float(m.max()) for m in magnitudes))
+    assert_vjp_close(nn.conv2d, tf_conv2d, (x, w), dy, {"padding": padding}, backend="cpu", tol=tol)
+    every_path_winograd.assert_all_ran()
+
+
+@given(case=winograd_cases())
+def test_winograd_conv2d_matches_numpy_reference(case):
+    """Against the numpy backend (im2col in plain NumPy), with the TF tests' tolerance: the same
+    op and its pullback on |x|, |w|, |dy| give each element's sum of |terms|."""
+    x, w, dy = case.arrays()
+    kwargs = {"padding": case.padding}
+    with winograd_everywhere() as calls:
+        y, pullback = miniconv.vjp(nn.conv2d, x, w, backend="cpu", **kwargs)
+        results = (y, *pullback(dy))
+    calls.assert_all_ran()
+    y_ref, pullback_ref = miniconv.vjp(nn.conv2d, x, w, backend="numpy", **kwargs)
+    y_abs, pullback_abs = miniconv.vjp(nn.conv2d, np.abs(x), np.abs(w), backend="numpy", **kwargs)
+    tol = case.tolerance()
+    for i, (got, expected, magnitude) in enumerate(zip(results, (y_ref, *pullback_ref(dy)),
+                                                       (y_abs, *pullback_abs(np.abs(dy))))):
+        assert_close(got, expected, rtol=tol.rtol(i), magnitude=magnitude, floor=float(magnitude.max()),
+                     what=f"{case} tensor {i}")  # the floor: ``winograd_tolerance``
+
+
+# --- the error of Winograd's transforms against a float64 oracle -----------------------------------
+
+COURSE_LAYERS = [  # (N, H, W, C, K): the course models' 3 x 3 layers of many channels, fewer images
+    (8, 13, 13, 32, 64),    # MNIST conv2
+    (8, 5, 5, 64, 64),      # MNIST conv3
+    (2, 74, 74, 32, 64),    # cats conv2
+    (2, 36, 36, 64, 128),   # cats conv3
+    (2, 17, 17, 128, 128),  # cats conv4
+]
+
+
+def relative_errors(N, H, W, C, K, padding, seed=0):
+    """max |Winograd - float64| / max |float64| for y, dx, dw (the three passes called directly)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, H, W, C)).astype(np.float32)
+    w = (rng.standard_normal((3, 3, C, K)) / math.sqrt(9 * C)).astype(np.float32)
+    g = conv_geometry(x.shape, w.shape, (1, 1), padding, (1, 1))
+    dy = rng.standard_normal(g.output_shape).astype(np.float32)
+    x64, w64, dy64 = x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64)
+    exact = (conv_kernels.conv2d_forward(x64, w64, g), conv_kernels.conv2d_backward_input(dy64, w64, g),
+             conv_kernels.conv2d_backward_filter(x64, dy64, g))
+    got = (winograd_conv2d.forward(x, w, g), winograd_conv2d.backward_input(dy, w, g),
+           winograd_conv2d.backward_filter(x, dy, g))
+    return [float(np.abs(a - e).max() / np.abs(e).max()) for a, e in zip(got, exact)]
+
+
+@pytest.mark.parametrize("shape", COURSE_LAYERS)
+@pytest.mark.parametrize("padding", ["VALID", "SAME"])
+def test_winograd_error_against_float64(shape, padding):
+    """Measured 1.5e-7 .. 6e-7 of max |result| (a few float32 ulps); im2col's own is 1e-7 .. 5e-7.
+    Bound: 4 eps32 sqrt(L) (the TF tests' tolerance per unit of sum |terms|, which is >= max |result|)."""
+    N, H, W, C, K = shape
+    lengths = (9 * C, 9 * K, N * H * W)
+    for error, length in zip(relative_errors(*shape, padding), lengths):
+        assert error <= 4 * 2**-23 * math.sqrt(length)
+
+
+# --- inf, NaN and values that could overflow: im2col's products, TensorFlow's results --------------
+
+
+def _arrays(seed, N=2, H=9, W=8, C=16, K=16, padding="SAME"):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (N, H, W, C)).astype(np.float32)
+    w = rng.uniform(-1, 1, (3, 3, C, K)).astype(np.float32)
+    g = conv_geometry(x.shape, w.shape, (1, 1), padding, (1, 1))
+    dy = rng.uniform(-1, 1, g.output_shape).astype(np.float32)
+    return x, w, dy, g
+
+
+def _im2col(x, w, dy, g):
+    return (conv_kernels.conv2d_forward(x, w, g), conv_kernels.conv2d_backward_input(dy, w, g),
+            conv_kernels.conv2d_backward_filter(x, dy, g))
+
+
+SPECIAL = {"inf": np.inf, "-inf": -np.inf, "nan": np.nan}
+
+
+REACHES = {"x": (0, 2), "w": (0, 1), "dy": (1, 2)}  # which of y, dx, dw an array enters
+
+
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+@pytest.mark.parametrize("value", list(SPECIAL))
+def test_nonfinite_values_take_im2col(every_path_winograd, where, value):
+    """One inf or NaN in an array: each pass it enters equals im2col's (and so TF's), bit for bit;
+    the pass it does not enter still takes Winograd."""
+    x, w, dy, g = _arrays(7)
+    {"x": x, "w": w, "dy": dy}[where][(0, 2, 3, 1) if where != "w" else (1, 2, 3, 4)] = SPECIAL[value]
+    y, pullback = miniconv.vjp(nn.conv2d, x, w, padding="SAME", backend="cpu")
+    results = (y, *pullback(dy))
+    with np.errstate(invalid="ignore"):
+        expected = _im2col(x, w, dy, g)
+    for i in REACHES[where]:
+        np.testing.assert_array_equal(results[i], expected[i])
+        assert not np.isfinite(results[i]).all()
+    untouched = ({0, 1, 2} - set(REACHES[where])).pop()
+    assert every_path_winograd.counts[PASSES[untouched]] == 1
+    assert sum(every_path_winograd.counts.values()) == 1
+    np.testing.assert_allclose(results[untouched], expected[untouched], rtol=0, atol=1e-5 * np.abs(expected[untouched]).max())
+
+
+def test_nonfinite_values_match_tf(every_path_winograd):
+    """A +inf pixel under positive filters: inf in every conv cell that reads it, as TensorFlow;
+    Winograd's transforms (inf - inf) would give NaN there (``test_the_guard_is_needed``)."""
+    x, w, dy, _ = _arrays(8)
+    w = np.abs(w)
+    x[0, 4, 4, 0] = np.inf
+    dy = np.abs(dy)
+    y, pullback = miniconv.vjp(nn.conv2d, x, w, padding="SAME", backend="cpu")
+    dx, dw = pullback(dy)
+    y_tf = tf_conv2d(x, w, padding="SAME").numpy()
+    np.testing.assert_array_equal(np.isposinf(y), np.isposinf(y_tf))
+    assert np.isposinf(y[0, 3:6, 3:6]).all() and np.isfinite(dx).all()
+    assert np.isposinf(dw[:, :, 0]).all()
+
+
+def test_the_guard_is_needed():
+    """Without the guard, Winograd's forward of one inf pixel gives NaN where TF gives inf: the
+    fallback tests above would fail if ``in_range`` let such inputs through."""
+    x, w, _, g = _arrays(8)
+    w = np.abs(w)
+    x[0, 4, 4, 0] = np.inf
+    with np.errstate(invalid="ignore"):
+        y = winograd_conv2d.forward(x, w, g)
+    assert np.isnan(y[0, 3:6, 3:6]).any()
+    assert not winograd_conv2d.filter_gradient_in_range(x, np.ones(g.output_shape, np.float32), 1)
+
+
+@pytest.mark.parametrize("scale_x, scale_w", [(3e38, 1e-3), (1e30, 1e7), (1e19, 1e19)])
+def test_values_that_could_overflow_take_im2col(every_path_winograd, scale_x, scale_w):
+    """Finite inputs whose transforms could overflow: im2col's results, bit for bit (finite where TF's are)."""
+    x, w, dy, g = _arrays(9)
+    x, w = (x * scale_x).astype(np.float32), (w * scale_w).astype(np.float32)
+    dy = (dy * scale_x).astype(np.float32)
+    y, pullback = miniconv.vjp(nn.conv2d, x, w, padding="SAME", backend="cpu")
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = _im2col(x, w, dy, g)
+        results = (y, *pullback(dy))
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got, want)
+    assert every_path_winograd.counts == dict.fromkeys(PASSES, 0)
+
+
+def test_large_finite_values_within_range_take_winograd(every_path_winograd):
+    """Within the bounds (|x| 1e30, |w| 1): Winograd runs and matches TF within its tolerance."""
+    x, w, dy, g = _arrays(10)
+    x = (x * 1e30).astype(np.float32)
+    case_tol = Tolerance((9 * g.C, 9 * g.K, g.N * g.P * g.Q), abs_terms=True)
+    assert_vjp_close(nn.conv2d, tf_conv2d, (x, w), dy, {"padding": "SAME"}, backend="cpu", tol=case_tol)
+    every_path_winograd.assert_all_ran()
+
+
+# --- which shapes take it ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape, expected", [
+    ((64, 13, 13, 32, 64), (True, True, True)),       # MNIST conv2 (input gradient: 0.72 of the multiplies)
+    ((64, 5, 5, 64, 64), (False, False, False)),      # MNIST conv3: 3 x 3 outputs, tiles wasted
+    ((20, 74, 74, 32, 64), (True, True, True)),       # cats conv2
+    ((20, 36, 36, 64, 128), (True, True, True)),      # cats conv3
+    ((20, 17, 17, 128, 128), (True, True, True)),     # cats conv4
+    ((64, 28, 28, 1, 32), (False, False, False)),     # MNIST conv1: one channel
+    ((20, 150, 150, 3, 32), (False, False, False)),   # cats conv1: three channels
+    ((20, 36, 36, 16, 32), (True, False, True)),      # 16 channels: the input gradient's scatter is short
+])
+def test_default_thresholds(shape, expected):
+    N, H, W, C, K = shape
+    g = conv_geometry((N, H, W, C), (3, 3, C, K), (1, 1), "VALID", (1, 1))
+    got = (winograd_conv2d.forward_applies(g), winograd_conv2d.backward_input_applies(g),
+           winograd_conv2d.backward_filter_applies(g))
+    assert got == expected
+
+
+def test_strided_and_dilated_convolutions_never_take_it():
+    for strides, dilations in [((2, 2), (1, 1)), ((1, 2), (1, 1)), ((1, 1), (2, 2))]:
+        g = conv_geometry((4, 40, 40, 64), (3, 3, 64, 64), strides, "SAME", dilations)
+        assert not (winograd_conv2d.forward_applies(g) or winograd_conv2d.backward_input_applies(g)
+                    or winograd_conv2d.backward_filter_applies(g))
+
+
+# --- the same bits on every run, with one thread or two -----------------------------------------------
+
+
+@pytest.mark.parametrize("padding", ["VALID", "SAME"])
+def test_winograd_conv2d_is_bitwise_repeatable_with_one_and_two_threads(every_path_winograd, monkeypatch, padding):
+    """The filter gradient adds one dU partial per chunk in chunk order; the chunks depend on the
+    shape only, so the thread count and scheduling change no bit of any pass."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 21, 20, 24)).astype(np.float32)  # 66 tile rows: 8 filter chunks
+    w = rng.standard_normal((3, 3, 24, 40)).astype(np.float32)
+    monkeypatch.setattr(winograd_conv2d, "CHUNK_BYTES", 1 << 14)  # several blocks per filter chunk
+    y = nn.conv2d(x, w, padding=padding, backend="cpu")
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+
+    def run():
+        y, pullback = miniconv.vjp(nn.conv2d, x, w, padding=padding, backend="cpu")
+        return (y, *pullback(dy))
+
+    first = run()
+    runs = [run() for _ in range(4)]
+    monkeypatch.setattr(work_sharing, "_threads", 1)
+    runs += [run() for _ in range(2)]
+    for results in runs:
+        for a, b in zip(first, results):
+            assert np.array_equal(a, b)
+    every_path_winograd.assert_all_ran()
