@@ -100,24 +100,27 @@ def filter_gradient_in_range(x, dy, tiles) -> bool:
 def output_tiles(M, Pt, Qt, first_tile, cell, y):
     """y[n, 2i + t, 2j + v, k] = (A^T M A)[t, v] of tile first_tile + tile, cells beyond y's P x Q left out.
 
-    M (16, tiles, K); cell (4, K) scratch. A^T M A: rows s0 = M0 + M1 + M2, s1 = M1 - M2 - M3 (Mi
-    M's row i of four), then the same on the columns.
+    M (tiles, 16, K): each tile's 16 rows in one run (laid out by position, (16, tiles, K), the
+    16 rows a tile reads would lie tiles * K apart, often a multiple of 4 KiB, all in one L1 cache
+    set: measured 35 -> 20 us for 144 tiles of 64 filters). cell (4, K) scratch. A^T M A: rows
+    s0 = M0 + M1 + M2, s1 = M1 - M2 - M3 (Mi M's row i of four), then the same on the columns.
     """
     _, P, Q, K = y.shape
-    for tile in range(M.shape[1]):
+    for tile in range(M.shape[0]):
         number = first_tile + tile
         n = number // (Pt * Qt)
         h = 2 * (number // Qt % Pt)
         col = 2 * (number % Qt)
+        m = M[tile]
         for k in range(K):
-            s00 = M[0, tile, k] + M[4, tile, k] + M[8, tile, k]
-            s01 = M[1, tile, k] + M[5, tile, k] + M[9, tile, k]
-            s02 = M[2, tile, k] + M[6, tile, k] + M[10, tile, k]
-            s03 = M[3, tile, k] + M[7, tile, k] + M[11, tile, k]
-            s10 = M[4, tile, k] - M[8, tile, k] - M[12, tile, k]
-            s11 = M[5, tile, k] - M[9, tile, k] - M[13, tile, k]
-            s12 = M[6, tile, k] - M[10, tile, k] - M[14, tile, k]
-            s13 = M[7, tile, k] - M[11, tile, k] - M[15, tile, k]
+            s00 = m[0, k] + m[4, k] + m[8, k]
+            s01 = m[1, k] + m[5, k] + m[9, k]
+            s02 = m[2, k] + m[6, k] + m[10, k]
+            s03 = m[3, k] + m[7, k] + m[11, k]
+            s10 = m[4, k] - m[8, k] - m[12, k]
+            s11 = m[5, k] - m[9, k] - m[13, k]
+            s12 = m[6, k] - m[10, k] - m[14, k]
+            s13 = m[7, k] - m[11, k] - m[15, k]
             cell[0, k] = s00 + s01 + s02
             cell[1, k] = s01 - s02 - s03
             cell[2, k] = s10 + s11 + s12
@@ -136,7 +139,8 @@ def output_tiles(M, Pt, Qt, first_tile, cell, y):
 def gradient_tiles(dy, Pt, Qt, first_tile, d, Z):
     """Z[tile, 4a + b, k] = (A dY A^T)[a, b], dY the 2 x 2 of dy[n, 2i:2i + 2, 2j:2j + 2, k] (zeros beyond P, Q).
 
-    d (4, K) scratch: dY's cells. Rows of A dY: d0, d0 + d1, d0 - d1, -d1 (di dY's row i); A^T
+    Tile by tile, as ``output_tiles``'s M (laid out (16, tiles, K) it took 383 instead of 44 us for
+    144 tiles of 64 filters). d (4, K) scratch: dY's cells. Rows of A dY: d0, d0 + d1, d0 - d1, -d1 (di dY's row i); A^T
     acts the same way on the columns.
     """
     _, P, Q, K = dy.shape
@@ -155,7 +159,7 @@ def gradient_tiles(dy, Pt, Qt, first_tile, d, Z):
                 else:
                     for k in range(K):
                         cell[k] = 0.0
-        out = Z[tile]  # (16, K): one contiguous run per tile (rows 16 apart would share cache sets)
+        out = Z[tile]  # (16, K): one run per tile (laid out by position, the 16 rows could share a cache set)
         for k in range(K):  # straight-line, so that the loop over k vectorises
             d00, d01, d10, d11 = d[0, k], d[1, k], d[2, k], d[3, k]
             a10, a11 = d00 + d10, d01 + d11  # rows 1 and 2 of A dY
@@ -199,8 +203,8 @@ def winograd_convolution(x, U, top, left, out_shape):
         tiles = (stop - start) * Qt
         V = scratch("winograd_V", (16, tiles, C), x.dtype)
         input_tiles(x, top, left, Pt, Qt, start * Qt, V)
-        M = scratch("winograd_M", (16, tiles, K), x.dtype)
-        np.matmul(V, U, out=M)
+        M = scratch("winograd_M_by_tile", (tiles, 16, K), x.dtype)
+        np.matmul(V, U, out=M.transpose(1, 0, 2))  # (16, tiles, K) rows 16 K apart: BLAS writes them as they are
         output_tiles(M, Pt, Qt, start * Qt, scratch("winograd_cell", (4, K), x.dtype), y)
 
     with single_threaded_blas():
