@@ -17,7 +17,8 @@ matrix products M[pos] = V[pos] @ U[pos]: 16 * C * K multiplies per tile instead
 (2.25x fewer), in products of (tiles, C) @ (C, K); bias, ReLU and the window's max follow on
 each tile's four cells while M is in cache. MNIST's second layer: 1.78 -> 1.40 ms a forward.
 
-Only the forward: the backward reads the same argmax and keeps im2col's path. Its Winograd
+Only the forward: the backward reads the same argmax and keeps im2col's path. (Plain conv2d's
+three passes have their own Winograd in ``winograd_conv2d``, which reuses these transforms.) Its Winograd
 form (dU = sum of V[pos].T @ (A dY A^T)[pos], dw = G^T dU G) measured no faster here (4.19 vs
 4.14 ms for MNIST's second layer): the input gradient, half the work, gains nothing from it
 (as a full correlation it has more tiles than the output), and the larger per-chunk partials
