@@ -2,10 +2,10 @@
 
 Where ``winograd_conv2d`` takes the filter gradient (and the input gradient, when asked for),
 ``conv_pool_kernels.conv2d_bias_relu_max_pool_backward`` writes the gradient of every conv cell
-(``conv_gradient``) and sends it through them. Checked: against TensorFlow's composition (the
-shared ``check`` of test_conv_pool) on shapes where it runs with the default thresholds (MNIST's
-second layer, cats vs dogs' fourth, an odd P and Q whose last conv row and column no window reads,
-batch 1), that it did run, against the im2col path it replaces, inf and NaN inputs (the same NaN
+(``conv_gradient``) and sends it through them. Checked: where it is taken (cats vs dogs' second
+to fourth layers, not MNIST's second); against TensorFlow's composition (the shared ``check`` of
+test_conv_pool) on shapes where it runs with the default thresholds (cats vs dogs' fourth layer,
+an odd P and Q whose last conv row and column no window reads, batch 1), that it did run, against the im2col path it replaces, inf and NaN inputs (the same NaN
 products as TensorFlow's composition: im2col's fallback over every cell), and the same bits on
 every call and whatever the threads.
 """
@@ -55,7 +55,18 @@ def backward(x, w, bias, winograd: bool, input_gradient=True, seed=1):
         return conv_pool_kernels.conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradient)
 
 
-@pytest.mark.parametrize("N, H, W, C, K", [(4, 13, 13, 32, 64), (2, 17, 17, 128, 128), (1, 12, 10, 32, 16)])
+@pytest.mark.parametrize("shape, with_dx, taken", [
+    ((64, 13, 13, 32, 64), True, False), ((64, 13, 13, 32, 64), False, True),  # MNIST's conv2
+    ((20, 74, 74, 32, 64), True, True), ((20, 36, 36, 64, 128), True, True), ((20, 17, 17, 128, 128), True, True),
+    ((20, 150, 150, 3, 32), False, False)])  # cats vs dogs' conv2 to conv4 (and conv1: direct loops)
+def test_where_the_winograd_backward_is_taken(shape, with_dx, taken):
+    N, H, W, C, K = shape
+    g = conv_geometry((N, H, W, C), (3, 3, C, K), (1, 1), ((0, 0), (0, 0)), (1, 1))
+    pg = pool_geometry(g.output_shape, (2, 2), (2, 2), "VALID")
+    assert conv_pool_kernels.winograd_backward_applies(g, pg, with_dx) == taken
+
+
+@pytest.mark.parametrize("N, H, W, C, K", [(2, 18, 18, 32, 64), (2, 17, 17, 128, 128), (1, 12, 10, 32, 16)])
 def test_cpu_winograd_backward_matches_tf(conv_gradient_calls, N, H, W, C, K):
     check(ConvCase(2, N, H, W, C, K, 3, 3, (1, 1), (1, 1), "VALID", [1, 1], [1, 1], 3), (2, 2), "cpu",
           require=lambda ok: None)
@@ -63,7 +74,7 @@ def test_cpu_winograd_backward_matches_tf(conv_gradient_calls, N, H, W, C, K):
 
 
 @pytest.mark.parametrize("input_gradient", [True, False])
-@pytest.mark.parametrize("N, H, W, C, K", [(3, 13, 13, 32, 64), (2, 10, 11, 32, 16)])
+@pytest.mark.parametrize("N, H, W, C, K", [(3, 18, 18, 32, 64), (2, 10, 11, 32, 16)])
 def test_cpu_winograd_backward_is_im2col_up_to_rounding(conv_gradient_calls, N, H, W, C, K, input_gradient):
     x, w, bias = arrays(N, H, W, C, K)
     mine = backward(x, w, bias, True, input_gradient)
@@ -95,7 +106,7 @@ def test_cpu_winograd_backward_nonfinite_input_gives_the_compositions_nan(conv_g
 def test_cpu_winograd_backward_same_bits_every_call_and_thread_count(monkeypatch):
     from miniconv.backend.cpu import work_sharing
 
-    x, w, bias = arrays(9, 13, 13, 32, 64)
+    x, w, bias = arrays(9, 18, 18, 32, 64)
     first = backward(x, w, bias, True)
     again = backward(x, w, bias, True)
     monkeypatch.setattr(work_sharing, "_threads", 1)
