@@ -45,15 +45,35 @@ import numpy as np
 from .cases import FUSED, OpCase, select
 from .common import machine_info
 
-KINDS = ("products", "im2col", "col2im", "transforms", "direct loops", "pooling", "bias + activation",
-         "partials' sum", "other kernels", "waiting + Python")
+KINDS = (
+    "products",
+    "im2col",
+    "col2im",
+    "transforms",
+    "direct loops",
+    "pooling",
+    "bias + activation",
+    "partials' sum",
+    "other kernels",
+    "waiting + Python",
+)
 
 
 def kind_of(name: str) -> str:
     """The kind of a cpu kernel, from its name (see the module docstring)."""
-    rules = (("im2col", "im2col"), ("col2im", "col2im"), ("tiles", "transforms"), ("transform", "transforms"),
-             ("_units", "direct loops"), ("pool", "pooling"), ("pooled", "pooling"), ("_add_in_order", "partials' sum"),
-             ("bias", "bias + activation"), ("relu", "bias + activation"), ("activation", "bias + activation"))
+    rules = (
+        ("im2col", "im2col"),
+        ("col2im", "col2im"),
+        ("tiles", "transforms"),
+        ("transform", "transforms"),
+        ("_units", "direct loops"),
+        ("pool", "pooling"),
+        ("pooled", "pooling"),
+        ("_add_in_order", "partials' sum"),
+        ("bias", "bias + activation"),
+        ("relu", "bias + activation"),
+        ("activation", "bias + activation"),
+    )
     return next((kind for key, kind in rules if key in name), "other kernels")
 
 
@@ -79,7 +99,7 @@ class Accounts:
     def install(self) -> None:
         from numba.core.registry import CPUDispatcher
 
-        import miniconv.backend.cpu as cpu
+        from miniconv.backend import cpu
 
         wrappers = {}
         for info in pkgutil.iter_modules(cpu.__path__):
@@ -115,15 +135,21 @@ def passes(case: OpCase, backend):
     x, w, dy = a["x"], a["w"], a["dy"]
     g = conv_geometry(x.shape, w.shape, (1, 1), normalize_conv_padding("VALID", case.op), (1, 1), case.op)
     if case.op == "conv2d":
-        return [("forward", lambda: backend.conv2d_forward(x, w, g)),
-                ("backward-input", lambda: backend.conv2d_backward_input(dy, w, g)),
-                ("backward-filter", lambda: backend.conv2d_backward_filter(x, dy, g))]
+        return [
+            ("forward", lambda: backend.conv2d_forward(x, w, g)),
+            ("backward-input", lambda: backend.conv2d_backward_input(dy, w, g)),
+            ("backward-filter", lambda: backend.conv2d_backward_filter(x, dy, g)),
+        ]
     pg = pool_geometry(g.output_shape, (2, 2), (2, 2), "VALID", case.op)
     y, argmax = backend.conv2d_bias_relu_max_pool_forward(x, w, a["bias"], g, pg)
     first = case.layer.startswith("conv1")  # training skips a first layer's input gradient
-    return [("forward", lambda: backend.conv2d_bias_relu_max_pool_forward(x, w, a["bias"], g, pg)),
-            ("backward" + (" (no dx)" if first else ""),
-             lambda: backend.conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, not first))]
+    return [
+        ("forward", lambda: backend.conv2d_bias_relu_max_pool_forward(x, w, a["bias"], g, pg)),
+        (
+            "backward" + (" (no dx)" if first else ""),
+            lambda: backend.conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, not first),
+        ),
+    ]
 
 
 def measure(cases, repeats: int) -> list[dict]:
@@ -152,8 +178,17 @@ def measure(cases, repeats: int) -> list[dict]:
                 accounts.uninstall()
             wall, parts = best
             parts["waiting + Python"] = max(0.0, threads * wall - sum(parts.values()))
-            rows.append({"case": case.id, "op": case.op, "input": case.describe(), "pass": name, "threads": threads,
-                         "wall_ms": 1e3 * wall, "thread_ms": {k: 1e3 * v for k, v in parts.items()}})
+            rows.append(
+                {
+                    "case": case.id,
+                    "op": case.op,
+                    "input": case.describe(),
+                    "pass": name,
+                    "threads": threads,
+                    "wall_ms": 1e3 * wall,
+                    "thread_ms": {k: 1e3 * v for k, v in parts.items()},
+                }
+            )
     return rows
 
 
@@ -164,7 +199,9 @@ def table(rows: list[dict]) -> list[str]:
         budget = r["threads"] * r["wall_ms"]
         cells = [f"{100 * r['thread_ms'].get(k, 0) / budget:.0f}%" if r["thread_ms"].get(k) else "" for k in used]
         layer = r["case"].split("/", 1)[1] + (" (fused)" if r["op"] == FUSED else "")
-        lines.append(f"| {r['case'].split('/')[0]}/{layer} | {r['pass']} | {r['wall_ms']:.2f} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {r['case'].split('/')[0]}/{layer} | {r['pass']} | {r['wall_ms']:.2f} | " + " | ".join(cells) + " |"
+        )
     return lines
 
 
