@@ -23,7 +23,10 @@ composition (conv2d, bias, ReLU, max pool) in TensorFlow and PyTorch. Layouts ar
     32x112x112x32, 32x56x56x144 and 32x14x14x480: a 3x3 depthwise convolution (SAME, stride 1 and,
     for the first two, 2), batch normalization with per-channel parameters (given mean and
     variance: the op), moments over [0, 1, 2] (the statistics a training step computes), relu6,
-    and the 1x1 pointwise convolution that follows (to 64, 24 and 80 channels).
+    and the 1x1 pointwise convolution that follows (to 64, 24 and 80 channels). And the fused ops a
+    frozen base runs (a batch normalization folded into its convolution, ReLU6 in the same pass):
+    ``depthwise_conv2d_bias`` (the 3x3 stride-1 depthwise) and ``conv2d_bias`` (the 1x1), both with
+    ``activation="relu6"``, against TF's and PyTorch's composition (convolution, bias add, relu6).
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ NO_DX = "fwd+bwd no dx"  # a first layer's backward in training: dw (and dbias) 
 MODES = ("forward", "fwd+bwd", NO_DX)
 FIRST_LAYERS = ("conv1", "conv1+pool1")
 FUSED = "conv2d_bias_relu_max_pool2d"
+CONV_BIAS = "conv2d_bias"  # with activation="relu6" (a 1x1 convolution + folded BN + ReLU6)
+DEPTHWISE_BIAS = "depthwise_conv2d_bias"  # with activation="relu6"
+CONVOLUTIONS = ("conv2d", CONV_BIAS)  # full convolutions: R, S, C -> K (``out``)
+DEPTHWISE = ("depthwise_conv2d", DEPTHWISE_BIAS)  # 3x3 depthwise, SAME, ``stride``
 
 
 @dataclass(frozen=True)
@@ -66,10 +73,10 @@ class OpCase:
 
     @property
     def output_shape(self) -> tuple[int, ...]:
-        if self.op == "conv2d":
+        if self.op in CONVOLUTIONS:
             N, H, W, _ = self.shape
             return (N, H - self.kernel + 1, W - self.kernel + 1, self.out)
-        if self.op == "depthwise_conv2d":
+        if self.op in DEPTHWISE:
             N, H, W, C = self.shape
             return (N, -(-H // self.stride), -(-W // self.stride), C)
         if self.op == "moments":
@@ -89,8 +96,12 @@ class OpCase:
         shape = "x".join(map(str, self.shape))
         if self.op == "conv2d":
             return f"{shape} -> {self.out}, {self.kernel}x{self.kernel}"
+        if self.op == CONV_BIAS:
+            return f"{shape} -> {self.out}, {self.kernel}x{self.kernel}, bias, ReLU6"
         if self.op == "depthwise_conv2d":
             return f"{shape}, 3x3, stride {self.stride}, SAME"
+        if self.op == DEPTHWISE_BIAS:
+            return f"{shape}, 3x3, stride {self.stride}, SAME, bias, ReLU6"
         if self.op == "batch_normalization":
             return f"{shape}, per channel"
         if self.op == "moments":
@@ -106,7 +117,7 @@ class OpCase:
     def flops(self, mode: str) -> int | None:
         """FLOPs of the pass (see ``benchmarks.common``); None for ops that are memory-bound.
         The fused cases count their convolution's FLOPs only (over its whole output)."""
-        if self.op == "conv2d":
+        if self.op in CONVOLUTIONS:
             N, H, W, C = self.shape
             forward = conv2d_flops(N, *self.output_shape[1:3], self.out, self.kernel, self.kernel, C)
         elif self.op == FUSED:
@@ -135,10 +146,10 @@ class OpCase:
 
         arrays = {"x": normal(self.shape)}
         C = self.shape[-1]
-        if self.op in ("conv2d", FUSED):
+        if self.op in (*CONVOLUTIONS, FUSED):
             k = self.kernel
             arrays["w"] = normal((k, k, C, self.out), (2.0 / (k * k * (C + self.out))) ** 0.5)
-        if self.op == "depthwise_conv2d":
+        if self.op in DEPTHWISE:
             arrays["w"] = normal((3, 3, C, 1), (2.0 / 18) ** 0.5)
         if self.op == "batch_normalization":
             arrays.update(mean=normal((C,), 0.1), variance=rng.uniform(0.5, 1.5, C).astype(np.float32),
@@ -146,8 +157,10 @@ class OpCase:
         if self.op == "moments":
             arrays.update(dmean=normal((C,)), dvariance=normal((C,)))
             return arrays
-        if self.op == FUSED:
+        if self.op in (FUSED, CONV_BIAS):
             arrays["bias"] = normal((self.out,), 0.1)
+        elif self.op == DEPTHWISE_BIAS:
+            arrays["bias"] = normal((C,), 0.1)
         elif self.op == "dense":
             arrays["kernel"] = normal((self.shape[1], self.out), (2.0 / (self.shape[1] + self.out)) ** 0.5)
             arrays["bias"] = normal((self.out,), 0.1)
@@ -201,12 +214,13 @@ CATS = (
     _conv_pool("cats", "conv4+pool4", 20, 17, 17, 128, 128),
 )
 
-MOBILE_OPS = ("depthwise_conv2d", "batch_normalization", "moments", "relu6")
+MOBILE_OPS = ("depthwise_conv2d", "batch_normalization", "moments", "relu6", CONV_BIAS, DEPTHWISE_BIAS)
 
 
 def _mobile(name, N, H, W, C, pointwise):
     """A block of a MobileNet / EfficientNet-Lite tensor: depthwise (stride 1; 2 for the large ones),
-    batch normalization, moments, relu6 and the pointwise convolution to ``pointwise`` channels."""
+    batch normalization, moments, relu6 and the pointwise convolution to ``pointwise`` channels;
+    then the depthwise and the pointwise convolution as a frozen base runs them (bias, ReLU6 fused)."""
     shape = (N, H, W, C)
     cases = [OpCase("mobile", f"dw3x3s1-{name}", "depthwise_conv2d", shape)]
     if H >= 56:
@@ -214,7 +228,9 @@ def _mobile(name, N, H, W, C, pointwise):
     cases += [OpCase("mobile", f"bn-{name}", "batch_normalization", shape),
               OpCase("mobile", f"moments-{name}", "moments", shape),
               OpCase("mobile", f"relu6-{name}", "relu6", shape),
-              OpCase("mobile", f"pw1x1-{name}", "conv2d", shape, pointwise, kernel=1)]  # fmt: skip
+              OpCase("mobile", f"pw1x1-{name}", "conv2d", shape, pointwise, kernel=1),
+              OpCase("mobile", f"dw3x3s1+bias+relu6-{name}", DEPTHWISE_BIAS, shape),
+              OpCase("mobile", f"pw1x1+bias+relu6-{name}", CONV_BIAS, shape, pointwise, kernel=1)]  # fmt: skip
     return tuple(cases)
 
 

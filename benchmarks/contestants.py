@@ -19,7 +19,7 @@ import os
 import sys
 import traceback
 
-from .cases import BY_ID, FUSED, NO_DX, OpCase
+from .cases import BY_ID, CONV_BIAS, DEPTHWISE_BIAS, FUSED, NO_DX, OpCase
 from .common import sgemm_peak, time_call
 from .harness import MINICONV_PREFIX, Unavailable
 
@@ -68,6 +68,11 @@ def _miniconv_call(case: OpCase, a: dict):
         return (a["x"], a["w"]), {"strides": 1, "padding": "VALID"}
     if case.op == "depthwise_conv2d":
         return (a["x"], a["w"]), {"strides": [1, case.stride, case.stride, 1], "padding": "SAME"}
+    if case.op == DEPTHWISE_BIAS:
+        return (a["x"], a["w"], a["bias"]), {"strides": [1, case.stride, case.stride, 1], "padding": "SAME",
+                                             "activation": "relu6"}
+    if case.op == CONV_BIAS:
+        return (a["x"], a["w"], a["bias"]), {"strides": 1, "padding": "VALID", "activation": "relu6"}
     if case.op == "batch_normalization":
         return tuple(a[n] for n in _names(case)), {"variance_epsilon": BN_EPSILON}
     if case.op == "moments":
@@ -109,6 +114,9 @@ def _miniconv_cuda():
     def build(case: OpCase, mode: str, a: dict):
         if case.op == FUSED:
             raise NotImplementedError("kernels_cuda has no fused conv2d + bias + ReLU + max pool kernel")
+        if case.op in (CONV_BIAS, DEPTHWISE_BIAS):
+            raise NotImplementedError(f"kernels_cuda has no fused {case.op} kernel (the cuda backend runs the "
+                                      f"convolution, bias_add and relu6 kernels in turn)")
         d = {name: cuda.to_device(array) for name, array in a.items()}
         if case.op == "conv2d":
             g = conv_geometry(a["x"].shape, a["w"].shape, (1, 1), "VALID", (1, 1))
@@ -215,12 +223,16 @@ def _tensorflow():
         "batch_normalization": lambda x, m, v, o, s: tf.nn.batch_normalization(x, m, v, o, s, BN_EPSILON),
         "moments": lambda x: tf.nn.moments(x, [0, 1, 2]),
         "relu6": tf.nn.relu6,
+        CONV_BIAS: lambda x, w, b: tf.nn.relu6(tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "VALID"), b)),
     }
 
     def build(case: OpCase, mode: str, a: dict):
         if case.op == "depthwise_conv2d":
             strides = [1, case.stride, case.stride, 1]
             op = lambda x, w: tf.nn.depthwise_conv2d(x, w, strides, "SAME")
+        elif case.op == DEPTHWISE_BIAS:
+            strides = [1, case.stride, case.stride, 1]
+            op = lambda x, w, b: tf.nn.relu6(tf.nn.bias_add(tf.nn.depthwise_conv2d(x, w, strides, "SAME"), b))
         else:
             op = ops[case.op]
         args = [tf.constant(a[name]) for name in _names(case)]
@@ -270,9 +282,12 @@ def _torch():
         return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous(memory_format=cl)
 
     def prepare(case: OpCase, a: dict):
-        if case.op in ("conv2d", FUSED):  # HWIO -> OIHW, stored channels last
+        if case.op in ("conv2d", FUSED, CONV_BIAS):  # HWIO -> OIHW, stored channels last
             x_w = [nchw(a["x"]), torch.from_numpy(a["w"]).permute(3, 2, 0, 1).contiguous(memory_format=cl)]
-            return x_w + [torch.from_numpy(a["bias"])] if case.op == FUSED else x_w
+            return x_w + [torch.from_numpy(a["bias"])] if case.op in (FUSED, CONV_BIAS) else x_w
+        if case.op == DEPTHWISE_BIAS:  # (R, S, C, 1) -> (C, 1, R, S): groups=C
+            w = torch.from_numpy(a["w"]).permute(2, 3, 0, 1).contiguous()
+            return [nchw(a["x"]), w, torch.from_numpy(a["bias"])]
         if case.op == "dense":
             return [torch.from_numpy(a[n]) for n in ("x", "kernel", "bias")]
         return [nchw(a["x"])]
@@ -283,11 +298,15 @@ def _torch():
         "relu": F.relu,
         "dense": lambda x, k, b: torch.addmm(b, x, k),
         FUSED: lambda x, w, b: F.max_pool2d(F.relu(F.conv2d(x, w, b)), 2, 2),
+        CONV_BIAS: lambda x, w, b: F.relu6(F.conv2d(x, w, b)),
+        DEPTHWISE_BIAS: lambda x, w, b: F.relu6(F.conv2d(x, w, b, padding=1, groups=x.shape[1])),  # SAME, stride 1
     }
 
     def build(case: OpCase, mode: str, a: dict):
         if case.op not in ops:
             raise NotImplementedError(f"no PyTorch contestant for {case.op} (not written: PyTorch is not installed here)")
+        if case.op == DEPTHWISE_BIAS and case.stride != 1:
+            raise NotImplementedError("the PyTorch contestant writes TF's SAME padding for stride 1 only")
         op, args = ops[case.op], prepare(case, a)
         if mode == "forward":
 
@@ -307,7 +326,7 @@ def _torch():
 
 def _names(case: OpCase) -> tuple[str, ...]:
     return {"conv2d": ("x", "w"), FUSED: ("x", "w", "bias"), "dense": ("x", "kernel", "bias"),
-            "depthwise_conv2d": ("x", "w"),
+            "depthwise_conv2d": ("x", "w"), DEPTHWISE_BIAS: ("x", "w", "bias"), CONV_BIAS: ("x", "w", "bias"),
             "batch_normalization": ("x", "mean", "variance", "offset", "scale")}.get(case.op, ("x",))  # fmt: skip
 
 

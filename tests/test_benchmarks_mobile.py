@@ -19,7 +19,13 @@ from benchmarks.cases import BY_ID, MOBILE, OpCase, select
 def test_mobile_cases():
     assert select("mobile") == list(MOBILE) and set(MOBILE) <= set(select("all"))
     ops = {case.op for case in MOBILE}
-    assert ops == {"depthwise_conv2d", "batch_normalization", "moments", "relu6", "conv2d"}
+    assert ops == {"depthwise_conv2d", "batch_normalization", "moments", "relu6", "conv2d", "conv2d_bias",
+                   "depthwise_conv2d_bias"}
+    fused_pw = BY_ID["mobile/pw1x1+bias+relu6-56x144"]
+    assert fused_pw.output_shape == (32, 56, 56, 24) and fused_pw.flops("forward") == BY_ID["mobile/pw1x1-56x144"].flops("forward")
+    assert set(fused_pw.arrays()) == {"x", "w", "bias", "dy"} and fused_pw.arrays()["bias"].shape == (24,)
+    fused_dw = BY_ID["mobile/dw3x3s1+bias+relu6-112x32"]
+    assert fused_dw.output_shape == (32, 112, 112, 32) and fused_dw.arrays()["bias"].shape == (32,)
     assert BY_ID["mobile/dw3x3s1-112x32"].output_shape == (32, 112, 112, 32)
     assert BY_ID["mobile/dw3x3s2-112x32"].output_shape == (32, 56, 56, 32)  # SAME: ceil(112 / 2)
     assert BY_ID["mobile/dw3x3s2-56x144"].output_shape == (32, 28, 28, 144)
@@ -34,7 +40,9 @@ def test_mobile_cases():
 SMALL = [OpCase("mobile", "dw", "depthwise_conv2d", (1, 6, 5, 3), stride=2),
          OpCase("mobile", "bn", "batch_normalization", (2, 3, 4, 5)),
          OpCase("mobile", "moments", "moments", (2, 3, 4, 5)), OpCase("mobile", "relu6", "relu6", (2, 3, 4, 5)),
-         OpCase("mobile", "pw", "conv2d", (1, 4, 4, 3), 2, kernel=1)]  # fmt: skip
+         OpCase("mobile", "pw", "conv2d", (1, 4, 4, 3), 2, kernel=1),
+         OpCase("mobile", "dw+bias+relu6", "depthwise_conv2d_bias", (1, 6, 5, 3)),
+         OpCase("mobile", "pw+bias+relu6", "conv2d_bias", (1, 4, 4, 3), 2, kernel=1)]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", ["tf", "miniconv-numpy", "miniconv-cpu"])
@@ -46,5 +54,6 @@ def test_contestants_run_the_mobile_ops(name):
         grads = build(case, "fwd+bwd", arrays)()
         outs = forward if isinstance(forward, (tuple, list)) else [forward]
         assert [tuple(o.shape) for o in outs] == ([case.output_shape] * (2 if case.op == "moments" else 1))
-        inputs = {"depthwise_conv2d": 2, "batch_normalization": 5, "conv2d": 2}.get(case.op, 1)
+        inputs = {"depthwise_conv2d": 2, "batch_normalization": 5, "conv2d": 2, "conv2d_bias": 3,
+                  "depthwise_conv2d_bias": 3}.get(case.op, 1)
         assert len(grads) == inputs and tuple(grads[0].shape) == case.shape, (name, case.op)

@@ -482,3 +482,36 @@ def test_transfer_markdown_from_the_committed_results():
     assert "heavily loaded" not in transfer.markdown(quiet)
     data["contestants"]["tf"] = {"available": False, "reason": "not installed"}
     assert "Not run: Keras (TensorFlow) (not installed)." in transfer.markdown(data)
+
+
+def test_conv_breakdown_accounts_each_kernel_by_kind_and_restores_them():
+    """benchmarks.conv_breakdown: every pass of a small plain and a small fused convolution is timed,
+    the kinds the kernels ran under are counted, threads x wall covers them, and the wrapped kernels
+    and np.matmul are put back afterwards."""
+    import numpy as np
+
+    from benchmarks import conv_breakdown
+    from benchmarks.cases import FUSED, OpCase
+    from miniconv.backend.cpu import conv_kernels
+
+    assert conv_breakdown.kind_of("im2col_rows_patch_major") == "im2col"
+    assert conv_breakdown.kind_of("col2im_images") == "col2im"
+    assert conv_breakdown.kind_of("input_tiles") == "transforms"
+    assert conv_breakdown.kind_of("forward_units") == "direct loops"
+    assert conv_breakdown.kind_of("pooled_gradient_images") == "pooling"
+    assert conv_breakdown.kind_of("bias_activation_rows") == "bias + activation"
+    matmul, im2col = np.matmul, conv_kernels.im2col_rows
+    cases = [OpCase("mnist", "conv2", "conv2d", (4, 9, 8, 16), 8), OpCase("mnist", "conv2+pool2", FUSED, (2, 8, 8, 16), 8)]
+    rows = conv_breakdown.measure(cases, repeats=2)
+    assert np.matmul is matmul and conv_kernels.im2col_rows is im2col
+    assert [(r["case"], r["pass"]) for r in rows] == [
+        ("mnist/conv2", "forward"), ("mnist/conv2", "backward-input"), ("mnist/conv2", "backward-filter"),
+        ("mnist/conv2+pool2", "forward"), ("mnist/conv2+pool2", "backward")]
+    for r in rows:
+        parts = r["thread_ms"]
+        assert r["wall_ms"] > 0 and set(parts) <= set(conv_breakdown.KINDS)
+        busy = sum(v for k, v in parts.items() if k != "waiting + Python")
+        assert busy <= r["threads"] * r["wall_ms"] * 1.05 and busy > 0
+    assert "im2col" in rows[0]["thread_ms"] and "col2im" in rows[1]["thread_ms"]
+    lines = conv_breakdown.table(rows)
+    assert lines[0].startswith("| layer | pass | wall ms |") and len(lines) == 2 + len(rows)

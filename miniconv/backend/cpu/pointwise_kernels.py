@@ -13,7 +13,8 @@ viewed (M, C), so im2col's copy and col2im's scatter would only move memory:
     backward-input   dx (M, C) = dy (M, K) @ w.T (K, C)     row blocks shared by the threads
     backward-filter  dw (C, K) = sum over row chunks of x[rows].T @ dy[rows], one partial a chunk
                      (the chunks depend on the shape only), added in chunk order: the same bits
-                     whichever thread ran which chunk
+                     whichever thread ran which chunk; rows too few for two chunks: x.T @ dy in
+                     blocks of dw shared by the threads (the one chunk's product, the same bits)
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ def conv2d_backward_filter(x, dy, g):
     x2, dy2 = x.reshape(-1, g.C), dy.reshape(-1, g.K)
     rows = x2.shape[0]
     bounds = chunk_bounds(rows, max(MIN_CHUNK_ROWS, -(-rows // FILTER_CHUNKS)))
+    if len(bounds) == 1:  # too few rows to share (a 7x7 layer at batch 20: 980): share dw's blocks instead
+        return matmul(x2.T, dy2).reshape(g.filter_shape)
     partials = scratch("pointwise_dw_partials", (len(bounds), g.C, g.K), x.dtype)
 
     def task(i):
