@@ -31,7 +31,6 @@ from __future__ import annotations  # noqa: I001  (miniconv is imported before N
 
 import argparse
 import importlib
-import json
 import pkgutil
 import sys
 import threading
@@ -44,6 +43,8 @@ import numpy as np
 
 from .cases import FUSED, OpCase, select
 from .common import machine_info
+from .harness import write_results
+from .report import blas_sentence, measured_sentence
 
 KINDS = (
     "products",
@@ -205,9 +206,21 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def markdown(data: dict) -> str:
+    """The report: what was measured, where and how, then the table."""
+    rows, machine = data["rows"], data["machine"]
+    threads = rows[0]["threads"] if rows else 0
+    lines = [f"# Where the cpu backend's convolution time goes ({threads} threads; share of threads x wall)", "",
+             f"{measured_sentence(machine)} {blas_sentence(machine)}", "",
+             (f"`python -m benchmarks.conv_breakdown --repeats {data['repeats']}`: each pass called through the "
+             "cpu backend's entry points, the fastest of the instrumented calls shown (module docstring)."), ""]
+    return "\n".join(lines + table(rows)) + "\n"
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.conv_breakdown", description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default="all", choices=("mnist", "cats", "all"))
+    parser.add_argument("--cases", default="all", choices=("mnist", "cats", "mobile", "all"),
+                        help="which model's convolutions (default all; mobile: the 1x1 ones)")
     parser.add_argument("--repeats", type=int, default=7, help="instrumented calls per pass; the fastest is shown")
     parser.add_argument("--out", type=Path, default=None, help="write conv_breakdown.json and .md there")
     args = parser.parse_args(argv)
@@ -215,15 +228,11 @@ def main(argv=None) -> int:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
     miniconv.set_backend("cpu")
     cases = [c for c in select(args.cases) if c.op in ("conv2d", FUSED)]
-    rows = measure(cases, args.repeats)
-    threads = rows[0]["threads"] if rows else 0
-    lines = [f"# Where the cpu backend's convolution time goes ({threads} threads; share of threads x wall)", ""]
-    lines += table(rows)
-    print("\n".join(lines))
+    data = {"machine": machine_info(), "repeats": args.repeats, "rows": measure(cases, args.repeats)}
+    text = markdown(data)
+    print(text)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "conv_breakdown.json").write_text(json.dumps({"machine": machine_info(), "rows": rows}, indent=1))
-        (args.out / "conv_breakdown.md").write_text("\n".join(lines) + "\n")
+        write_results(args.out, "conv_breakdown", data, text)
     return 0
 
 

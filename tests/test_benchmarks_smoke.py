@@ -515,3 +515,7 @@ def test_conv_breakdown_accounts_each_kernel_by_kind_and_restores_them():
     assert "im2col" in rows[0]["thread_ms"] and "col2im" in rows[1]["thread_ms"]
     lines = conv_breakdown.table(rows)
     assert lines[0].startswith("| layer | pass | wall ms |") and len(lines) == 2 + len(rows)
+    from benchmarks.common import machine_info
+
+    text = conv_breakdown.markdown({"machine": machine_info(), "repeats": 2, "rows": rows})
+    assert text.startswith("# Where") and "Measured " in text and "--repeats 2" in text and lines[-1] in text
