@@ -107,6 +107,12 @@ def filter_gradient_in_range(x, dy, tiles) -> bool:
     return 4 * x_max <= largest and 4 * dy_max <= largest and 64 * tiles * x_max * dy_max <= largest
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _tile_origin(number, Pt, Qt):
+    """(n, h, w): the image of tile ``number`` = (n * Pt + i) * Qt + j and its first cell (2i, 2j)."""
+    return number // (Pt * Qt), 2 * (number // Qt % Pt), 2 * (number % Qt)
+
+
 @njit(nogil=True, cache=True)
 def output_tiles(M, Pt, Qt, first_tile, cell, y):
     """y[n, 2i + t, 2j + v, k] = (A^T M A)[t, v] of tile first_tile + tile, cells beyond y's P x Q left out.
@@ -118,10 +124,7 @@ def output_tiles(M, Pt, Qt, first_tile, cell, y):
     """
     _, P, Q, K = y.shape
     for tile in range(M.shape[0]):
-        number = first_tile + tile
-        n = number // (Pt * Qt)
-        h = 2 * (number // Qt % Pt)
-        col = 2 * (number % Qt)
+        n, h, col = _tile_origin(first_tile + tile, Pt, Qt)
         m = M[tile]
         for k in range(K):
             s00 = m[0, k] + m[4, k] + m[8, k]
@@ -156,10 +159,7 @@ def gradient_tiles(dy, Pt, Qt, first_tile, d, Z):
     """
     _, P, Q, K = dy.shape
     for tile in range(Z.shape[0]):
-        number = first_tile + tile
-        n = number // (Pt * Qt)
-        h = 2 * (number // Qt % Pt)
-        col = 2 * (number % Qt)
+        n, h, col = _tile_origin(first_tile + tile, Pt, Qt)
         for t in range(2):
             for v in range(2):
                 cell = d[2 * t + v]
