@@ -166,12 +166,12 @@ def test_depthwise_nonfinite_activations_match_tf(backend):
 
 
 @given(N=st.integers(1, 2), H=st.integers(1, 14), W=st.integers(1, 40), C=st.integers(1, 20),
-       M=st.sampled_from([1, 1, 1, 2]), R=st.sampled_from([3, 3, 3, 1, 2, 4]), S=st.sampled_from([3, 3, 3, 2, 5]),
+       M=st.sampled_from([1, 1, 1, 2]), R=st.sampled_from([3, 3, 3, 5, 5, 1, 2, 4]), S=st.sampled_from([3, 3, 3, 5, 5, 2]),
        stride=st.integers(1, 3), dilation=st.sampled_from([1, 1, 2]), padding=st.sampled_from(["SAME", "VALID", "X"]),
        pads=st.lists(st.integers(0, 3), min_size=4, max_size=4), seed=st.integers(0, 2**32 - 1))
 def test_cpu_depthwise_kernels_match_their_oracles(N, H, W, C, M, R, S, stride, dilation, padding, pads, seed):
-    """The row / group kernels (3x3 with M = 1: groups of four cells and pairs on flat views; other
-    filters: the general loops) against the one-result-at-a-time oracles, in float64 (the same sums in
+    """The row / group kernels (3x3 with M = 1: groups of four cells and pairs on flat views; the 5x5
+    forward with M = 1 likewise; other filters: the general loops) against the one-result-at-a-time oracles, in float64 (the same sums in
     another order: agreement to ~1e-13), rows up to 40 cells wide so every group size and remainder
     occurs, strides 1 to 3 with dilation 1 or 2."""
     from miniconv.backend.cpu import depthwise_kernels as fast
@@ -212,6 +212,40 @@ def test_cpu_depthwise_3x3_takes_the_grouped_kernels():
     assert fast.fast_applies(g)
     assert not fast.fast_applies(depthwise_geometry((1, 8, 8, 4), (3, 3, 4, 2), (1, 1), "SAME", (1, 1)))
     assert not fast.fast_applies(depthwise_geometry((1, 8, 8, 4), (5, 5, 4, 1), (1, 1), "SAME", (1, 1)))
+    assert fast.fast5_applies(depthwise_geometry((1, 8, 8, 4), (5, 5, 4, 1), (2, 2), "SAME", (1, 1)))
+    assert not fast.fast5_applies(depthwise_geometry((1, 8, 8, 4), (5, 5, 4, 2), (1, 1), "SAME", (1, 1)))
+    assert not fast.fast5_applies(g)
+
+
+@pytest.mark.parametrize("shape, stride, padding, dilation", [
+    ((2, 9, 11, 5), 1, "SAME", 1), ((2, 10, 13, 7), 2, "SAME", 1), ((1, 12, 12, 3), 3, "VALID", 1),
+    ((3, 7, 7, 16), 1, "SAME", 1), ((2, 14, 15, 9), 2, "VALID", 1), ((1, 13, 12, 6), 1, "SAME", 2),
+    ((2, 4, 3, 8), 1, "SAME", 1), ((1, 6, 9, 33), 2, [[0, 0], [3, 1], [0, 4], [0, 0]], 1),
+])
+@pytest.mark.parametrize("epilogue", [0, 1, 2])
+def test_cpu_depthwise_5x5_forward_gives_the_general_loops_bits(shape, stride, padding, dilation, epilogue):
+    """The 5x5 row kernel (one filter row at a time, added to the output row) sums each value's 25
+    products in the general loops' order from zero, so its float32 results are theirs bit for bit,
+    with bias and ReLU6 too, and with inf and NaN in the input (padding cells multiply the filter)."""
+    from miniconv.backend.cpu import depthwise_kernels as fast
+    from miniconv.backend.cpu import depthwise_loops as loops
+
+    C = shape[-1]
+    g = depthwise_geometry(shape, (5, 5, C, 1), (stride, stride), normalize_conv_padding(padding),
+                           (dilation, dilation))
+    assert fast.fast5_applies(g)
+    rng = np.random.default_rng(C)
+    x = rng.standard_normal(g.input_shape).astype(np.float32)
+    x.flat[rng.choice(x.size, 3, replace=False)] = [np.inf, -np.inf, np.nan]
+    w = rng.standard_normal(g.filter_shape).astype(np.float32)
+    bias = rng.standard_normal(C).astype(np.float32) * 4
+    expected = np.empty(g.output_shape, np.float32)
+    with np.errstate(all="ignore"):
+        loops.forward_rows(x, w.reshape(5, 5, C), 1, g.sh, g.sw, g.dh, g.dw, g.top, g.left, 0, g.N * g.P, expected,
+                           bias, epilogue)
+        actual = fast.depthwise_conv2d_forward(x, w, g, bias if epilogue else None,
+                                               "relu6" if epilogue == 2 else None)
+    np.testing.assert_array_equal(actual, expected)
 
 
 def test_depthwise_backward_input_and_filter_alone(backend):

@@ -1,4 +1,5 @@
-"""The 3 x 3 depthwise convolution's row loops: four output cells at a time on flat row views.
+"""The depthwise convolution's row loops (3 x 3, and the 5 x 5 forward): four output cells at a time on
+flat row views.
 
 Shape legend: C channels, cells the output cells of a row; rows (r0, r1, r2) are flat views of the
 (zero-padded) input rows a filter row reads, from the first cell's first column; t (9 C) the
@@ -7,6 +8,7 @@ filter (3 r + s) C + c; g (cells C) a dy row; d (9 C) the filter gradient.
     dot9_row      out[k C + c]        = sum_{r,s} row_r[(k sw + s dw) C + c] * t[(3 r + s) C + c]
     outer9_row    d[(3 r + s) C + c] += sum_k row_r[(k sw + s dw) C + c] * g[k C + c]
     scatter3_row  row[(k sw + s dw) C + c] += g[k C + c] * t[s C + c]        (one filter row t)
+    dot5_row      out[k C + c]       += sum_s row[(k sw + s dw) C + c] * t[s C + c]  (one 5-tap filter row t)
 
 Why flat views: with 2-D indexing LLVM checks every pair of accesses for overlap on every entry to
 the channel loop (a runtime check per pair of views); short channel loops (C = 32: two vector
@@ -220,3 +222,85 @@ def scatter3_row(g, t, row, C, sw, dw, cells):
             dst = row[a + s * dw * C:]
             for c in range(C):
                 dst[c] += g[k * C + c] * t[s * C + c]
+
+
+# --- the 5 x 5 forward: one filter row at a time, added to the output row ------------------------
+# Twenty-five taps and four cells held in registers at once would be too many values for LLVM to
+# keep (it stops vectorising); one filter row's five taps per call, their sum added to the output
+# value, keep the bits of ``depthwise_loops.forward_cells``: out = 0, then out += x * t tap by tap
+# in (r, s) order (``out + a + b`` adds left to right, and nothing is reassociated).
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _dot5(row, t, o, C, sw, dw):
+    """o[k*C + c] += sum_s row[(k*sw + s*dw)*C + c] * t[s*C + c] (s < 5, in order), cells k < 4; all
+    loads before the first store. Stride 1 and dilation 1: eight columns for four cells."""
+    a1, a2, a3 = sw * C, 2 * sw * C, 3 * sw * C
+    d1, d2, d3, d4 = dw * C, 2 * dw * C, 3 * dw * C, 4 * dw * C
+    for c in range(C):
+        w0, w1, w2, w3, w4 = t[c], t[C + c], t[2 * C + c], t[3 * C + c], t[4 * C + c]
+        o0 = (o[c] + row[c] * w0 + row[d1 + c] * w1 + row[d2 + c] * w2 + row[d3 + c] * w3
+              + row[d4 + c] * w4)
+        o1 = (o[C + c] + row[a1 + c] * w0 + row[a1 + d1 + c] * w1 + row[a1 + d2 + c] * w2
+              + row[a1 + d3 + c] * w3 + row[a1 + d4 + c] * w4)
+        o2 = (o[2 * C + c] + row[a2 + c] * w0 + row[a2 + d1 + c] * w1 + row[a2 + d2 + c] * w2
+              + row[a2 + d3 + c] * w3 + row[a2 + d4 + c] * w4)
+        o3 = (o[3 * C + c] + row[a3 + c] * w0 + row[a3 + d1 + c] * w1 + row[a3 + d2 + c] * w2
+              + row[a3 + d3 + c] * w3 + row[a3 + d4 + c] * w4)
+        o[c] = o0
+        o[C + c] = o1
+        o[2 * C + c] = o2
+        o[3 * C + c] = o3
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _dot5_pair(row, t, o, C, sw, dw):
+    """``_dot5`` for two cells (strides other than 1: fewer columns, so fewer views for LLVM to check)."""
+    a1 = sw * C
+    d1, d2, d3, d4 = dw * C, 2 * dw * C, 3 * dw * C, 4 * dw * C
+    for c in range(C):
+        w0, w1, w2, w3, w4 = t[c], t[C + c], t[2 * C + c], t[3 * C + c], t[4 * C + c]
+        o0 = (o[c] + row[c] * w0 + row[d1 + c] * w1 + row[d2 + c] * w2 + row[d3 + c] * w3
+              + row[d4 + c] * w4)
+        o1 = (o[C + c] + row[a1 + c] * w0 + row[a1 + d1 + c] * w1 + row[a1 + d2 + c] * w2
+              + row[a1 + d3 + c] * w3 + row[a1 + d4 + c] * w4)
+        o[c] = o0
+        o[C + c] = o1
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _dot5_one(row, t, o, C, dw):
+    """``_dot5`` for one cell."""
+    d1, d2, d3, d4 = dw * C, 2 * dw * C, 3 * dw * C, 4 * dw * C
+    for c in range(C):
+        o[c] = (o[c] + row[c] * t[c] + row[d1 + c] * t[C + c] + row[d2 + c] * t[2 * C + c]
+                + row[d3 + c] * t[3 * C + c] + row[d4 + c] * t[4 * C + c])
+
+
+@njit(nogil=True, cache=True)
+def dot5_row(row, t, out, C, sw, dw, cells):
+    """out[k*C + c] += sum_s row[(k*sw + s*dw)*C + c] * t[s*C + c] for k < cells: one filter row t (5 C)
+    over one flat zero-padded input row; groups of four cells (stride 1), then pairs, then the last
+    cell alone. Stride 1 and 2 (dilation 1) get literal offsets."""
+    done = 0
+    if sw == 1 and dw == 1:
+        step, groups = GROUP * C, cells // GROUP
+        for i in range(groups):
+            _dot5(row[i * step:], t, out[i * step:], C, 1, 1)
+        done = groups * GROUP
+    pairs = (cells - done) // 2
+    if sw == 1 and dw == 1:
+        for i in range(done, done + 2 * pairs, 2):
+            _dot5_pair(row[i * C:], t, out[i * C:], C, 1, 1)
+    elif sw == 2 and dw == 1:
+        for i in range(done, done + 2 * pairs, 2):
+            _dot5_pair(row[2 * i * C:], t, out[i * C:], C, 2, 1)
+    else:
+        for i in range(done, done + 2 * pairs, 2):
+            _dot5_pair(row[i * sw * C:], t, out[i * C:], C, sw, dw)
+    done += 2 * pairs
+    if done < cells:
+        if dw == 1:
+            _dot5_one(row[done * sw * C:], t, out[done * C:], C, 1)
+        else:
+            _dot5_one(row[done * sw * C:], t, out[done * C:], C, dw)
