@@ -150,14 +150,15 @@ def test_depthwise_conv2d_bias_multiplier(backend):
     check_depthwise(depthwise_case(2, 6, 7, 3, 3, 1, "SAME", seed=5, M=3), backend, "relu6")
 
 
-@pytest.mark.parametrize("epilogue_bytes", [64, 4096])
-def test_cpu_pointwise_blocks(epilogue_bytes, monkeypatch):
-    """The 1x1 product in many small blocks (16 rows, or 4 KiB), each with its epilogue; a last partial block."""
+@pytest.mark.parametrize("block_bytes", [64, 4096])
+def test_cpu_pointwise_blocks(block_bytes, monkeypatch):
+    """The 1x1 product in many small blocks (16 rows, or 4 KiB of x and z rows), each with its epilogue; a last
+    partial block."""
     from miniconv.backend.cpu import pointwise_kernels
 
-    monkeypatch.setattr(pointwise_kernels, "EPILOGUE_BYTES", epilogue_bytes)
+    monkeypatch.setattr(pointwise_kernels, "BLOCK_BYTES", block_bytes)
     for activation in ACTIVATIONS:
-        check_conv(conv_case(3, 7, 5, 8, 12, 1, 1, "SAME", seed=epilogue_bytes), "cpu", activation)
+        check_conv(conv_case(3, 7, 5, 8, 12, 1, 1, "SAME", seed=block_bytes), "cpu", activation)
 
 
 def test_cpu_im2col_chunks(monkeypatch):
@@ -173,7 +174,7 @@ def test_cpu_pointwise_last_block_of_one_row(monkeypatch):
     would make a row's bits depend on the block size."""
     from miniconv.backend.cpu import pointwise_kernels
 
-    monkeypatch.setattr(pointwise_kernels, "EPILOGUE_BYTES", 64)  # 16 rows a block
+    monkeypatch.setattr(pointwise_kernels, "BLOCK_BYTES", 64)  # 16 rows a block
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 3, 11, 320)).astype(np.float32)
     w = rng.standard_normal((1, 1, 320, 64)).astype(np.float32)
@@ -410,7 +411,7 @@ def test_depthwise_conv2d_bias_is_the_composition(case, activation, special):
 
 @st.composite
 def pointwise_cases(draw):
-    """1x1, stride 1, unpadded: the cpu backend's plain products, in blocks of rows (``EPILOGUE_BYTES``
+    """1x1, stride 1, unpadded: the cpu backend's plain products, in blocks of rows (``BLOCK_BYTES``
     drawn small: many blocks and a partial last one)."""
     N, H, W = draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 9))
     C, K = draw(st.integers(1, 40)), draw(st.integers(1, 40))
@@ -419,19 +420,19 @@ def pointwise_cases(draw):
 
 
 @given(case=pointwise_cases(), activation=fused_activations, special=specials,
-       epilogue_bytes=st.sampled_from([64, 512, 4096, 1 << 18]))
-def test_pointwise_conv2d_bias_is_the_composition(case, activation, special, epilogue_bytes):
+       block_bytes=st.sampled_from([64, 512, 4096, 1 << 18]))
+def test_pointwise_conv2d_bias_is_the_composition(case, activation, special, block_bytes):
     from miniconv.backend.cpu import pointwise_kernels
 
     x, w, dy = case.arrays()
     x = x * np.float32(3)
     b = _bias(np.random.default_rng(case.seed + 1), case.K)
-    saved = pointwise_kernels.EPILOGUE_BYTES
-    pointwise_kernels.EPILOGUE_BYTES = epilogue_bytes
+    saved = pointwise_kernels.BLOCK_BYTES
+    pointwise_kernels.BLOCK_BYTES = block_bytes
     try:
         check_fused_is_composition("conv2d", x, w, b, dy, case.kwargs, activation, special, case.seed, exact=False)
     finally:
-        pointwise_kernels.EPILOGUE_BYTES = saved
+        pointwise_kernels.BLOCK_BYTES = saved
 
 
 # --- the fusion table: Conv -> BatchNormalization (frozen) -> ReLU6 as one step -----------------------------
