@@ -149,7 +149,8 @@ def _dot9_cells(r0, r1, r2, t, o, C, sw, dw, cells):
 @njit(nogil=True, cache=True)
 def dot9_row(r0, r1, r2, t, out, C, sw, dw, cells):
     """out[k*C + c] = sum_{r,s} row_r[(k*sw + s*dw)*C + c] * t[(3r + s)*C + c] for k < cells: groups of
-    four cells (stride 1), pairs (other strides), the rest one by one. Rows r0 r1 r2 are flat
+    four cells and a pair (stride 1), pairs (other strides), the rest one by one (every cell's sum in
+    the same order, so the grouping does not change its bits). Rows r0 r1 r2 are flat
     (zero-padded) rows from the first cell's first column; stride 1 and 2 (dilation 1) get literal
     offsets."""
     if sw == 1 and dw == 1:
@@ -157,6 +158,9 @@ def dot9_row(r0, r1, r2, t, out, C, sw, dw, cells):
         for i in range(groups):
             _dot9(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * step:], C, 1, 1)
         done = groups * GROUP
+        if cells - done >= 2:  # a pair of the last cells (a 7-cell row: 4 + 2 + 1)
+            _dot9_pair(r0[done * C:], r1[done * C:], r2[done * C:], t, out[done * C:], C, 1, 1)
+            done += 2
     else:
         step, groups = 2 * sw * C, cells // 2
         if sw == 2 and dw == 1:
