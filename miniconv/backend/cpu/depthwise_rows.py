@@ -94,6 +94,35 @@ def _outer3(row, g, d, C, sw, dw):
 
 
 @njit(nogil=True, cache=True, inline="always")
+def _outer3_pair(row, g, d, C, sw, dw):
+    """``_outer3`` for two cells (a row's last ones)."""
+    a1 = sw * C
+    d1, d2 = dw * C, 2 * dw * C
+    for c in range(C):
+        g0, g1 = g[c], g[C + c]
+        e0 = row[c] * g0 + row[a1 + c] * g1
+        e1 = row[d1 + c] * g0 + row[a1 + d1 + c] * g1
+        e2 = row[d2 + c] * g0 + row[a1 + d2 + c] * g1
+        d[c] += e0
+        d[C + c] += e1
+        d[2 * C + c] += e2
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _outer3_one(row, g, d, C, dw):
+    """``_outer3`` for one cell."""
+    d1, d2 = dw * C, 2 * dw * C
+    for c in range(C):
+        g0 = g[c]
+        e0 = row[c] * g0
+        e1 = row[d1 + c] * g0
+        e2 = row[d2 + c] * g0
+        d[c] += e0
+        d[C + c] += e1
+        d[2 * C + c] += e2
+
+
+@njit(nogil=True, cache=True, inline="always")
 def _dot9_pair(r0, r1, r2, t, o, C, sw, dw):
     """``_dot9`` for two cells: strides other than 1 read up to nine columns a row for four cells,
     and LLVM then gives up vectorising (too many pairs of views to check); two cells read five."""
@@ -177,7 +206,7 @@ def dot9_row(r0, r1, r2, t, out, C, sw, dw, cells):
 @njit(nogil=True, cache=True)
 def outer9_row(r0, r1, r2, g, d, C, sw, dw, cells):
     """d[(3r + s)*C + c] += sum_k row_r[(k*sw + s*dw)*C + c] * g[k*C + c] for k < cells (the filter
-    gradient of one output row): ``_outer3`` per filter row in groups of four, the rest one by one."""
+    gradient of one output row): ``_outer3`` per filter row in groups of four, then a pair, then one."""
     step, groups = GROUP * sw * C, cells // GROUP
     d0, d1, d2 = d[: 3 * C], d[3 * C : 6 * C], d[6 * C :]
     if sw == 1 and dw == 1:
@@ -198,14 +227,18 @@ def outer9_row(r0, r1, r2, g, d, C, sw, dw, cells):
             _outer3(r0[i * step:], gi, d0, C, sw, dw)
             _outer3(r1[i * step:], gi, d1, C, sw, dw)
             _outer3(r2[i * step:], gi, d2, C, sw, dw)
-    for k in range(groups * GROUP, cells):
-        a = k * sw * C
-        for r, row in ((0, r0), (1, r1), (2, r2)):
-            for s in range(3):
-                src = row[a + s * dw * C:]
-                dst = d[(3 * r + s) * C:]
-                for c in range(C):
-                    dst[c] += src[c] * g[k * C + c]
+    k = groups * GROUP
+    if cells - k >= 2:  # the last cells: a pair, then one (a loop per tap and cell was 3-4x slower a cell)
+        a, gk = k * sw * C, g[k * C:]
+        _outer3_pair(r0[a:], gk, d0, C, sw, dw)
+        _outer3_pair(r1[a:], gk, d1, C, sw, dw)
+        _outer3_pair(r2[a:], gk, d2, C, sw, dw)
+        k += 2
+    if k < cells:  # at most one left (cells - 4 groups < 4)
+        a, gk = k * sw * C, g[k * C:]
+        _outer3_one(r0[a:], gk, d0, C, dw)
+        _outer3_one(r1[a:], gk, d1, C, dw)
+        _outer3_one(r2[a:], gk, d2, C, dw)
 
 
 @njit(nogil=True, cache=True)
