@@ -42,6 +42,13 @@ def test_blocked_computation_gives_the_formulas_bits(dtype):
     np.testing.assert_array_equal(torch_pullback(dy)[0], dy / (np.float32(255) * std))
 
 
+@pytest.mark.parametrize("shape", [(0, 4, 4, 3), (2, 0, 4, 3), (2, 4, 0, 3)])
+def test_empty_batches_and_images(shape):
+    for mode in ImageNetPreprocessing.MODES:
+        y, pullback = ImageNetPreprocessing(mode).call(np.zeros(shape, np.float32), [], training=True)
+        assert y.shape == shape and y.dtype == np.float32 and pullback(y)[0].shape == shape
+
+
 @pytest.mark.parametrize("mode", ["caffe", "torch"])
 def test_gradient_is_the_transpose(mode):
     """The layer is affine, y = A x + b: <dy, A x> = <A^T dy, x> for any x and dy."""
