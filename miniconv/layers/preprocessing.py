@@ -172,7 +172,7 @@ def _per_channel(x, steps):
     ``result_type(x, float32)`` and cast to float32 once at the end. Worked in blocks of whole image rows
     (~``PER_CHANNEL_BLOCK`` elements), so each block stays in cache across the steps, with v tiled to a
     row's W * C values: NumPy's inner loop then runs a row long instead of C = 3 long (a batch of 20
-    224x224 images: 2.0 ms instead of 11.2 ms, measured)."""
+    224x224 images: 2.6 ms instead of 11.2 ms, measured)."""
     x = np.asarray(x)
     y = np.empty(x.shape, np.result_type(x.dtype, np.float32))
     if y.size == 0:
@@ -180,7 +180,7 @@ def _per_channel(x, steps):
     row = x.shape[-2] * x.shape[-1] if x.ndim >= 2 else x.size
     x_rows, y_rows = x.reshape(-1, row), y.reshape(-1, row)  # x reshapes by a copy only if it is a strided view
     tiled = [(op, np.tile(v, row // v.size) if np.ndim(v) else v) for op, v in steps]
-    block = max(1, PER_CHANNEL_BLOCK // max(row, 1))
+    block = max(1, PER_CHANNEL_BLOCK // row)
     for start in range(0, y_rows.shape[0], block):
         source, target = x_rows[start:start + block], y_rows[start:start + block]
         for op, v in tiled:
