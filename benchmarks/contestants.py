@@ -9,7 +9,9 @@ and PyTorch's thread pools slow each other down when they share one.
     forward   the op on prepared inputs
     fwd+bwd   the op and its vector-Jacobian product with the upstream gradient dy, for every
               input (x and w; x, kernel and bias): ``miniconv.vjp``, ``tf.GradientTape`` inside a
-              ``tf.function``, ``torch.autograd.grad``
+              ``tf.function``, ``torch.autograd.grad``; the call returns (y, gradients), as training
+              needs both (a ``tf.function`` returning the gradients alone drops a forward they do
+              not read: a convolution's, a dense layer's)
     fwd+bwd no dx    the same for every input but x (a first layer's convolution in training)
 """
 
@@ -53,10 +55,10 @@ def _miniconv(backend: str):
         upstream = (a["dmean"], a["dvariance"]) if case.op == "moments" else (a["dy"],)
 
         def fwd_bwd():
-            _, pullback = miniconv.vjp(op, *args, backend=backend, **kwargs)
+            y, pullback = miniconv.vjp(op, *args, backend=backend, **kwargs)
             if mode == NO_DX:
-                return pullback(*upstream, input_gradient=False)[1:]
-            return pullback(*upstream)
+                return y, pullback(*upstream, input_gradient=False)[1:]
+            return y, pullback(*upstream)
 
         return fwd_bwd
 
@@ -189,7 +191,7 @@ def _miniconv_cuda():
         def timed():
             out = forward()
             if mode != "forward":
-                out = backward(out)
+                out = out, backward(out)
             cuda.synchronize()
             return out
 
@@ -247,7 +249,11 @@ def _tensorflow():
             with tf.GradientTape() as tape:
                 tape.watch(inputs[first:])
                 y = op(*inputs)
-            return tape.gradient(y, inputs[first:], output_gradients=dy)
+            # y is returned too: a graph prunes what its outputs do not need, and the gradients of
+            # a convolution (or dense, depthwise, batch normalization) do not need y, so returning
+            # the gradients alone timed the backward without the forward (ONEDNN_VERBOSE=1 shows
+            # no forward primitive then).
+            return y, tape.gradient(y, inputs[first:], output_gradients=dy)
 
         return _synced(lambda: fwd_bwd(*args), sync)
 
@@ -319,7 +325,12 @@ def _torch():
         wrt = [t.requires_grad_(True) for t in args[first:]]
         args = args[:first] + wrt
         dy = nchw(a["dy"]) if a["dy"].ndim == 4 else torch.from_numpy(a["dy"])
-        return lambda: torch.autograd.grad(op(*args), wrt, dy)
+
+        def fwd_bwd():
+            y = op(*args)
+            return y, torch.autograd.grad(y, wrt, dy)
+
+        return fwd_bwd
 
     return build, info
 

@@ -100,8 +100,10 @@ def test_fused_case_is_the_same_op_for_miniconv_and_tensorflow():
             outputs[name] = (build(case, "forward", arrays)(), build(case, mode, arrays)())
         mine, theirs = outputs["miniconv-cpu"], outputs["tf"]
         np.testing.assert_allclose(np.asarray(mine[0]), np.asarray(theirs[0]), rtol=1e-4, atol=1e-5)
-        assert len(mine[1]) == len(theirs[1]) == count  # (dx,) dw, dbias
-        for a, b in zip(mine[1], theirs[1]):
+        for forward, (y, _) in (mine, theirs):  # fwd+bwd returns the forward it computed too
+            np.testing.assert_allclose(np.asarray(y), np.asarray(forward), rtol=1e-6, atol=1e-6)
+        assert len(mine[1][1]) == len(theirs[1][1]) == count  # (dx,) dw, dbias
+        for a, b in zip(mine[1][1], theirs[1][1]):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4 * max(1.0, np.abs(b).max()))
 
 
