@@ -242,3 +242,45 @@ def test_cpu_patch_major_im2col_is_the_transpose(case, data):
     conv_kernels.im2col_rows(*args, cols)
     conv_kernels.im2col_rows_patch_major(*args, cols_t)
     np.testing.assert_array_equal(cols_t.T, cols)
+
+
+@given(case=conv_cases(dims=2), data=st.data())
+def test_cpu_patch_major_col2im_gives_the_row_major_bits(case, data):
+    """col2im of patch-major dcols into a channel-major image adds each input cell's terms in
+    the row-major col2im's order: the same bits, inf and NaN included, any geometry, from any
+    first output row of an image."""
+    from miniconv.backend.cpu import conv_kernels
+    from miniconv.shapes import conv_geometry
+
+    x, w, _ = case.arrays()
+    g = conv_geometry(x.shape, w.shape, case.strides, case.padding, case.dilations)
+    first = data.draw(st.integers(0, g.P - 1))
+    count = data.draw(st.integers(1, g.P - first))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    dcols = rng.standard_normal((count * g.Q, g.R * g.S * g.C)).astype(np.float32)
+    dcols.flat[rng.integers(0, dcols.size, 3)] = data.draw(st.sampled_from([np.inf, -np.inf, np.nan, 1e38]))
+    args = (g.R, g.S, g.sh, g.sw, g.dh, g.dw, g.top, g.left, first, g.Q)
+    row_major = np.zeros((g.H, g.W, g.C), np.float32)
+    channel_major = np.zeros((g.C, g.H, g.W), np.float32)
+    conv_kernels.col2im_add_rows(dcols, *args, row_major)
+    conv_kernels.col2im_patch_major_add(np.ascontiguousarray(dcols.T), *args, channel_major)
+    np.testing.assert_array_equal(channel_major.transpose(1, 2, 0), row_major)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 10, 1 << 19])
+@pytest.mark.parametrize("C", [1, 3])
+@pytest.mark.parametrize("strides, padding, dilations", [((2, 3), "SAME", (1, 1)), ((1, 1), "VALID", (1, 2))])
+def test_cpu_patch_major_input_gradient_is_the_row_major_one(C, chunk_bytes, strides, padding, dilations, monkeypatch):
+    """Few-channel inputs take the patch-major input gradient: the row-major path's numbers up to
+    the products' rounding, in one block of rows per image or many."""
+    from miniconv.backend.cpu import conv_kernels
+    from miniconv.shapes import conv_geometry
+
+    rng = np.random.default_rng(C)
+    w = rng.standard_normal((3, 2, C, 7)).astype(np.float32)
+    g = conv_geometry((5, 17, 13, C), w.shape, strides, padding, dilations)
+    dy = rng.standard_normal(g.output_shape).astype(np.float32)
+    monkeypatch.setattr(conv_kernels, "CHUNK_BYTES", chunk_bytes)
+    dx = conv_kernels.conv2d_backward_input(dy, w, g)
+    monkeypatch.setattr(conv_kernels, "PATCH_MAJOR_MAX_CHANNELS", 0)
+    np.testing.assert_allclose(dx, conv_kernels.conv2d_backward_input(dy, w, g), rtol=1e-5, atol=1e-5)
