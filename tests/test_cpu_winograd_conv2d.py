@@ -420,3 +420,28 @@ if __name__ == "__main__":
     print("(method, pass, default thresholds send it to Winograd)")
     for key, (element, tensor) in sorted(error_ratios().items()):
         print(f"  {key}: {element:.3g}, {tensor:.3g}")
+
+
+@given(P=st.integers(1, 7), Q=st.integers(1, 7), K=st.integers(1, 40), data=st.data())
+def test_gradient_tiles_are_a_dy_a_transposed(P, Q, K, data):
+    """Each tile of ``gradient_tiles`` is A dY A^T of its 2 x 2 of dy (zeros beyond P, Q), the
+    products taken as rows of A dY first: a float32 NumPy oracle in that order gives the bits,
+    inf and NaN included, from any first tile."""
+    N = 2
+    Pt, Qt = -(-P // 2), -(-Q // 2)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    dy = rng.standard_normal((N, P, Q, K)).astype(np.float32)
+    dy.flat[rng.integers(0, dy.size, 3)] = data.draw(st.sampled_from([np.inf, -np.inf, np.nan, 3e38]))
+    first = data.draw(st.integers(0, N * Pt * Qt - 1))
+    tiles = data.draw(st.integers(1, N * Pt * Qt - first))
+    Z = np.full((tiles, 16, K), np.nan, np.float32)
+    winograd_conv2d.gradient_tiles(dy, Pt, Qt, first, np.empty((8, K), np.float32), Z)
+
+    padded = np.zeros((N, 2 * Pt, 2 * Qt, K), np.float32)
+    padded[:, :P, :Q] = dy
+    for tile in range(tiles):
+        n, i, j = np.unravel_index(first + tile, (N, Pt, Qt))
+        (d00, d01), (d10, d11) = padded[n, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
+        rows = [(d00, d01), (d00 + d10, d01 + d11), (d00 - d10, d01 - d11), (-d10, -d11)]  # A dY
+        expected = [cell for r0, r1 in rows for cell in (r0, r0 + r1, r0 - r1, -r1)]  # then A^T on each row
+        np.testing.assert_array_equal(Z[tile], np.stack(expected))
