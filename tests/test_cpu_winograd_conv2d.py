@@ -104,7 +104,21 @@ def winograd_tolerance(case: ConvCase, x, w, dy) -> Tolerance:
     _, pullback = miniconv.vjp(nn.conv2d, np.abs(x), np.abs(w), padding=case.padding, backend="numpy")
     magnitudes = (nn.conv2d(np.abs(x), np.abs(w), padding=case.padding, backend="numpy"), *pullback(np.abs(dy)))
     tol = case.tolerance()
-    return Tolerance(tol.lengths, abs_terms=True, floors=tuple(float(m.max()) for m in magnitudes))
+    return Tolerance(tol.lengths, abs_terms=True, floors=winograd_floors(x, w, dy, magnitudes))
+
+
+def winograd_floors(x, w, dy, magnitudes):
+    """Each tensor's largest sum|terms|; for y and dx at least C max|x| max|w| and K max|dy| max|w|.
+
+    U = G g G^T mixes a filter's nine taps, so y's and dx's rounding scales with the largest tap,
+    whatever taps an element reads. In an image of one or two cells (SAME) the tile is mostly
+    padding and the tensor's largest sum|terms| can be a single tap's product: N = H = W = C = K = 1,
+    seed 112, gave dx 6.5 eps32 sqrt(L) of its one term. The sums over C (y) and K (dx) of the
+    largest products cover it; for the course-sized cases they are about the tensors' own largest
+    sums (``error_ratios`` reports both)."""
+    x_max, w_max, dy_max = (float(np.abs(a).max()) for a in (x, w, dy))
+    y, dx, dw = (float(m.max()) for m in magnitudes)
+    return (max(y, x.shape[3] * x_max * w_max), max(dx, dy.shape[3] * dy_max * w_max), dw)
 
 
 def check_against_tf(case: ConvCase, elementwise=False) -> None:
@@ -166,7 +180,7 @@ def test_winograd_conv2d_explicit_padding(every_path_winograd):
     dy = rng.uniform(-1, 1, nn.conv2d(x, w, padding=padding, backend="numpy").shape).astype(np.float32)
     _, pullback = miniconv.vjp(nn.conv2d, np.abs(x), np.abs(w), padding=padding, backend="numpy")
     magnitudes = (nn.conv2d(np.abs(x), np.abs(w), padding=padding, backend="numpy"), *pullback(np.abs(dy)))
-    tol = Tolerance((9 * 5, 9 * 4, dy[..., 0].size), abs_terms=True, floors=tuple(float(m.max()) for m in magnitudes))
+    tol = Tolerance((9 * 5, 9 * 4, dy[..., 0].size), abs_terms=True, floors=winograd_floors(x, w, dy, magnitudes))
     assert_vjp_close(nn.conv2d, tf_conv2d, (x, w), dy, {"padding": padding}, backend="cpu", tol=tol)
     every_path_winograd.assert_all_ran()
 
@@ -184,10 +198,11 @@ def test_winograd_conv2d_matches_numpy_reference(case):
     y_ref, pullback_ref = miniconv.vjp(nn.conv2d, x, w, backend="numpy", **kwargs)
     y_abs, pullback_abs = miniconv.vjp(nn.conv2d, np.abs(x), np.abs(w), backend="numpy", **kwargs)
     tol = case.tolerance()
-    for i, (got, expected, magnitude) in enumerate(zip(results, (y_ref, *pullback_ref(dy)),
-                                                       (y_abs, *pullback_abs(np.abs(dy))))):
-        assert_close(got, expected, rtol=tol.rtol(i), magnitude=magnitude, floor=float(magnitude.max()),
-                     what=f"{case} tensor {i}")  # the floor: ``winograd_tolerance``
+    magnitudes = (y_abs, *pullback_abs(np.abs(dy)))
+    floors = winograd_floors(x, w, dy, magnitudes)
+    for i, (got, expected, magnitude) in enumerate(zip(results, (y_ref, *pullback_ref(dy)), magnitudes)):
+        assert_close(got, expected, rtol=tol.rtol(i), magnitude=magnitude, floor=floors[i],
+                     what=f"{case} tensor {i}")  # the floors: ``winograd_tolerance``
 
 
 # --- the error of Winograd's transforms against a float64 oracle -----------------------------------
@@ -378,50 +393,6 @@ def test_winograd_conv2d_is_bitwise_repeatable_with_one_and_two_threads(every_pa
     every_path_winograd.assert_all_ran()
 
 
-# --- the measurements quoted above: python tests/test_cpu_winograd_conv2d.py ------------------------
-
-
-def error_ratios(trials=1500, seed=0):
-    """Worst |result - float64| / (eps32 sqrt(L) sum|terms|), per element and against the tensor's
-    largest sum|terms|, of Winograd and im2col over random 3 x 3, stride-1 cases, by pass and by
-    whether the default thresholds send the case to Winograd."""
-    rng = np.random.default_rng(seed)
-    worst = {}
-    applies = (winograd_conv2d.forward_applies, winograd_conv2d.backward_input_applies,
-               winograd_conv2d.backward_filter_applies)
-    for _ in range(trials):
-        padding = str(rng.choice(["VALID", "SAME"]))
-        N, H, W = (int(v) for v in (rng.integers(1, 4), rng.integers(3, 20), rng.integers(3, 20)))
-        C, K = int(rng.choice([1, 2, 4, 8, 16, 32, 64])), int(rng.choice([1, 2, 8, 16, 64]))
-        x, w, dy, g = _arrays(int(rng.integers(2**32)), N, H, W, C, K, padding)
-        f64 = [a.astype(np.float64) for a in (x, w, dy)]
-        exact = _im2col(*f64, g)
-        terms = _im2col(*(np.abs(a) for a in f64), g)
-        winograd = (winograd_conv2d.forward(x, w, g), winograd_conv2d.backward_input(dy, w, g),
-                    winograd_conv2d.backward_filter(x, dy, g))
-        lengths = (9 * C, 9 * K, N * g.P * g.Q)
-        for method, results in (("winograd", winograd), ("im2col", _im2col(x, w, dy, g))):
-            for p, (r, e, m, length) in enumerate(zip(results, exact, terms, lengths)):
-                scale = 2**-23 * math.sqrt(length)
-                error = np.abs(r - e)
-                ratios = (float((error[m > 0] / (scale * m[m > 0])).max()), float(error.max() / (scale * m.max())))
-                key = (method, PASSES[p], "on" if applies[p](g) else "off")
-                worst[key] = tuple(max(a, b) for a, b in zip(worst.get(key, (0.0, 0.0)), ratios))
-    return worst
-
-
-if __name__ == "__main__":
-    print("max |error| / max |float64 result|, course layers (fewer images): y, dx, dw by F(2x2, 3x3) | by im2col")
-    for shape in COURSE_LAYERS:
-        for padding in ("VALID", "SAME"):
-            errors = [relative_errors(*shape, padding, method=method) for method in ("winograd", "im2col")]
-            print(f"  {shape} {padding:5s}", " | ".join("  ".join(f"{e:.2e}" for e in row) for row in errors))
-    print("worst |error| / (eps32 sqrt(L) sum|terms|): per element, against the tensor's largest sum|terms|")
-    print("(method, pass, default thresholds send it to Winograd)")
-    for key, (element, tensor) in sorted(error_ratios().items()):
-        print(f"  {key}: {element:.3g}, {tensor:.3g}")
-
-
 @given(P=st.integers(1, 7), Q=st.integers(1, 7), K=st.integers(1, 40), data=st.data())
 def test_gradient_tiles_are_a_dy_a_transposed(P, Q, K, data):
     """Each tile of ``gradient_tiles`` is A dY A^T of its 2 x 2 of dy (zeros beyond P, Q), the
@@ -445,3 +416,52 @@ def test_gradient_tiles_are_a_dy_a_transposed(P, Q, K, data):
         rows = [(d00, d01), (d00 + d10, d01 + d11), (d00 - d10, d01 - d11), (-d10, -d11)]  # A dY
         expected = [cell for r0, r1 in rows for cell in (r0, r0 + r1, r0 - r1, -r1)]  # then A^T on each row
         np.testing.assert_array_equal(Z[tile], np.stack(expected))
+
+
+# --- the measurements quoted above: python tests/test_cpu_winograd_conv2d.py ------------------------
+
+
+def error_ratios(trials=1500, seed=0):
+    """Worst |result - float64| / (eps32 sqrt(L) sum|terms|), per element, against the tensor's
+    largest sum|terms| and against ``winograd_floors``, of Winograd and im2col over random 3 x 3,
+    stride-1 cases (images of 1 to 19 cells a side), by pass and by whether the default thresholds
+    send the case to Winograd."""
+    rng = np.random.default_rng(seed)
+    worst = {}
+    applies = (winograd_conv2d.forward_applies, winograd_conv2d.backward_input_applies,
+               winograd_conv2d.backward_filter_applies)
+    for _ in range(trials):
+        padding = str(rng.choice(["VALID", "SAME"]))
+        low = 3 if padding == "VALID" else 1
+        N, H, W = (int(v) for v in (rng.integers(1, 4), rng.integers(low, 20), rng.integers(low, 20)))
+        C, K = int(rng.choice([1, 2, 4, 8, 16, 32, 64])), int(rng.choice([1, 2, 8, 16, 64]))
+        x, w, dy, g = _arrays(int(rng.integers(2**32)), N, H, W, C, K, padding)
+        f64 = [a.astype(np.float64) for a in (x, w, dy)]
+        exact = _im2col(*f64, g)
+        terms = _im2col(*(np.abs(a) for a in f64), g)
+        winograd = (winograd_conv2d.forward(x, w, g), winograd_conv2d.backward_input(dy, w, g),
+                    winograd_conv2d.backward_filter(x, dy, g))
+        lengths = (9 * C, 9 * K, N * g.P * g.Q)
+        floors = winograd_floors(x, w, dy, terms)
+        for method, results in (("winograd", winograd), ("im2col", _im2col(x, w, dy, g))):
+            for p, (r, e, m, length) in enumerate(zip(results, exact, terms, lengths)):
+                scale = 2**-23 * math.sqrt(length)
+                error = np.abs(r - e)
+                element = float((error[m > 0] / (scale * m[m > 0])).max()) if (m > 0).any() else 0.0
+                ratios = (element, float(error.max() / (scale * m.max())), float(error.max() / (scale * floors[p])))
+                key = (method, PASSES[p], "on" if applies[p](g) else "off")
+                worst[key] = tuple(max(a, b) for a, b in zip(worst.get(key, (0.0, 0.0, 0.0)), ratios))
+    return worst
+
+
+if __name__ == "__main__":
+    print("max |error| / max |float64 result|, course layers (fewer images): y, dx, dw by F(2x2, 3x3) | by im2col")
+    for shape in COURSE_LAYERS:
+        for padding in ("VALID", "SAME"):
+            errors = [relative_errors(*shape, padding, method=method) for method in ("winograd", "im2col")]
+            print(f"  {shape} {padding:5s}", " | ".join("  ".join(f"{e:.2e}" for e in row) for row in errors))
+    print("worst |error| / (eps32 sqrt(L) sum|terms|): per element, against the tensor's largest sum|terms|,")
+    print("against winograd_floors (method, pass, default thresholds send it to Winograd)")
+    for key, (element, tensor, floor) in sorted(error_ratios().items()):
+        print(f"  {key}: {element:.3g}, {tensor:.3g}, {floor:.3g}")
+
