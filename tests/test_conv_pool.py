@@ -290,3 +290,34 @@ def test_cpu_direct_path_is_im2col_up_to_rounding(N, H, W, C, K, padding, chunk_
     terms = N * Pz * Qz  # each dw value sums one term per conv cell
     np.testing.assert_allclose(dw, dw_ref, rtol=1e-5, atol=1e-6 * terms)
     np.testing.assert_allclose(dbias, dbias_ref, rtol=1e-5, atol=1e-6 * terms)
+
+
+@given(N=st.integers(1, 3), Pp=st.integers(1, 5), Qp=st.integers(1, 5), K=st.integers(1, 40),
+       Rp=st.integers(1, 3), Sp=st.integers(1, 3), extra=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       data=st.data())
+def test_cpu_pooled_gradient_is_a_scatter_of_the_winners(N, Pp, Qp, K, Rp, Sp, extra, data):
+    """``pooled_gradient_images`` (a select per window cell) gives the bits of its definition, a
+    zeroed dz with dy scattered to each window's winner where y > 0 and the bias partial's sum of
+    those dy in window order: any window, cells no window reads, inf, NaN and signed zeros."""
+    from miniconv.backend.cpu import conv_pool_kernels
+
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    Qz, Pd, Qd = Qp * Sp, Pp * Rp + extra[0], Qp * Sp + extra[1]
+    dy, y = (rng.standard_normal((N, Pp, Qp, K)).astype(np.float32) for _ in range(2))
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0], np.float32)
+    dy.flat[rng.integers(0, dy.size, 4)] = specials[rng.integers(0, 5, 4)]
+    y.flat[rng.integers(0, y.size, 2)] = specials[rng.integers(0, 5, 2)]
+    argmax = (rng.integers(0, Rp, dy.shape) * Qz + rng.integers(0, Sp, dy.shape)).astype(np.int32)
+    dz = np.full((N * Pd * Qd, K), 7.0, np.float32)
+    bias = np.zeros(K, np.float32)
+    conv_pool_kernels.pooled_gradient_images(dy, y, argmax, Qz, Rp, Sp, Pd, Qd, np.float32(0), dz, bias)
+
+    expected = np.zeros((N, Pd, Qd, K), np.float32)
+    expected_bias = np.zeros(K, np.float32)
+    for n, i, j, k in np.ndindex(dy.shape):
+        if y[n, i, j, k] > 0:
+            t, v = divmod(int(argmax[n, i, j, k]), Qz)
+            expected[n, i * Rp + t, j * Sp + v, k] = dy[n, i, j, k]
+            expected_bias[k] += dy[n, i, j, k]
+    assert np.array_equal(dz.reshape(expected.shape).view(np.int32), expected.view(np.int32))
+    assert np.array_equal(bias.view(np.int32), expected_bias.view(np.int32))

@@ -71,22 +71,31 @@ def pooled_gradient_images(dy, y, argmax, Qz, Rp, Sp, Pd, Qd, zero, dz, bias_par
 
     dy, y, argmax (images, Pp, Qp, K), argmax = the winner's offset from its window's first cell
     (t * Qz + v, as ``bias_relu_max_pool_rows`` writes it, Qz = Qp*Sp); dz holds Pd x Qd conv
-    cells per image: the Pz x Qz = Pp*Rp x Qp*Sp cells the windows read, or all P x Q of them.
-    Windows do not overlap, so each dz cell gets one value at most.
+    cells per image: the Pz x Qz = Pp*Rp x Qp*Sp cells the windows read, or all P x Q of them
+    (the cells no window reads are zeros). Windows do not overlap, so each dz cell is written once:
+    per window cell (t, v), a select over the filters, dy where that cell won and y > 0, else 0 (a
+    loop storing one row, which vectorises; a scatter of the winners into a zeroed dz did not).
+    The bias partial adds dy where y > 0 and 0 elsewhere: x + 0 = x, the skipped terms' bits.
     """
     images, Pp, Qp, K = dy.shape
-    dz[:] = zero
+    Pz = Pp * Rp
     for n in range(images):
+        for h in range(Pd):
+            first = (n * Pd + h) * Qd
+            for col in range(Qz if h < Pz else 0, Qd):  # cells no window reads
+                for k in range(K):
+                    dz[first + col, k] = zero
         for i in range(Pp):
             for j in range(Qp):
                 first = (n * Pd + i * Rp) * Qd + j * Sp
+                for t in range(Rp):
+                    for v in range(Sp):
+                        cell, row = t * Qz + v, first + t * Qd + v
+                        for k in range(K):
+                            won = y[n, i, j, k] > zero and argmax[n, i, j, k] == cell
+                            dz[row, k] = dy[n, i, j, k] if won else zero
                 for k in range(K):
-                    if y[n, i, j, k] > 0:
-                        offset = argmax[n, i, j, k]
-                        if Qd != Qz:  # (t, v) = divmod(offset, Qz): row t of the window is Qd cells on in dz
-                            offset += offset // Qz * (Qd - Qz)
-                        dz[first + offset, k] = dy[n, i, j, k]
-                        bias_partial[k] += dy[n, i, j, k]
+                    bias_partial[k] += dy[n, i, j, k] if y[n, i, j, k] > zero else zero
 
 
 def _read_size(pg):
