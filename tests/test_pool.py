@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from strategies import GlobalPoolCase, PoolCase, global_pool_cases, pool_cases
 from tf_reference import assert_vjp_close, tf_vjp
@@ -245,3 +245,25 @@ def test_global_pools_equal_full_window_pooling(backend):
         y_pool, pullback_pool = miniconv.vjp(pool, x, (3, 5), 1, "VALID", backend=backend)
         np.testing.assert_array_equal(y, y_pool.reshape(2, 4))
         np.testing.assert_array_equal(pullback(dy)[0], pullback_pool(dy.reshape(2, 1, 1, 4))[0])
+
+
+@given(case=pool_cases("MAX", 2), data=st.data())
+def test_cpu_disjoint_max_pool_backward_is_the_scatter(case, data):
+    """Where windows do not overlap the cpu backend writes each input cell once, a select per cell:
+    the scatter kernel's bits (0 += dy: signed zeros, inf and NaN included), padding and the
+    cells between strided windows included; overlapping windows keep the scatter."""
+    from miniconv.backend.cpu import pool_kernels
+    from miniconv.shapes import pool_geometry
+
+    x = case.arrays()[0]
+    g = pool_geometry(x.shape, (case.R, case.S), case.strides, case.padding)
+    assume(g.sh >= g.R and g.sw >= g.S)
+    y, argmax = pool_kernels.max_pool2d_forward(x, g)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    dy = rng.standard_normal(g.output_shape).astype(np.float32)
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0], np.float32)
+    dy.flat[rng.integers(0, dy.size, 3)] = specials[rng.integers(0, 5, 3)]
+    scatter = np.full(g.input_shape, 7.0, np.float32)
+    pool_kernels.max_pool2d_backward_kernel(dy, argmax, scatter, 0, g.N)
+    got = pool_kernels.max_pool2d_backward(dy, argmax, g)
+    assert np.array_equal(got.view(np.int32), scatter.view(np.int32))

@@ -71,6 +71,34 @@ def max_pool2d_backward_kernel(dy, argmax, dx, start, stop):
 
 
 @njit(nogil=True, cache=True)
+def max_pool2d_backward_disjoint_kernel(dy, argmax, R, S, sh, sw, top, left, dx, start, stop):
+    """``max_pool2d_backward_kernel`` for windows that do not overlap (strides at least the window).
+
+    Each input cell (h, w) lies in at most one window, (p, q) = ((h + top) // sh, (w + left) // sw)
+    if its offsets in it are below R and S and the window exists, so each cell is written once:
+    0 + dy[n, p, q, c] where the window chose it, else 0 (the scatter's 0 += dy, signed zeros
+    included). A select over the channels, one stored row a loop: it vectorises, where the
+    scatter's += on data-dependent cells does not.
+    """
+    _, H, W, C = dx.shape
+    _, P, Q, _ = dy.shape
+    zero = dx.dtype.type(0)
+    for n in range(start, stop):
+        for h in range(H):
+            p = (h + top) // sh
+            row_read = p < P and h + top - p * sh < R
+            for w in range(W):
+                q = (w + left) // sw
+                if row_read and q < Q and w + left - q * sw < S:
+                    cell = np.int32(h * W + w)
+                    for c in range(C):
+                        dx[n, h, w, c] = zero + dy[n, p, q, c] if argmax[n, p, q, c] == cell else zero
+                else:
+                    for c in range(C):
+                        dx[n, h, w, c] = zero
+
+
+@njit(nogil=True, cache=True)
 def avg_pool2d_forward_kernel(x, R, S, sh, sw, top, left, y, start, stop):
     """y[n,p,q,c] = sum of the window's valid cells / their count."""
     _, H, W, C = x.shape
@@ -135,8 +163,13 @@ def max_pool2d_forward(x, g):
 
 
 def max_pool2d_backward(dy, argmax, g):
+    """dx: disjoint windows (strides at least the window, the course models' 2 x 2 pooling) by
+    ``max_pool2d_backward_disjoint_kernel``, overlapping ones by the scatter."""
     dx = np.empty(g.input_shape, dy.dtype)
-    _by_images(max_pool2d_backward_kernel, dx, dy, argmax, dx)
+    if g.sh >= g.R and g.sw >= g.S:
+        _by_images(max_pool2d_backward_disjoint_kernel, dx, dy, argmax, g.R, g.S, g.sh, g.sw, g.top, g.left, dx)
+    else:
+        _by_images(max_pool2d_backward_kernel, dx, dy, argmax, dx)
     return dx
 
 
