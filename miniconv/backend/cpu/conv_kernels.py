@@ -389,7 +389,7 @@ def backward_input_patch_major(dy, w, g):
     image's channel-major gradient, transposed into dx at the end of the image.
 
     Row-major, a patch row of C = 3 scatters nine runs of three values (cats vs dogs' first layer,
-    20 x 150 x 150 x 3: 13.1 ms, half of it col2im).
+    20 x 150 x 150 x 3: 13.1 ms, half of it col2im; this way 11.0 ms, the product 80% of it).
     """
     patch = g.R * g.S * g.C
     w_matrix = w.reshape(patch, g.K)
