@@ -217,6 +217,61 @@ def test_cpu_depthwise_3x3_takes_the_grouped_kernels():
     assert not fast.fast5_applies(g)
 
 
+def test_stack_array_holds_values_of_its_dtype():
+    """``stack_arrays.stack_array`` inside a kernel: count elements of like's dtype, written and read
+    back (float64 values that float32 would round must survive); ``fits_on_stack`` at its bound."""
+    from numba import njit
+
+    from miniconv.backend.cpu import stack_arrays
+
+    @njit
+    def running_sums(values):
+        local = stack_arrays.stack_array(values.shape[0], values)
+        total = 0.0
+        for i in range(values.shape[0]):
+            total += values[i]
+            local[i] = total
+        out = np.empty_like(values)
+        for i in range(values.shape[0]):
+            out[i] = local[i]
+        return out
+
+    for dtype in (np.float32, np.float64):
+        values = np.arange(1, 40, dtype=dtype) + dtype(1e-9 if dtype == np.float64 else 0)
+        np.testing.assert_array_equal(running_sums(values), np.cumsum(values))
+    limit = stack_arrays.STACK_BYTES
+    assert stack_arrays.fits_on_stack(limit // 4, np.float32)
+    assert not stack_arrays.fits_on_stack(limit // 4 + 1, np.float32)
+    assert not stack_arrays.fits_on_stack(limit // 4, np.float64)
+
+
+def test_cpu_depthwise_backward_past_the_stack_budget_takes_the_general_loops(monkeypatch):
+    """Channels whose 9 C filter-gradient values would not fit the stack budget: the general loops
+    compute dw (and dx), with the oracle's values; dx alone still takes the 3x3 kernels."""
+    from miniconv.backend.cpu import depthwise_kernels as fast
+    from miniconv.backend.cpu import depthwise_loops as loops
+    from miniconv.backend.cpu import stack_arrays
+
+    g = depthwise_geometry((2, 7, 9, 6), (3, 3, 6, 1), (1, 1), "SAME", (1, 1))
+    rng = np.random.default_rng(3)
+    x, w, dy = (rng.uniform(-1, 1, shape) for shape in (g.input_shape, g.filter_shape, g.output_shape))
+    calls = []
+    general = fast.backward_images
+    monkeypatch.setattr(fast, "backward_images", lambda *args: calls.append(1) or general(*args))
+    monkeypatch.setattr(stack_arrays, "STACK_BYTES", 9 * 6 * 8 - 8)  # one value short of 9 C float64s
+    dx, dw = fast.depthwise_conv2d_backward(x, w, dy, g)
+    assert calls, "the general loops were not used"
+    args = (1, g.sh, g.sw, g.dh, g.dw, g.top, g.left)
+    dx_ref, dw_ref = np.empty(g.input_shape), np.empty((3, 3, 6))
+    loops.backward_input_simple(dy, w.reshape(3, 3, 6), *args, dx_ref)
+    loops.backward_filter_simple(x, dy, *args, dw_ref)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, dw_ref.reshape(w.shape), rtol=1e-12, atol=1e-12)
+    calls.clear()
+    fast.depthwise_conv2d_backward_input(dy, w, g)
+    assert not calls, "dx alone needs no stack copy of dw"
+
+
 @pytest.mark.parametrize("shape, stride, padding, dilation", [
     ((2, 9, 11, 5), 1, "SAME", 1), ((2, 10, 13, 7), 2, "SAME", 1), ((1, 12, 12, 3), 3, "VALID", 1),
     ((3, 7, 7, 16), 1, "SAME", 1), ((2, 14, 15, 9), 2, "VALID", 1), ((1, 13, 12, 6), 1, "SAME", 2),

@@ -14,8 +14,9 @@ input:
                ``dot9_row``: four cells a loop over the channels, their 36 products summed in
                registers, 9 filter and 18 input loads (stride 1) and 4 stores for 36 products
     backward   one pass per image over the output rows p in order, dy and x each read once:
-               dw   ``outer9_row``: per filter row, four cells' products summed in registers, then
-                    added to dw[r, :, c] (zero-padded input rows: a padding cell multiplies dy)
+               dw   ``outer9_row``: four cells' products for each of the nine taps summed in
+                    registers, then added to dw (a copy on the row loop's stack: ``stack_arrays``;
+                    zero-padded input rows: a padding cell multiplies dy)
                dx   stride 1: input row h = p - top once its last dy row p is read, as the forward
                     over zero-padded dy rows with the taps mirrored (finite filters only: padding
                     there must add nothing, and 0 * inf would not); other strides: dy row p
@@ -27,7 +28,8 @@ channels, five taps each): the general loops' sums in their order, so their bits
 (EfficientNet-Lite0's nine 5 x 5 layers at batch 20: 16.8 ms instead of 30.6, measured).
 
 The row loops (``dot9_row``, ``outer9_row``, ``scatter3_row``, ``dot5_row``) live in ``depthwise_rows``. Every
-other filter size or multiplier, the 5 x 5 backward, a geometry whose rings would outgrow ``fast_applies``' bound, and
+other filter size or multiplier, the 5 x 5 backward, a geometry whose rings would outgrow ``fast_applies``' bound, a
+backward whose 9 C filter-gradient values would not fit ``stack_arrays``' budget (over 3,640 float32 channels), and
 a filter with an inf or NaN (for dx) take ``depthwise_loops``' kernels.
 """
 
@@ -39,6 +41,7 @@ from numba import njit
 from .depthwise_loops import backward_images, forward_rows
 from .depthwise_rows import dot5_row, dot9_row, outer9_row, scatter3_row
 from .elementwise_kernels import bias_activation_rows
+from .stack_arrays import fits_on_stack
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
 
 ROW_GRAIN = 1 << 14  # output values per shared chunk of forward rows, at least (~10 us of work)
@@ -298,14 +301,15 @@ def _backward(x, w, dy, g, with_dx, with_dw):
     """(dx or None, dw or None) in one pass over dy (and x), per chunk of whole images (no two threads
     write the same dx row); each chunk's dw partial added in chunk order, so the bits do not
     depend on which thread ran which chunk. The 3 x 3 kernels need finite filter values for dx
-    (they read zero-padded dy); a filter with an inf or NaN takes the general loops."""
+    (they read zero-padded dy); a filter with an inf or NaN, or channels too many for ``outer9_row``'s
+    stack copy of dw, take the general loops."""
     wk = _wk(w)
     # one image a chunk (a threads' worth at least): coarser chunks leave a thread waiting when the
     # other is descheduled on a busy machine
     bounds = chunk_bounds(g.N, max(1, -(-g.N // (IMAGE_CHUNKS_PER_THREAD * thread_count()))))
     dw_partials = partials(len(bounds), wk.shape, dy.dtype)
     dx = np.empty(g.input_shape, dy.dtype) if with_dx else np.empty((1, 1, 1, 1), dy.dtype)
-    fast = fast_applies(g) and (not with_dx or bool(np.isfinite(w).all()))
+    fast = fast_applies(g) and (not with_dw or fits_on_stack(9 * g.C, dy.dtype)) and (not with_dx or bool(np.isfinite(w).all()))
 
     def task(i):
         first, last = bounds[i]
