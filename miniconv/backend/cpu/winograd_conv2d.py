@@ -7,19 +7,25 @@ for the input gradient. B^T, G, A^T and the tile layout (V (16, tiles, C), U (16
 
     forward          M[pos] = V[pos] (tiles, C) @ U[pos] (C, K);  y tile = A^T M A (2 x 2, edge
                      tiles cut at P, Q)
-    backward-input   dx = the same forward of dy, padded by 2 - top, 2 - left, with the flipped,
-                     transposed filter w'[r, s, k, c] = w[2 - r, 2 - s, c, k] (a stride-1
-                     convolution's input gradient is a full correlation): tiles over H x W
+    backward-input   full correlation: dx = the same forward of dy, padded by 2 - top, 2 - left,
+                     with the flipped, transposed filter w'[r, s, k, c] = w[2 - r, 2 - s, c, k] (a
+                     stride-1 convolution's input gradient is a full correlation): tiles over H x W;
+                     or the forward's adjoint, on the forward's P x Q tiles (``uses_adjoint``):
+                     Z = A dY A^T, E[pos] = Z[pos] (tiles, K) @ U[pos].T (K, C), each tile's
+                     4 x 4 patch gradient B E B^T, and dx cell (h, w) the sum of the (up to four)
+                     patches that cover it, gathered (``add_patches``)
     backward-filter  Z = A dY A^T (4 x 4 per tile from its 2 x 2 of dy, zeros beyond P, Q);
                      dU[pos] = sum over tiles of V[pos].T (C, tiles) @ Z[pos] (tiles, K);
                      dw = G^T dU G
 
 16 * C * K multiplies per tile instead of im2col's 36 * C * K, in 16 products per chunk; the
 products run near one core's sgemm speed (~100 GFLOP/s here), the transforms take the rest (about
-30%: they write 4x the input). The input gradient as the forward's adjoint instead (Z = A dY A^T,
-E = Z @ U^T, dx += B E B^T on overlapping 4 x 4 patches, one image per chunk: the forward's P x Q
-tiles rather than H x W) measured 1.2-1.6x slower than the full correlation (0.96x for cats vs
-dogs' fourth layer, VALID): its scatter-add costs more than the tiles it saves.
+30%: they write 4x the input). Small VALID images have many more H x W tiles than P x Q ones
+(MNIST's 13 x 13 -> 11 x 11: 49 against 36), and there the adjoint wins: MNIST conv2's input
+gradient 1.70 -> 1.25 ms, cats vs dogs' fourth layer 6.15 -> 4.97 (2 threads, best of 15); where
+the counts are close it loses a little (cats conv3, 324 against 289 tiles: 10.7 -> 11.2 ms), so it
+runs from ADJOINT_MIN_TILE_RATIO. (An earlier adjoint that scattered each patch into dx with +=
+measured 1.2-1.6x slower than the full correlation; gathered, each dx cell is written once.)
 The filter gradient sums one dU partial per chunk (chunks of tile rows that depend on the shape
 only) in chunk order (``work_sharing.sum_in_order``): the same bits whichever thread ran which.
 
@@ -28,9 +34,9 @@ Results differ from im2col's by rounding: max |error| / max |result| against flo
 tests/test_cpu_winograd_conv2d.py``). An element's error scales with the largest terms of its tile
 (the transforms mix a tile's cells), not with its own terms: with the thresholds below it stays
 inside the conv2d tests' per-element tolerance. Only for arrays whose intermediates cannot overflow
-(``winograd_kernels.in_range`` for the forward and the input gradient, whose reduction runs over
-K; ``filter_gradient_in_range``): anything else, inf and NaN included, takes im2col's products,
-whose inf / NaN are TensorFlow's.
+(``winograd_kernels.in_range`` for the forward and the full-correlation input gradient, whose
+reduction runs over K; ``adjoint_in_range``; ``filter_gradient_in_range``): anything else, inf and
+NaN included, takes im2col's products, whose inf / NaN are TensorFlow's.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from numba import njit
 
 from . import conv_kernels
 from .magnitude import largest_magnitude
+from .stack_arrays import fits_on_stack, stack_array
 from .winograd_kernels import G, filter_transform, in_range, input_tiles
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, single_threaded_blas, sum_in_order
 
@@ -66,6 +73,15 @@ BACKWARD_FILTER_MIN_CHANNELS = (16, 8)
 # 1.14) 0.83x and 1.13x; 9 x 9 -> 7 x 7 input gradient (0.91) 1.15x; MNIST's 13 x 13 -> 11 x 11
 # input gradient (0.72) 0.88x. The filter gradient at 0.64: 0.96x, even.
 MAX_MULTIPLY_FRACTION = 0.75
+# Outputs of fewer rows or columns than this keep im2col's filter gradient. G^T dU G mixes a tap with
+# its neighbours, so a tap's error follows the largest tap's terms; with two output rows (SAME on a
+# 2-row image) an edge tap reads mostly padding, and over 4,500 random cases its error reached
+# 35 eps32 sqrt(L) of its own sum|terms| (the conv2d tests allow 4); with three at most 1.27, from
+# four 0.37 (``python tests/test_cpu_winograd_conv2d.py`` reports the worst case).
+FILTER_GRADIENT_MIN_OUTPUT = 3
+# The input gradient as the forward's adjoint where the full correlation would need this many times
+# the forward's tiles, or more (measured above: 1.36 and 1.27 gain, 1.12 loses)
+ADJOINT_MIN_TILE_RATIO = 1.2
 
 
 def is_3x3_unit_stride(g) -> bool:
@@ -95,7 +111,31 @@ def backward_input_applies(g) -> bool:
 def backward_filter_applies(g) -> bool:
     """Whether the filter gradient takes Winograd (x and dy must also be ``filter_gradient_in_range``)."""
     C, K = BACKWARD_FILTER_MIN_CHANNELS
-    return is_3x3_unit_stride(g) and g.C >= C and g.K >= K and saves_multiplies(g.P, g.Q, g.P, g.Q)
+    return (is_3x3_unit_stride(g) and g.C >= C and g.K >= K and saves_multiplies(g.P, g.Q, g.P, g.Q)
+            and min(g.P, g.Q) >= FILTER_GRADIENT_MIN_OUTPUT)
+
+
+def uses_adjoint(g) -> bool:
+    """Whether the input gradient takes the forward's adjoint (P x Q tiles) rather than the full
+    correlation (H x W tiles): the full correlation's tiles at least ADJOINT_MIN_TILE_RATIO times the
+    adjoint's, and ``patch_gradients``' 16 C stack values within the stack budget (float64's)."""
+    full = -(-g.H // 2) * -(-g.W // 2)
+    return full >= ADJOINT_MIN_TILE_RATIO * -(-g.P // 2) * -(-g.Q // 2) and fits_on_stack(16 * g.C, np.float64)
+
+
+def adjoint_in_range(dy, w) -> bool:
+    """Whether no intermediate of the adjoint input gradient can overflow: |Z| <= 4 max|dy| (as for
+    the filter gradient), |U| <= 2.25 max|w|, |E| <= 9 K max|dy| max|w| (K products), a patch
+    B E B^T at most 9 |E| (B's rows have at most three entries of magnitude 1) and a dx cell the
+    sum of at most four patches: 324 K max|dy| max|w|, all within the dtype's largest value."""
+    largest = float(np.finfo(dy.dtype).max)
+    dy_max, w_max = largest_magnitude(dy), largest_magnitude(w)  # inf if an array is not finite
+    return 4 * dy_max <= largest and 2.25 * w_max <= largest and 324 * dy.shape[3] * dy_max * w_max <= largest
+
+
+def backward_input_in_range(dy, w, g) -> bool:
+    """``adjoint_in_range`` or ``in_range``, for the method ``backward_input`` takes."""
+    return adjoint_in_range(dy, w) if uses_adjoint(g) else in_range(dy, w)
 
 
 def filter_gradient_in_range(x, dy, tiles) -> bool:
@@ -198,6 +238,63 @@ def gradient_tiles(dy, Pt, Qt, first_tile, d, Z):
             Z[tile, 15, k] = d[3, k]
 
 
+@njit(nogil=True, cache=True)
+def patch_gradients(E, patches):
+    """patches[tile, 4a + b, c] = (B E B^T)[a, b] of each tile's E[tile] (16, C): the gradient of the
+    tile's 4 x 4 input patch (the forward reads V = B^T d B). Rows of B E: E0, E1 - E2 + E3,
+    E1 + E2 - E0, -E3 (Ei E's row i of four); B^T acts the same way on the columns. rows (16, C),
+    the first stage, is a stack array, and every loop stores one row (``gradient_tiles``)."""
+    C = E.shape[2]
+    rows = stack_array(16 * C, E).reshape((16, C))
+    for tile in range(E.shape[0]):
+        e, out = E[tile], patches[tile]
+        for b in range(4):
+            for c in range(C):
+                rows[b, c] = e[b, c]
+            for c in range(C):
+                rows[4 + b, c] = e[4 + b, c] - e[8 + b, c] + e[12 + b, c]
+            for c in range(C):
+                rows[8 + b, c] = e[4 + b, c] + e[8 + b, c] - e[b, c]
+            for c in range(C):
+                rows[12 + b, c] = -e[12 + b, c]
+        for a in range(4):
+            for c in range(C):
+                out[4 * a, c] = rows[4 * a, c]
+            for c in range(C):
+                out[4 * a + 1, c] = rows[4 * a + 1, c] - rows[4 * a + 2, c] + rows[4 * a + 3, c]
+            for c in range(C):
+                out[4 * a + 2, c] = rows[4 * a + 1, c] + rows[4 * a + 2, c] - rows[4 * a, c]
+            for c in range(C):
+                out[4 * a + 3, c] = -rows[4 * a + 3, c]
+
+
+@njit(nogil=True, cache=True)
+def add_patches(patches, Pt, Qt, top, left, zero, dx):
+    """dx[h, w, c] (one image, H x W x C) = the sum of the patch cells over it: tile (i, j)'s patch
+    covers padded rows 2i .. 2i + 3 and columns 2j .. 2j + 3, so with (i, a) = divmod(h + top, 2)
+    and (j, b) = divmod(w + left, 2)
+
+        dx[h, w] = patches[(i, j)][a, b] + patches[(i, j - 1)][a, b + 2]
+                   + patches[(i - 1, j)][a + 2, b] + patches[(i - 1, j - 1)][a + 2, b + 2]
+
+    in that order, tile (i, j) = i * Qt + j, a tile outside the Pt x Qt grid adding the zero row
+    (C zeros). Each dx cell is written once."""
+    H, W, C = dx.shape
+    for h in range(H):
+        i, a = divmod(h + top, 2)
+        below, above = i < Pt, 1 <= i <= Pt  # tile rows i and i - 1 exist
+        for w in range(W):
+            j, b = divmod(w + left, 2)
+            right, left_of = j < Qt, 1 <= j <= Qt  # tile columns j and j - 1 exist
+            s0 = patches[i * Qt + j, 4 * a + b] if below and right else zero
+            s1 = patches[i * Qt + j - 1, 4 * a + b + 2] if below and left_of else zero
+            s2 = patches[(i - 1) * Qt + j, 4 * (a + 2) + b] if above and right else zero
+            s3 = patches[(i - 1) * Qt + j - 1, 4 * (a + 2) + b + 2] if above and left_of else zero
+            out = dx[h, w]
+            for c in range(C):
+                out[c] = s0[c] + s1[c] + s2[c] + s3[c]
+
+
 def _tile_row_chunks(units, bytes_per_unit, min_chunks=MIN_CHUNKS):
     """Chunks of tile rows of about CHUNK_BYTES, at least ``min_chunks`` of them when there are rows enough."""
     per_chunk = max(1, min(CHUNK_BYTES // bytes_per_unit, -(-units // min_chunks)))
@@ -234,9 +331,47 @@ def forward(x, w, g):
 
 
 def backward_input(dy, w, g):
+    """dx (N, H, W, C): ``adjoint_input_gradient`` where ``uses_adjoint``, else ``full_correlation_input_gradient``."""
+    if uses_adjoint(g):
+        return adjoint_input_gradient(dy, w, g)
+    return full_correlation_input_gradient(dy, w, g)
+
+
+def full_correlation_input_gradient(dy, w, g):
     """dx (N, H, W, C): the correlation of dy, padded by 2 - top, 2 - left, with w'[r, s, k, c] = w[2 - r, 2 - s, c, k]."""
     flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))  # (3, 3, K, C)
     return winograd_convolution(dy, filter_transform(flipped), 2 - g.top, 2 - g.left, g.input_shape)
+
+
+def adjoint_input_gradient(dy, w, g):
+    """dx (N, H, W, C) as the forward's adjoint (module docstring), per chunk of whole images:
+    ``gradient_tiles`` (Z), 16 products E[pos] = Z[pos] @ U[pos].T, ``patch_gradients`` (B E B^T),
+    then ``add_patches`` image by image (a dx cell needs the tiles around it, all in the chunk)."""
+    N, P, Q, K = g.output_shape
+    C = g.C
+    Pt, Qt = -(-P // 2), -(-Q // 2)
+    U_t = np.ascontiguousarray(filter_transform(w).transpose(0, 2, 1))  # (16, K, C)
+    dx = np.empty(g.input_shape, dy.dtype)
+    per_image = 4 * 16 * Pt * Qt * (K + 2 * C)  # Z, E and the patches of one image
+    bounds = chunk_bounds(N, max(1, min(CHUNK_BYTES // per_image, -(-N // MIN_CHUNKS))))
+    zero = np.zeros(C, dy.dtype)
+
+    def task(i):
+        first, last = bounds[i]
+        tiles = (last - first) * Pt * Qt
+        Z = scratch("winograd_Z", (tiles, 16, K), dy.dtype)
+        gradient_tiles(dy, Pt, Qt, first * Pt * Qt, scratch("winograd_dy_cells", (8, K), dy.dtype), Z)
+        E = scratch("winograd_E", (tiles, 16, C), dy.dtype)
+        np.matmul(Z.transpose(1, 0, 2), U_t, out=E.transpose(1, 0, 2))  # by position, rows 16 C apart
+        patches = scratch("winograd_patches", (tiles, 16, C), dy.dtype)
+        patch_gradients(E, patches)
+        for n in range(first, last):
+            start = (n - first) * Pt * Qt
+            add_patches(patches[start : start + Pt * Qt], Pt, Qt, g.top, g.left, zero, dx[n])
+
+    with single_threaded_blas():
+        run_chunks(task, len(bounds))
+    return dx
 
 
 def filter_gradient_transform(dU):
@@ -292,8 +427,8 @@ def conv2d_forward(x, w, g):
 
 
 def conv2d_backward_input(dy, w, g):
-    """dx (N, H, W, C): ``backward_input`` where ``backward_input_applies`` and ``in_range(dy, w)``, else im2col."""
-    if backward_input_applies(g) and in_range(dy, w):
+    """dx (N, H, W, C): ``backward_input`` where ``backward_input_applies`` and ``backward_input_in_range``, else im2col."""
+    if backward_input_applies(g) and backward_input_in_range(dy, w, g):
         return backward_input(dy, w, g)
     return conv_kernels.conv2d_backward_input(dy, w, g)
 
