@@ -17,6 +17,7 @@ ops, float64 in the gradient checks). Where each kernel lives:
                             plain conv2d's filter gradient for them
     depthwise_kernels.py    depthwise conv2d: 3x3 forward (+ bias + ReLU6 per row), and both gradients in one pass over dy
     depthwise_rows.py       their row loops, four cells at a time on flat row views
+    stack_arrays.py         small working arrays on a kernel's stack, which no load can overlap
     depthwise_loops.py      its oracles, and the loops for every other filter size and multiplier
     pool_kernels.py         max / average pooling forward and backward (argmax for max)
     elementwise_kernels.py  relu, relu6, sigmoid, softmax, dense bias, dropout
