@@ -1,8 +1,8 @@
 """Winograd F(2x2, 3x3) for plain conv2d's three passes: 3x3, stride 1, undilated, many channels.
 
 Shape legend: N batch, H W input size, C in-channels, K filters, 3 x 3 kernel, P Q output size;
-Pt Qt the tiles per image: ceil(P / 2) x ceil(Q / 2) for the forward, ceil(H / 2) x ceil(W / 2)
-for the input gradient. B^T, G, A^T and the tile layout (V (16, tiles, C), U (16, C, K), tile
+Pt Qt the tiles per image: ceil(P / 2) x ceil(Q / 2) for the forward, the filter gradient and the
+adjoint input gradient, ceil(H / 2) x ceil(W / 2) for the full-correlation one. B^T, G, A^T and the tile layout (V (16, tiles, C), U (16, C, K), tile
 (n, i, j) numbered (n * Pt + i) * Qt + j) are ``winograd_kernels``'s:
 
     forward          M[pos] = V[pos] (tiles, C) @ U[pos] (C, K);  y tile = A^T M A (2 x 2, edge
