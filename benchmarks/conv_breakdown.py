@@ -13,7 +13,7 @@ products), is wrapped by a timer that adds its seconds to the calling thread's a
     products          np.matmul (single-threaded OpenBLAS inside a chunk)
     im2col            laying out patches (im2col_rows, im2col_rows_patch_major)
     col2im            scattering patch gradients back (col2im_*)
-    transforms        Winograd's input and output tiles
+    transforms        Winograd's input and output tiles (the adjoint input gradient's patches too)
     direct loops      the direct kernels (direct_kernels: forward, backward and filter-gradient units)
     pooling           the fused max pooling's epilogue and its gradient's routing
     bias + activation bias, ReLU / ReLU6 epilogues and their gradients
@@ -67,6 +67,7 @@ def kind_of(name: str) -> str:
         ("col2im", "col2im"),
         ("tiles", "transforms"),
         ("transform", "transforms"),
+        ("patch", "transforms"),  # the adjoint input gradient's patch_gradients and add_patches
         ("_units", "direct loops"),
         ("pool", "pooling"),
         ("pooled", "pooling"),

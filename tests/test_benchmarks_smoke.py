@@ -499,6 +499,7 @@ def test_conv_breakdown_accounts_each_kernel_by_kind_and_restores_them():
     assert conv_breakdown.kind_of("im2col_rows_patch_major") == "im2col"
     assert conv_breakdown.kind_of("col2im_images") == "col2im"
     assert conv_breakdown.kind_of("input_tiles") == "transforms"
+    assert conv_breakdown.kind_of("patch_gradients") == conv_breakdown.kind_of("add_patches") == "transforms"
     assert conv_breakdown.kind_of("forward_units") == "direct loops"
     assert conv_breakdown.kind_of("pooled_gradient_images") == "pooling"
     assert conv_breakdown.kind_of("bias_activation_rows") == "bias + activation"
