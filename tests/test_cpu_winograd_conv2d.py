@@ -34,7 +34,7 @@ from miniconv.shapes import conv_geometry
 
 PASSES = ("forward", "backward_input", "backward_filter")
 METHODS = ("adjoint", "full")  # the input gradient's two methods (``winograd_conv2d.uses_adjoint``)
-RATIO_FOR = {"adjoint": 0.0, "full": math.inf, None: None}  # ADJOINT_MIN_TILE_RATIO forcing each
+RATIO_FOR = {"adjoint": 0.0, "full": math.inf}  # ADJOINT_MIN_TILE_RATIO forcing each method
 
 
 class Calls:
