@@ -5,8 +5,9 @@
 
 For each convolution of the course models (``benchmarks.cases``: the plain ``conv2d`` layers and the
 fused conv + bias + ReLU + pool pairs), each pass is called through the cpu backend's own entry
-points, as the ops call them: plain conv2d forward, backward-input and backward-filter; the fused
-op forward and backward (input, filter and bias gradients in one pass). During the calls every
+points: plain conv2d forward, backward-input and backward-filter, and both gradients as the op
+asks for them (``conv2d_backward``: one pass where Winograd's adjoint applies, else the two); the
+fused op forward and backward (input, filter and bias gradients in one pass). During the calls every
 Numba kernel that Python code of ``miniconv.backend.cpu`` calls, and ``np.matmul`` (the BLAS
 products), is wrapped by a timer that adds its seconds to the calling thread's account, by kind:
 
@@ -141,6 +142,7 @@ def passes(case: OpCase, backend):
             ("forward", lambda: backend.conv2d_forward(x, w, g)),
             ("backward-input", lambda: backend.conv2d_backward_input(dy, w, g)),
             ("backward-filter", lambda: backend.conv2d_backward_filter(x, dy, g)),
+            ("backward (dx + dw)", lambda: backend.conv2d_backward(x, w, dy, g)),
         ]
     pg = pool_geometry(g.output_shape, (2, 2), (2, 2), "VALID", case.op)
     y, argmax = backend.conv2d_bias_relu_max_pool_forward(x, w, a["bias"], g, pg)

@@ -509,7 +509,7 @@ def test_conv_breakdown_accounts_each_kernel_by_kind_and_restores_them():
     assert np.matmul is matmul and conv_kernels.im2col_rows is im2col
     assert [(r["case"], r["pass"]) for r in rows] == [
         ("mnist/conv2", "forward"), ("mnist/conv2", "backward-input"), ("mnist/conv2", "backward-filter"),
-        ("mnist/conv2+pool2", "forward"), ("mnist/conv2+pool2", "backward")]
+        ("mnist/conv2", "backward (dx + dw)"), ("mnist/conv2+pool2", "forward"), ("mnist/conv2+pool2", "backward")]
     for r in rows:
         parts = r["thread_ms"]
         assert r["wall_ms"] > 0 and set(parts) <= set(conv_breakdown.KINDS)

@@ -74,8 +74,11 @@ def test_cpu_winograd_backward_matches_tf(conv_gradient_calls, N, H, W, C, K):
 
 
 @pytest.mark.parametrize("input_gradient", [True, False])
-@pytest.mark.parametrize("N, H, W, C, K", [(3, 18, 18, 32, 64), (2, 10, 11, 32, 16)])
+@pytest.mark.parametrize("N, H, W, C, K", [(4, 18, 18, 32, 64), (2, 10, 11, 32, 16)])
 def test_cpu_winograd_backward_is_im2col_up_to_rounding(conv_gradient_calls, N, H, W, C, K, input_gradient):
+    """(4, 18, 18, 32, 64) with dx takes the one pass for both gradients (``winograd_conv2d.backward``)."""
+    g = conv_geometry((N, H, W, C), (3, 3, C, K), (1, 1), ((0, 0), (0, 0)), (1, 1))
+    assert winograd_conv2d.one_pass_applies(g) == (N == 4)
     x, w, bias = arrays(N, H, W, C, K)
     mine = backward(x, w, bias, True, input_gradient)
     assert len(conv_gradient_calls) == 1

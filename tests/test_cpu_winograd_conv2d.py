@@ -8,8 +8,9 @@ Shape legend: N batch, H W input size, C in-channels, K filters, P Q output size
 Every comparison runs under ``every_path_winograd``, which lowers the channel and size thresholds
 so that each 3 x 3, stride-1 case takes all three Winograd passes, and counts the calls: a test
 whose case fell back to im2col would pass without testing Winograd, so it fails instead. The input
-gradient has two methods, the full correlation and the forward's adjoint; the tests marked with
-``METHODS`` run each case through each of them.
+gradient has two methods, the full correlation and the forward's adjoint, and the adjoint also runs
+inside ``backward``, the one pass that forms both gradients; the tests marked with ``METHODS`` run
+each case through each of the three.
 """
 
 from __future__ import annotations
@@ -29,40 +30,51 @@ from miniconv import nn
 
 pytestmark = pytest.mark.skipif("cpu" not in miniconv.available_backends(), reason="cpu backend unavailable")
 
-from miniconv.backend.cpu import conv_kernels, winograd_conv2d, work_sharing
+from miniconv.backend import numpy_ref
+from miniconv.backend.cpu import conv_kernels, pointwise_kernels, winograd_conv2d, work_sharing
 from miniconv.shapes import conv_geometry
 
 PASSES = ("forward", "backward_input", "backward_filter")
-METHODS = ("adjoint", "full")  # the input gradient's two methods (``winograd_conv2d.uses_adjoint``)
-RATIO_FOR = {"adjoint": 0.0, "full": math.inf}  # ADJOINT_MIN_TILE_RATIO forcing each method
+COUNTED = (*PASSES, "backward")  # and the one pass for both gradients
+# The gradients' three paths: both in ``backward``'s one pass (the input gradient by the adjoint), or
+# each on its own, the input gradient by the adjoint or by the full correlation
+METHODS = ("one pass", "adjoint", "full")
+RATIO_FOR = {"one pass": 0.0, "adjoint": 0.0, "full": math.inf}  # ADJOINT_MIN_TILE_RATIO forcing each method
+ONE_PASS_MIN_IMAGES_FOR = {"one pass": 1, "adjoint": math.inf, "full": math.inf}
 
 
 class Calls:
-    """How often each Winograd pass ran."""
+    """How often each Winograd pass ran, ``method`` the gradients' path forced (None: any)."""
 
-    def __init__(self):
-        self.counts = dict.fromkeys(PASSES, 0)
+    def __init__(self, method=None):
+        self.counts = dict.fromkeys(COUNTED, 0)
+        self.method = method
 
     def assert_all_ran(self):
-        assert all(self.counts.values()), f"a Winograd pass did not run (fell back to im2col): {self.counts}"
+        counts = self.counts
+        one_pass, separate = counts["backward"] > 0, counts["backward_input"] > 0 and counts["backward_filter"] > 0
+        expected = {"one pass": one_pass and not separate, None: one_pass or separate}.get(self.method,
+                                                                                             separate and not one_pass)
+        assert counts["forward"] and expected, f"a Winograd pass did not run as {self.method!r} asks: {counts}"
 
 
 @contextlib.contextmanager
 def winograd_everywhere(thresholds=False, method=None):
     """Winograd for every 3 x 3, stride-1 conv2d (no channel or size threshold; with
-    ``thresholds=True`` the default ones), calls counted; ``method`` "adjoint" or "full" forces the
-    input gradient's method (None: the default rule)."""
-    calls = Calls()
+    ``thresholds=True`` the default ones), calls counted; ``method`` one of METHODS forces the
+    gradients' path (None: the default rules)."""
+    calls = Calls(method)
     with pytest.MonkeyPatch.context() as patch:
         if method is not None:
             patch.setattr(winograd_conv2d, "ADJOINT_MIN_TILE_RATIO", RATIO_FOR[method])
+            patch.setattr(winograd_conv2d, "ONE_PASS_MIN_IMAGES", ONE_PASS_MIN_IMAGES_FOR[method])
         if not thresholds:
             patch.setattr(winograd_conv2d, "FORWARD_MIN_CHANNELS", (1, 1))
             patch.setattr(winograd_conv2d, "BACKWARD_INPUT_MIN_CHANNELS", (1, 1))
             patch.setattr(winograd_conv2d, "BACKWARD_FILTER_MIN_CHANNELS", (1, 1))
             patch.setattr(winograd_conv2d, "MAX_MULTIPLY_FRACTION", math.inf)
             patch.setattr(winograd_conv2d, "FILTER_GRADIENT_MIN_OUTPUT", 0)
-        for name in PASSES:
+        for name in COUNTED:
             original = getattr(winograd_conv2d, name)
 
             def counted(*args, _original=original, _name=name):
@@ -75,7 +87,7 @@ def winograd_everywhere(thresholds=False, method=None):
 
 @pytest.fixture(params=METHODS)
 def every_path_winograd(request):
-    """``winograd_everywhere`` for one test, once per input-gradient method (Hypothesis tests use the
+    """``winograd_everywhere`` for one test, once per gradients' path (Hypothesis tests use the
     context manager per example)."""
     with winograd_everywhere(method=request.param) as calls:
         yield calls
@@ -177,11 +189,12 @@ def test_default_paths_match_tf_element_by_element(N, H, W, C, K, padding, metho
 
 @pytest.mark.parametrize("chunk_bytes", [256, 20_000])
 def test_winograd_conv2d_in_small_chunks(every_path_winograd, monkeypatch, chunk_bytes):
-    """Many chunks of one tile row, and filter-gradient chunks of several blocks (each block's dU
-    added to the chunk's partial)."""
+    """Many chunks of one tile row, and filter-gradient chunks (and the one pass's tasks) of several
+    blocks (each block's dU added to the chunk's partial)."""
     monkeypatch.setattr(winograd_conv2d, "CHUNK_BYTES", chunk_bytes)
     check_against_tf(case_3x3(3, 12, 11, 9, 7, "SAME", seed=chunk_bytes))
     check_against_tf(case_3x3(2, 15, 10, 4, 5, "VALID", seed=1))
+    check_against_tf(case_3x3(9, 7, 6, 5, 4, "SAME", seed=2))  # three tasks of three images
     every_path_winograd.assert_all_ran()
 
 
@@ -340,7 +353,7 @@ def test_values_that_could_overflow_take_im2col(every_path_winograd, scale_x, sc
         results = (y, *pullback(dy))
     for got, want in zip(results, expected):
         np.testing.assert_array_equal(got, want)
-    assert every_path_winograd.counts == dict.fromkeys(PASSES, 0)
+    assert every_path_winograd.counts == dict.fromkeys(COUNTED, 0)
 
 
 def test_large_finite_values_within_range_take_winograd(every_path_winograd):
@@ -502,6 +515,52 @@ def test_input_gradient_method_by_shape(shape, adjoint):
     N, H, W, C, K = shape
     g = conv_geometry((N, H, W, C), (3, 3, C, K), (1, 1), "VALID", (1, 1))
     assert winograd_conv2d.uses_adjoint(g) == adjoint
+
+
+@pytest.mark.parametrize("shape, one_pass", [
+    ((64, 13, 13, 32, 64), True),     # MNIST conv2
+    ((20, 17, 17, 128, 128), True),   # cats conv4
+    ((20, 36, 36, 64, 128), False),   # cats conv3: the input gradient by the full correlation
+    ((3, 13, 13, 32, 64), False),     # three images: fewer than the one pass's four tasks
+    ((64, 13, 13, 16, 64), False),    # 16 channels: the input gradient takes im2col
+])
+def test_one_pass_by_shape(shape, one_pass):
+    N, H, W, C, K = shape
+    g = conv_geometry((N, H, W, C), (3, 3, C, K), (1, 1), "VALID", (1, 1))
+    assert winograd_conv2d.one_pass_applies(g) == one_pass
+
+
+@given(N=st.integers(1, 9), H=st.integers(3, 10), W=st.integers(3, 10), C=st.integers(1, 9), K=st.integers(1, 9),
+       padding=st.sampled_from(["VALID", "SAME"]), chunk_bytes=st.sampled_from([1 << 10, 1 << 20]),
+       seed=st.integers(0, 2**16))
+def test_one_pass_matches_the_reference_in_float64(N, H, W, C, K, padding, chunk_bytes, seed):
+    """``backward`` in float64, where rounding is far below the tolerance: any misplaced tile, image or
+    block shows. Tasks of one or several blocks (``chunk_bytes``), every edge tile cut or not."""
+    rng = np.random.default_rng(seed)
+    x, w = rng.uniform(-1, 1, (N, H, W, C)), rng.uniform(-1, 1, (3, 3, C, K))
+    g = conv_geometry(x.shape, w.shape, (1, 1), padding, (1, 1))
+    dy = rng.uniform(-1, 1, g.output_shape)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(winograd_conv2d, "CHUNK_BYTES", chunk_bytes)
+        dx, dw = winograd_conv2d.backward(x, w, dy, g)
+    np.testing.assert_allclose(dx, numpy_ref.conv2d_backward_input(dy, w, g), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, numpy_ref.conv2d_backward_filter(x, dy, g), rtol=1e-12, atol=1e-11)
+
+
+def test_the_one_pass_checks_both_ranges():
+    """x within the adjoint's reach but past the filter gradient's bound (|x| 1e37 over 40 tiles): no
+    one pass; the input gradient still takes the adjoint, bit for bit, the filter gradient im2col's
+    products, bit for bit."""
+    x, w, dy, g = _arrays(13, N=4)
+    x = (x * 1e37).astype(np.float32)
+    assert winograd_conv2d.adjoint_in_range(dy, w) and not winograd_conv2d.filter_gradient_in_range(x, dy, 80)
+    with winograd_everywhere(method="one pass") as calls:
+        assert winograd_conv2d.one_pass_applies(g)
+        dx, dw = pointwise_kernels.conv2d_backward(x, w, dy, g)
+    assert calls.counts == {"forward": 0, "backward_input": 1, "backward_filter": 0, "backward": 0}
+    np.testing.assert_array_equal(dx, winograd_conv2d.adjoint_input_gradient(dy, w, g))
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(dw, conv_kernels.conv2d_backward_filter(x, dy, g))
 
 
 def test_the_adjoint_has_its_own_range_check():

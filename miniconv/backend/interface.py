@@ -76,6 +76,16 @@ class Backend:
         """(N, H, W, C), (N, P, Q, K) -> dw (R, S, C, K)."""
         raise NotImplementedError
 
+    def conv2d_backward(self, x: np.ndarray, w: np.ndarray, dy: np.ndarray, g: ConvGeometry,
+                        input_gradient: bool = True):
+        """-> (dx or None, dw): both gradients at upstream dy.
+
+        This default calls the two kernels above; a backend may share work between them (the cpu
+        backend's Winograd transforms dy once for both).
+        """
+        dx = self.conv2d_backward_input(dy, w, g) if input_gradient else None
+        return dx, self.conv2d_backward_filter(x, dy, g)
+
     # --- convolution + bias + ReLU: a Conv2D layer with activation="relu" -----------------------
     def conv2d_bias_relu_forward(self, x: np.ndarray, w: np.ndarray, bias: np.ndarray, g: ConvGeometry) -> np.ndarray:
         """(N, H, W, C), (R, S, C, K), (K,) -> z (N, P, Q, K) = max(conv2d(x, w) + bias, 0).
@@ -93,9 +103,7 @@ class Backend:
         """
         rows = g.N * g.P * g.Q
         dy, dbias = self.bias_relu_backward(dz.reshape(rows, g.K), z.reshape(rows, g.K))
-        dy = dy.reshape(dz.shape)
-        dx = self.conv2d_backward_input(dy, w, g) if input_gradient else None
-        return dx, self.conv2d_backward_filter(x, dy, g), dbias
+        return (*self.conv2d_backward(x, w, dy.reshape(dz.shape), g, input_gradient), dbias)
 
     # --- convolution + bias [+ ReLU6]: a convolution with a batch normalization folded in ----------
     def conv2d_bias_forward(self, x, w, bias, g: ConvGeometry, activation: str | None = None) -> np.ndarray:
@@ -140,8 +148,7 @@ class Backend:
         """
         dz = self.max_pool2d_backward(self.relu_backward(dy, y), argmax, pg)
         dbias = self.bias_add_backward(dz.reshape(g.N * g.P * g.Q, g.K))
-        dx = self.conv2d_backward_input(dz, w, g) if input_gradient else None
-        return dx, self.conv2d_backward_filter(x, dz, g), dbias
+        return (*self.conv2d_backward(x, w, dz, g, input_gradient), dbias)
 
     # --- depthwise convolution ---------------------------------------------------------------
     def depthwise_conv2d_forward(self, x: np.ndarray, w: np.ndarray, g: DepthwiseGeometry) -> np.ndarray:

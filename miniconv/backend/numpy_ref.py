@@ -360,7 +360,7 @@ class NumpyBackend(Backend):
     """The reference: each method is the module function of the same name.
 
     The fused conv2d + bias + ReLU (+ max pooling), the convolutions + bias (+ ReLU6) and the
-    depthwise convolution's two gradients keep Backend's defaults, which compose the functions above; so do the methods that only move
+    convolutions' two gradients together keep Backend's defaults, which compose the functions above; so do the methods that only move
     arrays (``from_host``, ``to_host``: the host is where this backend computes) or run a whole
     step's piece on the host (the loss).
     """
@@ -368,7 +368,7 @@ class NumpyBackend(Backend):
     name = "numpy"
 
 
-_COMPOSED = ("conv2d_bias_relu_forward", "conv2d_bias_relu_backward", "conv2d_bias_relu_max_pool_forward",
+_COMPOSED = ("conv2d_backward", "conv2d_bias_relu_forward", "conv2d_bias_relu_backward", "conv2d_bias_relu_max_pool_forward",
              "conv2d_bias_relu_max_pool_backward", "depthwise_conv2d_backward", "conv2d_bias_forward",
              "depthwise_conv2d_bias_forward")
 for _name in [m for m in vars(Backend) if not m.startswith("_") and callable(getattr(Backend, m))]:

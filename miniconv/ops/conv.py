@@ -35,8 +35,7 @@ def _conv_vjp(x, w, strides, padding, dilations, backend, op, bias=None):
         dy = check_upstream(dy, g.output_shape, op)
         if bias is not None:
             return be.conv2d_bias_relu_backward(x, w, y, dy, g, input_gradient)
-        dx = be.conv2d_backward_input(dy, w, g) if input_gradient else None
-        return dx, be.conv2d_backward_filter(x, dy, g)
+        return be.conv2d_backward(x, w, dy, g, input_gradient)
 
     return y, pullback
 
@@ -134,8 +133,7 @@ def conv2d_bias_vjp(input, filters, bias, strides=1, padding="VALID", dilations=
     def pullback(dz, input_gradient=True):
         dz = check_upstream(dz, g.output_shape, op)
         dy, dbias = bias_activation_pullback(be, dz, z, g.N * g.P * g.Q, g.K, activation)
-        dx = be.conv2d_backward_input(dy, w, g) if input_gradient else None
-        return dx, be.conv2d_backward_filter(x, dy, g), dbias
+        return (*be.conv2d_backward(x, w, dy, g, input_gradient), dbias)
 
     return z, pullback
 

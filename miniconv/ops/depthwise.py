@@ -133,8 +133,7 @@ def separable_conv2d_vjp(input, depthwise_filter, pointwise_filter, strides, pad
 
     def pullback(dz, input_gradient=True):
         dz = check_upstream(dz, pg.output_shape, op)
-        dy = be.conv2d_backward_input(dz, pw, pg)
-        dpw = be.conv2d_backward_filter(y, dz, pg)
+        dy, dpw = be.conv2d_backward(y, pw, dz, pg)
         dx, ddw = be.depthwise_conv2d_backward(x, dw, dy, g, input_gradient)
         return dx, ddw, dpw
 

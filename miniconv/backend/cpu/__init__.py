@@ -60,6 +60,7 @@ class CpuBackend(Backend):
     conv2d_forward = staticmethod(pointwise_kernels.conv2d_forward)
     conv2d_backward_input = staticmethod(pointwise_kernels.conv2d_backward_input)
     conv2d_backward_filter = staticmethod(pointwise_kernels.conv2d_backward_filter)
+    conv2d_backward = staticmethod(pointwise_kernels.conv2d_backward)
     conv2d_bias_forward = staticmethod(pointwise_kernels.conv2d_bias_forward)
     conv2d_bias_relu_forward = staticmethod(conv_kernels.conv2d_bias_relu_forward)
     conv2d_bias_relu_backward = staticmethod(conv_kernels.conv2d_bias_relu_backward)

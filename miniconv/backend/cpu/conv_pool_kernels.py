@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import direct_kernels, winograd_conv2d, winograd_kernels
+from . import direct_kernels, pointwise_kernels, winograd_conv2d, winograd_kernels
 from .conv_kernels import _unit_chunks, backward_by_images, patch_matrix
 from .magnitude import all_finite
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, single_threaded_blas, sum_in_order
@@ -157,14 +157,14 @@ def conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradien
     TensorFlow's composition, so every conv cell goes in (one pass over x and w to know).
 
     Where Winograd applies to the filter gradient (and to the input gradient, when it is asked
-    for), ``conv_gradient`` writes dz whole and plain conv2d's backward passes take it (each
-    falls back to im2col's products for arrays that could overflow, inf and NaN included)."""
+    for), ``conv_gradient`` writes dz whole and plain conv2d's backward takes it (its one pass, or
+    each gradient on its own path, falling back to im2col's products for arrays that could
+    overflow, inf and NaN included)."""
     Pz, Qz = _read_size(pg)
     direct = not input_gradient and direct_kernels.applies(g, pg)
     if not direct and winograd_backward_applies(g, pg, input_gradient):
         dz, dbias = conv_gradient(y, argmax, dy, g, pg)
-        dx = winograd_conv2d.conv2d_backward_input(dz, w, g) if input_gradient else None
-        return dx, winograd_conv2d.conv2d_backward_filter(x, dz, g), dbias
+        return (*pointwise_kernels.conv2d_backward(x, w, dz, g, input_gradient), dbias)
     if (Pz, Qz) != (g.P, g.Q) and not all_finite(x, w):
         Pd, Qd = g.P, g.Q
     elif direct:

@@ -78,6 +78,16 @@ def conv2d_backward_input(dy, w, g):
     return matmul(dy.reshape(-1, g.K), w.reshape(g.C, g.K).T).reshape(g.input_shape)
 
 
+def conv2d_backward(x, w, dy, g, input_gradient=True):
+    """(dx or None, dw): both by ``winograd_conv2d.backward``'s one pass over dy where it applies (dx
+    asked for, ``one_pass_applies``, ``one_pass_in_range``), else ``conv2d_backward_input`` and
+    ``conv2d_backward_filter``, each on its own path."""
+    if input_gradient and winograd_conv2d.one_pass_applies(g) and winograd_conv2d.one_pass_in_range(x, w, dy, g):
+        return winograd_conv2d.backward(x, w, dy, g)
+    dx = conv2d_backward_input(dy, w, g) if input_gradient else None
+    return dx, conv2d_backward_filter(x, dy, g)
+
+
 def conv2d_backward_filter(x, dy, g):
     """dw (1, 1, C, K) as in the module docstring where ``applies``, else ``direct_kernels.conv2d_backward_filter``."""
     if not applies(g):

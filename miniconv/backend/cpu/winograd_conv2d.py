@@ -17,6 +17,9 @@ adjoint input gradient, ceil(H / 2) x ceil(W / 2) for the full-correlation one. 
     backward-filter  Z = A dY A^T (4 x 4 per tile from its 2 x 2 of dy, zeros beyond P, Q);
                      dU[pos] = sum over tiles of V[pos].T (C, tiles) @ Z[pos] (tiles, K);
                      dw = G^T dU G
+    both gradients   where the input gradient takes the adjoint (``one_pass_applies``), ``backward``
+                     forms Z once per block of images and feeds both while it is in cache: MNIST
+                     conv2's two gradients 2.75-2.80 -> 2.45-2.48 ms, cats conv4 10.8-11.3 -> 10.0-10.3
 
 16 * C * K multiplies per tile instead of im2col's 36 * C * K, in 16 products per chunk; the
 products run near one core's sgemm speed (~100 GFLOP/s here), the transforms take the rest (about
@@ -82,6 +85,11 @@ FILTER_GRADIENT_MIN_OUTPUT = 3
 # The input gradient as the forward's adjoint where the full correlation would need this many times
 # the forward's tiles, or more (measured above: 1.36 and 1.27 gain, 1.12 loses)
 ADJOINT_MIN_TILE_RATIO = 1.2
+# Both gradients in one pass (``backward``) from this many images: its tasks are MIN_CHUNKS chunks of
+# whole images, each with its own dU partial (more tasks measured slower: 8 or 10 partials of cats vs
+# dogs' fourth layer, 1 MiB each, 10.7-11.3 ms against 10.1-10.3 with 4; so were task counts that
+# leave a thread idle at the end, 3 and 6: 11.5-12.6)
+ONE_PASS_MIN_IMAGES = MIN_CHUNKS
 
 
 def is_3x3_unit_stride(g) -> bool:
@@ -123,14 +131,25 @@ def uses_adjoint(g) -> bool:
     return full >= ADJOINT_MIN_TILE_RATIO * -(-g.P // 2) * -(-g.Q // 2) and fits_on_stack(16 * g.C, np.float64)
 
 
+def one_pass_applies(g) -> bool:
+    """Whether both gradients take ``backward``'s one pass (the arrays must also be ``one_pass_in_range``):
+    the input gradient by the adjoint, the filter gradient by Winograd, ONE_PASS_MIN_IMAGES images."""
+    return (backward_input_applies(g) and uses_adjoint(g) and backward_filter_applies(g)
+            and g.N >= ONE_PASS_MIN_IMAGES)
+
+
 def adjoint_in_range(dy, w) -> bool:
     """Whether no intermediate of the adjoint input gradient can overflow: |Z| <= 4 max|dy| (as for
     the filter gradient), |U| <= 2.25 max|w|, |E| <= 9 K max|dy| max|w| (K products), a patch
     B E B^T at most 9 |E| (B's rows have at most three entries of magnitude 1) and a dx cell the
     sum of at most four patches: 324 K max|dy| max|w|, all within the dtype's largest value."""
-    largest = float(np.finfo(dy.dtype).max)
-    dy_max, w_max = largest_magnitude(dy), largest_magnitude(w)  # inf if an array is not finite
-    return 4 * dy_max <= largest and 2.25 * w_max <= largest and 324 * dy.shape[3] * dy_max * w_max <= largest
+    return _adjoint_bounds_hold(largest_magnitude(dy), largest_magnitude(w), dy.shape[3], dy.dtype)
+
+
+def _adjoint_bounds_hold(dy_max, w_max, K, dtype) -> bool:
+    """``adjoint_in_range``'s bounds from the largest magnitudes (inf for an array that is not finite)."""
+    largest = float(np.finfo(dtype).max)
+    return 4 * dy_max <= largest and 2.25 * w_max <= largest and 324 * K * dy_max * w_max <= largest
 
 
 def backward_input_in_range(dy, w, g) -> bool:
@@ -142,9 +161,21 @@ def filter_gradient_in_range(x, dy, tiles) -> bool:
     """Whether no intermediate of the filter gradient can overflow: |V| <= 4 max|x|, |Z| <= 4 max|dy|
     (each of A's rows has two entries of magnitude 1), |dU| <= 16 tiles max|x| max|dy| and
     |dw| <= 4 max|dU| (the columns of |G| sum to at most 2), all within the dtype's largest value."""
-    largest = float(np.finfo(x.dtype).max)
-    x_max, dy_max = largest_magnitude(x), largest_magnitude(dy)  # inf if an array is not finite
+    return _filter_gradient_bounds_hold(largest_magnitude(x), largest_magnitude(dy), tiles, x.dtype)
+
+
+def _filter_gradient_bounds_hold(x_max, dy_max, tiles, dtype) -> bool:
+    """``filter_gradient_in_range``'s bounds from the largest magnitudes (inf for an array that is not finite)."""
+    largest = float(np.finfo(dtype).max)
     return 4 * x_max <= largest and 4 * dy_max <= largest and 64 * tiles * x_max * dy_max <= largest
+
+
+def one_pass_in_range(x, w, dy, g) -> bool:
+    """``adjoint_in_range(dy, w)`` and ``filter_gradient_in_range(x, dy, tiles)``, dy read once."""
+    dy_max = largest_magnitude(dy)
+    tiles = g.N * -(-g.P // 2) * -(-g.Q // 2)
+    return (_adjoint_bounds_hold(dy_max, largest_magnitude(w), g.K, dy.dtype)
+            and _filter_gradient_bounds_hold(largest_magnitude(x), dy_max, tiles, x.dtype))
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -414,6 +445,56 @@ def backward_filter(x, dy, g):
     with single_threaded_blas():
         run_chunks(task, len(bounds))
     return filter_gradient_transform(sum_in_order(dU_partials))
+
+
+def backward(x, w, dy, g):
+    """(dx (N, H, W, C), dw (3, 3, C, K)) in one pass that transforms dy once: per block of whole
+    images, Z = A dY A^T (``gradient_tiles``) feeds both the adjoint input gradient (E[pos] =
+    Z[pos] @ U[pos].T, ``patch_gradients``, ``add_patches``) and the filter gradient (dU +=
+    V[pos].T @ Z[pos], V = ``input_tiles`` of x) while it is in cache. MIN_CHUNKS tasks of whole
+    images, each with its own dU partial, its images taken in blocks of about CHUNK_BYTES (the first
+    block's product into the partial, later ones added to it); partials summed in task order. dx is
+    ``adjoint_input_gradient``'s (the same products and sums); dw rounds as ``backward_filter``'s but
+    sums its tiles in other groups."""
+    N, P, Q, K = g.output_shape
+    C = g.C
+    Pt, Qt = -(-P // 2), -(-Q // 2)
+    tiles_per_image = Pt * Qt
+    U_t = np.ascontiguousarray(filter_transform(w).transpose(0, 2, 1))  # (16, K, C)
+    dx = np.empty(g.input_shape, dy.dtype)
+    per_image = 4 * 16 * tiles_per_image * (K + 3 * C)  # Z, E, the patches and V of one image
+    images_per_block = max(1, CHUNK_BYTES // per_image)
+    bounds = chunk_bounds(N, -(-N // MIN_CHUNKS))
+    dU_partials = partials(len(bounds), (16, C, K), x.dtype)
+    zero = np.zeros(C, dy.dtype)
+
+    def task(i):
+        start, stop = bounds[i]
+        for first in range(start, stop, images_per_block):
+            last = min(stop, first + images_per_block)
+            tiles = (last - first) * tiles_per_image
+            Z = scratch("winograd_Z", (tiles, 16, K), dy.dtype)
+            gradient_tiles(dy, Pt, Qt, first * tiles_per_image, scratch("winograd_dy_cells", (8, K), dy.dtype), Z)
+            Z_by_position = Z.transpose(1, 0, 2)  # (16, tiles, K), rows 16 K apart: BLAS takes it as it is
+            E = scratch("winograd_E", (tiles, 16, C), dy.dtype)
+            np.matmul(Z_by_position, U_t, out=E.transpose(1, 0, 2))
+            patches = scratch("winograd_patches", (tiles, 16, C), dy.dtype)
+            patch_gradients(E, patches)
+            for n in range(first, last):
+                begin = (n - first) * tiles_per_image
+                add_patches(patches[begin : begin + tiles_per_image], Pt, Qt, g.top, g.left, zero, dx[n])
+            V = scratch("winograd_V", (16, tiles, C), x.dtype)
+            input_tiles(x, g.top, g.left, Pt, Qt, first * tiles_per_image, V)
+            if first == start:
+                np.matmul(V.transpose(0, 2, 1), Z_by_position, out=dU_partials[i])
+            else:
+                block = scratch("winograd_dU", (16, C, K), x.dtype)
+                np.matmul(V.transpose(0, 2, 1), Z_by_position, out=block)
+                dU_partials[i] += block
+
+    with single_threaded_blas():
+        run_chunks(task, len(bounds))
+    return dx, filter_gradient_transform(sum_in_order(dU_partials))
 
 
 # --- conv2d's entry points: Winograd where it applies and cannot overflow, else im2col ------------
