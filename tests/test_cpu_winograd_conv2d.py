@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from strategies import ConvCase
 from tf_reference import Tolerance, assert_close, assert_vjp_close, tf_conv2d
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif("cpu" not in miniconv.available_backends(), reas
 
 from miniconv.backend import numpy_ref
 from miniconv.backend.cpu import conv_kernels, pointwise_kernels, winograd_conv2d, work_sharing
-from miniconv.shapes import conv_geometry
+from miniconv.shapes import conv_geometry, normalize_conv_padding
 
 PASSES = ("forward", "backward_input", "backward_filter")
 COUNTED = (*PASSES, "backward")  # and the one pass for both gradients
@@ -192,6 +192,7 @@ def test_winograd_conv2d_in_small_chunks(every_path_winograd, monkeypatch, chunk
     """Many chunks of one tile row, and filter-gradient chunks (and the one pass's tasks) of several
     blocks (each block's dU added to the chunk's partial)."""
     monkeypatch.setattr(winograd_conv2d, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(winograd_conv2d, "ONE_PASS_BLOCK_BYTES", chunk_bytes)  # 256: bands of one tile row
     check_against_tf(case_3x3(3, 12, 11, 9, 7, "SAME", seed=chunk_bytes))
     check_against_tf(case_3x3(2, 15, 10, 4, 5, "VALID", seed=1))
     check_against_tf(case_3x3(9, 7, 6, 5, 4, "SAME", seed=2))  # three tasks of three images
@@ -420,6 +421,7 @@ def test_winograd_conv2d_is_bitwise_repeatable_with_one_and_two_threads(every_pa
     x = rng.standard_normal((6, 21, 20, 24)).astype(np.float32)  # 66 tile rows: 8 filter chunks
     w = rng.standard_normal((3, 3, 24, 40)).astype(np.float32)
     monkeypatch.setattr(winograd_conv2d, "CHUNK_BYTES", 1 << 14)  # several blocks per filter chunk
+    monkeypatch.setattr(winograd_conv2d, "ONE_PASS_BLOCK_BYTES", 1 << 14)  # the one pass in bands
     y = nn.conv2d(x, w, padding=padding, backend="cpu")
     dy = rng.standard_normal(y.shape).astype(np.float32)
 
@@ -520,7 +522,8 @@ def test_input_gradient_method_by_shape(shape, adjoint):
 @pytest.mark.parametrize("shape, one_pass", [
     ((64, 13, 13, 32, 64), True),     # MNIST conv2
     ((20, 17, 17, 128, 128), True),   # cats conv4
-    ((20, 36, 36, 64, 128), False),   # cats conv3: the input gradient by the full correlation
+    ((20, 36, 36, 64, 128), True),    # cats conv3 (alone its input gradient takes the full correlation)
+    ((20, 74, 74, 32, 64), True),     # cats conv2: bands of tile rows
     ((3, 13, 13, 32, 64), False),     # three images: fewer than the one pass's four tasks
     ((64, 13, 13, 16, 64), False),    # 16 channels: the input gradient takes im2col
 ])
@@ -530,18 +533,23 @@ def test_one_pass_by_shape(shape, one_pass):
     assert winograd_conv2d.one_pass_applies(g) == one_pass
 
 
-@given(N=st.integers(1, 9), H=st.integers(3, 10), W=st.integers(3, 10), C=st.integers(1, 9), K=st.integers(1, 9),
-       padding=st.sampled_from(["VALID", "SAME"]), chunk_bytes=st.sampled_from([1 << 10, 1 << 20]),
+@given(N=st.integers(1, 9), H=st.integers(1, 12), W=st.integers(1, 10), C=st.integers(1, 9), K=st.integers(1, 9),
+       pads=st.lists(st.integers(0, 3), min_size=4, max_size=4), chunk_bytes=st.sampled_from([1, 1 << 9, 1 << 12, 1 << 20]),
        seed=st.integers(0, 2**16))
-def test_one_pass_matches_the_reference_in_float64(N, H, W, C, K, padding, chunk_bytes, seed):
-    """``backward`` in float64, where rounding is far below the tolerance: any misplaced tile, image or
-    block shows. Tasks of one or several blocks (``chunk_bytes``), every edge tile cut or not."""
+def test_one_pass_matches_the_reference_in_float64(N, H, W, C, K, pads, chunk_bytes, seed):
+    """``backward`` in float64, where rounding is far below the tolerance: any misplaced tile, image,
+    band or block shows. Blocks of several images, of one image, or bands of one or a few tile rows
+    (``chunk_bytes``); explicit padding of 0 to 3 cells a side (a band's first dx row can then lie
+    above the image), every edge tile cut or not."""
+    top, bottom, left, right = pads
+    assume(H + top + bottom >= 3 and W + left + right >= 3)
     rng = np.random.default_rng(seed)
     x, w = rng.uniform(-1, 1, (N, H, W, C)), rng.uniform(-1, 1, (3, 3, C, K))
+    padding = normalize_conv_padding([[0, 0], [top, bottom], [left, right], [0, 0]])
     g = conv_geometry(x.shape, w.shape, (1, 1), padding, (1, 1))
     dy = rng.uniform(-1, 1, g.output_shape)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(winograd_conv2d, "CHUNK_BYTES", chunk_bytes)
+        patch.setattr(winograd_conv2d, "ONE_PASS_BLOCK_BYTES", chunk_bytes)
         dx, dw = winograd_conv2d.backward(x, w, dy, g)
     np.testing.assert_allclose(dx, numpy_ref.conv2d_backward_input(dy, w, g), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dw, numpy_ref.conv2d_backward_filter(x, dy, g), rtol=1e-12, atol=1e-11)

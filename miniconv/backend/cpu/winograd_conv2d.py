@@ -17,9 +17,11 @@ adjoint input gradient, ceil(H / 2) x ceil(W / 2) for the full-correlation one. 
     backward-filter  Z = A dY A^T (4 x 4 per tile from its 2 x 2 of dy, zeros beyond P, Q);
                      dU[pos] = sum over tiles of V[pos].T (C, tiles) @ Z[pos] (tiles, K);
                      dw = G^T dU G
-    both gradients   where the input gradient takes the adjoint (``one_pass_applies``), ``backward``
-                     forms Z once per block of images and feeds both while it is in cache: MNIST
-                     conv2's two gradients 2.75-2.80 -> 2.45-2.48 ms, cats conv4 10.8-11.3 -> 10.0-10.3
+    both gradients   ``backward`` (``one_pass_applies``): Z once per block of tiles (whole images,
+                     or bands of an image's tile rows), feeding both while it is in cache, dx by
+                     the adjoint. Two gradients, 2 threads, best of 12-15: MNIST conv2 2.75-2.80 ->
+                     2.3-2.4 ms, cats vs dogs' conv2 35.0-35.6 -> 24.0-24.7, conv3 22.7-23.7 ->
+                     18.5-18.8, conv4 10.8-11.3 -> 10.0-10.3
 
 16 * C * K multiplies per tile instead of im2col's 36 * C * K, in 16 products per chunk; the
 products run near one core's sgemm speed (~100 GFLOP/s here), the transforms take the rest (about
@@ -90,6 +92,10 @@ ADJOINT_MIN_TILE_RATIO = 1.2
 # dogs' fourth layer, 1 MiB each, 10.7-11.3 ms against 10.1-10.3 with 4; so were task counts that
 # leave a thread idle at the end, 3 and 6: 11.5-12.6)
 ONE_PASS_MIN_IMAGES = MIN_CHUNKS
+# Its blocks: Z and V (or Z and E, E and the patches) of about this many bytes. Two threads, best of 12,
+# cats vs dogs' conv2 / conv3 (bands of tile rows): 0.5 MiB 32.7-34.1 / 22.3-22.6 ms, 1 MiB 25.2-28.2 /
+# 18.5-19.8, 1.5 MiB 24.0-24.7 / 18.5-18.8, 2 MiB 24.0-25.0 / 21.7-21.9, 3 MiB 31.0-32.4 / 22.9-23.7
+ONE_PASS_BLOCK_BYTES = 3 << 19
 
 
 def is_3x3_unit_stride(g) -> bool:
@@ -124,17 +130,26 @@ def backward_filter_applies(g) -> bool:
 
 
 def uses_adjoint(g) -> bool:
-    """Whether the input gradient takes the forward's adjoint (P x Q tiles) rather than the full
-    correlation (H x W tiles): the full correlation's tiles at least ADJOINT_MIN_TILE_RATIO times the
-    adjoint's, and ``patch_gradients``' 16 C stack values within the stack budget (float64's)."""
+    """Whether the input gradient on its own takes the forward's adjoint (P x Q tiles) rather than the
+    full correlation (H x W tiles): the full correlation's tiles at least ADJOINT_MIN_TILE_RATIO times
+    the adjoint's, and ``adjoint_fits_on_stack``."""
     full = -(-g.H // 2) * -(-g.W // 2)
-    return full >= ADJOINT_MIN_TILE_RATIO * -(-g.P // 2) * -(-g.Q // 2) and fits_on_stack(16 * g.C, np.float64)
+    return full >= ADJOINT_MIN_TILE_RATIO * -(-g.P // 2) * -(-g.Q // 2) and adjoint_fits_on_stack(g)
+
+
+def adjoint_fits_on_stack(g) -> bool:
+    """Whether ``patch_gradients``' 16 C stack values are within the stack budget (float64's)."""
+    return fits_on_stack(16 * g.C, np.float64)
 
 
 def one_pass_applies(g) -> bool:
     """Whether both gradients take ``backward``'s one pass (the arrays must also be ``one_pass_in_range``):
-    the input gradient by the adjoint, the filter gradient by Winograd, ONE_PASS_MIN_IMAGES images."""
-    return (backward_input_applies(g) and uses_adjoint(g) and backward_filter_applies(g)
+    both take Winograd, ``adjoint_fits_on_stack`` and ONE_PASS_MIN_IMAGES images. The input gradient is
+    the adjoint there whatever the tile counts: with Z shared and no transform of dy on the H x W
+    tiles it wins even where the full correlation needs about as many tiles (two threads, best of 15:
+    cats vs dogs' conv2, 1.06 times the tiles, 35.0-35.6 -> 24.0-24.7 ms; conv3, 1.12, 22.7-23.7 ->
+    18.5-18.8)."""
+    return (backward_input_applies(g) and backward_filter_applies(g) and adjoint_fits_on_stack(g)
             and g.N >= ONE_PASS_MIN_IMAGES)
 
 
@@ -448,44 +463,52 @@ def backward_filter(x, dy, g):
 
 
 def backward(x, w, dy, g):
-    """(dx (N, H, W, C), dw (3, 3, C, K)) in one pass that transforms dy once: per block of whole
-    images, Z = A dY A^T (``gradient_tiles``) feeds both the adjoint input gradient (E[pos] =
-    Z[pos] @ U[pos].T, ``patch_gradients``, ``add_patches``) and the filter gradient (dU +=
-    V[pos].T @ Z[pos], V = ``input_tiles`` of x) while it is in cache. MIN_CHUNKS tasks of whole
-    images, each with its own dU partial, its images taken in blocks of about CHUNK_BYTES (the first
-    block's product into the partial, later ones added to it); partials summed in task order. dx is
-    ``adjoint_input_gradient``'s (the same products and sums); dw rounds as ``backward_filter``'s but
-    sums its tiles in other groups."""
+    """(dx (N, H, W, C), dw (3, 3, C, K)) in one pass that transforms dy once: per block of tiles,
+    Z = A dY A^T (``gradient_tiles``) feeds both the adjoint input gradient (E[pos] = Z[pos] @
+    U[pos].T, ``patch_gradients``, ``add_patches``) and the filter gradient (dU += V[pos].T @ Z[pos],
+    V = ``input_tiles`` of x) while it is in cache.
+
+    MIN_CHUNKS tasks of whole images, each with its own dU partial (the first block's product into
+    it, later ones added), partials summed in task order. A block is about CHUNK_BYTES of tiles:
+    whole images, or where an image is larger, bands of its tile rows (``_one_pass_blocks``), each
+    band keeping its last tile row's patches for the dx rows the next band completes
+    (``_add_band``). dx is ``adjoint_input_gradient``'s (the same products and sums); dw rounds as
+    ``backward_filter``'s but sums its tiles in other groups."""
     N, P, Q, K = g.output_shape
     C = g.C
     Pt, Qt = -(-P // 2), -(-Q // 2)
-    tiles_per_image = Pt * Qt
     U_t = np.ascontiguousarray(filter_transform(w).transpose(0, 2, 1))  # (16, K, C)
     dx = np.empty(g.input_shape, dy.dtype)
-    per_image = 4 * 16 * tiles_per_image * (K + 3 * C)  # Z, E, the patches and V of one image
-    images_per_block = max(1, CHUNK_BYTES // per_image)
+    # the arrays live together: Z and E, E and the patches, then Z and V (counting all four, K + 3C,
+    # halved MNIST conv2's blocks to 2 images: 2.53-2.58 ms against 2.34-2.46 with 4)
+    per_tile_row = 4 * 16 * Qt * (K + C)
+    images_per_block = ONE_PASS_BLOCK_BYTES // (Pt * per_tile_row)
+    rows_per_band = max(1, ONE_PASS_BLOCK_BYTES // per_tile_row)
+    block_tiles = max(1, images_per_block) * Pt * Qt if images_per_block else min(Pt, rows_per_band) * Qt
     bounds = chunk_bounds(N, -(-N // MIN_CHUNKS))
     dU_partials = partials(len(bounds), (16, C, K), x.dtype)
     zero = np.zeros(C, dy.dtype)
 
     def task(i):
+        Z_all = scratch("winograd_Z", (block_tiles, 16, K), dy.dtype)
+        E_all = scratch("winograd_E", (block_tiles, 16, C), dy.dtype)
+        carried_and_patches = scratch("winograd_patches", (Qt + block_tiles, 16, C), dy.dtype)
+        V_all = scratch("winograd_V", (16 * block_tiles * C,), x.dtype)
+        cells = scratch("winograd_dy_cells", (8, K), dy.dtype)
         start, stop = bounds[i]
-        for first in range(start, stop, images_per_block):
-            last = min(stop, first + images_per_block)
-            tiles = (last - first) * tiles_per_image
-            Z = scratch("winograd_Z", (tiles, 16, K), dy.dtype)
-            gradient_tiles(dy, Pt, Qt, first * tiles_per_image, scratch("winograd_dy_cells", (8, K), dy.dtype), Z)
+        for number, (first, last, r0, r1) in enumerate(_one_pass_blocks(start, stop, Pt, images_per_block, rows_per_band)):
+            first_tile, tiles = (first * Pt + r0) * Qt, (last - first) * (r1 - r0) * Qt
+            Z = Z_all[:tiles]
+            gradient_tiles(dy, Pt, Qt, first_tile, cells, Z)
             Z_by_position = Z.transpose(1, 0, 2)  # (16, tiles, K), rows 16 K apart: BLAS takes it as it is
-            E = scratch("winograd_E", (tiles, 16, C), dy.dtype)
+            E = E_all[:tiles]
             np.matmul(Z_by_position, U_t, out=E.transpose(1, 0, 2))
-            patches = scratch("winograd_patches", (tiles, 16, C), dy.dtype)
-            patch_gradients(E, patches)
+            patch_gradients(E, carried_and_patches[Qt : Qt + tiles])
             for n in range(first, last):
-                begin = (n - first) * tiles_per_image
-                add_patches(patches[begin : begin + tiles_per_image], Pt, Qt, g.top, g.left, zero, dx[n])
-            V = scratch("winograd_V", (16, tiles, C), x.dtype)
-            input_tiles(x, g.top, g.left, Pt, Qt, first * tiles_per_image, V)
-            if first == start:
+                _add_band(carried_and_patches, (n - first) * Pt * Qt, r0, r1, Pt, Qt, g, zero, dx[n])
+            V = V_all[: 16 * tiles * C].reshape(16, tiles, C)
+            input_tiles(x, g.top, g.left, Pt, Qt, first_tile, V)
+            if number == 0:
                 np.matmul(V.transpose(0, 2, 1), Z_by_position, out=dU_partials[i])
             else:
                 block = scratch("winograd_dU", (16, C, K), x.dtype)
@@ -495,6 +518,35 @@ def backward(x, w, dy, g):
     with single_threaded_blas():
         run_chunks(task, len(bounds))
     return dx, filter_gradient_transform(sum_in_order(dU_partials))
+
+
+def _one_pass_blocks(start, stop, Pt, images_per_block, rows_per_band):
+    """The blocks (first image, last image + 1, first tile row, last tile row + 1) of images
+    start .. stop - 1: ``images_per_block`` whole images at a time, or if that is 0, each image in
+    bands of ``rows_per_band`` tile rows, top to bottom."""
+    if images_per_block:
+        return [(first, min(stop, first + images_per_block), 0, Pt) for first in range(start, stop, images_per_block)]
+    return [(n, n + 1, r0, min(Pt, r0 + rows_per_band)) for n in range(start, stop) for r0 in range(0, Pt, rows_per_band)]
+
+
+def _add_band(carried_and_patches, offset, r0, r1, Pt, Qt, g, zero, dx_image):
+    """The dx rows of one image that tile rows r0 .. r1 - 1 complete, by ``add_patches``: rows h with
+    (h + top) // 2 in [r0, r1) (and, for the last band, the rows below the last tile row), which read
+    tile rows i and i - 1 only. Their patches are carried_and_patches[Qt + offset:], one image's
+    (offset: its first tile in the block); for a band below the first, tile row r0 - 1's patches
+    are the first Qt entries, carried from the band before, and the band's last tile row is carried
+    on to the next (copied there after use)."""
+    H = dx_image.shape[0]
+    h0 = 0 if r0 == 0 else min(H, max(0, 2 * r0 - g.top))
+    h1 = H if r1 == Pt else min(H, max(0, 2 * r1 - g.top))
+    grid_start = Qt + offset if r0 == 0 else 0  # the first tile row of the grid add_patches reads
+    grid_top_row = r0 if r0 == 0 else r0 - 1
+    grid = carried_and_patches[grid_start : Qt + offset + (r1 - r0) * Qt]
+    if h1 > h0:
+        add_patches(grid, r1 - grid_top_row, Qt, h0 + g.top - 2 * grid_top_row, g.left, zero, dx_image[h0:h1])
+    if r1 < Pt:  # carry the band's last tile row
+        last_row = Qt + offset + (r1 - r0 - 1) * Qt
+        carried_and_patches[:Qt] = carried_and_patches[last_row : last_row + Qt]
 
 
 # --- conv2d's entry points: Winograd where it applies and cannot overflow, else im2col ------------
