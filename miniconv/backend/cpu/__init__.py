@@ -9,7 +9,8 @@ ops, float64 in the gradient checks). Where each kernel lives:
     pointwise_kernels.py    conv2d's entry points: 1x1 convolutions as plain products (+ bias + ReLU6
                             per block in cache), the rest on to Winograd or im2col
     winograd_conv2d.py      conv2d's three passes by Winograd's F(2x2, 3x3) for 3x3, stride-1 convolutions
-                            of many channels (when no intermediate can overflow), else im2col
+                            of many channels (when no intermediate can overflow), else im2col; both
+                            gradients in one pass over dy's transform
     conv_pool_kernels.py    conv2d + bias + ReLU + a non-overlapping max pooling, fused per chunk
     winograd_kernels.py     its forward for 3x3 convolutions of many channels under a 2x2 pooling
                             (when no intermediate can overflow: magnitude.py checks x and w in one pass)
