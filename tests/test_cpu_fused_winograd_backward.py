@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from strategies import ConvCase
 from test_conv_pool import check
 
@@ -23,15 +25,16 @@ from miniconv.shapes import conv_geometry, pool_geometry
 
 @pytest.fixture
 def conv_gradient_calls(monkeypatch):
-    """How often the Winograd backward ran (``conv_gradient`` is its first step)."""
+    """How often the Winograd backward ran: ``conv_gradient`` (dz written whole) or ``pooled_one_pass``."""
     calls = []
-    original = conv_pool_kernels.conv_gradient
+    for name, geometry_at in (("conv_gradient", 3), ("pooled_one_pass", 5)):
+        original = getattr(conv_pool_kernels, name)
 
-    def counted(*args):
-        calls.append(args[3].N)
-        return original(*args)
+        def counted(*args, _original=original, _at=geometry_at):
+            calls.append(args[_at].N)
+            return _original(*args)
 
-    monkeypatch.setattr(conv_pool_kernels, "conv_gradient", counted)
+        monkeypatch.setattr(conv_pool_kernels, name, counted)
     return calls
 
 
@@ -76,7 +79,8 @@ def test_cpu_winograd_backward_matches_tf(conv_gradient_calls, N, H, W, C, K):
 @pytest.mark.parametrize("input_gradient", [True, False])
 @pytest.mark.parametrize("N, H, W, C, K", [(4, 18, 18, 32, 64), (2, 10, 11, 32, 16)])
 def test_cpu_winograd_backward_is_im2col_up_to_rounding(conv_gradient_calls, N, H, W, C, K, input_gradient):
-    """(4, 18, 18, 32, 64) with dx takes the one pass for both gradients (``winograd_conv2d.backward``)."""
+    """(4, 18, 18, 32, 64) with dx takes the one pass for both gradients (``winograd_conv2d.backward``),
+    its Z formed from the pooled gradient (``pooled_one_pass``)."""
     g = conv_geometry((N, H, W, C), (3, 3, C, K), (1, 1), ((0, 0), (0, 0)), (1, 1))
     assert winograd_conv2d.one_pass_applies(g) == (N == 4)
     x, w, bias = arrays(N, H, W, C, K)
@@ -104,6 +108,62 @@ def test_cpu_winograd_backward_nonfinite_input_gives_the_compositions_nan(conv_g
         assert np.isnan(a).any() or not np.isnan(b).any()
         finite = np.isfinite(b)
         np.testing.assert_allclose(a[finite], b[finite], rtol=0, atol=2e-6 * max(1.0, float(np.abs(b[finite]).max())))
+
+
+@pytest.mark.parametrize("N, H, W, C, K", [(4, 18, 18, 32, 64), (5, 17, 15, 16, 8)])  # P, Q even; P, Q odd
+def test_pooled_one_pass_is_the_one_pass_over_dz(monkeypatch, N, H, W, C, K):
+    """Z from the pooled gradient has dz's tiles' values: dx and dw equal, bit for bit, the one pass over
+    ``conv_gradient``'s dz; dbias (other chunks) equal up to rounding."""
+    x, w, bias = arrays(N, H, W, C, K, seed=4)
+    g = conv_geometry(x.shape, w.shape, (1, 1), ((0, 0), (0, 0)), (1, 1))
+    pg = pool_geometry(g.output_shape, (2, 2), (2, 2), "VALID")
+    y, argmax = conv_pool_kernels.conv2d_bias_relu_max_pool_forward(x, w, bias, g, pg)
+    dy = np.random.default_rng(5).uniform(-1, 1, y.shape).astype(np.float32)
+    monkeypatch.setattr(winograd_conv2d, "FORWARD_MIN_CHANNELS", (1, 1))
+    monkeypatch.setattr(winograd_conv2d, "BACKWARD_INPUT_MIN_CHANNELS", (1, 1))
+    monkeypatch.setattr(winograd_conv2d, "BACKWARD_FILTER_MIN_CHANNELS", (1, 1))
+    monkeypatch.setattr(conv_pool_kernels, "FUSED_MAX_MULTIPLY_FRACTION", np.inf)
+    monkeypatch.setattr(winograd_conv2d, "ONE_PASS_BLOCK_BYTES", 1 << 12)  # bands of tile rows
+    pooled = conv_pool_kernels.conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg)
+    dz, dbias = conv_pool_kernels.conv_gradient(y, argmax, dy, g, pg)
+    dx, dw = winograd_conv2d.backward(x, w, dz, g)
+    np.testing.assert_array_equal(pooled[0], dx)
+    np.testing.assert_array_equal(pooled[1], dw)
+    np.testing.assert_allclose(pooled[2], dbias, rtol=1e-5, atol=1e-5)
+
+
+@given(N=st.integers(1, 3), P=st.integers(2, 9), Q=st.integers(2, 9), K=st.integers(1, 20), seed=st.integers(0, 2**16),
+       special=st.sampled_from([None, np.inf, -np.inf, np.nan]))
+def test_pooled_gradient_tiles_are_the_tiles_of_dz(N, P, Q, K, seed, special):
+    """``pooled_gradient_tiles`` against ``gradient_tiles`` of the dz that ``pooled_gradient_images``
+    writes (every conv cell), bit for bit, inf and NaN in dy included, from any first tile; its bias
+    partial against the sum of dy where y > 0."""
+    rng = np.random.default_rng(seed)
+    Pp, Qp = P // 2, Q // 2
+    Qz = 2 * Qp
+    dy = rng.standard_normal((N, Pp, Qp, K)).astype(np.float32)
+    y = np.maximum(rng.standard_normal((N, Pp, Qp, K)), 0).astype(np.float32)
+    argmax = rng.choice(np.array([0, 1, Qz, Qz + 1], np.int32), (N, Pp, Qp, K))
+    if special is not None:
+        dy.flat[rng.integers(0, dy.size)] = special
+    zero = np.float32(0)
+    dz = np.empty((N * P * Q, K), np.float32)
+    with np.errstate(invalid="ignore"):
+        conv_pool_kernels.pooled_gradient_images(dy, y, argmax, Qz, 2, 2, P, Q, zero, dz, np.zeros(K, np.float32))
+    Pt, Qt = -(-P // 2), -(-Q // 2)
+    first = int(rng.integers(0, N * Pt * Qt))
+    tiles = int(rng.integers(1, N * Pt * Qt - first + 1))
+    expected = np.empty((tiles, 16, K), np.float32)
+    got = np.full_like(expected, np.nan)
+    bias = np.zeros(K, np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        winograd_conv2d.gradient_tiles(dz.reshape(N, P, Q, K), Pt, Qt, first, np.empty((8, K), np.float32), expected)
+        winograd_conv2d.pooled_gradient_tiles(dy, y, argmax, Qz, Pt, Qt, first, zero, np.empty((8, K), np.float32), got, bias)
+    np.testing.assert_array_equal(got, expected)
+    windows = [np.unravel_index(t, (N, Pt, Qt)) for t in range(first, first + tiles)]
+    alive = np.where(y > 0, dy, 0).astype(np.float64)
+    expected_bias = sum((alive[n, i, j] for n, i, j in windows if i < Pp and j < Qp), np.zeros(K))
+    np.testing.assert_allclose(bias, expected_bias, rtol=1e-5, atol=1e-5)
 
 
 def test_cpu_winograd_backward_same_bits_every_call_and_thread_count(monkeypatch):

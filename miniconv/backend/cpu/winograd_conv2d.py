@@ -259,29 +259,66 @@ def gradient_tiles(dy, Pt, Qt, first_tile, d, Z):
                 else:
                     for k in range(K):
                         d[2 * t + v, k] = 0.0
-        for v in range(2):
-            for k in range(K):
-                d[4 + v, k] = d[v, k] + d[2 + v, k]
-            for k in range(K):
-                d[6 + v, k] = d[v, k] - d[2 + v, k]
-        for a in range(3):  # rows 0, 1, 2 of A dY: d's rows (0, 1), (4, 5), (6, 7)
-            left = 0 if a == 0 else 2 + 2 * a
-            for k in range(K):
-                Z[tile, 4 * a, k] = d[left, k]
-            for k in range(K):
-                Z[tile, 4 * a + 1, k] = d[left, k] + d[left + 1, k]
-            for k in range(K):
-                Z[tile, 4 * a + 2, k] = d[left, k] - d[left + 1, k]
-            for k in range(K):
-                Z[tile, 4 * a + 3, k] = -d[left + 1, k]
-        for k in range(K):  # row 3, -d1, negated last
-            Z[tile, 12, k] = -d[2, k]
+        _a_dy_a_transposed(d, Z[tile])
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _a_dy_a_transposed(d, z):
+    """z (16, K) = A dY A^T of the 2 x 2 cells in d's rows 0-3 (d00, d01, d10, d11); d's rows 4-7
+    take the rows' sums and differences (``gradient_tiles``)."""
+    K = z.shape[1]
+    for v in range(2):
         for k in range(K):
-            Z[tile, 13, k] = -(d[2, k] + d[3, k])
+            d[4 + v, k] = d[v, k] + d[2 + v, k]
         for k in range(K):
-            Z[tile, 14, k] = d[3, k] - d[2, k]
+            d[6 + v, k] = d[v, k] - d[2 + v, k]
+    for a in range(3):  # rows 0, 1, 2 of A dY: d's rows (0, 1), (4, 5), (6, 7)
+        left = 0 if a == 0 else 2 + 2 * a
         for k in range(K):
-            Z[tile, 15, k] = d[3, k]
+            z[4 * a, k] = d[left, k]
+        for k in range(K):
+            z[4 * a + 1, k] = d[left, k] + d[left + 1, k]
+        for k in range(K):
+            z[4 * a + 2, k] = d[left, k] - d[left + 1, k]
+        for k in range(K):
+            z[4 * a + 3, k] = -d[left + 1, k]
+    for k in range(K):  # row 3, -d1, negated last
+        z[12, k] = -d[2, k]
+    for k in range(K):
+        z[13, k] = -(d[2, k] + d[3, k])
+    for k in range(K):
+        z[14, k] = d[3, k] - d[2, k]
+    for k in range(K):
+        z[15, k] = d[3, k]
+
+
+@njit(nogil=True, cache=True)
+def pooled_gradient_tiles(dy, y, argmax, Qz, Pt, Qt, first_tile, zero, d, Z, bias_partial):
+    """Z as ``gradient_tiles`` forms it from the conv gradient dz of a 2 x 2, stride-2 max pooling over
+    ReLU, without dz: tile (i, j) is window (i, j), so its 2 x 2 of dz is dy[n, i, j, k] at the
+    window's winner (argmax t * Qz + v: 0, 1, Qz or Qz + 1) where y > 0, zeros elsewhere and in the
+    tiles of a last odd conv row or column, which no window reads. The same values, so the same
+    bits, as dz's tiles. bias_partial[k] += dy where y > 0 (``conv_pool_kernels.pooled_gradient_images``'s
+    sum, window by window). dy, y, argmax (N, Pp, Qp, K) with Pp = P // 2, Qp = Q // 2."""
+    _, Pp, Qp, K = dy.shape
+    for tile in range(Z.shape[0]):
+        n, h, col = _tile_origin(first_tile + tile, Pt, Qt)
+        i, j = h // 2, col // 2
+        if i < Pp and j < Qp:
+            upstream, alive, winner = dy[n, i, j], y[n, i, j], argmax[n, i, j]
+            for t in range(2):
+                for v in range(2):
+                    cell = t * Qz + v
+                    for k in range(K):
+                        won = alive[k] > zero and winner[k] == cell
+                        d[2 * t + v, k] = upstream[k] if won else zero
+            for k in range(K):
+                bias_partial[k] += upstream[k] if alive[k] > zero else zero
+        else:
+            for cell in range(4):
+                for k in range(K):
+                    d[cell, k] = zero
+        _a_dy_a_transposed(d, Z[tile])
 
 
 @njit(nogil=True, cache=True)
@@ -462,7 +499,12 @@ def backward_filter(x, dy, g):
     return filter_gradient_transform(sum_in_order(dU_partials))
 
 
-def backward(x, w, dy, g):
+def one_pass_tasks(N):
+    """``backward``'s tasks: MIN_CHUNKS chunks of whole images, (first, last + 1) each."""
+    return chunk_bounds(N, -(-N // MIN_CHUNKS))
+
+
+def backward(x, w, dy, g, fill_Z=None):
     """(dx (N, H, W, C), dw (3, 3, C, K)) in one pass that transforms dy once: per block of tiles,
     Z = A dY A^T (``gradient_tiles``) feeds both the adjoint input gradient (E[pos] = Z[pos] @
     U[pos].T, ``patch_gradients``, ``add_patches``) and the filter gradient (dU += V[pos].T @ Z[pos],
@@ -473,7 +515,10 @@ def backward(x, w, dy, g):
     whole images, or where an image is larger, bands of its tile rows (``_one_pass_blocks``), each
     band keeping its last tile row's patches for the dx rows the next band completes
     (``_add_band``). dx is ``adjoint_input_gradient``'s (the same products and sums); dw rounds as
-    ``backward_filter``'s but sums its tiles in other groups."""
+    ``backward_filter``'s but sums its tiles in other groups.
+
+    ``fill_Z(task, first_tile, Z)``, if given, forms a block's Z instead of ``gradient_tiles`` of dy
+    (the fused conv + pool backward forms it from the pooled gradient; dy then only gives the dtype)."""
     N, P, Q, K = g.output_shape
     C = g.C
     Pt, Qt = -(-P // 2), -(-Q // 2)
@@ -485,7 +530,7 @@ def backward(x, w, dy, g):
     images_per_block = ONE_PASS_BLOCK_BYTES // (Pt * per_tile_row)
     rows_per_band = max(1, ONE_PASS_BLOCK_BYTES // per_tile_row)
     block_tiles = max(1, images_per_block) * Pt * Qt if images_per_block else min(Pt, rows_per_band) * Qt
-    bounds = chunk_bounds(N, -(-N // MIN_CHUNKS))
+    bounds = one_pass_tasks(N)
     dU_partials = partials(len(bounds), (16, C, K), x.dtype)
     zero = np.zeros(C, dy.dtype)
 
@@ -499,7 +544,10 @@ def backward(x, w, dy, g):
         for number, (first, last, r0, r1) in enumerate(_one_pass_blocks(start, stop, Pt, images_per_block, rows_per_band)):
             first_tile, tiles = (first * Pt + r0) * Qt, (last - first) * (r1 - r0) * Qt
             Z = Z_all[:tiles]
-            gradient_tiles(dy, Pt, Qt, first_tile, cells, Z)
+            if fill_Z is None:
+                gradient_tiles(dy, Pt, Qt, first_tile, cells, Z)
+            else:
+                fill_Z(i, first_tile, Z)
             Z_by_position = Z.transpose(1, 0, 2)  # (16, tiles, K), rows 16 K apart: BLAS takes it as it is
             E = E_all[:tiles]
             np.matmul(Z_by_position, U_t, out=E.transpose(1, 0, 2))
