@@ -1,4 +1,4 @@
-"""Winograd's float32 rounding error by tile size: F(2x2, 3x3), which miniconv runs, and F(4x4, 3x3).
+"""Winograd's float32 rounding error by tile size: F(2x2, 3x3), which miniconv runs, F(3x3, 3x3) and F(4x4, 3x3).
 
     python -m benchmarks.winograd_tile_error [--trials 300]
 
@@ -11,8 +11,9 @@ every transform and product in float32, against the direct sum in float64. Print
   side): the worst |error| / (4 eps32 sqrt(9 C) sum|terms|) of an element, the tolerance the
   property tests hold every element to (below 1 passes).
 
-F(4x4) needs 2.25 multiplies an output against F(2x2)'s 4, and its transforms have entries up to 8
-and 1/24, which is where its larger error comes from. No miniconv code runs here: this decides
+F(3x3) needs 25 / 9 = 2.78 multiplies an output and F(4x4) 2.25, against F(2x2)'s 4; their
+transforms have entries up to 4 and 1/6 (F(3x3), points 0, 1, -1, 2 and infinity) and up to 8 and
+1/24 (F(4x4)), which is where their larger errors come from. No miniconv code runs here: this decides
 whether a tile size is worth building (docs/benchmarks.md).
 """
 
@@ -29,6 +30,11 @@ TILES = {
         [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
         [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
         [[1, 1, 1, 0], [0, 1, -1, -1]],
+    ),
+    "F(3x3, 3x3)": (
+        [[2, -1, -2, 1, 0], [0, -2, -1, 1, 0], [0, 2, -3, 1, 0], [0, -1, 0, 1, 0], [0, 2, -1, -2, 1]],
+        [[1 / 2, 0, 0], [-1 / 2, -1 / 2, -1 / 2], [-1 / 6, 1 / 6, -1 / 6], [1 / 6, 1 / 3, 2 / 3], [0, 0, 1]],
+        [[1, 1, 1, 1, 0], [0, 1, -1, 2, 0], [0, 1, 1, 4, 1]],
     ),
     "F(4x4, 3x3)": (
         [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],

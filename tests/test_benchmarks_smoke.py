@@ -522,3 +522,18 @@ def test_conv_breakdown_accounts_each_kernel_by_kind_and_restores_them():
 
     text = conv_breakdown.markdown({"machine": machine_info(), "repeats": 2, "rows": rows})
     assert text.startswith("# Where") and "Measured " in text and "--repeats 2" in text and lines[-1] in text
+
+
+def test_winograd_tile_error_transforms_are_exact_in_float64():
+    """Each tile size's (B^T, G, A^T) computes the convolution: in float64 it equals the direct sum to
+    rounding, on odd sizes that cut the last tiles; the float32 study then measures rounding only."""
+    import numpy as np
+
+    from benchmarks import winograd_tile_error as study
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (2, 12, 11, 5))  # P = 10, Q = 9: every tile size cuts a last row or column
+    w = rng.uniform(-1, 1, (3, 3, 5, 4))
+    y, _ = study.direct(x, w)
+    for tile in study.TILES:
+        np.testing.assert_allclose(study.winograd_forward(x, w, tile), y, rtol=0, atol=1e-11, err_msg=tile)
