@@ -3,7 +3,7 @@
 Where ``winograd_conv2d`` takes the filter gradient (and the input gradient, when asked for),
 ``conv_pool_kernels.conv2d_bias_relu_max_pool_backward`` writes the gradient of every conv cell
 (``conv_gradient``) and sends it through them. Checked: where it is taken (cats vs dogs' second
-to fourth layers, not MNIST's second); against TensorFlow's composition (the shared ``check`` of
+to fourth layers and MNIST's second); against TensorFlow's composition (the shared ``check`` of
 test_conv_pool) on shapes where it runs with the default thresholds (cats vs dogs' fourth layer,
 an odd P and Q whose last conv row and column no window reads, batch 1), that it did run, against the im2col path it replaces, inf and NaN inputs (the same NaN
 products as TensorFlow's composition: im2col's fallback over every cell), and the same bits on
@@ -59,7 +59,8 @@ def backward(x, w, bias, winograd: bool, input_gradient=True, seed=1):
 
 
 @pytest.mark.parametrize("shape, with_dx, taken", [
-    ((64, 13, 13, 32, 64), True, False), ((64, 13, 13, 32, 64), False, True),  # MNIST's conv2
+    ((64, 13, 13, 32, 64), True, True), ((64, 13, 13, 32, 64), False, True),  # MNIST's conv2 (the one pass)
+    ((3, 13, 13, 32, 64), True, False),  # three images: no one pass, and the full correlation saves too little
     ((20, 74, 74, 32, 64), True, True), ((20, 36, 36, 64, 128), True, True), ((20, 17, 17, 128, 128), True, True),
     ((20, 150, 150, 3, 32), False, False)])  # cats vs dogs' conv2 to conv4 (and conv1: direct loops)
 def test_where_the_winograd_backward_is_taken(shape, with_dx, taken):

@@ -191,18 +191,24 @@ def conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradien
 # reads) on 2 x 2 tiles (16 multiplies each against 9 a cell). Measured with the input gradient,
 # in one process alternating (load 4.9): 0.63x / 0.59x the im2col path's time for cats vs dogs'
 # conv2 / conv3 + pool, whose two passes need 0.44-0.47x of its multiplies, 0.87x for conv4 (0.66x),
-# 0.94x for MNIST's conv2 (0.76x: no gain beyond noise). Taken up to this fraction:
+# 0.94x for MNIST's conv2 (0.76x: no gain beyond noise). Taken up to this fraction. The one pass
+# (``pooled_one_pass``) runs the input gradient on the P x Q tiles, so it counts those: MNIST's conv2
+# + pool then needs 0.64x of im2col's multiplies, and measured 3.17-3.20 -> 2.45-2.47 ms (best of 40).
 FUSED_MAX_MULTIPLY_FRACTION = 0.7
 
 
 def winograd_backward_applies(g, pg, input_gradient) -> bool:
     """Whether the fused backward goes through plain conv2d's Winograd passes: they apply to the
     filter gradient (and to the input gradient, when asked for) and save enough multiplies against
-    im2col's over the Pz x Qz cells the windows read (``FUSED_MAX_MULTIPLY_FRACTION``)."""
+    im2col's over the Pz x Qz cells the windows read (``FUSED_MAX_MULTIPLY_FRACTION``; the input
+    gradient's tiles are the forward's P x Q ones in the one pass, else the full correlation's H x W)."""
     if not winograd_conv2d.backward_filter_applies(g) or (input_gradient and not winograd_conv2d.backward_input_applies(g)):
         return False
     Pz, Qz = _read_size(pg)
-    tiles = -(-g.P // 2) * -(-g.Q // 2) + (-(-g.H // 2) * -(-g.W // 2) if input_gradient else 0)
+    forward_tiles = -(-g.P // 2) * -(-g.Q // 2)
+    one_pass = input_gradient and (pg.R, pg.S) == (2, 2) and winograd_conv2d.one_pass_applies(g)
+    input_tiles = forward_tiles if one_pass else -(-g.H // 2) * -(-g.W // 2)
+    tiles = forward_tiles + (input_tiles if input_gradient else 0)
     return 16 * tiles <= FUSED_MAX_MULTIPLY_FRACTION * 9 * Pz * Qz * (2 if input_gradient else 1)
 
 
