@@ -465,6 +465,17 @@ def filter_gradient_transform(dU):
     return np.matmul(gt, rows).reshape(3, 3, C, K)  # [r, s, (c, k)]
 
 
+def add_filter_block(V, Z_by_position, first_block, dU_partial):
+    """A block's share of a task's dU partial (16, C, K): V[pos].T (C, tiles) @ Z[pos] (tiles, K) per
+    position, written into the partial for the task's first block, added to it for later ones."""
+    if first_block:
+        np.matmul(V.transpose(0, 2, 1), Z_by_position, out=dU_partial)
+    else:
+        block = scratch("winograd_dU", dU_partial.shape, dU_partial.dtype)
+        np.matmul(V.transpose(0, 2, 1), Z_by_position, out=block)
+        dU_partial += block
+
+
 def backward_filter(x, dy, g):
     """dw (3, 3, C, K): dU = sum over FILTER_CHUNKS chunks of tile rows of their V[pos].T @ Z[pos],
     each chunk taken in blocks of about CHUNK_BYTES (the first block's product into the chunk's
@@ -487,12 +498,7 @@ def backward_filter(x, dy, g):
             Z = scratch("winograd_Z", (tiles, 16, K), x.dtype)
             gradient_tiles(dy, Pt, Qt, first * Qt, scratch("winograd_dy_cells", (8, K), x.dtype), Z)
             Z_by_position = Z.transpose(1, 0, 2)  # (16, tiles, K), rows 16 K apart: BLAS takes it as it is
-            if first == start:
-                np.matmul(V.transpose(0, 2, 1), Z_by_position, out=dU_partials[i])
-            else:
-                block = scratch("winograd_dU", (16, C, K), x.dtype)
-                np.matmul(V.transpose(0, 2, 1), Z_by_position, out=block)
-                dU_partials[i] += block
+            add_filter_block(V, Z_by_position, first == start, dU_partials[i])
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
@@ -556,12 +562,7 @@ def backward(x, w, dy, g, fill_Z=None):
                 _add_band(carried_and_patches, (n - first) * Pt * Qt, r0, r1, Pt, Qt, g, zero, dx[n])
             V = V_all[: 16 * tiles * C].reshape(16, tiles, C)
             input_tiles(x, g.top, g.left, Pt, Qt, first_tile, V)
-            if number == 0:
-                np.matmul(V.transpose(0, 2, 1), Z_by_position, out=dU_partials[i])
-            else:
-                block = scratch("winograd_dU", (16, C, K), x.dtype)
-                np.matmul(V.transpose(0, 2, 1), Z_by_position, out=block)
-                dU_partials[i] += block
+            add_filter_block(V, Z_by_position, number == 0, dU_partials[i])
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
