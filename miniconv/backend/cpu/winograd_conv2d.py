@@ -517,7 +517,7 @@ def backward(x, w, dy, g, fill_Z=None):
     V = ``input_tiles`` of x) while it is in cache.
 
     MIN_CHUNKS tasks of whole images, each with its own dU partial (the first block's product into
-    it, later ones added), partials summed in task order. A block is about CHUNK_BYTES of tiles:
+    it, later ones added), partials summed in task order. A block is about ONE_PASS_BLOCK_BYTES of tiles:
     whole images, or where an image is larger, bands of its tile rows (``_one_pass_blocks``), each
     band keeping its last tile row's patches for the dx rows the next band completes
     (``_add_band``). dx is ``adjoint_input_gradient``'s (the same products and sums); dw rounds as
@@ -535,8 +535,9 @@ def backward(x, w, dy, g, fill_Z=None):
     per_tile_row = 4 * 16 * Qt * (K + C)
     images_per_block = ONE_PASS_BLOCK_BYTES // (Pt * per_tile_row)
     rows_per_band = max(1, ONE_PASS_BLOCK_BYTES // per_tile_row)
-    block_tiles = max(1, images_per_block) * Pt * Qt if images_per_block else min(Pt, rows_per_band) * Qt
     bounds = one_pass_tasks(N)
+    images_per_task = max(last - first for first, last in bounds)
+    block_tiles = (min(images_per_block, images_per_task) * Pt if images_per_block else min(Pt, rows_per_band)) * Qt
     dU_partials = partials(len(bounds), (16, C, K), x.dtype)
     zero = np.zeros(C, dy.dtype)
 
