@@ -119,9 +119,12 @@ def test_conv2d_non_square_single_channel_single_image(backend):
     ((2, 9, 10, 1, 33), "VALID"),    # P = 7 odd: the last block row has one cell row; K past a vector
     ((3, 5, 5, 1, 40), "SAME"),      # odd P and Q
     ((1, 3, 3, 1, 32), "VALID"),     # one output cell: a block of one cell
+    ((2, 12, 11, 3, 32), "VALID"),   # RGB, the cats-vs-dogs convnet's first layer in small
+    ((2, 6, 7, 2, 8), "SAME"),       # two channels, the fewest filters it takes
+    ((1, 5, 4, 4, 12), "SAME"),      # four channels, K past a vector of 8
 ])
 def test_conv2d_direct_filter_gradient_shapes(backend, shape, padding):
-    """3 x 3, stride 1, one channel, >= 32 filters: the cpu backend's filter gradient takes direct
+    """3 x 3, stride 1, at most 4 channels, >= 8 filters: the cpu backend's filter gradient takes direct
     loops (``direct_kernels.filter_gradient``), checked with the whole VJP against TF."""
     N, H, W, C, K = shape
     case = conv2d_case(N, H, W, C, K, 3, 3, (1, 1), padding, seed=sum(shape))

@@ -24,11 +24,12 @@ def test_cpu_conv2d_gradients_are_bitwise_repeatable():
     assert _repeat(lambda: (nn.conv2d(x, w, padding="SAME", backend="cpu"), *pullback(dy)))
 
 
-def test_cpu_one_channel_conv2d_filter_gradient_is_bitwise_repeatable():
-    """conv2d's filter gradient for 3 x 3 and one channel takes direct loops: per-chunk partials added in order."""
+@pytest.mark.parametrize("C", [1, 3])
+def test_cpu_few_channel_conv2d_filter_gradient_is_bitwise_repeatable(C):
+    """conv2d's filter gradient for 3 x 3 and few channels takes direct loops: per-chunk partials added in order."""
     rng = np.random.default_rng(4)
-    x = rng.standard_normal((16, 28, 28, 1)).astype(np.float32)  # 208 block rows: many chunks
-    w = rng.standard_normal((3, 3, 1, 32)).astype(np.float32)
+    x = rng.standard_normal((16, 28, 28, C)).astype(np.float32)  # 208 block rows: many chunks
+    w = rng.standard_normal((3, 3, C, 32)).astype(np.float32)
     y, pullback = miniconv.vjp(nn.conv2d, x, w, padding="SAME", backend="cpu")
     dy = rng.standard_normal(y.shape).astype(np.float32)
     assert _repeat(lambda: pullback(dy)[1:])

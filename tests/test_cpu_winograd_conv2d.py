@@ -31,7 +31,7 @@ from miniconv import nn
 pytestmark = pytest.mark.skipif("cpu" not in miniconv.available_backends(), reason="cpu backend unavailable")
 
 from miniconv.backend import numpy_ref
-from miniconv.backend.cpu import conv_kernels, pointwise_kernels, winograd_conv2d, work_sharing
+from miniconv.backend.cpu import conv_kernels, direct_kernels, pointwise_kernels, winograd_conv2d, work_sharing
 from miniconv.shapes import conv_geometry, normalize_conv_padding
 
 PASSES = ("forward", "backward_input", "backward_filter")
@@ -74,6 +74,7 @@ def winograd_everywhere(thresholds=False, method=None):
             patch.setattr(winograd_conv2d, "BACKWARD_FILTER_MIN_CHANNELS", (1, 1))
             patch.setattr(winograd_conv2d, "MAX_MULTIPLY_FRACTION", math.inf)
             patch.setattr(winograd_conv2d, "FILTER_GRADIENT_MIN_OUTPUT", 0)
+            patch.setattr(direct_kernels, "FILTER_GRADIENT_MIN_K", math.inf)  # not the direct loops of few channels
         for name in COUNTED:
             original = getattr(winograd_conv2d, name)
 
@@ -100,8 +101,7 @@ def case_3x3(N, H, W, C, K, padding, seed=0) -> ConvCase:
 @st.composite
 def winograd_cases(draw) -> ConvCase:
     """3 x 3, stride 1, VALID or SAME; odd and even sizes, so edge tiles are often cut; one channel
-    and batch 1 among them; C = 1 (its filter gradient goes to the direct loops, ``C1_K``) kept
-    below K = 32."""
+    and batch 1 among them."""
     padding = draw(st.sampled_from(["VALID", "SAME"]))
     low = 3 if padding == "VALID" else 1
     N, H, W = draw(st.integers(1, 3)), draw(st.integers(low, 11)), draw(st.integers(low, 11))

@@ -5,7 +5,7 @@ Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size
 output size, Rp Sp the pooling window of the fused op.
 
 The cpu backend's paths: conv2d's forward (im2col + BLAS), input gradient (col2im) and filter
-gradient (im2col, or the direct loops for 3 x 3 one-channel inputs of >= 32 filters);
+gradient (im2col, or the direct loops for 3 x 3 inputs of <= 4 channels and >= 8 filters);
 conv2d_bias_relu's fused forward and backward; conv2d_bias_relu_max_pool2d's forward through
 the direct loops (3 x 3, stride 1, <= 4 channels, 2 x 2 pool), Winograd (the same with >= 8
 channels) or im2col (any other), and its backward (whole images, or the direct loops without dx).
@@ -127,14 +127,14 @@ def _three_by_three(draw, channels, K=None) -> ConvCase:
 
 @st.composite
 def special_cases(draw, op: str, path: str) -> SpecialCase:
-    """path: "winograd" (C 8..12), "direct" (C 1..4), "filter_loops" (conv2d, C = 1, K 32..36:
+    """path: "winograd" (C 8..12), "direct" (C 1..4), "filter_loops" (conv2d, C 1..4, K 8..36:
     the direct filter gradient) or "im2col" (any geometry of ``strategies.conv_cases``)."""
     if path == "winograd":
         conv = _three_by_three(draw, (8, 12))
     elif path == "direct":
         conv = _three_by_three(draw, (1, 4))
     elif path == "filter_loops":
-        conv = _three_by_three(draw, (1, 1), K=(32, 36))
+        conv = _three_by_three(draw, (1, 4), K=(8, 36))
     else:
         conv = draw(conv_cases(dims=2))
     pool = (1, 1)

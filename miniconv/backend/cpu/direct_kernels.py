@@ -262,25 +262,27 @@ def backward(x, y, argmax, dy, g, pg):
     return sum_in_order(dw_partials), sum_in_order(bias_partials)
 
 
-FILTER_GRADIENT_MIN_K = 32  # fewer filters: the loop over k is too short to beat im2col's product
+FILTER_GRADIENT_MIN_K = 8  # fewer filters: the loop over k is too short to beat im2col's product
 
 
 def filter_gradient_applies(g) -> bool:
-    """Whether plain conv2d's filter gradient takes these loops: 3 x 3, stride 1, undilated, one
-    input channel, at least FILTER_GRADIENT_MIN_K filters.
+    """Whether plain conv2d's filter gradient takes these loops: 3 x 3, stride 1, undilated, at most
+    DIRECT_MAX_CHANNELS input channels, at least FILTER_GRADIENT_MIN_K filters.
 
-    Measured (2 threads, best of 15, against im2col's product): one channel, 32 filters 1.4-2.2x
-    faster (MNIST's first layer 2.70 -> 1.36 ms, 150 x 150 images 18.6 -> 8.5 ms), 64 filters
-    1.4x; 16 filters 1.15x slower, 8 filters 1.45x slower; two channels equal or 1.25x slower,
-    three and four channels 1.2x and 2.3x slower (there im2col's product is 27 or 36 wide).
+    Measured (2 threads, best of 3 x 7 calls, against im2col's product, 2026-12-06 22:20 UTC):
+    20 x 150 x 150 images, 3 channels, K = 8 / 12 / 16 / 32 / 48 / 64 / 128 filters 0.53 / 0.53 /
+    0.64 / 0.73 / 0.66 / 0.58 / 0.87x the time (cats vs dogs' first layer 10.1 -> 7.3 ms), 2 and 4
+    channels at 32 filters 0.86x and 0.55x, one channel 0.38x; 64 x 28 x 28 images, 1-4 channels,
+    16-32 filters, 0.34-0.68x. Counts that leave a vector remainder tie (K = 20, 24: 0.99x, 1.07x),
+    and so do K = 1 and 4 (0.98x, 1.01x; 1.09x with one channel), hence the threshold.
     """
-    return ((g.R, g.S, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1) and g.C == 1
+    return ((g.R, g.S, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1) and g.C <= DIRECT_MAX_CHANNELS
             and g.K >= FILTER_GRADIENT_MIN_K)
 
 
 def conv2d_backward_filter(x, dy, g):
     """dw (3, 3, C, K) as ``conv_kernels.conv2d_backward_filter``: ``filter_gradient`` where it
-    applies (with one channel im2col's product is (9, rows) @ (rows, K), too thin for BLAS), else
+    applies (with few channels im2col's product is (9 C, rows) @ (rows, K), too thin for BLAS), else
     ``winograd_conv2d.conv2d_backward_filter`` (Winograd for many channels, else im2col's products)."""
     if filter_gradient_applies(g):
         return filter_gradient(x, dy, g)

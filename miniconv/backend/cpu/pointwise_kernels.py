@@ -1,6 +1,6 @@
 """1 x 1 convolutions (the pointwise layers of MobileNet, EfficientNet, separable_conv2d) as plain
 matrix products; conv2d's cpu entry points, sending every other geometry on to Winograd (3 x 3,
-stride 1, many channels: ``winograd_conv2d``), direct loops (one channel's filter gradient) or im2col.
+stride 1, many channels: ``winograd_conv2d``), direct loops (the filter gradient of few channels) or im2col.
 
 Shape legend: N batch, H W input size, C in-channels, K filters, P Q output size (= H W here);
 M = N * H * W rows.
