@@ -8,12 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tf_reference
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from strategies import ConvCase, conv_cases
 from tf_reference import Tolerance, assert_vjp_close
 
 import miniconv
+from miniconv.backend import numpy_ref
 
 
 def check(case: ConvCase, backend: str) -> None:
@@ -156,6 +157,50 @@ def test_cpu_direct_filter_gradient_is_im2col_up_to_rounding(N, H, W, C, K, padd
     dw_ref = conv_kernels.conv2d_backward_filter(x, dy, g)
     assert dw.shape == (3, 3, C, K) and dw.dtype == np.float32
     np.testing.assert_allclose(dw, dw_ref, rtol=1e-5, atol=1e-6 * N * g.P * g.Q)
+
+
+@pytest.mark.parametrize("shape, padding", [
+    ((20, 30, 30, 3, 32), "VALID"),  # the cats-vs-dogs convnet's first layer in small
+    ((64, 28, 28, 1, 32), "VALID"),  # MNIST's first layer
+    ((1, 7, 6, 2, 64), "SAME"),      # batch 1, two blocks of filters, rows reading the zero padding
+    ((2, 9, 10, 4, 32), "SAME"),     # four channels, odd P
+    ((1, 3, 3, 3, 32), "VALID"),     # one output cell
+])
+def test_conv2d_direct_forward_shapes(backend, shape, padding):
+    """3 x 3, stride 1, at most 4 channels, 32 or 64 filters: the cpu backend's forward takes direct
+    loops (``direct_kernels.plain_forward_rows``), checked with the whole VJP against TF."""
+    N, H, W, C, K = shape
+    case = conv2d_case(N, H, W, C, K, 3, 3, (1, 1), padding, seed=sum(shape) + 1)
+    if backend == "cpu":
+        from miniconv.backend.cpu import direct_kernels
+        from miniconv.shapes import conv_geometry
+
+        assert direct_kernels.forward_applies(conv_geometry((N, H, W, C), (3, 3, C, K), (1, 1), padding, (1, 1)))
+    check(case, backend)
+
+
+@given(N=st.integers(1, 3), H=st.integers(1, 12), W=st.integers(1, 12), C=st.integers(1, 4), K=st.integers(1, 70),
+       padding=st.sampled_from(["VALID", "SAME"]), chunk_cells=st.sampled_from([1, 4096]),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**32 - 1))
+def test_cpu_direct_forward_is_the_reference_up_to_rounding(N, H, W, C, K, padding, chunk_cells, dtype, seed):
+    """The direct forward (for every shape it can take, also those it is not dispatched to: filter
+    counts that leave a partial block of lanes) against the numpy reference in float64; chunk_cells
+    = 1 makes every conv row a chunk of its own."""
+    from miniconv.backend.cpu import direct_kernels
+    from miniconv.shapes import conv_geometry
+
+    assume(padding == "SAME" or (H >= 3 and W >= 3))
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (N, H, W, C)).astype(dtype)
+    w = rng.uniform(-1, 1, (3, 3, C, K)).astype(dtype)
+    g = conv_geometry(x.shape, w.shape, (1, 1), padding, (1, 1))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(direct_kernels, "CHUNK_CELLS", chunk_cells)
+        y = direct_kernels.plain_forward(x, w, g)
+    y_ref = numpy_ref.conv2d_forward(x.astype(np.float64), w.astype(np.float64), g)
+    assert y.shape == (N, g.P, g.Q, K) and y.dtype == dtype
+    terms = 9 * C  # each of at most 1 in magnitude: |error| <= terms * eps * sum|terms| in any order
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=terms * np.finfo(dtype).eps * terms)
 
 
 @pytest.mark.parametrize("padding", ["SAME", "VALID"])

@@ -4,8 +4,9 @@ numpy reference and TensorFlow do not.
 Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q conv
 output size, Rp Sp the pooling window of the fused op.
 
-The cpu backend's paths: conv2d's forward (im2col + BLAS), input gradient (col2im) and filter
-gradient (im2col, or the direct loops for 3 x 3 inputs of <= 4 channels and >= 8 filters);
+The cpu backend's paths: conv2d's forward (im2col + BLAS, or the direct rows for 3 x 3 inputs of <= 4
+channels and 32 or 64 filters), input gradient (col2im) and filter gradient (im2col, or the direct
+loops for 3 x 3 inputs of <= 4 channels and >= 8 filters);
 conv2d_bias_relu's fused forward and backward; conv2d_bias_relu_max_pool2d's forward through
 the direct loops (3 x 3, stride 1, <= 4 channels, 2 x 2 pool), Winograd (the same with >= 8
 channels) or im2col (any other), and its backward (whole images, or the direct loops without dx).
@@ -128,13 +129,15 @@ def _three_by_three(draw, channels, K=None) -> ConvCase:
 @st.composite
 def special_cases(draw, op: str, path: str) -> SpecialCase:
     """path: "winograd" (C 8..12), "direct" (C 1..4), "filter_loops" (conv2d, C 1..4, K 8..36:
-    the direct filter gradient) or "im2col" (any geometry of ``strategies.conv_cases``)."""
+    the direct filter gradient), "forward_rows" (conv2d, C 1..4, K 32 or 64: the direct forward) or "im2col" (any geometry of ``strategies.conv_cases``)."""
     if path == "winograd":
         conv = _three_by_three(draw, (8, 12))
     elif path == "direct":
         conv = _three_by_three(draw, (1, 4))
     elif path == "filter_loops":
         conv = _three_by_three(draw, (1, 4), K=(8, 36))
+    elif path == "forward_rows":
+        conv = _three_by_three(draw, (1, 4), K=draw(st.sampled_from([(32, 32), (64, 64)])))
     else:
         conv = draw(conv_cases(dims=2))
     pool = (1, 1)
@@ -233,6 +236,11 @@ def test_conv2d_special_values(backend, case):
 
 @given(case=special_cases("conv2d", "filter_loops"))
 def test_conv2d_direct_filter_gradient_special_values(backend, case):
+    check_special(case, backend)
+
+
+@given(case=special_cases("conv2d", "forward_rows"))
+def test_conv2d_direct_forward_special_values(backend, case):
     check_special(case, backend)
 
 

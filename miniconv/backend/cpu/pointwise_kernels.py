@@ -37,10 +37,10 @@ def applies(g) -> bool:
 
 
 def conv2d_forward(x, w, g):
-    """y (N, P, Q, K): x (M, C) @ w (C, K) where ``applies``, else ``winograd_conv2d.conv2d_forward``
-    (Winograd or im2col)."""
+    """y (N, P, Q, K): x (M, C) @ w (C, K) where ``applies``, else ``direct_kernels.conv2d_forward``
+    (direct loops for few channels, Winograd for many, else im2col)."""
     if not applies(g):
-        return winograd_conv2d.conv2d_forward(x, w, g)
+        return direct_kernels.conv2d_forward(x, w, g)
     return matmul(x.reshape(-1, g.C), w.reshape(g.C, g.K)).reshape(g.output_shape)
 
 
