@@ -253,6 +253,8 @@ def test_cpu_winograd_forward_is_im2col_up_to_rounding(N, H, W, C, K, padding, s
     ((1, 7, 6, 3, 3), "SAME"),      # batch 1, RGB, the windows reading the zero padding
     ((3, 4, 4, 4, 37), "SAME"),     # 2 x 2 windows, all at the border; K = 37, a remainder after vectors
     ((5, 11, 13, 2, 9), "VALID"),   # odd P and Q: the last conv row and column unread
+    ((2, 12, 11, 3, 32), "VALID"),  # RGB, 32 filters: the rows (``pooled_forward_rows``); Q odd
+    ((1, 6, 7, 1, 64), "SAME"),     # one channel, two blocks of filters by rows
 ])
 def test_conv2d_bias_relu_max_pool2d_direct_shapes(backend, shape, padding):
     """3 x 3, stride 1, <= 4 channels under a 2 x 2 pool: the cpu backend's direct loops, against TF
@@ -290,6 +292,36 @@ def test_cpu_direct_path_is_im2col_up_to_rounding(N, H, W, C, K, padding, chunk_
     terms = N * Pz * Qz  # each dw value sums one term per conv cell
     np.testing.assert_allclose(dw, dw_ref, rtol=1e-5, atol=1e-6 * terms)
     np.testing.assert_allclose(dbias, dbias_ref, rtol=1e-5, atol=1e-6 * terms)
+
+
+@given(N=st.integers(1, 3), H=st.integers(2, 12), W=st.integers(2, 12), C=st.integers(1, 4),
+       K=st.sampled_from([32, 64]), padding=st.sampled_from(["VALID", "SAME"]), chunk_cells=st.sampled_from([1, 4096]),
+       nonfinite=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_cpu_direct_pooled_rows_give_the_units_bits(N, H, W, C, K, padding, chunk_cells, nonfinite, seed):
+    """The fused forward's two direct loops, rows of conv cells (``pooled_forward_rows``, where
+    ``rows_apply``) and windows (``forward_units``): the same sums in the same order, so the same y
+    bits and winners, inf and NaN included; chunk_cells = 1 makes every pooled row a chunk."""
+    from miniconv.backend.cpu import direct_kernels
+    from miniconv.shapes import conv_geometry, pool_geometry
+
+    assume(padding == "SAME" or (H >= 4 and W >= 4))
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (N, H, W, C)).astype(np.float32)
+    w = rng.uniform(-1, 1, (3, 3, C, K)).astype(np.float32)
+    bias = rng.uniform(-0.5, 0.5, K).astype(np.float32)
+    if nonfinite:
+        for a in (x, w):
+            a.flat[rng.integers(a.size, size=2)] = rng.choice([np.inf, -np.inf, np.nan], size=2)
+    g = conv_geometry(x.shape, w.shape, (1, 1), padding, (1, 1))
+    pg = pool_geometry(g.output_shape, (2, 2), (2, 2), "VALID")
+    assert direct_kernels.rows_apply(K, 2 * pg.Q, 2, np.float32)
+    with pytest.MonkeyPatch.context() as patch, np.errstate(invalid="ignore"):
+        patch.setattr(direct_kernels, "CHUNK_CELLS", chunk_cells)
+        y, argmax = direct_kernels.forward(x, w, bias, g, pg)
+        patch.setattr(direct_kernels, "rows_apply", lambda *args: False)
+        y_units, argmax_units = direct_kernels.forward(x, w, bias, g, pg)
+    np.testing.assert_array_equal(y.view(np.int32), y_units.view(np.int32))
+    np.testing.assert_array_equal(argmax, argmax_units)
 
 
 @given(N=st.integers(1, 3), Pp=st.integers(1, 5), Qp=st.integers(1, 5), K=st.integers(1, 40),

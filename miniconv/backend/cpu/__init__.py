@@ -15,7 +15,7 @@ ops, float64 in the gradient checks). Where each kernel lives:
     winograd_kernels.py     its forward for 3x3 convolutions of many channels under a 2x2 pooling
                             (when no intermediate can overflow: magnitude.py checks x and w in one pass)
     direct_kernels.py       its forward and (no dx) backward for 3x3 first layers of few channels;
-                            plain conv2d's filter gradient for them
+                            plain conv2d's forward and filter gradient for them
     depthwise_kernels.py    depthwise conv2d: 3x3 forward (+ bias + ReLU6 per row), and both gradients in one pass over dy
     depthwise_rows.py       their row loops, four cells at a time on flat row views
     stack_arrays.py         small working arrays on a kernel's stack, which no load can overlap
@@ -57,7 +57,7 @@ class CpuBackend(Backend):
     optimizer_kernels = optimizer_kernels
 
     # 1x1 convolutions as plain products; 3x3 stride-1 ones of many channels by Winograd; every other
-    # geometry on to im2col (and, for the filter gradient of 3x3 first layers, direct_kernels' loops)
+    # geometry on to im2col (and, for the forward and filter gradient of 3x3 first layers, direct_kernels' loops)
     conv2d_forward = staticmethod(pointwise_kernels.conv2d_forward)
     conv2d_backward_input = staticmethod(pointwise_kernels.conv2d_backward_input)
     conv2d_backward_filter = staticmethod(pointwise_kernels.conv2d_backward_filter)

@@ -23,10 +23,16 @@ blocks of 2 x 2 conv cells, each reading its 4 x 4 patch, every cell with its ow
 
     dw[r, s, c, k] = sum over n, p, q of xp[n, p + r, q + s, c] * dy[n, p, q, k]
 
-and its forward, a row of conv cells at a time (``plain_forward_rows``), each cell's filters in blocks of
-ROW_LANES, channel by channel (the sum over one channel's nine taps, then over the channels):
+Plain conv2d's forward of such an input goes a row of conv cells at a time (``plain_forward_rows``),
+each cell's filters in blocks of ROW_LANES, channel by channel (the sum over one channel's nine taps, then over the channels):
 
     y[n, p, q, k] = sum over c of (sum over r, s of xp[n, p + r, q + s, c] * w[r, s, c, k])
+
+Rows are also the fused forward's faster loop where the filters come in whole blocks
+(``pooled_forward_rows``: two conv rows, then the windows' scan; the same sums in the same order as
+the windows' loop ``forward_units``, so the same bits): a block's nine taps stay in registers for a
+whole row, where a window reloads them for its four cells (cats vs dogs' first layer, 20 x 150 x 150
+x 3 -> 32: 8.3 -> 5.8 ms).
 """
 
 from __future__ import annotations
@@ -235,18 +241,27 @@ def _block_row_chunks(g, blocks_down, blocks_across):
 
 
 def forward(x, w, bias, g, pg):
-    """(y, argmax) as ``conv_pool_kernels.conv2d_bias_relu_max_pool_forward``, per chunk of pooled rows."""
-    lowest = x.dtype.type(np.finfo(x.dtype).min)
+    """(y, argmax) as ``conv_pool_kernels.conv2d_bias_relu_max_pool_forward``, per chunk of pooled rows:
+    ``pooled_forward_rows`` where ``rows_apply`` (two conv rows of 2 Qp cells), else ``forward_units``
+    (the same bits)."""
+    lowest, zero = x.dtype.type(np.finfo(x.dtype).min), x.dtype.type(0)
     xp = padded_input(x, g, pg.P, pg.Q)
     units = g.N * pg.P
     y = np.empty((units, pg.Q, g.K), x.dtype)
     argmax = np.empty((units, pg.Q, g.K), np.int32)
-    bounds = _block_row_chunks(g, pg.P, pg.Q)
+    if rows_apply(g.K, 2 * pg.Q, 2, x.dtype):
+        bounds = chunk_bounds(units, max(1, min(CHUNK_CELLS // (4 * pg.Q), -(-units // (4 * thread_count())))))
 
-    def task(i):
-        start, stop = bounds[i]
-        acc = scratch("direct_acc", (4, g.K), x.dtype)
-        forward_units(xp, w, bias, pg.P, start, lowest, x.dtype.type(0), acc, y[start:stop], argmax[start:stop])
+        def task(i):
+            start, stop = bounds[i]
+            pooled_forward_rows(xp, w, bias, pg.P, start, lowest, zero, y[start:stop], argmax[start:stop])
+    else:
+        bounds = _block_row_chunks(g, pg.P, pg.Q)
+
+        def task(i):
+            start, stop = bounds[i]
+            acc = scratch("direct_acc", (4, g.K), x.dtype)
+            forward_units(xp, w, bias, pg.P, start, lowest, zero, acc, y[start:stop], argmax[start:stop])
 
     run_chunks(task, len(bounds))
     return y.reshape(pg.output_shape), argmax.reshape(pg.output_shape)
@@ -280,7 +295,7 @@ def filter_gradient_applies(g) -> bool:
     """Whether plain conv2d's filter gradient takes these loops: 3 x 3, stride 1, undilated, at most
     DIRECT_MAX_CHANNELS input channels, at least FILTER_GRADIENT_MIN_K filters.
 
-    Measured (2 threads, best of 3 x 7 calls, against im2col's product, 2026-12-06 22:20 UTC):
+    Measured (2 threads, best of 3 x 7 calls, against im2col's product, 2026-12-06 21:22 UTC):
     20 x 150 x 150 images, 3 channels, K = 8 / 12 / 16 / 32 / 48 / 64 / 128 filters 0.53 / 0.53 /
     0.64 / 0.73 / 0.66 / 0.58 / 0.87x the time (cats vs dogs' first layer 10.1 -> 7.3 ms), 2 and 4
     channels at 32 filters 0.86x and 0.55x, one channel 0.38x; 64 x 28 x 28 images, 1-4 channels,
@@ -351,6 +366,19 @@ def _add_channel(r0, r1, r2, w, c, k0, lanes, first, acc, Q, K):
                             + x12 * w12[l] + x20 * w20[l] + x21 * w21[l] + x22 * w22[l])
 
 
+@njit(nogil=True, cache=True, inline="always", fastmath={"contract"})
+def _conv_row(r0, r1, r2, w, acc, Q):
+    """acc (Q K) = one row of conv cells, acc[q K + k] = sum over c of (sum over r, s of
+    row_r[q + s, c] * w[r, s, c, k]), rows r0, r1, r2 the input rows under the filter's rows."""
+    C, K = w.shape[2], w.shape[3]
+    wide = K - K % ROW_LANES  # filters in whole blocks
+    for c in range(C):
+        for k0 in range(0, wide, ROW_LANES):
+            _add_channel(r0, r1, r2, w, c, k0, ROW_LANES, c == 0, acc, Q, K)
+        if K > wide:
+            _add_channel(r0, r1, r2, w, c, wide, K - wide, c == 0, acc, Q, K)
+
+
 @njit(nogil=True, cache=True, fastmath={"contract"})
 def plain_forward_rows(xp, w, P, first_unit, y):
     """y (units, Q, K): the conv rows first_unit, ... (unit = n * P + p) of ``plain_forward``, as in the module.
@@ -359,29 +387,47 @@ def plain_forward_rows(xp, w, P, first_unit, y):
     stay in registers across the cells), then to y.
     """
     units, Q, K = y.shape
-    C = xp.shape[3]
     acc = stack_array(Q * K, y)
-    wide = K - K % ROW_LANES  # filters in whole blocks
     for u in range(units):
         n, p = divmod(first_unit + u, P)
-        r0, r1, r2 = xp[n, p], xp[n, p + 1], xp[n, p + 2]
-        for c in range(C):
-            for k0 in range(0, wide, ROW_LANES):
-                _add_channel(r0, r1, r2, w, c, k0, ROW_LANES, c == 0, acc, Q, K)
-            if K > wide:
-                _add_channel(r0, r1, r2, w, c, wide, K - wide, c == 0, acc, Q, K)
+        _conv_row(xp[n, p], xp[n, p + 1], xp[n, p + 2], w, acc, Q)
         row = y[u]
         for q in range(Q):
             for k in range(K):
                 row[q, k] = acc[q * K + k]
 
 
-def forward_applies(g, dtype=np.float32) -> bool:
-    """Whether plain conv2d's forward takes ``plain_forward_rows``: 3 x 3, stride 1, undilated, at most
-    DIRECT_MAX_CHANNELS input channels, a whole number of ROW_LANES blocks of filters up to
-    FORWARD_MAX_FILTERS, a row's Q K sums on the stack.
+@njit(nogil=True, cache=True, fastmath={"contract"})
+def pooled_forward_rows(xp, w, bias, Pp, first_unit, lowest, zero, y, argmax):
+    """y, argmax (units, Qp, K) of the pooled rows first_unit, ... (unit = n * Pp + i), as ``forward_units``
+    (the same sums in the same order, so the same bits): conv rows 2i and 2i + 1, cells below 2 Qp,
+    by ``_conv_row`` into two stack arrays, then each window's scan."""
+    units, Qp, K = y.shape
+    Qz = 2 * Qp
+    upper = stack_array(Qz * K, y)
+    lower = stack_array(Qz * K, y)
+    for u in range(units):
+        n, i = divmod(first_unit + u, Pp)
+        h = 2 * i
+        _conv_row(xp[n, h], xp[n, h + 1], xp[n, h + 2], w, upper, Qz)
+        _conv_row(xp[n, h + 1], xp[n, h + 2], xp[n, h + 3], w, lower, Qz)
+        for j in range(Qp):
+            left, right = 2 * j * K, (2 * j + 1) * K
+            best_row, cell_row = y[u, j], argmax[u, j]
+            for k in range(K):
+                best, cell = winograd_kernels._scan(upper[left + k], 0, bias[k], zero, lowest, np.int32(0))
+                best, cell = winograd_kernels._scan(upper[right + k], 1, bias[k], zero, best, cell)
+                best, cell = winograd_kernels._scan(lower[left + k], Qz, bias[k], zero, best, cell)
+                best, cell = winograd_kernels._scan(lower[right + k], Qz + 1, bias[k], zero, best, cell)
+                best_row[k] = best
+                cell_row[k] = cell
 
-    Measured (2 threads, best of 4 x 9 calls alternating with im2col's product, 2026-12-06 21:55-22:00
+
+def rows_apply(K, Q, rows, dtype) -> bool:
+    """Whether ``_conv_row`` is the faster way to K filters (a whole number of ROW_LANES blocks up to
+    FORWARD_MAX_FILTERS) and ``rows`` rows of Q K sums fit the stack.
+
+    Measured (2 threads, best of 4 x 9 calls alternating with im2col's product, 2026-12-06 21:35
     UTC), time against im2col's: 20 x 150 x 150 images, 3 channels, 32 filters 0.70x (cats vs dogs'
     first layer, 9.2 -> 6.5 ms), 64 filters 0.88x, 96 and 128 0.97x and 1.04x; 1 and 4 channels
     0.75x and 0.57-0.72x; 64 x 28 x 28 images (MNIST's first layer), 1 and 3 channels, 32 and 64
@@ -389,8 +435,14 @@ def forward_applies(g, dtype=np.float32) -> bool:
     lanes, which lose on the large images (3 channels, 8 / 16 / 24 / 40 / 48 filters 1.32 / 0.96 /
     1.73 / 1.09 / 1.18x), hence whole blocks only.
     """
+    return K % ROW_LANES == 0 and K <= FORWARD_MAX_FILTERS and fits_on_stack(rows * Q * K, dtype)
+
+
+def forward_applies(g, dtype=np.float32) -> bool:
+    """Whether plain conv2d's forward takes ``plain_forward_rows``: 3 x 3, stride 1, undilated, at most
+    DIRECT_MAX_CHANNELS input channels, and ``rows_apply`` to a row of conv cells."""
     return ((g.R, g.S, g.sh, g.sw, g.dh, g.dw) == (3, 3, 1, 1, 1, 1) and g.C <= DIRECT_MAX_CHANNELS
-            and g.K % ROW_LANES == 0 and g.K <= FORWARD_MAX_FILTERS and fits_on_stack(g.Q * g.K, dtype))
+            and rows_apply(g.K, g.Q, 1, dtype))
 
 
 def conv2d_forward(x, w, g):
