@@ -123,10 +123,12 @@ def test_conv2d_non_square_single_channel_single_image(backend):
     ((2, 12, 11, 3, 32), "VALID"),   # RGB, the cats-vs-dogs convnet's first layer in small
     ((2, 6, 7, 2, 8), "SAME"),       # two channels, the fewest filters it takes
     ((1, 5, 4, 4, 12), "SAME"),      # four channels, K past a vector of 8
+    ((2, 8, 9, 3, 64), "SAME"),      # two blocks of 32 filters: by rows of conv cells
 ])
 def test_conv2d_direct_filter_gradient_shapes(backend, shape, padding):
     """3 x 3, stride 1, at most 4 channels, >= 8 filters: the cpu backend's filter gradient takes direct
-    loops (``direct_kernels.filter_gradient``), checked with the whole VJP against TF."""
+    loops (``direct_kernels.filter_gradient``, or by rows for 32 and 64 filters), checked with the whole
+    VJP against TF."""
     N, H, W, C, K = shape
     case = conv2d_case(N, H, W, C, K, 3, 3, (1, 1), padding, seed=sum(shape))
     if backend == "cpu":
@@ -138,22 +140,26 @@ def test_conv2d_direct_filter_gradient_shapes(backend, shape, padding):
 
 
 @given(N=st.integers(1, 3), H=st.integers(3, 12), W=st.integers(3, 12), C=st.integers(1, 4), K=st.integers(1, 40),
-       padding=st.sampled_from(["VALID", "SAME"]), chunk_windows=st.sampled_from([1, 1024]),
+       padding=st.sampled_from(["VALID", "SAME"]), chunk=st.sampled_from([1, 1024]), by_rows=st.booleans(),
        seed=st.integers(0, 2**32 - 1))
-def test_cpu_direct_filter_gradient_is_im2col_up_to_rounding(N, H, W, C, K, padding, chunk_windows, seed):
-    """The direct filter gradient (for every shape it can take, also those it is not dispatched
-    to) against im2col's product; chunk_windows = 1 makes every block row a chunk of its own, so
-    that the partials' order is exercised."""
+def test_cpu_direct_filter_gradient_is_im2col_up_to_rounding(N, H, W, C, K, padding, chunk, by_rows, seed):
+    """The direct filter gradients (for every shape they can take, also those they are not dispatched
+    to), by windows of 2 x 2 cells or by rows of cells (K rounded up to a whole number of blocks), against
+    im2col's product; chunk = 1 makes every block row or conv row a chunk of its own, so that the
+    partials' order is exercised."""
     from miniconv.backend.cpu import conv_kernels, direct_kernels
     from miniconv.shapes import conv_geometry
 
+    if by_rows:
+        K = -(-K // direct_kernels.ROW_LANES) * direct_kernels.ROW_LANES
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, (N, H, W, C)).astype(np.float32)
     g = conv_geometry(x.shape, (3, 3, C, K), (1, 1), padding, (1, 1))
     dy = rng.uniform(-1, 1, (N, g.P, g.Q, K)).astype(np.float32)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(direct_kernels, "CHUNK_WINDOWS", chunk_windows)
-        dw = direct_kernels.filter_gradient(x, dy, g)
+        patch.setattr(direct_kernels, "CHUNK_WINDOWS", chunk)
+        patch.setattr(direct_kernels, "CHUNK_CELLS", chunk)
+        dw = (direct_kernels.filter_gradient_by_rows if by_rows else direct_kernels.filter_gradient)(x, dy, g)
     dw_ref = conv_kernels.conv2d_backward_filter(x, dy, g)
     assert dw.shape == (3, 3, C, K) and dw.dtype == np.float32
     np.testing.assert_allclose(dw, dw_ref, rtol=1e-5, atol=1e-6 * N * g.P * g.Q)
