@@ -16,7 +16,7 @@ products), is wrapped by a timer that adds its seconds to the calling thread's a
     col2im            scattering patch gradients back (col2im_*)
     transforms        Winograd's input and output tiles (the adjoint input gradient's patches too)
     direct loops      the direct kernels (direct_kernels: forward, backward and filter-gradient units,
-                      plain conv2d's forward rows)
+                      and the forward and filter-gradient rows)
     pooling           the fused max pooling's epilogue and its gradient's routing
     bias + activation bias, ReLU / ReLU6 epilogues and their gradients
     partials' sum     adding the per-chunk filter-gradient partials in order
@@ -71,7 +71,9 @@ def kind_of(name: str) -> str:
         ("transform", "transforms"),
         ("patch", "transforms"),  # the adjoint input gradient's patch_gradients and add_patches
         ("_units", "direct loops"),
-        ("plain_forward_rows", "direct loops"),
+        ("plain_forward_rows", "direct loops"),  # direct_kernels' loops by rows of conv cells
+        ("pooled_forward_rows", "direct loops"),
+        ("filter_gradient_rows", "direct loops"),
         ("pool", "pooling"),
         ("pooled", "pooling"),
         ("_add_in_order", "partials' sum"),
