@@ -253,7 +253,7 @@ def forward(x, w, bias, g, pg):
     y = np.empty((units, pg.Q, g.K), x.dtype)
     argmax = np.empty((units, pg.Q, g.K), np.int32)
     if rows_apply(g.K, 2 * pg.Q, 2, x.dtype):
-        bounds = chunk_bounds(units, max(1, min(CHUNK_CELLS // (4 * pg.Q), -(-units // (4 * thread_count())))))
+        bounds = _conv_row_chunks(units, 4 * pg.Q)  # a pooled row: two conv rows of 2 Qp cells
 
         def task(i):
             start, stop = bounds[i]
@@ -427,6 +427,11 @@ def pooled_forward_rows(xp, w, bias, Pp, first_unit, lowest, zero, y, argmax):
                 cell_row[k] = cell
 
 
+def _conv_row_chunks(units, cells_per_unit):
+    """Chunks of units (rows of conv cells, or pooled rows) of about CHUNK_CELLS cells, at least four per thread."""
+    return chunk_bounds(units, max(1, min(CHUNK_CELLS // max(1, cells_per_unit), -(-units // (4 * thread_count())))))
+
+
 def whole_blocks(K) -> bool:
     """Whether K filters are a whole number of ROW_LANES blocks, up to ROWS_MAX_FILTERS: where the
     loops by rows of conv cells beat im2col's product and the loops by windows.
@@ -467,7 +472,7 @@ def plain_forward(x, w, g):
     xp = padded_to(x, g, g.P + 2, g.Q + 2)
     units = g.N * g.P
     y = np.empty((units, g.Q, g.K), np.result_type(x, w))
-    bounds = chunk_bounds(units, max(1, min(CHUNK_CELLS // g.Q, -(-units // (4 * thread_count())))))
+    bounds = _conv_row_chunks(units, g.Q)
 
     def task(i):
         start, stop = bounds[i]
@@ -537,7 +542,7 @@ def filter_gradient_by_rows(x, dy, g):
     """
     xp = padded_to(x, g, g.P + 2, g.Q + 2)
     units = g.N * g.P
-    bounds = chunk_bounds(units, max(1, min(CHUNK_CELLS // max(1, g.Q), -(-units // (4 * thread_count())))))
+    bounds = _conv_row_chunks(units, g.Q)
     dw_partials = partials(len(bounds), (3, 3, g.C, g.K), np.result_type(x, dy))
 
     def task(i):
