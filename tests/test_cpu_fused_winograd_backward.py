@@ -114,7 +114,9 @@ def test_cpu_winograd_backward_nonfinite_input_gives_the_compositions_nan(conv_g
 @pytest.mark.parametrize("N, H, W, C, K", [(4, 18, 18, 32, 64), (5, 17, 15, 16, 8)])  # P, Q even; P, Q odd
 def test_pooled_one_pass_is_the_one_pass_over_dz(monkeypatch, N, H, W, C, K):
     """Z from the pooled gradient has dz's tiles' values: dx and dw equal, bit for bit, the one pass over
-    ``conv_gradient``'s dz; dbias (other chunks) equal up to rounding."""
+    ``conv_gradient``'s dz cut to the cells the windows read (``read_geometry``: an odd P or Q's last
+    row or column, whose gradient is zero, left out), and up to rounding the one pass over all of dz;
+    dbias (other chunks) equal up to rounding."""
     x, w, bias = arrays(N, H, W, C, K, seed=4)
     g = conv_geometry(x.shape, w.shape, (1, 1), ((0, 0), (0, 0)), (1, 1))
     pg = pool_geometry(g.output_shape, (2, 2), (2, 2), "VALID")
@@ -127,10 +129,16 @@ def test_pooled_one_pass_is_the_one_pass_over_dz(monkeypatch, N, H, W, C, K):
     monkeypatch.setattr(winograd_conv2d, "ONE_PASS_BLOCK_BYTES", 1 << 12)  # bands of tile rows
     pooled = conv_pool_kernels.conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg)
     dz, dbias = conv_pool_kernels.conv_gradient(y, argmax, dy, g, pg)
-    dx, dw = winograd_conv2d.backward(x, w, dz, g)
+    read = conv_pool_kernels.read_geometry(g, pg)
+    assert (read.P, read.Q) == (2 * pg.P, 2 * pg.Q) and read.input_shape == g.input_shape
+    assert conv_geometry(x.shape, w.shape, (1, 1), ((0, read.bottom), (0, read.right)), (1, 1)) == read
+    dx, dw = winograd_conv2d.backward(x, w, np.ascontiguousarray(dz[:, : read.P, : read.Q]), read)
     np.testing.assert_array_equal(pooled[0], dx)
     np.testing.assert_array_equal(pooled[1], dw)
     np.testing.assert_allclose(pooled[2], dbias, rtol=1e-5, atol=1e-5)
+    every_cell = winograd_conv2d.backward(x, w, dz, g)
+    for mine, theirs in zip(pooled[:2], every_cell):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=2e-6 * float(np.abs(theirs).max()))
 
 
 @given(N=st.integers(1, 3), P=st.integers(2, 9), Q=st.integers(2, 9), K=st.integers(1, 20), seed=st.integers(0, 2**16),

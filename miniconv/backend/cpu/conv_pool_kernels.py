@@ -26,6 +26,8 @@ is formed from the pooled gradient (``pooled_one_pass``; cats vs dogs' conv2 + p
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from numba import njit
 
@@ -192,23 +194,27 @@ def conv2d_bias_relu_max_pool_backward(x, w, y, argmax, dy, g, pg, input_gradien
 # in one process alternating (load 4.9): 0.63x / 0.59x the im2col path's time for cats vs dogs'
 # conv2 / conv3 + pool, whose two passes need 0.44-0.47x of its multiplies, 0.87x for conv4 (0.66x),
 # 0.94x for MNIST's conv2 (0.76x: no gain beyond noise). Taken up to this fraction. The one pass
-# (``pooled_one_pass``) runs the input gradient on the P x Q tiles, so it counts those: MNIST's conv2
-# + pool then needs 0.64x of im2col's multiplies, and measured 3.17-3.20 -> 2.45-2.47 ms (best of 40).
+# (``pooled_one_pass``) runs both gradients on the windows' Pp x Qp tiles, so it counts those: MNIST's
+# conv2 + pool then needs 0.44x of im2col's multiplies (0.64x on the P x Q tiles, which measured
+# 3.17-3.20 -> 2.45-2.47 ms, best of 40).
 FUSED_MAX_MULTIPLY_FRACTION = 0.7
 
 
 def winograd_backward_applies(g, pg, input_gradient) -> bool:
     """Whether the fused backward goes through plain conv2d's Winograd passes: they apply to the
     filter gradient (and to the input gradient, when asked for) and save enough multiplies against
-    im2col's over the Pz x Qz cells the windows read (``FUSED_MAX_MULTIPLY_FRACTION``; the input
-    gradient's tiles are the forward's P x Q ones in the one pass, else the full correlation's H x W)."""
+    im2col's over the Pz x Qz cells the windows read (``FUSED_MAX_MULTIPLY_FRACTION``; in the one pass
+    both gradients run on the windows' tiles, else the filter gradient on the P x Q tiles and the
+    input gradient on the full correlation's H x W)."""
     if not winograd_conv2d.backward_filter_applies(g) or (input_gradient and not winograd_conv2d.backward_input_applies(g)):
         return False
     Pz, Qz = _read_size(pg)
-    forward_tiles = -(-g.P // 2) * -(-g.Q // 2)
     one_pass = input_gradient and (pg.R, pg.S) == (2, 2) and winograd_conv2d.one_pass_applies(g)
-    input_tiles = forward_tiles if one_pass else -(-g.H // 2) * -(-g.W // 2)
-    tiles = forward_tiles + (input_tiles if input_gradient else 0)
+    if one_pass:  # both gradients on the windows' tiles
+        tiles = 2 * pg.P * pg.Q
+    else:
+        forward_tiles = -(-g.P // 2) * -(-g.Q // 2)
+        tiles = forward_tiles + (-(-g.H // 2) * -(-g.W // 2) if input_gradient else 0)
     return 16 * tiles <= FUSED_MAX_MULTIPLY_FRACTION * 9 * Pz * Qz * (2 if input_gradient else 1)
 
 
@@ -216,8 +222,14 @@ def pooled_one_pass(x, w, y, argmax, dy, g, pg):
     """(dx, dw, dbias) by ``winograd_conv2d.backward``'s one pass with each block's Z formed straight
     from the pooled gradient (``winograd_conv2d.pooled_gradient_tiles``: a 2 x 2 window is a tile),
     so dz is never written: the same dx and dw bits as the one pass over ``conv_gradient``'s dz.
-    dbias: one partial per task of the one pass, added in task order."""
-    Pt, Qt = -(-g.P // 2), -(-g.Q // 2)
+    dbias: one partial per task of the one pass, added in task order.
+
+    The tiles are the windows, Pp x Qp of them (``read_geometry``): an odd P or Q's last tile row or
+    column would hold only unread cells, whose Z is zero and adds nothing to dx or dw (x and w are
+    finite here), so it is left out (MNIST's conv2 25 tiles an image instead of 36, cats vs dogs'
+    conv4 49 instead of 64)."""
+    read = read_geometry(g, pg)
+    Pt, Qt = pg.P, pg.Q
     Qz = _read_size(pg)[1]
     bias_partials = partials(len(winograd_conv2d.one_pass_tasks(g.N)), (g.K,), dy.dtype)
     zero = dy.dtype.type(0)
@@ -226,8 +238,15 @@ def pooled_one_pass(x, w, y, argmax, dy, g, pg):
         cells = scratch("pooled_dy_cells", (8, g.K), dy.dtype)
         winograd_conv2d.pooled_gradient_tiles(dy, y, argmax, Qz, Pt, Qt, first_tile, zero, cells, Z, bias_partials[task])
 
-    dx, dw = winograd_conv2d.backward(x, w, dy, g, fill_Z)
+    dx, dw = winograd_conv2d.backward(x, w, dy, read, fill_Z)
     return dx, dw, sum_in_order(bias_partials)
+
+
+def read_geometry(g, pg):
+    """g cut to the Pz x Qz conv cells the windows read: the same input, P and Q without an odd
+    last row or column (bottom and right padding less by its stride, negative for VALID: a crop)."""
+    Pz, Qz = _read_size(pg)
+    return dataclasses.replace(g, P=Pz, Q=Qz, bottom=g.bottom - (g.P - Pz) * g.sh, right=g.right - (g.Q - Qz) * g.sw)
 
 
 def conv_gradient(y, argmax, dy, g, pg):
