@@ -634,3 +634,27 @@ if __name__ == "__main__":
     for key, (element, tensor, floor) in sorted(error_ratios().items()):
         print(f"  {key}: {element:.3g}, {tensor:.3g}, {floor:.3g}")
 
+
+
+@given(units=st.integers(1, 64), tiles_per_unit=st.integers(1, 80), widths=st.lists(st.integers(1, 300), min_size=1, max_size=2),
+       itemsize=st.sampled_from([4, 8]))
+def test_chunks_keep_by_position_rows_off_page_multiples(units, tiles_per_unit, widths, itemsize):
+    """``rows_apart_off_pages``: at most ``units``, at least one, the largest count whose (16, tiles, width)
+    rows are not a multiple of 4 KiB apart (unless only one unit is left)."""
+    from miniconv.backend.cpu.winograd_kernels import PAGE_BYTES, rows_apart_off_pages
+
+    def aliased(count):
+        return any(count * tiles_per_unit * width * itemsize % PAGE_BYTES == 0 for width in widths)
+
+    chosen = rows_apart_off_pages(units, tiles_per_unit, widths, itemsize)
+    assert 1 <= chosen <= units
+    assert chosen == 1 or not aliased(chosen)
+    assert all(aliased(count) for count in range(chosen + 1, units + 1))
+
+
+def test_chunks_of_cats_vs_dogs_conv2_forward_avoid_page_multiples():
+    """Cats vs dogs' conv2 + pool forward: 4 units of 36 tiles would put M's (16, 144, 64) rows 9 x 4 KiB apart."""
+    from miniconv.backend.cpu.winograd_kernels import rows_apart_off_pages
+
+    assert rows_apart_off_pages(4, 36, (32, 64), 4) == 3
+    assert rows_apart_off_pages(4, 36, (32,), 4) == 4
