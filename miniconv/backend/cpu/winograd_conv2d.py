@@ -388,6 +388,16 @@ def add_patches(patches, Pt, Qt, top, left, zero, dx):
                 out[c] = s0[c] + s1[c] + s2[c] + s3[c]
 
 
+@njit(nogil=True, cache=True)
+def add_patches_images(patches, Pt, Qt, top, left, zero, dx):
+    """``add_patches`` for each image of dx (images, H, W, C) from its Pt Qt tiles' patches, the images'
+    tiles one after another in patches (one call for a block of images: 64 Python calls of MNIST's
+    conv2 backward were ~0.1 ms of its 2.2)."""
+    per_image = Pt * Qt
+    for n in range(dx.shape[0]):
+        add_patches(patches[n * per_image : (n + 1) * per_image], Pt, Qt, top, left, zero, dx[n])
+
+
 def _tile_row_chunks(units, Qt, C, K, itemsize):
     """Chunks of tile rows (Qt tiles each) whose V (16, tiles, C) and M (tiles, 16, K) fill about
     CHUNK_BYTES, at least MIN_CHUNKS of them when there are rows enough, V's rows not a multiple of
@@ -460,9 +470,7 @@ def adjoint_input_gradient(dy, w, g):
         np.matmul(Z.transpose(1, 0, 2), U_t, out=E.transpose(1, 0, 2))  # by position, rows 16 C apart
         patches = scratch("winograd_patches", (tiles, 16, C), dy.dtype)
         patch_gradients(E, patches)
-        for n in range(first, last):
-            start = (n - first) * Pt * Qt
-            add_patches(patches[start : start + Pt * Qt], Pt, Qt, g.top, g.left, zero, dx[n])
+        add_patches_images(patches, Pt, Qt, g.top, g.left, zero, dx[first:last])
 
     with single_threaded_blas():
         run_chunks(task, len(bounds))
@@ -571,8 +579,10 @@ def backward(x, w, dy, g, fill_Z=None):
             E = E_all[:tiles]
             np.matmul(Z_by_position, U_t, out=E.transpose(1, 0, 2))
             patch_gradients(E, carried_and_patches[Qt : Qt + tiles])
-            for n in range(first, last):
-                _add_band(carried_and_patches, (n - first) * Pt * Qt, r0, r1, Pt, Qt, g, zero, dx[n])
+            if r1 - r0 == Pt:  # whole images
+                add_patches_images(carried_and_patches[Qt : Qt + tiles], Pt, Qt, g.top, g.left, zero, dx[first:last])
+            else:
+                _add_band(carried_and_patches, r0, r1, Pt, Qt, g, zero, dx[first])
             V = V_all[: 16 * tiles * C].reshape(16, tiles, C)
             input_tiles(x, g.top, g.left, Pt, Qt, first_tile, V)
             add_filter_block(V, Z_by_position, number == 0, dU_partials[i])
@@ -591,23 +601,22 @@ def _one_pass_blocks(start, stop, Pt, images_per_block, rows_per_band):
     return [(n, n + 1, r0, min(Pt, r0 + rows_per_band)) for n in range(start, stop) for r0 in range(0, Pt, rows_per_band)]
 
 
-def _add_band(carried_and_patches, offset, r0, r1, Pt, Qt, g, zero, dx_image):
-    """The dx rows of one image that tile rows r0 .. r1 - 1 complete, by ``add_patches``: rows h with
-    (h + top) // 2 in [r0, r1) (and, for the last band, the rows below the last tile row), which read
-    tile rows i and i - 1 only. Their patches are carried_and_patches[Qt + offset:], one image's
-    (offset: its first tile in the block); for a band below the first, tile row r0 - 1's patches
-    are the first Qt entries, carried from the band before, and the band's last tile row is carried
-    on to the next (copied there after use)."""
+def _add_band(carried_and_patches, r0, r1, Pt, Qt, g, zero, dx_image):
+    """The dx rows of one image that tile rows r0 .. r1 - 1 (a band of it) complete, by ``add_patches``:
+    rows h with (h + top) // 2 in [r0, r1) (and, for the last band, the rows below the last tile
+    row), which read tile rows i and i - 1 only. The band's patches are carried_and_patches[Qt:];
+    for a band below the first, tile row r0 - 1's patches are the first Qt entries, carried from
+    the band before, and the band's last tile row is carried on to the next (copied there after use)."""
     H = dx_image.shape[0]
     h0 = 0 if r0 == 0 else min(H, max(0, 2 * r0 - g.top))
     h1 = H if r1 == Pt else min(H, max(0, 2 * r1 - g.top))
-    grid_start = Qt + offset if r0 == 0 else 0  # the first tile row of the grid add_patches reads
+    grid_start = Qt if r0 == 0 else 0  # the first tile row of the grid add_patches reads
     grid_top_row = r0 if r0 == 0 else r0 - 1
-    grid = carried_and_patches[grid_start : Qt + offset + (r1 - r0) * Qt]
+    grid = carried_and_patches[grid_start : Qt + (r1 - r0) * Qt]
     if h1 > h0:
         add_patches(grid, r1 - grid_top_row, Qt, h0 + g.top - 2 * grid_top_row, g.left, zero, dx_image[h0:h1])
     if r1 < Pt:  # carry the band's last tile row
-        last_row = Qt + offset + (r1 - r0 - 1) * Qt
+        last_row = Qt + (r1 - r0 - 1) * Qt
         carried_and_patches[:Qt] = carried_and_patches[last_row : last_row + Qt]
 
 
