@@ -18,6 +18,12 @@ import math
 import numpy as np
 from numba import njit
 
+from .work_sharing import parallel_range
+
+# Values per shared piece, at least: smaller arrays take one pass on the calling thread. The check is
+# memory-bound: an input of cats vs dogs' conv2 (3.5 M values) 0.19 ms on one thread, 0.13 in pieces
+SHARED_GRAIN = 1 << 20
+
 # float dtype -> (integer view, mask clearing the sign bit, bits of inf)
 _BITS = {
     np.dtype(np.float32): (np.int32, np.int32(0x7FFFFFFF), 0x7F800000),
@@ -39,10 +45,24 @@ def largest_magnitude(a: np.ndarray) -> float:
     """max |a| as a Python float, inf if ``a`` (float32 or float64) holds an inf or a NaN."""
     integer, mask, inf_bits = _BITS[a.dtype]
     flat = np.ascontiguousarray(a).reshape(-1)
-    bits = int(largest_bits(flat.view(integer), mask))
+    bits = _largest_bits_shared(flat.view(integer), mask)
     if bits >= inf_bits:
         return math.inf
     return float(np.array(bits, integer).view(a.dtype))
+
+
+def _largest_bits_shared(bits, mask) -> int:
+    """``largest_bits`` in pieces of at least SHARED_GRAIN values shared by the threads (``parallel_range``),
+    the largest of the pieces' maxima (the same value whatever the pieces)."""
+    if bits.size < 2 * SHARED_GRAIN:
+        return int(largest_bits(bits, mask))
+    maxima = []
+
+    def piece(start, stop):
+        maxima.append(int(largest_bits(bits[start:stop], mask)))
+
+    parallel_range(piece, bits.size, SHARED_GRAIN)
+    return max(maxima)
 
 
 def all_finite(*arrays: np.ndarray) -> bool:
