@@ -223,7 +223,8 @@ def winograd_backward_applies(g, pg, input_gradient) -> bool:
 def pooled_one_pass(x, w, y, argmax, dy, g, pg):
     """(dx, dw, dbias) by ``winograd_conv2d.backward``'s one pass with each block's Z formed straight
     from the pooled gradient (``winograd_conv2d.pooled_gradient_tiles``: a 2 x 2 window is a tile),
-    so dz is never written: the same dx and dw bits as the one pass over ``conv_gradient``'s dz.
+    so dz is never written: the same dx and dw bits as the one pass over ``conv_gradient``'s dz cut
+    to the read cells.
     dbias: one partial per task of the one pass, added in task order.
 
     The tiles are the windows, Pp x Qp of them (``read_geometry``): an odd P or Q's last tile row or
