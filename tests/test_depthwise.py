@@ -217,6 +217,34 @@ def test_cpu_depthwise_3x3_takes_the_grouped_kernels():
     assert not fast.fast5_applies(g)
 
 
+@given(C=st.integers(1, 20), W=st.integers(1, 40), Q=st.integers(1, 24), left=st.integers(0, 3), two=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), specials=st.integers(0, 4), seed=st.integers(0, 2**32 - 1))
+def test_cpu_depthwise_stride2_gather_gives_the_scatters_bits(C, W, Q, left, two, dtype, specials, seed):
+    """``gather_s2_row`` (each dx cell of a stride-2 row from the dy cells that reach it) against
+    ``scatter3_row`` (dy rows b then a scattered into a row of zeros, the other strides' path), bit for
+    bit: every group size and remainder, odd and even left padding, inf / NaN / -0 in dy."""
+    from miniconv.backend.cpu.depthwise_rows import gather_s2_row, scatter3_row
+
+    rng = np.random.default_rng(seed)
+    ga, gb = (rng.standard_normal((Q, C)).astype(dtype) for _ in range(2))
+    for value in [np.inf, -np.inf, np.nan, -0.0][:specials]:
+        (ga if rng.random() < 0.5 else gb)[rng.integers(Q), rng.integers(C)] = value
+    ta, tb = (rng.standard_normal(3 * C).astype(dtype) for _ in range(2))
+
+    accumulated = np.zeros((max(2 * Q + 1, left + W) * C,), dtype)
+    if two:
+        scatter3_row(gb.ravel(), tb, accumulated, C, 2, 1, Q)
+    scatter3_row(ga.ravel(), ta, accumulated, C, 2, 1, Q)
+    expected = accumulated[left * C:(left + W) * C]
+
+    width = max(Q + 1, (W - 1 + left) // 2 + 2)  # padded dy rows: one zero cell in front
+    padded_a, padded_b = np.zeros((width, C), dtype), np.zeros((width, C), dtype)
+    padded_a[1:Q + 1], padded_b[1:Q + 1] = ga, gb
+    out = np.full(W * C, np.nan, dtype)
+    gather_s2_row(padded_a.ravel(), padded_b.ravel(), ta, tb, two, out, C, W, left)
+    assert out.tobytes() == expected.tobytes()
+
+
 def test_stack_array_holds_values_of_its_dtype():
     """``stack_arrays.stack_array`` inside a kernel: count elements of like's dtype, written and read
     back (float64 values that float32 would round must survive); ``fits_on_stack`` at its bound."""

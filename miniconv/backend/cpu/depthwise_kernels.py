@@ -19,15 +19,18 @@ input:
                     zero-padded input rows: a padding cell multiplies dy)
                dx   stride 1: input row h = p - top once its last dy row p is read, as the forward
                     over zero-padded dy rows with the taps mirrored (finite filters only: padding
-                    there must add nothing, and 0 * inf would not); other strides: dy row p
-                    scattered into padded accumulation rows, each copied out once complete
+                    there must add nothing, and 0 * inf would not); stride 2 (dilation 1): rows
+                    2 p - top and 2 p + 1 - top, each cell gathered from the one or two dy rows and
+                    cells that reach it (``gather_s2_row``: dx written once, the scatter's bits);
+                    other strides: dy row p scattered into padded accumulation rows, each copied
+                    out once complete
 
 5 x 5 filters (EfficientNet's), M = 1, forward only: per output row, its five zero-padded input rows
 from the ring, each filter row added to the output row by ``dot5_row`` (four cells a loop over the
 channels, five taps each): the general loops' sums in their order, so their bits, 1.2-2.7x faster
 (EfficientNet-Lite0's nine 5 x 5 layers at batch 20: 16.8 ms instead of 30.6, measured).
 
-The row loops (``dot9_row``, ``outer9_row``, ``scatter3_row``, ``dot5_row``) live in ``depthwise_rows``. Every
+The row loops (``dot9_row``, ``outer9_row``, ``gather_s2_row``, ``scatter3_row``, ``dot5_row``) live in ``depthwise_rows``. Every
 other filter size or multiplier, the 5 x 5 backward, a geometry whose rings would outgrow ``fast_applies``' bound, a
 backward whose 9 C filter-gradient values would not fit ``stack_arrays``' budget (over 3,640 float32 channels), and
 a filter with an inf or NaN (for dx) take ``depthwise_loops``' kernels.
@@ -39,7 +42,7 @@ import numpy as np
 from numba import njit
 
 from .depthwise_loops import backward_images, forward_rows
-from .depthwise_rows import dot5_row, dot9_row, outer9_row, scatter3_row
+from .depthwise_rows import dot5_row, dot9_row, gather_s2_row, outer9_row, scatter3_row
 from .elementwise_kernels import bias_activation_rows
 from .stack_arrays import fits_on_stack
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
@@ -177,13 +180,14 @@ def backward_images_3x3(x, wk, dy, sh, sw, dh, dw, top, left, first, last, with_
         dw   ``outer9_row`` of dy row p and input rows p sh - top + r dh, zero-padded (x ring)
         dx   stride 1: row h = p - top once its last dy row p is read: ``dot9_row`` of the dy rows
              h + top - r dh, zero-padded by 2 dw - left (dy ring), with the taps mirrored along s;
-             other strides: dy row p scattered into accumulation rows (the dy ring's slots, padded
+             stride 2, dilation 1: rows 2 p - top and 2 p + 1 - top (``_gather_s2``); other strides: dy row p scattered into accumulation rows (the dy ring's slots, padded
              by ``left``), each copied to dx once no later dy row reaches it
     x or dx is not read when its flag is off.
     """
     N, P, Q, C = dy.shape
     H, W = (dx.shape[1], dx.shape[2]) if with_dx else (x.shape[1], x.shape[2])
     stride1 = sh == 1 and sw == 1
+    stride2 = sh == 2 and sw == 2 and dh == 1 and dw == 1
     xf = x.reshape(x.shape[0] * x.shape[1], x.shape[2] * x.shape[3])
     dyf = dy.reshape(N * P, Q * C)
     dxf = dx.reshape(dx.shape[0] * dx.shape[1], dx.shape[2] * dx.shape[3])
@@ -207,6 +211,10 @@ def backward_images_3x3(x, wk, dy, sh, sw, dh, dw, top, left, first, last, with_
                 if 0 <= p - top < H:
                     _gather_row(dyf, wf, n, p - top, P, H, dh, dw, top, left, gring, gtags, zero, C, W, dxf)
                 continue
+            if stride2:  # the rows whose last dy row is p
+                for h in range(max(0, 2 * p - top), min(H, 2 * p + 2 - top)):
+                    _gather_s2(dyf, wk, n, h, P, H, top, left, gring, gtags, zero, C, W, dxf)
+                continue
             for r in range(3):
                 h = h0 + r * dh
                 if 0 <= h < H:
@@ -223,6 +231,9 @@ def backward_images_3x3(x, wk, dy, sh, sw, dh, dw, top, left, first, last, with_
             if stride1:
                 for h in range(max(0, P - top), H):
                     _gather_row(dyf, wf, n, h, P, H, dh, dw, top, left, gring, gtags, zero, C, W, dxf)
+            elif stride2:
+                for h in range(max(0, 2 * P - top), H):
+                    _gather_s2(dyf, wk, n, h, P, H, top, left, gring, gtags, zero, C, W, dxf)
             else:
                 _flush(gring, gtags, dxf, flushed, (n + 1) * H, left, C, W)
 
@@ -237,6 +248,22 @@ def _gather_row(dyf, wf, n, h, P, H, dh, dw, top, left, gring, gtags, zero, C, W
     g1 = _padded(dyf, n * P + p0 - dh, 0 <= p0 - dh < P, offset, gring, gtags, zero, C)
     g2 = _padded(dyf, n * P + p0 - 2 * dh, 0 <= p0 - 2 * dh < P, offset, gring, gtags, zero, C)
     dot9_row(g0, g1, g2, wf, dxf[n * H + h], C, 1, dw, W)
+
+
+@njit(nogil=True, cache=True)
+def _gather_s2(dyf, wk, n, h, P, H, top, left, gring, gtags, zero, C, W, dxf):
+    """dx row (n, h), stride 2, dilation 1: ``gather_s2_row`` of dy rows (h + top - r) / 2, zero-padded
+    by one cell in front (dy ring): rows p - 1 and p (taps r = 2, 0) for h + top = 2 p, row p (r = 1)
+    for h + top = 2 p + 1."""
+    j = h + top
+    p = j // 2
+    ga = _padded(dyf, n * P + p, 0 <= p < P, 1, gring, gtags, zero, C)
+    if j % 2 == 0:
+        gb = _padded(dyf, n * P + p - 1, 0 <= p - 1 < P, 1, gring, gtags, zero, C)
+        gather_s2_row(ga, gb, wk[0].reshape(3 * C), wk[2].reshape(3 * C), True, dxf[n * H + h], C, W, left)
+    else:
+        t = wk[1].reshape(3 * C)
+        gather_s2_row(ga, ga, t, t, False, dxf[n * H + h], C, W, left)
 
 
 def _wk(w):
@@ -256,6 +283,17 @@ def _zero_row(g, width, dtype):
     zero = scratch("dw_zero_row", (width * g.C,), dtype)
     zero[:] = 0
     return zero
+
+
+def _dy_ring_width(g):
+    """Cells of the backward's dy ring rows: zero-padded dy rows for the gathered input gradients
+    (stride 1: W + 2 dw; stride 2, dilation 1: the (W - 1 + left) // 2 + 2 that ``gather_s2_row``
+    reads), or the scatter's dx accumulation rows."""
+    if g.sh == 1 and g.sw == 1:
+        return g.W + 2 * g.dw
+    if g.sh == 2 and g.sw == 2 and g.dh == 1 and g.dw == 1:
+        return (g.W - 1 + g.left) // 2 + 2
+    return _padded_width(g)
 
 
 def _padded_width(g):
@@ -315,7 +353,7 @@ def _backward(x, w, dy, g, with_dx, with_dw):
         first, last = bounds[i]
         if fast:
             xring, xtags = _ring("dw_x_ring", g, _padded_width(g), dy.dtype)
-            width = g.W + 2 * g.dw if g.sh == 1 else _padded_width(g)  # padded dy rows, or dx accumulation rows
+            width = _dy_ring_width(g)
             gring, gtags = _ring("dw_dy_ring", g, width, dy.dtype)
             zero = _zero_row(g, max(width, _padded_width(g)), dy.dtype)
             backward_images_3x3(x, wk, dy, g.sh, g.sw, g.dh, g.dw, g.top, g.left, first, last, with_dx, with_dw, dx,

@@ -8,6 +8,7 @@ filter (3 r + s) C + c; g (cells C) a dy row; d (9 C) the filter gradient.
     dot9_row      out[k C + c]        = sum_{r,s} row_r[(k sw + s dw) C + c] * t[(3 r + s) C + c]
     outer9_row    d[(3 r + s) C + c] += sum_k row_r[(k sw + s dw) C + c] * g[k C + c]
     scatter3_row  row[(k sw + s dw) C + c] += g[k C + c] * t[s C + c]        (one filter row t)
+    gather_s2_row out[w C + c] = the dy cells of one or two rows that reach dx cell w (stride 2)
     dot5_row      out[k C + c]       += sum_s row[(k sw + s dw) C + c] * t[s C + c]  (one 5-tap filter row t)
 
 Why flat views: with 2-D indexing LLVM checks every pair of accesses for overlap on every entry to
@@ -361,3 +362,94 @@ def dot5_row(row, t, out, C, sw, dw, cells):
             _dot5_one(row[done * sw * C:], t, out[done * C:], C, 1)
         else:
             _dot5_one(row[done * sw * C:], t, out[done * C:], C, dw)
+
+
+# --- the stride-2 input gradient, gathered: each dx cell from the dy cells that reach it -------------
+# Stride 2 and dilation 1: dx row h reads dy rows p = (h + top - r) / 2 for the taps r with h + top - r
+# even (r = 0 and 2, or r = 1 alone), and column w = j - left reads dy columns (j - s) / 2 for the taps s
+# with j - s even. Each dy row comes zero-padded with one cell in front (padded cell m + 1 is dy
+# column m), so a column pair (j = 2m even, j + 1 odd) reads padded cells m and m + 1 of each row:
+#
+#     o[j]     = 0 + gb[m] tb2 + gb[m+1] tb0 + ga[m] ta2 + ga[m+1] ta0     (two rows: b = p - 1, a = p)
+#     o[j + 1] = 0 + gb[m+1] tb1 + ga[m+1] ta1
+#
+# the terms in the order in which the scatter (``scatter3_row`` over dy rows in order, into rows of
+# zeros) adds them, and from 0: the same bits, signed zeros included; a padding cell adds 0 x t, which
+# leaves every sum's bits alone for a finite filter (as the scatter, the caller needs one).
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _gather2_four(ga, gb, ta, tb, o, C):
+    """Four dx cells (two column pairs from an even column) from two dy rows: padded cells 0..2 of ga, gb."""
+    zero = o.dtype.type(0)
+    for c in range(C):
+        a0, a1, a2 = ga[c], ga[C + c], ga[2 * C + c]
+        b0, b1, b2 = gb[c], gb[C + c], gb[2 * C + c]
+        u0, u1, u2 = ta[c], ta[C + c], ta[2 * C + c]
+        v0, v1, v2 = tb[c], tb[C + c], tb[2 * C + c]
+        o0 = zero + b0 * v2 + b1 * v0 + a0 * u2 + a1 * u0
+        o1 = zero + b1 * v1 + a1 * u1
+        o2 = zero + b1 * v2 + b2 * v0 + a1 * u2 + a2 * u0
+        o3 = zero + b2 * v1 + a2 * u1
+        o[c] = o0
+        o[C + c] = o1
+        o[2 * C + c] = o2
+        o[3 * C + c] = o3
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _gather1_four(ga, ta, o, C):
+    """``_gather2_four`` from one dy row (the odd rows' tap r = 1)."""
+    zero = o.dtype.type(0)
+    for c in range(C):
+        a0, a1, a2 = ga[c], ga[C + c], ga[2 * C + c]
+        u0, u1, u2 = ta[c], ta[C + c], ta[2 * C + c]
+        o0 = zero + a0 * u2 + a1 * u0
+        o1 = zero + a1 * u1
+        o2 = zero + a1 * u2 + a2 * u0
+        o3 = zero + a2 * u1
+        o[c] = o0
+        o[C + c] = o1
+        o[2 * C + c] = o2
+        o[3 * C + c] = o3
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _gather_cell(ga, gb, ta, tb, two, o, C, j):
+    """One dx cell at padded-input column j (``_gather2_four``'s sums for a single cell)."""
+    m = j // 2
+    zero = o.dtype.type(0)
+    if j % 2 == 0:
+        for c in range(C):
+            total = zero
+            if two:
+                total = total + gb[m * C + c] * tb[2 * C + c] + gb[(m + 1) * C + c] * tb[c]
+            o[c] = total + ga[m * C + c] * ta[2 * C + c] + ga[(m + 1) * C + c] * ta[c]
+    else:
+        for c in range(C):
+            total = zero
+            if two:
+                total = total + gb[(m + 1) * C + c] * tb[C + c]
+            o[c] = total + ga[(m + 1) * C + c] * ta[C + c]
+
+
+@njit(nogil=True, cache=True)
+def gather_s2_row(ga, gb, ta, tb, two, out, C, W, left):
+    """out[w C + c] for w < W (a dx row, stride 2, dilation 1) = the sums above over dy row ga (taps
+    ta = wk[r], 3 C) and, if ``two``, gb (taps tb); ga, gb zero-padded with one cell in front and at
+    least (W - 1 + left) // 2 + 2 cells long. An odd first column alone, groups of four cells, the
+    rest alone."""
+    w = 0
+    if left % 2 == 1:
+        _gather_cell(ga, gb, ta, tb, two, out, C, left)
+        w = 1
+    groups = (W - w) // 4
+    for i in range(groups):
+        m = (w + left) // 2
+        if two:
+            _gather2_four(ga[m * C:], gb[m * C:], ta, tb, out[w * C:], C)
+        else:
+            _gather1_four(ga[m * C:], ta, out[w * C:], C)
+        w += 4
+    for k in range(w, W):
+        _gather_cell(ga, gb, ta, tb, two, out[k * C:], C, k + left)
