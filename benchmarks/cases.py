@@ -131,6 +131,25 @@ class OpCase:
             return 2 * forward  # the forward and dw, each one forward's worth
         return forward if mode == "forward" else fwd_bwd_flops(forward)
 
+    def traffic(self, mode: str) -> int | None:
+        """Bytes a memory-bound pass moves at least, by this accounting: every tensor of the pass read or
+        written once as float32 (per-channel vectors and filters too small to count), the backward
+        reading x again. None for the convolutions and dense layers (the FLOP table's) and pools.
+
+            depthwise             forward x in, y out; backward x and dy in, dx out
+            batch normalization   the same sizes (y, dy and dx are x-shaped)
+            relu6                 forward x in, y out; backward x and dy in, dx out
+            moments               forward x in; backward x in, dx out (the gradients of the mean
+                                  and variance are per channel)
+        """
+        if self.op not in (*DEPTHWISE, "batch_normalization", "relu6", "moments"):
+            return None
+        x = int(np.prod(self.shape))
+        y = 0 if self.op == "moments" else int(np.prod(self.output_shape))
+        forward = x + y
+        backward = 2 * x if self.op == "moments" else 2 * x + y
+        return 4 * (forward if mode == "forward" else forward + backward)
+
     def arrays(self, seed: int = 0) -> dict[str, np.ndarray]:
         """float32 inputs by name, plus ``dy`` (the random upstream gradient, output-shaped).
 

@@ -1,4 +1,4 @@
-"""Shared benchmark tools: the timer, FLOP counts, the machine's sgemm peak, machine information.
+"""Shared benchmark tools: the timer, FLOP counts, the machine's sgemm peak and copy bandwidth, machine information.
 
 Shape legend: N batch, H W input size, C in-channels, K filters, R S kernel size, P Q output size,
 M I O dense rows / inputs / outputs.
@@ -70,6 +70,32 @@ def sgemm_peak(n: int = 4096, repeats: int = 3) -> dict:
     out = np.empty((n, n), np.float32)
     timing = time_call(lambda: np.matmul(a, b, out=out), warmup=1, repeats=repeats, min_repeats=repeats)
     return {"n": n, "gflops": 2 * n**3 / timing["min_s"] / 1e9, "seconds": timing["min_s"]}
+
+
+def copy_bandwidth(mebibytes: int = 256, repeats: int = 5) -> dict:
+    """The machine's practical memory bandwidth: one thread per usable core, each copying its share of a
+    float32 array of ``mebibytes`` MiB into another (``np.copyto`` releases the GIL; the destination's
+    pages touched first). GB/s = (bytes read + bytes written) / best time, the accounting of
+    ``cases.OpCase.traffic``.
+    """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    source = np.ones(mebibytes << 18, np.float32)
+    destination = np.zeros_like(source)
+    parts = list(zip(np.array_split(source, threads), np.array_split(destination, threads)))
+    with ThreadPoolExecutor(threads) as pool:
+
+        def copy():
+            for future in [pool.submit(np.copyto, dst, src) for src, dst in parts]:
+                future.result()
+
+        timing = time_call(copy, warmup=1, repeats=repeats, min_repeats=repeats)
+    moved = 2 * source.nbytes
+    return {"bytes": moved, "threads": threads, "gbps": moved / timing["min_s"] / 1e9, "seconds": timing["min_s"]}
 
 
 def cpu_model() -> str:

@@ -22,7 +22,7 @@ import sys
 import traceback
 
 from .cases import BY_ID, CONV_BIAS, DEPTHWISE_BIAS, FUSED, NO_DX, OpCase
-from .common import sgemm_peak, time_call
+from .common import copy_bandwidth, sgemm_peak, time_call
 from .harness import MINICONV_PREFIX, Unavailable
 
 REFERENCES = ("tf", "torch")
@@ -353,13 +353,14 @@ def load(name: str):
 
 
 def measure(name: str, case_ids: list[str], modes: list[str], timing: dict, seed: int = 0) -> dict:
-    """Time every (case, mode) for contestant ``name`` ("sgemm": the machine's sgemm peak instead).
+    """Time every (case, mode) for contestant ``name`` ("sgemm": the machine's sgemm peak and copy
+    bandwidth instead).
 
     Raises ``Unavailable`` when the contestant cannot run here; an error in one (case, mode) is
     recorded in its entry, not raised.
     """
     if name == "sgemm":
-        return {"sgemm": sgemm_peak(timing.get("sgemm_n", 4096))}
+        return {"sgemm": sgemm_peak(timing.get("sgemm_n", 4096)), "copy": copy_bandwidth(timing.get("copy_mib", 256))}
     build, info = load(name)
     results = []
     for case_id in case_ids:

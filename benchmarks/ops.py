@@ -11,10 +11,13 @@ a process). A worker warms up, then reports the median of repeated ``time.perf_c
 order each round, and each case keeps the minimum of its per-round medians: the machine is
 shared, and noise only ever adds time.
 
-Reported: seconds per call, the ratio miniconv / TF, and for convolutions and dense layers
-GFLOP/s (``benchmarks.common`` counts) and the fraction of the machine's sgemm peak (NumPy on
-4096 x 4096 float32, measured in its own subprocess each round, best round kept). Results go
-to ``<out>/ops.json`` and ``<out>/ops.md`` (default ``benchmarks/results``).
+Reported: seconds per call, the ratio miniconv / TF; for convolutions and dense layers GFLOP/s
+(``benchmarks.common`` counts) and the fraction of the machine's sgemm peak (NumPy on 4096 x 4096
+float32); for the memory-bound mobile ops (depthwise, batch normalization, relu6, moments) GB/s
+of their tensors' traffic (``cases.OpCase.traffic``) and the fraction of the machine's copy
+bandwidth (``common.copy_bandwidth``). Both roofs are measured in their own subprocess each round,
+the best round kept. Results go to ``<out>/ops.json`` and ``<out>/ops.md`` (default
+``benchmarks/results``).
 """
 
 from __future__ import annotations
@@ -75,15 +78,18 @@ def run(args) -> int:
     contestants = harness.contestants(args.backends, args.references, REFERENCES, references_first=True)
     case_args = ["--case-ids", ",".join(c.id for c in cases), "--modes", ",".join(MODES)]
 
-    sgemm = []
+    sgemm, copy = [], []
 
-    def sgemm_peak(_round: int) -> None:  # the machine's peak, measured again each round: the best is kept
-        peak = harness.run_worker("benchmarks.ops", "sgemm", ["--sgemm-n", "2048" if args.quick else "4096"])
-        if "sgemm" in peak:
-            sgemm.append(peak["sgemm"])
+    def roofs(_round: int) -> None:  # the machine's sgemm peak and copy bandwidth, again each round: the best is kept
+        sizes = ["--sgemm-n", "2048", "--copy-mib", "64"] if args.quick else ["--sgemm-n", "4096", "--copy-mib", "256"]
+        measured = harness.run_worker("benchmarks.ops", "sgemm", sizes)
+        if "sgemm" in measured:
+            sgemm.append(measured["sgemm"])
+            copy.append(measured["copy"])
 
-    seen = harness.run_rounds("benchmarks.ops", contestants, case_args + timing, rounds, before_round=sgemm_peak)
+    seen = harness.run_rounds("benchmarks.ops", contestants, case_args + timing, rounds, before_round=roofs)
     peak = max(sgemm, key=lambda s: s["gflops"]) if sgemm else None
+    bandwidth = max(copy, key=lambda s: s["gbps"]) if copy else None
     data = {
         "benchmark": "ops",
         "machine": machine_info(),
@@ -96,8 +102,9 @@ def run(args) -> int:
             "worker_env": harness.WORKER_ENV,
         },
         "sgemm_peak": peak,
+        "copy_bandwidth": bandwidth,
         "contestants": seen.status,
-        "results": _results(cases, seen.runs, peak["gflops"] if peak else None),
+        "results": _results(cases, seen.runs, peak["gflops"] if peak else None, bandwidth["gbps"] if bandwidth else None),
     }
     markdown = report.ops_markdown(data)
     harness.write_results(args.out, "ops", data, markdown)
@@ -105,8 +112,9 @@ def run(args) -> int:
     return 0 if seen.any_ran() else 1
 
 
-def _results(cases, runs: dict[str, list[dict]], peak_gflops) -> list[dict]:
-    """One record per (case, mode): best round per contestant, GFLOP/s, fraction of peak, ratio to TF."""
+def _results(cases, runs: dict[str, list[dict]], peak_gflops, copy_gbps) -> list[dict]:
+    """One record per (case, mode): best round per contestant, GFLOP/s and fraction of the sgemm peak
+    (or GB/s and fraction of the copy bandwidth), ratio to TF."""
     medians: dict[tuple[str, str, str], list[float]] = {}  # (case, mode, contestant) -> per-round medians
     errors: dict[tuple[str, str, str], str] = {}
     for name, outs in runs.items():
@@ -119,7 +127,7 @@ def _results(cases, runs: dict[str, list[dict]], peak_gflops) -> list[dict]:
     rows = []
     for case in cases:
         for mode in case.modes:
-            flops = case.flops(mode)
+            flops, traffic = case.flops(mode), case.traffic(mode)
             row = {
                 "case": case.id,
                 "model": case.model,
@@ -133,6 +141,9 @@ def _results(cases, runs: dict[str, list[dict]], peak_gflops) -> list[dict]:
                 "errors": {},
                 "gflops": {},
                 "fraction_of_peak": {},
+                "bytes": traffic,
+                "gbps": {},
+                "fraction_of_bandwidth": {},
             }
             for name in runs:
                 key = (case.id, mode, name)
@@ -146,6 +157,10 @@ def _results(cases, runs: dict[str, list[dict]], peak_gflops) -> list[dict]:
                     row["gflops"][name] = flops / best / 1e9
                     if peak_gflops:
                         row["fraction_of_peak"][name] = row["gflops"][name] / peak_gflops
+                if traffic:
+                    row["gbps"][name] = traffic / best / 1e9
+                    if copy_gbps:
+                        row["fraction_of_bandwidth"][name] = row["gbps"][name] / copy_gbps
             row["ratio_to_tf"] = harness.ratio_to(row["seconds"], "tf")
             rows.append(row)
     return rows
@@ -161,6 +176,7 @@ def _worker_parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sgemm-n", type=int, default=4096)
+    parser.add_argument("--copy-mib", type=int, default=256)
     return parser
 
 
@@ -169,7 +185,7 @@ def worker(argv: list[str] | None = None) -> int:
     args = _worker_parser().parse_args(argv)
     timing = {"warmup": args.warmup, "repeats": args.repeats, "budget_s": args.budget}
     if args.worker == "sgemm":
-        timing = {"sgemm_n": args.sgemm_n}
+        timing = {"sgemm_n": args.sgemm_n, "copy_mib": args.copy_mib}
     return harness.worker_main(
         args.worker, lambda: measure(args.worker, harness.split(args.case_ids), args.modes.split(","), timing, args.seed)
     )

@@ -7,7 +7,8 @@ and ``blas_sentence`` (whether the BLAS-slowing variables were unset), and ends 
 ``ops_markdown(data)`` turns the dict written to ``ops.json`` into ``ops.md``: a header saying
 when, where and how it was measured (including whether the BLAS-slowing variables
 OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE were unset), a time table with the ratio miniconv / TF, and
-a throughput table (GFLOP/s and % of the sgemm peak) for convolutions and dense layers.
+a throughput table (GFLOP/s and % of the sgemm peak) for convolutions and dense layers, and a
+memory-traffic table (GB/s and % of the copy bandwidth) for the memory-bound mobile ops.
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def header(data: dict) -> list[str]:
         if peak
         else "sgemm peak: not measured."
     )
+    copy = data.get("copy_bandwidth")
+    if copy:
+        peak_line += (f" Copy bandwidth ({copy['threads']} threads copying {copy['bytes'] // 2 >> 20} MiB into"
+                      f" another array, bytes read + written): {copy['gbps']:.1f} GB/s.")
     s = data["settings"]
     lines = [
         "# miniconv op benchmarks",
@@ -118,6 +123,22 @@ def ops_markdown(data: dict) -> str:
                 f = r["fraction_of_peak"].get(c)
                 cells.append("–" if g is None else f"{g:.3g}" + (f" ({100 * f:.0f}%)" if f is not None else ""))
             rows.append([r["case"], r["mode"], f"{r['flops'] / 1e9:.3g}", *cells])
+        lines += _table(head, rows, 2)
+
+    traffic_rows = [r for r in data["results"] if r.get("bytes")]
+    if traffic_rows:
+        lines += ["", "## Memory traffic: GB/s (% of copy bandwidth)", "",
+                  ("Every tensor of the pass read or written once, float32 (the backward reads x again):"
+                   " `benchmarks.cases.OpCase.traffic`."), ""]
+        head = ["layer", "pass", "MB", *(_label(c) for c in cols)]
+        rows = []
+        for r in traffic_rows:
+            cells = []
+            for c in cols:
+                g = r["gbps"].get(c)
+                f = r["fraction_of_bandwidth"].get(c)
+                cells.append("–" if g is None else f"{g:.3g}" + (f" ({100 * f:.0f}%)" if f is not None else ""))
+            rows.append([r["case"], r["mode"], f"{r['bytes'] / 1e6:.4g}", *cells])
         lines += _table(head, rows, 2)
 
     errors = [(r["case"], r["mode"], c, e) for r in data["results"] for c, e in r["errors"].items()]

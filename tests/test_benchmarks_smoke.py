@@ -39,6 +39,7 @@ def test_benchmarks_ops_quick(tmp_path):
     assert machine["cpu_count"] >= 1 and machine["cpu_model"] and "numpy" in machine["versions"]
     assert set(machine["blas_env"]) == {"OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"}
     assert data["sgemm_peak"]["gflops"] > 0
+    assert data["copy_bandwidth"]["gbps"] > 0 and data["copy_bandwidth"]["threads"] >= 1
 
     assert data["contestants"]["miniconv-numpy"]["available"]
     tf_ran = data["contestants"]["tf"]["available"]
@@ -54,10 +55,30 @@ def test_benchmarks_ops_quick(tmp_path):
             assert 0 < row["fraction_of_peak"]["miniconv-numpy"]
         else:
             assert row["flops"] is None
+        assert row["bytes"] is None and not row["gbps"]  # the MNIST cases: FLOPs or pools, no traffic row
 
     markdown = (tmp_path / "ops.md").read_text()
     assert "| layer |" in markdown and "miniconv numpy" in markdown and "mnist/conv2" in markdown
     assert "OPENBLAS_CORETYPE" in markdown
+
+
+def test_traffic_counts():
+    """The memory-traffic table's bytes: each tensor of the pass once, float32, the backward reading x
+    again; none for convolutions, dense layers and pools (FLOPs there, or no count)."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.cases import BY_ID
+
+    x = 32 * 112 * 112 * 32
+    assert BY_ID["mobile/dw3x3s1-112x32"].traffic("forward") == 4 * 2 * x
+    assert BY_ID["mobile/dw3x3s1-112x32"].traffic("fwd+bwd") == 4 * (2 * x + 3 * x)
+    y2 = 32 * 56 * 56 * 32  # stride 2, SAME: 56 x 56 out
+    assert BY_ID["mobile/dw3x3s2-112x32"].traffic("forward") == 4 * (x + y2)
+    assert BY_ID["mobile/dw3x3s2-112x32"].traffic("fwd+bwd") == 4 * (x + y2 + 2 * x + y2)
+    assert BY_ID["mobile/moments-112x32"].traffic("forward") == 4 * x
+    assert BY_ID["mobile/moments-112x32"].traffic("fwd+bwd") == 4 * 3 * x
+    assert BY_ID["mobile/relu6-112x32"].traffic("fwd+bwd") == BY_ID["mobile/bn-112x32"].traffic("fwd+bwd") == 4 * 5 * x
+    for case in ("mobile/pw1x1-112x32", "mnist/conv2", "mnist/pool1", "cats/dense1", "mnist/conv2+pool2"):
+        assert BY_ID[case].traffic("forward") is None
 
 
 def test_flop_counts():
