@@ -129,7 +129,9 @@ def ops_markdown(data: dict) -> str:
     if traffic_rows:
         lines += ["", "## Memory traffic: GB/s (% of copy bandwidth)", "",
                   ("Every tensor of the pass read or written once, float32 (the backward reads x again):"
-                   " `benchmarks.cases.OpCase.traffic`."), ""]
+                   " `benchmarks.cases.OpCase.traffic`. The copy bandwidth is measured on arrays far larger"
+                   " than the caches; a pass whose tensors partly stay in the last-level cache between"
+                   " calls can go past it."), ""]
         head = ["layer", "pass", "MB", *(_label(c) for c in cols)]
         rows = []
         for r in traffic_rows:
