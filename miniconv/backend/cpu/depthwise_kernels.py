@@ -12,7 +12,8 @@ input:
     forward    per output row, its three input rows zero-padded into a ring of rows (each input
                row copied once, shared by the output rows that read it), then every cell takes
                ``dot9_row``: four cells a loop over the channels, their 36 products summed in
-               registers, 9 filter and 18 input loads (stride 1) and 4 stores for 36 products
+               registers, 9 filter and 18 input loads (stride 1) and 4 stores for 36 products;
+               with a bias (and ReLU6), each value finished before its store
     backward   one pass per image over the output rows p in order, dy and x each read once:
                dw   ``outer9_row``: four cells' products for each of the nine taps summed in
                     registers, then added to dw (a copy on the row loop's stack: ``stack_arrays``;
@@ -114,7 +115,8 @@ def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tag
     """y[n, p] (Q, C) for the output rows u = n * P + p in [first, last); M = 1. Input rows come
     zero-padded from the ring (left columns, and rows outside the input: the zero row), so every
     cell takes ``dot9_row`` and a padding cell multiplies its filter value. ``epilogue`` 1 adds bias
-    (C,) to each row while it is in L1, 2 also applies ReLU6, 0 neither."""
+    (C,) to each value before it is stored, 2 also applies ReLU6, 0 neither (the bits of a separate
+    ``bias_activation_rows`` pass, without the second pass over the row)."""
     N, H, W, C = x.shape
     _, P, Q, _ = y.shape
     xf = x.reshape(N * H, W * C)
@@ -127,9 +129,7 @@ def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tag
         r0 = _padded(xf, n * H + h, 0 <= h < H, left, ring, tags, zero, C)
         r1 = _padded(xf, n * H + h + dh, 0 <= h + dh < H, left, ring, tags, zero, C)
         r2 = _padded(xf, n * H + h + 2 * dh, 0 <= h + 2 * dh < H, left, ring, tags, zero, C)
-        dot9_row(r0, r1, r2, t, yf[u], C, sw, dw, Q)
-        if epilogue:
-            bias_activation_rows(y[n, p], bias, epilogue == 2)
+        dot9_row(r0, r1, r2, t, yf[u], C, sw, dw, Q, bias, epilogue)
 
 
 @njit(nogil=True, cache=True)
@@ -247,7 +247,7 @@ def _gather_row(dyf, wf, n, h, P, H, dh, dw, top, left, gring, gtags, zero, C, W
     g0 = _padded(dyf, n * P + p0, 0 <= p0 < P, offset, gring, gtags, zero, C)
     g1 = _padded(dyf, n * P + p0 - dh, 0 <= p0 - dh < P, offset, gring, gtags, zero, C)
     g2 = _padded(dyf, n * P + p0 - 2 * dh, 0 <= p0 - 2 * dh < P, offset, gring, gtags, zero, C)
-    dot9_row(g0, g1, g2, wf, dxf[n * H + h], C, 1, dw, W)
+    dot9_row(g0, g1, g2, wf, dxf[n * H + h], C, 1, dw, W, wf, 0)
 
 
 @njit(nogil=True, cache=True)

@@ -5,7 +5,7 @@ Shape legend: C channels, cells the output cells of a row; rows (r0, r1, r2) are
 (zero-padded) input rows a filter row reads, from the first cell's first column; t (9 C) the
 filter (3 r + s) C + c; g (cells C) a dy row; d (9 C) the filter gradient.
 
-    dot9_row      out[k C + c]        = sum_{r,s} row_r[(k sw + s dw) C + c] * t[(3 r + s) C + c]
+    dot9_row      out[k C + c]        = sum_{r,s} row_r[(k sw + s dw) C + c] * t[(3 r + s) C + c]  (+ bias, ReLU6)
     outer9_row    d[(3 r + s) C + c] += sum_k row_r[(k sw + s dw) C + c] * g[k C + c]
     scatter3_row  row[(k sw + s dw) C + c] += g[k C + c] * t[s C + c]        (one filter row t)
     gather_s2_row out[w C + c] = the dy cells of one or two rows that reach dx cell w (stride 2)
@@ -39,7 +39,20 @@ GROUP = 4
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _dot9(r0, r1, r2, t, o, C, sw, dw):
+def _finish(v, bias, c, epilogue):
+    """An output value as stored: v (epilogue 0), v + bias[c] (1), then ReLU6 (2: 0 where <= 0, 6
+    where >= 6, NaN kept): ``elementwise_kernels.bias_activation_rows``' operations, so its bits."""
+    if epilogue == 0:
+        return v
+    z = v + bias[c]
+    if epilogue == 1:
+        return z
+    zero, six = bias.dtype.type(0), bias.dtype.type(6)
+    return zero if z <= zero else (six if z >= six else z)  # noqa: FURB136 (min(six, NaN) would give 6)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _dot9(r0, r1, r2, t, o, C, sw, dw, bias, epilogue):
     """o[k*C + c] = sum_{r,s} row_r[(k*sw + s*dw)*C + c] * t[(3r + s)*C + c], cells k < 4.
 
     Every load comes before the first store (a store could alias a view, so a load after it
@@ -72,10 +85,10 @@ def _dot9(r0, r1, r2, t, o, C, sw, dw):
               + z20 * w20 + z21 * w21 + z22 * w22)
         o3 = (x30 * w00 + x31 * w01 + x32 * w02 + y30 * w10 + y31 * w11 + y32 * w12
               + z30 * w20 + z31 * w21 + z32 * w22)
-        o[c] = o0
-        o[C + c] = o1
-        o[2 * C + c] = o2
-        o[3 * C + c] = o3
+        o[c] = _finish(o0, bias, c, epilogue)
+        o[C + c] = _finish(o1, bias, c, epilogue)
+        o[2 * C + c] = _finish(o2, bias, c, epilogue)
+        o[3 * C + c] = _finish(o3, bias, c, epilogue)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -144,7 +157,7 @@ def _outer3_one(row, g, d, C, dw):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _dot9_pair(r0, r1, r2, t, o, C, sw, dw):
+def _dot9_pair(r0, r1, r2, t, o, C, sw, dw, bias, epilogue):
     """``_dot9`` for two cells: strides other than 1 read up to nine columns a row for four cells,
     and LLVM then gives up vectorising (too many pairs of views to check); two cells read five."""
     a1 = sw * C
@@ -163,8 +176,8 @@ def _dot9_pair(r0, r1, r2, t, o, C, sw, dw):
               + z00 * w20 + z01 * w21 + z02 * w22)
         o1 = (x10 * w00 + x11 * w01 + x12 * w02 + y10 * w10 + y11 * w11 + y12 * w12
               + z10 * w20 + z11 * w21 + z12 * w22)
-        o[c] = o0
-        o[C + c] = o1
+        o[c] = _finish(o0, bias, c, epilogue)
+        o[C + c] = _finish(o1, bias, c, epilogue)
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -185,43 +198,59 @@ def _scatter3_pair(g, t, row, C, sw, dw):
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _dot9_cells(r0, r1, r2, t, o, C, sw, dw, cells):
+def _dot9_cells(r0, r1, r2, t, o, C, sw, dw, cells, bias, epilogue):
     """``_dot9`` for ``cells`` < 4 cells, one at a time (a row's last ones)."""
     for k in range(cells):
         a, b = k * sw * C, k * C
         d1, d2 = a + dw * C, a + 2 * dw * C
         for c in range(C):
-            o[b + c] = (r0[a + c] * t[c] + r0[d1 + c] * t[C + c] + r0[d2 + c] * t[2 * C + c]
-                        + r1[a + c] * t[3 * C + c] + r1[d1 + c] * t[4 * C + c] + r1[d2 + c] * t[5 * C + c]
-                        + r2[a + c] * t[6 * C + c] + r2[d1 + c] * t[7 * C + c] + r2[d2 + c] * t[8 * C + c])
+            v = (r0[a + c] * t[c] + r0[d1 + c] * t[C + c] + r0[d2 + c] * t[2 * C + c]
+                 + r1[a + c] * t[3 * C + c] + r1[d1 + c] * t[4 * C + c] + r1[d2 + c] * t[5 * C + c]
+                 + r2[a + c] * t[6 * C + c] + r2[d1 + c] * t[7 * C + c] + r2[d2 + c] * t[8 * C + c])
+            o[b + c] = _finish(v, bias, c, epilogue)
 
 
 @njit(nogil=True, cache=True)
-def dot9_row(r0, r1, r2, t, out, C, sw, dw, cells):
-    """out[k*C + c] = sum_{r,s} row_r[(k*sw + s*dw)*C + c] * t[(3r + s)*C + c] for k < cells: groups of
-    four cells and a pair (stride 1), pairs (other strides), the rest one by one (every cell's sum in
-    the same order, so the grouping does not change its bits). Rows r0 r1 r2 are flat
-    (zero-padded) rows from the first cell's first column; stride 1 and 2 (dilation 1) get literal
-    offsets."""
+def dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue):
+    """out[k*C + c] = sum_{r,s} row_r[(k*sw + s*dw)*C + c] * t[(3r + s)*C + c] for k < cells, finished by
+    ``epilogue`` (0 none, 1 + bias[c], 2 + bias[c] then ReLU6) before the store: groups of four cells
+    and a pair (stride 1), pairs (other strides), the rest one by one (every cell's sum in the same
+    order, so the grouping does not change its bits). Rows r0 r1 r2 are flat (zero-padded) rows from
+    the first cell's first column; stride 1 and 2 (dilation 1) and each epilogue get literal values."""
+    if epilogue == 0:
+        _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, 0)
+        return
+    local = stack_array(C, bias)  # the bias where no store can reach it: LLVM checks no overlap
+    for c in range(C):
+        local[c] = bias[c]
+    if epilogue == 1:
+        _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, local, 1)
+    else:
+        _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, local, 2)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue):
+    """``dot9_row`` for one epilogue."""
     if sw == 1 and dw == 1:
         step, groups = GROUP * C, cells // GROUP
         for i in range(groups):
-            _dot9(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * step:], C, 1, 1)
+            _dot9(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * step:], C, 1, 1, bias, epilogue)
         done = groups * GROUP
         if cells - done >= 2:  # a pair of the last cells (a 7-cell row: 4 + 2 + 1)
-            _dot9_pair(r0[done * C:], r1[done * C:], r2[done * C:], t, out[done * C:], C, 1, 1)
+            _dot9_pair(r0[done * C:], r1[done * C:], r2[done * C:], t, out[done * C:], C, 1, 1, bias, epilogue)
             done += 2
     else:
         step, groups = 2 * sw * C, cells // 2
         if sw == 2 and dw == 1:
             for i in range(groups):
-                _dot9_pair(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * 2 * C:], C, 2, 1)
+                _dot9_pair(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * 2 * C:], C, 2, 1, bias, epilogue)
         else:
             for i in range(groups):
-                _dot9_pair(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * 2 * C:], C, sw, dw)
+                _dot9_pair(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * 2 * C:], C, sw, dw, bias, epilogue)
         done = groups * 2
     a = done * sw * C
-    _dot9_cells(r0[a:], r1[a:], r2[a:], t, out[done * C:], C, sw, dw, cells - done)
+    _dot9_cells(r0[a:], r1[a:], r2[a:], t, out[done * C:], C, sw, dw, cells - done, bias, epilogue)
 
 
 @njit(nogil=True, cache=True)
