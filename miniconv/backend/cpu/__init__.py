@@ -16,7 +16,8 @@ ops, float64 in the gradient checks). Where each kernel lives:
                             (when no intermediate can overflow: magnitude.py checks x and w in one pass)
     direct_kernels.py       its forward and (no dx) backward for 3x3 first layers of few channels;
                             plain conv2d's forward and filter gradient for them
-    depthwise_kernels.py    depthwise conv2d: 3x3 forward (+ bias + ReLU6 per row), and both gradients in one pass over dy
+    depthwise_kernels.py    depthwise conv2d: 3x3 forward (+ bias + ReLU6 as each value is stored), and both gradients
+                            in one pass over dy
     depthwise_rows.py       their row loops, four cells at a time on flat row views
     stack_arrays.py         small working arrays on a kernel's stack, which no load can overlap
     depthwise_loops.py      its oracles, and the loops for every other filter size and multiplier
@@ -25,6 +26,7 @@ ops, float64 in the gradient checks). Where each kernel lives:
     merge_kernels.py        add, multiply, columns joined and split (the Add / Multiply / Concatenate layers)
     normalization_kernels.py  batch normalization and moments over channels-last rows
     optimizer_kernels.py    SGD, RMSprop and Adam updates in one pass (the optimizers' NumPy bits)
+    kernel_cache.py         Numba's cache of these kernels, dropped when any of their sources changes
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ from . import (
     pool_kernels,
 )
 from .allocation import keep_freed_memory
+from .kernel_cache import drop_stale_kernels
 
+drop_stale_kernels()  # before any kernel is loaded: Numba misses edits to the kernels a kernel calls
 warn_if_blas_spins()
 keep_freed_memory()
 
