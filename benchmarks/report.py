@@ -98,6 +98,20 @@ def header(data: dict) -> list[str]:
     return lines + not_run_lines(data, _label)
 
 
+def _rate_table(results: list[dict], cols: list[str], size_header: str, size, rate: str, fraction: str) -> list[str]:
+    """Per (layer, pass): its size (``size(row)``) and each contestant's ``rate`` with its ``fraction``
+    of the machine's roof in brackets ("–" where a contestant did not run)."""
+    head = ["layer", "pass", size_header, *(_label(c) for c in cols)]
+    rows = []
+    for r in results:
+        cells = []
+        for c in cols:
+            g, f = r[rate].get(c), r[fraction].get(c)
+            cells.append("–" if g is None else f"{g:.3g}" + (f" ({100 * f:.0f}%)" if f is not None else ""))
+        rows.append([r["case"], r["mode"], size(r), *cells])
+    return _table(head, rows, 2)
+
+
 def ops_markdown(data: dict) -> str:
     """The whole ops.md: header, times with ratios to TF, throughput for conv and dense."""
     cols = _columns(data)
@@ -114,16 +128,7 @@ def ops_markdown(data: dict) -> str:
     flop_rows = [r for r in data["results"] if r["flops"]]
     if flop_rows:
         lines += ["", "## Throughput: GFLOP/s (% of sgemm peak)", ""]
-        head = ["layer", "pass", "GFLOP", *(_label(c) for c in cols)]
-        rows = []
-        for r in flop_rows:
-            cells = []
-            for c in cols:
-                g = r["gflops"].get(c)
-                f = r["fraction_of_peak"].get(c)
-                cells.append("–" if g is None else f"{g:.3g}" + (f" ({100 * f:.0f}%)" if f is not None else ""))
-            rows.append([r["case"], r["mode"], f"{r['flops'] / 1e9:.3g}", *cells])
-        lines += _table(head, rows, 2)
+        lines += _rate_table(flop_rows, cols, "GFLOP", lambda r: f"{r['flops'] / 1e9:.3g}", "gflops", "fraction_of_peak")
 
     traffic_rows = [r for r in data["results"] if r.get("bytes")]
     if traffic_rows:
@@ -132,16 +137,7 @@ def ops_markdown(data: dict) -> str:
                    " `benchmarks.cases.OpCase.traffic`. The copy bandwidth is measured on arrays far larger"
                    " than the caches; a pass whose tensors partly stay in the last-level cache between"
                    " calls can go past it."), ""]
-        head = ["layer", "pass", "MB", *(_label(c) for c in cols)]
-        rows = []
-        for r in traffic_rows:
-            cells = []
-            for c in cols:
-                g = r["gbps"].get(c)
-                f = r["fraction_of_bandwidth"].get(c)
-                cells.append("–" if g is None else f"{g:.3g}" + (f" ({100 * f:.0f}%)" if f is not None else ""))
-            rows.append([r["case"], r["mode"], f"{r['bytes'] / 1e6:.4g}", *cells])
-        lines += _table(head, rows, 2)
+        lines += _rate_table(traffic_rows, cols, "MB", lambda r: f"{r['bytes'] / 1e6:.4g}", "gbps", "fraction_of_bandwidth")
 
     errors = [(r["case"], r["mode"], c, e) for r in data["results"] for c, e in r["errors"].items()]
     if errors:
