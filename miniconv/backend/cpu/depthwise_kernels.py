@@ -31,10 +31,10 @@ from the ring, each filter row added to the output row by ``dot5_row`` (four cel
 channels, five taps each): the general loops' sums in their order, so their bits, 1.2-2.7x faster
 (EfficientNet-Lite0's nine 5 x 5 layers at batch 20: 16.8 ms instead of 30.6, measured).
 
-The row loops (``dot9_row``, ``outer9_row``, ``gather_s2_row``, ``scatter3_row``, ``dot5_row``) live in ``depthwise_rows``. Every
-other filter size or multiplier, the 5 x 5 backward, a geometry whose rings would outgrow ``fast_applies``' bound, a
-backward whose 9 C filter-gradient values would not fit ``stack_arrays``' budget (over 3,640 float32 channels), and
-a filter with an inf or NaN (for dx) take ``depthwise_loops``' kernels.
+The row loops (``dot9_row``, ``outer9_row``, ``gather_s2_row``, ``scatter3_row``, ``dot5_row``) live in
+``depthwise_rows``. Every other filter size or multiplier, the 5 x 5 backward, a geometry whose rings would outgrow
+``fast_applies``' bound, a backward whose 9 C filter-gradient values would not fit ``stack_arrays``' budget (over
+3,640 float32 channels), and a filter with an inf or NaN (for dx) take ``depthwise_loops``' kernels.
 """
 
 from __future__ import annotations
@@ -180,8 +180,9 @@ def backward_images_3x3(x, wk, dy, sh, sw, dh, dw, top, left, first, last, with_
         dw   ``outer9_row`` of dy row p and input rows p sh - top + r dh, zero-padded (x ring)
         dx   stride 1: row h = p - top once its last dy row p is read: ``dot9_row`` of the dy rows
              h + top - r dh, zero-padded by 2 dw - left (dy ring), with the taps mirrored along s;
-             stride 2, dilation 1: rows 2 p - top and 2 p + 1 - top (``_gather_s2``); other strides: dy row p scattered into accumulation rows (the dy ring's slots, padded
-             by ``left``), each copied to dx once no later dy row reaches it
+             stride 2, dilation 1: rows 2 p - top and 2 p + 1 - top (``_gather_s2``); other strides:
+             dy row p scattered into accumulation rows (the dy ring's slots, padded by ``left``), each
+             copied to dx once no later dy row reaches it
     x or dx is not read when its flag is off.
     """
     N, P, Q, C = dy.shape
@@ -247,7 +248,7 @@ def _gather_row(dyf, wf, n, h, P, H, dh, dw, top, left, gring, gtags, zero, C, W
     g0 = _padded(dyf, n * P + p0, 0 <= p0 < P, offset, gring, gtags, zero, C)
     g1 = _padded(dyf, n * P + p0 - dh, 0 <= p0 - dh < P, offset, gring, gtags, zero, C)
     g2 = _padded(dyf, n * P + p0 - 2 * dh, 0 <= p0 - 2 * dh < P, offset, gring, gtags, zero, C)
-    dot9_row(g0, g1, g2, wf, dxf[n * H + h], C, 1, dw, W, wf, 0)
+    dot9_row(g0, g1, g2, wf, dxf[n * H + h], C, 1, dw, W, wf, 0)  # epilogue 0: its bias (wf) is not read
 
 
 @njit(nogil=True, cache=True)
