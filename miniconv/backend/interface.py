@@ -264,6 +264,12 @@ class Backend:
         """(M, O) -> (dx = dy where y > 0 else 0, dbias = sum over rows of dx), in one pass."""
         raise NotImplementedError
 
+    def bias_relu6_backward(self, dy: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(M, O) -> (dx = ``relu6_backward(dy, y)``, dbias = ``bias_add_backward(dx)``): composed here; a
+        backend may form both in one pass, with the same numbers."""
+        dx = self.relu6_backward(dy, y)
+        return dx, self.bias_add_backward(dx)
+
     def dropout_keep_mask(self, x, rate: float, rng: np.random.Generator):
         """A bool mask of x's shape, each element kept with probability 1 - rate: ``rng.random(x.shape,
         float32) >= rate``, drawn on the host. A GPU backend draws a device mask for a device x, from

@@ -114,9 +114,12 @@ def check_activation(activation, op):
 def bias_activation_pullback(be, dz, z, rows, K, activation):
     """(dy, dbias) of z = activation(y + bias) at upstream dz (N, P, Q, K), z the op's output: dy = dz * (0 < z
     < 6) for relu6 (``relu6_backward``: TensorFlow's product, so an inf or NaN dz gives NaN where the mask
-    is 0), dz itself for None; dbias = the sum of dy over N, P, Q."""
-    dy = be.relu6_backward(dz, z) if activation == "relu6" else dz
-    return dy, be.bias_add_backward(dy.reshape(rows, K))
+    is 0), dz itself for None; dbias = the sum of dy over N, P, Q (``bias_relu6_backward``: both in one
+    pass where the backend can)."""
+    if activation == "relu6":
+        dy, dbias = be.bias_relu6_backward(dz.reshape(rows, K), z.reshape(rows, K))
+        return dy.reshape(dz.shape), dbias
+    return dz, be.bias_add_backward(dz.reshape(rows, K))
 
 
 def conv2d_bias_vjp(input, filters, bias, strides=1, padding="VALID", dilations=1, *, activation=None, backend=None):

@@ -103,6 +103,7 @@ class CpuBackend(Backend):
     bias_add_backward = staticmethod(elementwise_kernels.bias_add_backward)
     bias_relu_forward = staticmethod(elementwise_kernels.bias_relu_forward)
     bias_relu_backward = staticmethod(elementwise_kernels.bias_relu_backward)
+    bias_relu6_backward = staticmethod(elementwise_kernels.bias_relu6_backward)
     dropout_forward = staticmethod(elementwise_kernels.dropout_forward)
     dropout_backward = staticmethod(elementwise_kernels.dropout_backward)
 

@@ -181,6 +181,22 @@ def bias_relu_backward_kernel(dy, y, zero, dx, partial_dbias, start, stop):
 
 
 @njit(nogil=True, cache=True)
+def bias_relu6_backward_kernel(dy, y, dx, partial_dbias, start, stop):
+    """dx = dy * (0 < y < 6) (``relu6_backward_kernel``'s product); partial_dbias[t] = column sums of dx over
+    block t of the rows, added as ``bias_gradient_kernel`` adds them: the two passes' numbers in one pass
+    (the same products and sums in the same order; where NaNs meet, which NaN's sign survives may differ)."""
+    M, O = dy.shape
+    T = partial_dbias.shape[0]
+    for t in range(start, stop):
+        for o in range(O):
+            partial_dbias[t, o] = 0.0
+        for m in range(t * M // T, (t + 1) * M // T):
+            for o in range(O):
+                dx[m, o] = dy[m, o] * (1.0 if 0 < y[m, o] < 6 else 0.0)
+                partial_dbias[t, o] += dx[m, o]
+
+
+@njit(nogil=True, cache=True)
 def dropout_kernel(x, keep, scale, y):
     """y = x * scale where kept, else exactly 0 (a select, as tf.nn.dropout: a dropped inf is 0)."""
     for i in range(x.size):
@@ -285,6 +301,13 @@ def bias_relu_backward(dy, y):
     dx = np.empty_like(dy)
     partial = _row_partials(dy)
     _by_blocks(bias_relu_backward_kernel, dy, y, dy.dtype.type(0), dx, partial)
+    return dx, partial.sum(axis=0)
+
+
+def bias_relu6_backward(dy, y):
+    dx = np.empty_like(dy)
+    partial = _row_partials(dy)
+    _by_blocks(bias_relu6_backward_kernel, dy, y, dx, partial)
     return dx, partial.sum(axis=0)
 
 
