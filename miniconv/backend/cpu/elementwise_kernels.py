@@ -181,19 +181,27 @@ def bias_relu_backward_kernel(dy, y, zero, dx, partial_dbias, start, stop):
 
 
 @njit(nogil=True, cache=True)
+def relu6_gradient_rows(dz, z, dy, bias_partial):
+    """dy = dz * (0 < z < 6) (``relu6_backward_kernel``'s product); bias_partial += the column sums of dy,
+    row by row as ``bias_gradient_kernel`` adds them."""
+    M, K = dz.shape
+    for m in range(M):
+        for k in range(K):
+            dy[m, k] = dz[m, k] * (1.0 if 0 < z[m, k] < 6 else 0.0)
+            bias_partial[k] += dy[m, k]
+
+
+@njit(nogil=True, cache=True)
 def bias_relu6_backward_kernel(dy, y, dx, partial_dbias, start, stop):
-    """dx = dy * (0 < y < 6) (``relu6_backward_kernel``'s product); partial_dbias[t] = column sums of dx over
-    block t of the rows, added as ``bias_gradient_kernel`` adds them: the two passes' numbers in one pass
-    (the same products and sums in the same order; where NaNs meet, which NaN's sign survives may differ)."""
-    M, O = dy.shape
+    """dx = dy * (0 < y < 6); partial_dbias[t] = column sums of dx over block t of the rows: the numbers of
+    ``relu6_backward`` then ``bias_add_backward`` in one pass (the same products and sums in the same
+    order; where NaNs meet, which NaN's sign survives may differ)."""
+    M = dy.shape[0]
     T = partial_dbias.shape[0]
     for t in range(start, stop):
-        for o in range(O):
-            partial_dbias[t, o] = 0.0
-        for m in range(t * M // T, (t + 1) * M // T):
-            for o in range(O):
-                dx[m, o] = dy[m, o] * (1.0 if 0 < y[m, o] < 6 else 0.0)
-                partial_dbias[t, o] += dx[m, o]
+        rows = slice(t * M // T, (t + 1) * M // T)
+        partial_dbias[t, :] = 0.0
+        relu6_gradient_rows(dy[rows], y[rows], dx[rows], partial_dbias[t])
 
 
 @njit(nogil=True, cache=True)
