@@ -195,8 +195,10 @@ def test_cpu_pointwise_last_block_of_one_row(monkeypatch):
 ])  # fmt: skip
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_is_the_composition(backend, op, shapes, kwargs, activation):
-    """Forward and every gradient: the same bits as relu6(bias_add(conv)) of miniconv's own ops (the fused
-    forward adds and clips in the same float32 operations; the backward is those ops' pullbacks)."""
+    """Forward, dx and dw: the same bits as relu6(bias_add(conv)) of miniconv's own ops (the fused forward adds
+    and clips in the same float32 operations; the backward forms the same dy). dbias: the same bits, except
+    where the cpu backend forms dy inside the depthwise 3 x 3 backward and sums dbias per chunk of images,
+    the same terms in another order: within rounding of their sum of |terms|."""
     rng = np.random.default_rng(3)
     x, w, b = (rng.standard_normal(s).astype(np.float32) * 3 for s in shapes)
     fused = getattr(nn, op + "_bias")
@@ -211,12 +213,47 @@ def test_is_the_composition(backend, op, shapes, kwargs, activation):
     dy, db = bias_pullback(du)
     dx, dw = conv_pullback(dy)
     got = pullback(dz)
-    for a, e in zip(got, (dx, dw, db)):
-        np.testing.assert_array_equal(a, e)
+    np.testing.assert_array_equal(got[0], dx)
+    np.testing.assert_array_equal(got[1], dw)
+    if backend == "cpu" and op == "depthwise_conv2d" and shapes[1][0] == 3 and activation:
+        terms = np.abs(du).reshape(-1, db.shape[0]).sum(axis=0)
+        np.testing.assert_allclose(got[2], db, rtol=0, atol=np.max(terms) * du[..., 0].size * EPS32)
+    else:
+        np.testing.assert_array_equal(got[2], db)
     none, dw_only, db_only = pullback(dz, input_gradient=False)
     assert none is None
     np.testing.assert_array_equal(dw_only, dw)
-    np.testing.assert_array_equal(db_only, db)
+    np.testing.assert_array_equal(db_only, got[2])
+
+
+@pytest.mark.parametrize("op, kernels, shapes", [
+    ("depthwise_conv2d", "depthwise_kernels", ((2, 7, 6, 8), (3, 3, 8, 1), (8,))),
+    ("conv2d", "pointwise_kernels", ((2, 7, 6, 8), (1, 1, 8, 5), (5,))),
+])  # fmt: skip
+def test_cpu_relu6_backward_forms_dy_in_the_pass(op, kernels, shapes, monkeypatch):
+    """The cpu backend's fused backward with ReLU6 runs no separate ``bias_relu6_backward`` pass (3 x 3
+    depthwise, multiplier 1, finite filter; 1 x 1 of two row chunks or more, cut small here); a depthwise
+    filter with an inf (the general loops) and a 1 x 1 layer of one chunk run it first."""
+    from miniconv.backend import cpu
+
+    module = getattr(cpu, kernels)
+    calls = []
+    composed = module.bias_relu6_backward
+    monkeypatch.setattr(module, "bias_relu6_backward", lambda *a: calls.append(1) or composed(*a))
+    monkeypatch.setattr(cpu.pointwise_kernels, "MIN_CHUNK_ROWS", 16)
+    rng = np.random.default_rng(4)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in shapes)
+    fused = getattr(nn, op + "_bias")
+    z, pullback = miniconv.vjp(fused, x, w, b, 1, "SAME", activation="relu6", backend="cpu")
+    pullback(np.ones_like(z))
+    assert calls == []
+    if op == "depthwise_conv2d":
+        w[0, 0, 0, 0] = np.inf
+    else:
+        monkeypatch.setattr(cpu.pointwise_kernels, "MIN_CHUNK_ROWS", 1024)
+    z, pullback = miniconv.vjp(fused, x, w, b, 1, "SAME", activation="relu6", backend="cpu")
+    pullback(np.ones_like(z))
+    assert calls == [1]
 
 
 # --- inf and NaN: the numpy reference's numbers ------------------------------------------------------
@@ -355,9 +392,9 @@ def _sizes(op, arrays, dy, kwargs):
 
 
 def check_fused_is_composition(op, x, w, b, dy, kwargs, activation, special, seed, exact):
-    """The cpu fused op against (1) the cpu composition of the separate ops: the same bits where ``exact``
-    (the same kernels, the same chunks), else the same inf / NaN positions and finite values within
-    rounding (1x1 products in other blocks); (2) the numpy reference's composition: the same inf / NaN
+    """The cpu fused op against (1) the cpu composition of the separate ops: the same bits for the results
+    named in ``exact`` (of ``NAMES``: the same kernels, the same chunks), the others the same inf / NaN
+    positions and finite values within rounding (1x1 products in other blocks, sums in another order); (2) the numpy reference's composition: the same inf / NaN
     positions, finite values within rounding (C_TOL * eps * sqrt(L) of the sum of |terms|, as against TF). ``special`` ("x", "inf"): a few cells of one array inf or NaN
     (finite values in [-3, 3] and small sums: no sum can overflow, so positions do not depend on order)."""
     values = {"x": x, "w": w, "b": b, "dy": dy}
@@ -373,7 +410,7 @@ def check_fused_is_composition(op, x, w, b, dy, kwargs, activation, special, see
     rtol, sizes = _sizes(op, arrays, values["dy"], kwargs)
     for name, ours, theirs, ref, size in zip(NAMES, fused, composed, reference, sizes):
         assert ours.shape == ref.shape, f"{label} {name}: shape {ours.shape}, reference {ref.shape}"
-        if exact:
+        if name in exact:
             np.testing.assert_array_equal(ours, theirs, err_msg=f"{label} {name}: not the composition's bits")
         else:  # inf and NaN where the composition has them, finite values to rounding
             assert_close(ours, theirs, rtol=rtol, magnitude=size, what=f"{label} {name} vs the cpu composition")
@@ -395,18 +432,50 @@ def test_conv2d_bias_is_the_composition(case, activation, special):
     b = _bias(np.random.default_rng(case.seed + 1), case.K)
     pointwise = case.R == case.S == 1 and tuple(case.strides) == (1, 1)  # (a 1x1 window pads nothing)
     check_fused_is_composition("conv2d", x, w, b, dy, case.kwargs, activation, special, case.seed,
-                               exact=not pointwise)
+                               exact=() if pointwise else NAMES)
 
 
 @given(case=depthwise_cases(), activation=fused_activations, special=specials)
 def test_depthwise_conv2d_bias_is_the_composition(case, activation, special):
+    check_depthwise_is_composition(case, activation, special)
+
+
+@given(case=depthwise_cases(filter_size=(3, 3)), activation=fused_activations, special=specials)
+def test_depthwise_conv2d_bias_3x3_is_the_composition(case, activation, special):
+    """3x3: the row kernels, and with ReLU6 and multiplier 1 dy formed inside their backward's pass."""
+    check_depthwise_is_composition(case, activation, special)
+
+
+def check_depthwise_is_composition(case, activation, special):
     """Drawn depthwise cases (batch 1, one channel, strides 1-3, dilations, explicit padding, multipliers;
-    3x3 ones take the row kernels): the same bits as depthwise_conv2d -> bias_add -> relu6."""
+    3x3 ones take the row kernels): the same bits as depthwise_conv2d -> bias_add -> relu6, except dbias
+    where the 3x3 kernels form dy inside their pass (ReLU6, multiplier 1): the same terms summed per chunk
+    of images."""
     (x, w), dy = case.arrays()
     x = x * np.float32(3)
     b = _bias(np.random.default_rng(case.seed + 1), case.C * case.M)
+    in_the_pass = case.R == case.S == 3 and case.M == 1 and activation == "relu6"
     check_fused_is_composition("depthwise_conv2d", x, w, b, dy, case.kwargs, activation, special, case.seed,
-                               exact=True)
+                               exact=NAMES[:3] if in_the_pass else NAMES)
+
+
+@pytest.mark.parametrize("special", [None, ("x", "inf"), ("dy", "nan"), ("w", "nan")])
+@pytest.mark.parametrize("shape, chunk_rows", [
+    ((3, 9, 9, 5, 4), 40),  # 243 rows: chunks of 40 (blocks of 16, 16, 8) and a last one of 3
+    ((1, 3, 11, 7, 6), 33),  # 33 rows, one chunk of 16 + 17 (no 1-row block)
+])  # fmt: skip
+def test_pointwise_relu6_backward_blocks(shape, chunk_rows, special, monkeypatch):
+    """The 1x1 backward with ReLU6 in chunks of several blocks (64 B blocks: 16 rows): the composition's
+    numbers."""
+    from miniconv.backend.cpu import pointwise_kernels
+
+    monkeypatch.setattr(pointwise_kernels, "BLOCK_BYTES", 64)
+    monkeypatch.setattr(pointwise_kernels, "MIN_CHUNK_ROWS", chunk_rows)
+    N, H, W, C, K = shape
+    case = ConvCase(2, N, H, W, C, K, 1, 1, (1, 1), (1, 1), "VALID", 1, 1, sum(shape))
+    x, w, dy = case.arrays()
+    b = _bias(np.random.default_rng(case.seed + 1), K)
+    check_fused_is_composition("conv2d", x * np.float32(3), w, b, dy, case.kwargs, "relu6", special, case.seed, exact=())
 
 
 @st.composite
@@ -420,19 +489,19 @@ def pointwise_cases(draw):
 
 
 @given(case=pointwise_cases(), activation=fused_activations, special=specials,
-       block_bytes=st.sampled_from([64, 512, 4096, 1 << 18]))
-def test_pointwise_conv2d_bias_is_the_composition(case, activation, special, block_bytes):
+       block_bytes=st.sampled_from([64, 512, 4096, 1 << 18]), chunk_rows=st.sampled_from([1, 40, 1024]))
+def test_pointwise_conv2d_bias_is_the_composition(case, activation, special, block_bytes, chunk_rows):
+    """Blocks of rows cut small (64 B: 16 rows); the backward with ReLU6 in row chunks of ``chunk_rows`` (40: a
+    chunk of three blocks; 1024: one chunk, which takes the composition)."""
     from miniconv.backend.cpu import pointwise_kernels
 
     x, w, dy = case.arrays()
     x = x * np.float32(3)
     b = _bias(np.random.default_rng(case.seed + 1), case.K)
-    saved = pointwise_kernels.BLOCK_BYTES
-    pointwise_kernels.BLOCK_BYTES = block_bytes
-    try:
-        check_fused_is_composition("conv2d", x, w, b, dy, case.kwargs, activation, special, case.seed, exact=False)
-    finally:
-        pointwise_kernels.BLOCK_BYTES = saved
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pointwise_kernels, "BLOCK_BYTES", block_bytes)
+        patch.setattr(pointwise_kernels, "MIN_CHUNK_ROWS", chunk_rows)
+        check_fused_is_composition("conv2d", x, w, b, dy, case.kwargs, activation, special, case.seed, exact=())
 
 
 # --- the fusion table: Conv -> BatchNormalization (frozen) -> ReLU6 as one step -----------------------------

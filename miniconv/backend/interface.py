@@ -120,6 +120,24 @@ class Backend:
         then relu6 when ``activation == "relu6"``; this default runs the three ops one after the other."""
         return self._bias_activation(self.depthwise_conv2d_forward(x, w, g), bias, g.N * g.P * g.Q, g.K, activation)
 
+    def conv2d_bias_backward(self, x, w, z, dz, g: ConvGeometry, activation: str | None = None,
+                             input_gradient: bool = True):
+        """-> (dx or None, dw, dbias) of z = conv2d_bias(x, w, bias, activation) at upstream dz.
+
+        dy = dz * (0 < z < 6) for relu6 (dz itself for None); dbias = sum of dy over N, P, Q; dx, dw =
+        conv2d's at dy. This default runs them one after the other.
+        """
+        dy, dbias = self._bias_activation_backward(dz, z, g.N * g.P * g.Q, g.K, activation)
+        return (*self.conv2d_backward(x, w, dy, g, input_gradient), dbias)
+
+    def depthwise_conv2d_bias_backward(self, x, w, z, dz, g: DepthwiseGeometry, activation: str | None = None,
+                                       input_gradient: bool = True):
+        """-> (dx or None, dw, dbias) of z = depthwise_conv2d_bias(x, w, bias, activation) at upstream dz, as
+        ``conv2d_bias_backward``. This default runs them one after the other; a backend may form dy inside
+        the convolution's backward (dbias then sums the same terms in another order)."""
+        dy, dbias = self._bias_activation_backward(dz, z, g.N * g.P * g.Q, g.K, activation)
+        return (*self.depthwise_conv2d_backward(x, w, dy, g, input_gradient), dbias)
+
     def _bias_activation(self, y, bias, rows: int, K: int, activation):
         """bias_add and relu6 as separate passes over y (N, P, Q, K) viewed (rows, K) (explicit sizes: a
         GPU array's reshape takes no -1)."""
@@ -127,6 +145,16 @@ class Backend:
         if activation == "relu6":
             z = self.relu6_forward(z)
         return z.reshape(y.shape)
+
+    def _bias_activation_backward(self, dz, z, rows: int, K: int, activation):
+        """(dy, dbias) of z = activation(y + bias) at upstream dz (N, P, Q, K): dy = dz * (0 < z < 6) for relu6
+        (``relu6_backward``: TensorFlow's product, so an inf or NaN dz gives NaN where the mask is 0), dz
+        itself for None; dbias = the sum of dy over N, P, Q (``bias_relu6_backward``: both in one pass where
+        the backend can)."""
+        if activation == "relu6":
+            dy, dbias = self.bias_relu6_backward(dz.reshape(rows, K), z.reshape(rows, K))
+            return dy.reshape(dz.shape), dbias
+        return dz, self.bias_add_backward(dz.reshape(rows, K))
 
     # --- convolution + bias + ReLU + max pooling: a Conv2D(relu) followed by MaxPooling2D --------
     def conv2d_bias_relu_max_pool_forward(self, x, w, bias, g: ConvGeometry, pg: PoolGeometry):

@@ -370,7 +370,7 @@ class NumpyBackend(Backend):
 
 _COMPOSED = ("conv2d_backward", "conv2d_bias_relu_forward", "conv2d_bias_relu_backward", "conv2d_bias_relu_max_pool_forward",
              "conv2d_bias_relu_max_pool_backward", "depthwise_conv2d_backward", "conv2d_bias_forward",
-             "depthwise_conv2d_bias_forward")
+             "depthwise_conv2d_bias_forward", "conv2d_bias_backward", "depthwise_conv2d_bias_backward")
 for _name in [m for m in vars(Backend) if not m.startswith("_") and callable(getattr(Backend, m))]:
     if _name not in _COMPOSED and _name in globals():
         setattr(NumpyBackend, _name, staticmethod(globals()[_name]))

@@ -111,17 +111,6 @@ def check_activation(activation, op):
     return activation
 
 
-def bias_activation_pullback(be, dz, z, rows, K, activation):
-    """(dy, dbias) of z = activation(y + bias) at upstream dz (N, P, Q, K), z the op's output: dy = dz * (0 < z
-    < 6) for relu6 (``relu6_backward``: TensorFlow's product, so an inf or NaN dz gives NaN where the mask
-    is 0), dz itself for None; dbias = the sum of dy over N, P, Q (``bias_relu6_backward``: both in one
-    pass where the backend can)."""
-    if activation == "relu6":
-        dy, dbias = be.bias_relu6_backward(dz.reshape(rows, K), z.reshape(rows, K))
-        return dy.reshape(dz.shape), dbias
-    return dz, be.bias_add_backward(dz.reshape(rows, K))
-
-
 def conv2d_bias_vjp(input, filters, bias, strides=1, padding="VALID", dilations=1, *, activation=None, backend=None):
     """``conv2d_bias`` and its pullback ``dz -> (dx, dw, dbias)``; ``input_gradient=False`` as conv2d's."""
     op = "conv2d_bias"
@@ -135,8 +124,7 @@ def conv2d_bias_vjp(input, filters, bias, strides=1, padding="VALID", dilations=
 
     def pullback(dz, input_gradient=True):
         dz = check_upstream(dz, g.output_shape, op)
-        dy, dbias = bias_activation_pullback(be, dz, z, g.N * g.P * g.Q, g.K, activation)
-        return (*be.conv2d_backward(x, w, dy, g, input_gradient), dbias)
+        return be.conv2d_bias_backward(x, w, z, dz, g, activation, input_gradient)
 
     return z, pullback
 

@@ -19,7 +19,7 @@ from ..backend import get_backend
 from ..shapes import conv_geometry, depthwise_geometry, normalize_conv_padding, normalize_tuple
 from ._checks import as_float_array, check_data_format, check_nonempty, check_upstream
 from ._vjp import has_vjp
-from .conv import bias_activation_pullback, check_activation
+from .conv import check_activation
 
 
 def _depthwise(x, w, strides, padding, dilations, op, filter_name):
@@ -83,9 +83,7 @@ def depthwise_conv2d_bias_vjp(input, filter, bias, strides, padding, dilations=N
 
     def pullback(dz, input_gradient=True):
         dz = check_upstream(dz, g.output_shape, op)
-        dy, dbias = bias_activation_pullback(be, dz, z, g.N * g.P * g.Q, g.K, activation)
-        dx, dw = be.depthwise_conv2d_backward(x, w, dy, g, input_gradient)
-        return dx, dw, dbias
+        return be.depthwise_conv2d_bias_backward(x, w, z, dz, g, activation, input_gradient)
 
     return z, pullback
 

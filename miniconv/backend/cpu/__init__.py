@@ -67,6 +67,7 @@ class CpuBackend(Backend):
     conv2d_backward_filter = staticmethod(pointwise_kernels.conv2d_backward_filter)
     conv2d_backward = staticmethod(pointwise_kernels.conv2d_backward)
     conv2d_bias_forward = staticmethod(pointwise_kernels.conv2d_bias_forward)
+    conv2d_bias_backward = staticmethod(pointwise_kernels.conv2d_bias_backward)
     conv2d_bias_relu_forward = staticmethod(conv_kernels.conv2d_bias_relu_forward)
     conv2d_bias_relu_backward = staticmethod(conv_kernels.conv2d_bias_relu_backward)
     conv2d_bias_relu_max_pool_forward = staticmethod(conv_pool_kernels.conv2d_bias_relu_max_pool_forward)
@@ -74,6 +75,7 @@ class CpuBackend(Backend):
 
     depthwise_conv2d_forward = staticmethod(depthwise_kernels.depthwise_conv2d_forward)
     depthwise_conv2d_bias_forward = staticmethod(depthwise_kernels.depthwise_conv2d_bias_forward)
+    depthwise_conv2d_bias_backward = staticmethod(depthwise_kernels.depthwise_conv2d_bias_backward)
     depthwise_conv2d_backward_input = staticmethod(depthwise_kernels.depthwise_conv2d_backward_input)
     depthwise_conv2d_backward_filter = staticmethod(depthwise_kernels.depthwise_conv2d_backward_filter)
     depthwise_conv2d_backward = staticmethod(depthwise_kernels.depthwise_conv2d_backward)

@@ -14,7 +14,9 @@ input:
                ``dot9_row``: four cells a loop over the channels, their 36 products summed in
                registers, 9 filter and 18 input loads (stride 1) and 4 stores for 36 products;
                with a bias (and ReLU6), each value finished before its store
-    backward   one pass per image over the output rows p in order, dy and x each read once:
+    backward   one pass per image over the output rows p in order, dy and x each read once
+               (after a bias + ReLU6, ``depthwise_conv2d_bias_backward``: dy row p formed from dz and z
+               as the pass reaches it, into a per-thread image of dy rows, and dbias summed there):
                dw   ``outer9_row``: four cells' products for each of the nine taps summed in
                     registers, then added to dw (a copy on the row loop's stack: ``stack_arrays``;
                     zero-padded input rows: a padding cell multiplies dy)
@@ -44,7 +46,7 @@ from numba import njit
 
 from .depthwise_loops import backward_images, forward_rows
 from .depthwise_rows import dot5_row, dot9_row, gather_s2_row, outer9_row, scatter3_row
-from .elementwise_kernels import bias_activation_rows
+from .elementwise_kernels import bias_activation_rows, bias_add_backward, bias_relu6_backward, relu6_gradient_rows
 from .stack_arrays import fits_on_stack
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
 
@@ -171,19 +173,23 @@ def _flush(acc, atags, dxf, first_row, last_row, left, C, W):
 
 
 @njit(nogil=True, cache=True)
-def backward_images_3x3(x, wk, dy, sh, sw, dh, dw, top, left, first, last, with_dx, with_dw, dx, dwk, xring, xtags,
-                        gring, gtags, zero):
+def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first, last, with_dx, with_dw, dx, dwk,
+                        dbias, dy_image, xring, xtags, gring, gtags, zero):
     """dx[n] (with_dx) and dwk (3, 3, C) += (with_dw) for the images [first, last), M = 1, finite
     filter values (the stride-1 input gradient reads zero-padded dy: 0 * w must add nothing). One
     pass over each image's output rows p in order:
 
+        dy   upstream False: dy itself. upstream True: dy is dz, the upstream gradient of
+             z = relu6(conv + bias), and row p of the convolution's gradient, dz * (0 < z < 6), is formed
+             into dy_image (P, Q C) as the pass reaches it (``relu6_gradient_rows``), its column sums
+             added to dbias (C,): no dy tensor is written and read back
         dw   ``outer9_row`` of dy row p and input rows p sh - top + r dh, zero-padded (x ring)
         dx   stride 1: row h = p - top once its last dy row p is read: ``dot9_row`` of the dy rows
              h + top - r dh, zero-padded by 2 dw - left (dy ring), with the taps mirrored along s;
              stride 2, dilation 1: rows 2 p - top and 2 p + 1 - top (``_gather_s2``); other strides:
              dy row p scattered into accumulation rows (the dy ring's slots, padded by ``left``), each
              copied to dx once no later dy row reaches it
-    x or dx is not read when its flag is off.
+    x or dx is not read when its flag is off; z, dbias and dy_image only when upstream is.
     """
     N, P, Q, C = dy.shape
     H, W = (dx.shape[1], dx.shape[2]) if with_dx else (x.shape[1], x.shape[2])
@@ -191,15 +197,20 @@ def backward_images_3x3(x, wk, dy, sh, sw, dh, dw, top, left, first, last, with_
     stride2 = sh == 2 and sw == 2 and dh == 1 and dw == 1
     xf = x.reshape(x.shape[0] * x.shape[1], x.shape[2] * x.shape[3])
     dyf = dy.reshape(N * P, Q * C)
+    zf = z.reshape(z.shape[0] * z.shape[1], z.shape[2] * z.shape[3])
     dxf = dx.reshape(dx.shape[0] * dx.shape[1], dx.shape[2] * dx.shape[3])
     d = dwk.reshape(9 * C)
     wf = np.ascontiguousarray(wk[:, ::-1]).reshape(9 * C)  # taps mirrored along s: the stride-1 gather
     xtags[:] = -1
-    gtags[:] = -1
     for n in range(first, last):
+        rows = dy_image if upstream else dyf[n * P : (n + 1) * P]  # the image's dy rows, indexed p
+        gtags[:] = -1  # the dy ring holds this image's rows (by p), or its dx accumulation rows
         flushed = n * H  # scatter: dx rows before this one are written
         for p in range(P):
-            g = dyf[n * P + p]
+            if upstream:
+                u = n * P + p
+                relu6_gradient_rows(dyf[u].reshape(Q, C), zf[u].reshape(Q, C), dy_image[p].reshape(Q, C), dbias)
+            g = rows[p]
             h0 = p * sh - top
             if with_dw:
                 r0 = _padded(xf, n * H + h0, 0 <= h0 < H, left, xring, xtags, zero, C)
@@ -210,11 +221,11 @@ def backward_images_3x3(x, wk, dy, sh, sw, dh, dw, top, left, first, last, with_
                 continue
             if stride1:
                 if 0 <= p - top < H:
-                    _gather_row(dyf, wf, n, p - top, P, H, dh, dw, top, left, gring, gtags, zero, C, W, dxf)
+                    _gather_row(rows, wf, p - top, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + p - top])
                 continue
             if stride2:  # the rows whose last dy row is p
                 for h in range(max(0, 2 * p - top), min(H, 2 * p + 2 - top)):
-                    _gather_s2(dyf, wk, n, h, P, H, top, left, gring, gtags, zero, C, W, dxf)
+                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h])
                 continue
             for r in range(3):
                 h = h0 + r * dh
@@ -231,40 +242,41 @@ def backward_images_3x3(x, wk, dy, sh, sw, dh, dw, top, left, first, last, with_
         if with_dx:
             if stride1:
                 for h in range(max(0, P - top), H):
-                    _gather_row(dyf, wf, n, h, P, H, dh, dw, top, left, gring, gtags, zero, C, W, dxf)
+                    _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + h])
             elif stride2:
                 for h in range(max(0, 2 * P - top), H):
-                    _gather_s2(dyf, wk, n, h, P, H, top, left, gring, gtags, zero, C, W, dxf)
+                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h])
             else:
                 _flush(gring, gtags, dxf, flushed, (n + 1) * H, left, C, W)
 
 
 @njit(nogil=True, cache=True)
-def _gather_row(dyf, wf, n, h, P, H, dh, dw, top, left, gring, gtags, zero, C, W, dxf):
-    """dx row (n, h), stride 1: every cell w its nine terms, dy columns w + left - s dw of dy rows
-    h + top - r dh (zero-padded rows from the dy ring: padded column j is dy column j - (2 dw - left))."""
+def _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, out):
+    """out = dx row h of the image whose dy rows are ``rows`` (P, Q C), stride 1: every cell w its nine
+    terms, dy columns w + left - s dw of dy rows h + top - r dh (zero-padded rows from the dy ring:
+    padded column j is dy column j - (2 dw - left))."""
     p0 = h + top
     offset = 2 * dw - left
-    g0 = _padded(dyf, n * P + p0, 0 <= p0 < P, offset, gring, gtags, zero, C)
-    g1 = _padded(dyf, n * P + p0 - dh, 0 <= p0 - dh < P, offset, gring, gtags, zero, C)
-    g2 = _padded(dyf, n * P + p0 - 2 * dh, 0 <= p0 - 2 * dh < P, offset, gring, gtags, zero, C)
-    dot9_row(g0, g1, g2, wf, dxf[n * H + h], C, 1, dw, W, wf, 0)  # epilogue 0: its bias (wf) is not read
+    g0 = _padded(rows, p0, 0 <= p0 < P, offset, gring, gtags, zero, C)
+    g1 = _padded(rows, p0 - dh, 0 <= p0 - dh < P, offset, gring, gtags, zero, C)
+    g2 = _padded(rows, p0 - 2 * dh, 0 <= p0 - 2 * dh < P, offset, gring, gtags, zero, C)
+    dot9_row(g0, g1, g2, wf, out, C, 1, dw, out.shape[0] // C, wf, 0)  # epilogue 0: its bias (wf) is not read
 
 
 @njit(nogil=True, cache=True)
-def _gather_s2(dyf, wk, n, h, P, H, top, left, gring, gtags, zero, C, W, dxf):
-    """dx row (n, h), stride 2, dilation 1: ``gather_s2_row`` of dy rows (h + top - r) / 2, zero-padded
-    by one cell in front (dy ring): rows p - 1 and p (taps r = 2, 0) for h + top = 2 p, row p (r = 1)
-    for h + top = 2 p + 1."""
+def _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, out):
+    """out = dx row h of the image whose dy rows are ``rows`` (P, Q C), stride 2, dilation 1:
+    ``gather_s2_row`` of dy rows (h + top - r) / 2, zero-padded by one cell in front (dy ring): rows
+    p - 1 and p (taps r = 2, 0) for h + top = 2 p, row p (r = 1) for h + top = 2 p + 1."""
     j = h + top
     p = j // 2
-    ga = _padded(dyf, n * P + p, 0 <= p < P, 1, gring, gtags, zero, C)
+    ga = _padded(rows, p, 0 <= p < P, 1, gring, gtags, zero, C)
     if j % 2 == 0:
-        gb = _padded(dyf, n * P + p - 1, 0 <= p - 1 < P, 1, gring, gtags, zero, C)
-        gather_s2_row(ga, gb, wk[0].reshape(3 * C), wk[2].reshape(3 * C), True, dxf[n * H + h], C, W, left)
+        gb = _padded(rows, p - 1, 0 <= p - 1 < P, 1, gring, gtags, zero, C)
+        gather_s2_row(ga, gb, wk[0].reshape(3 * C), wk[2].reshape(3 * C), True, out, C, W, left)
     else:
         t = wk[1].reshape(3 * C)
-        gather_s2_row(ga, ga, t, t, False, dxf[n * H + h], C, W, left)
+        gather_s2_row(ga, ga, t, t, False, out, C, W, left)
 
 
 def _wk(w):
@@ -336,19 +348,30 @@ def depthwise_conv2d_bias_forward(x, w, bias, g, activation=None):
     return depthwise_conv2d_forward(x, w, g, bias, activation)
 
 
-def _backward(x, w, dy, g, with_dx, with_dw):
-    """(dx or None, dw or None) in one pass over dy (and x), per chunk of whole images (no two threads
-    write the same dx row); each chunk's dw partial added in chunk order, so the bits do not
-    depend on which thread ran which chunk. The 3 x 3 kernels need finite filter values for dx
-    (they read zero-padded dy); a filter with an inf or NaN, or channels too many for ``outer9_row``'s
-    stack copy of dw, take the general loops."""
+def _backward(x, w, dy, g, with_dx, with_dw, z=None):
+    """(dx or None, dw or None, dbias or None) in one pass over dy (and x), per chunk of whole images (no
+    two threads write the same dx row); each chunk's dw (and dbias) partial added in chunk order, so the
+    bits do not depend on which thread ran which chunk. With z, dy is dz, the upstream gradient of
+    z = relu6(conv + bias), and the 3 x 3 kernels form the convolution's gradient dz * (0 < z < 6) row by
+    row inside the pass (``backward_images_3x3``), adding dbias per chunk; elsewhere
+    ``bias_relu6_backward`` forms it first. The 3 x 3 kernels need finite filter values for dx (they read
+    zero-padded dy); a filter with an inf or NaN, or channels too many for ``outer9_row``'s stack copy of
+    dw, take the general loops."""
     wk = _wk(w)
+    upstream = z is not None
+    fast = fast_applies(g) and (not with_dw or fits_on_stack(9 * g.C, dy.dtype)) and (not with_dx or bool(np.isfinite(w).all()))
+    dbias = None
+    if upstream and not fast:
+        rows = g.N * g.P * g.Q
+        dy, dbias = bias_relu6_backward(dy.reshape(rows, g.K), z.reshape(rows, g.K))
+        dy, upstream = dy.reshape(g.output_shape), False
     # one image a chunk (a threads' worth at least): coarser chunks leave a thread waiting when the
     # other is descheduled on a busy machine
     bounds = chunk_bounds(g.N, max(1, -(-g.N // (IMAGE_CHUNKS_PER_THREAD * thread_count()))))
     dw_partials = partials(len(bounds), wk.shape, dy.dtype)
+    dbias_partials = partials(len(bounds), (g.K,) if upstream else (1,), dy.dtype)
     dx = np.empty(g.input_shape, dy.dtype) if with_dx else np.empty((1, 1, 1, 1), dy.dtype)
-    fast = fast_applies(g) and (not with_dw or fits_on_stack(9 * g.C, dy.dtype)) and (not with_dx or bool(np.isfinite(w).all()))
+    z = z if upstream else np.empty((1, 1, 1, 1), dy.dtype)  # (not read without upstream)
 
     def task(i):
         first, last = bounds[i]
@@ -357,19 +380,34 @@ def _backward(x, w, dy, g, with_dx, with_dw):
             width = _dy_ring_width(g)
             gring, gtags = _ring("dw_dy_ring", g, width, dy.dtype)
             zero = _zero_row(g, max(width, _padded_width(g)), dy.dtype)
-            backward_images_3x3(x, wk, dy, g.sh, g.sw, g.dh, g.dw, g.top, g.left, first, last, with_dx, with_dw, dx,
-                                dw_partials[i], xring, xtags, gring, gtags, zero)
+            dy_image = scratch("dw_dy_image", (g.P, g.Q * g.C) if upstream else (1, 1), dy.dtype)
+            backward_images_3x3(x, wk, dy, z, upstream, g.sh, g.sw, g.dh, g.dw, g.top, g.left, first, last, with_dx,
+                                with_dw, dx, dw_partials[i], dbias_partials[i], dy_image, xring, xtags, gring, gtags,
+                                zero)
         else:
             backward_images(x, wk, dy, g.M, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.H, g.W, first, last, with_dx,
                             with_dw, dx, dw_partials[i])
 
     run_chunks(task, len(bounds))
-    return (dx if with_dx else None), (sum_in_order(dw_partials).reshape(w.shape) if with_dw else None)
+    if upstream:
+        dbias = sum_in_order(dbias_partials)
+    return (dx if with_dx else None), (sum_in_order(dw_partials).reshape(w.shape) if with_dw else None), dbias
 
 
 def depthwise_conv2d_backward(x, w, dy, g, input_gradient=True):
     """(dx or None, dw): both gradients in one pass over dy and x."""
-    return _backward(x, w, dy, g, input_gradient, True)
+    return _backward(x, w, dy, g, input_gradient, True)[:2]
+
+
+def depthwise_conv2d_bias_backward(x, w, z, dz, g, activation=None, input_gradient=True):
+    """(dx or None, dw, dbias) of z = depthwise_conv2d_bias(x, w, bias, activation) at upstream dz. relu6:
+    the convolution's gradient dz * (0 < z < 6) formed row by row inside the backward's pass (3 x 3
+    kernels) instead of written out by one pass and read back by the next; dbias its sum per chunk of
+    images, the chunks added in order. None: dy is dz, dbias ``bias_add_backward``'s."""
+    if activation == "relu6":
+        return _backward(x, w, dz, g, input_gradient, True, z)
+    rows = g.N * g.P * g.Q
+    return (*_backward(x, w, dz, g, input_gradient, True)[:2], bias_add_backward(dz.reshape(rows, g.K)))
 
 
 def depthwise_conv2d_backward_input(dy, w, g):

@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import conv_kernels, direct_kernels, winograd_conv2d
-from .elementwise_kernels import bias_activation_rows
-from .work_sharing import chunk_bounds, matmul, run_chunks, scratch, single_threaded_blas, sum_in_order
+from .elementwise_kernels import bias_activation_rows, bias_add_backward, bias_relu6_backward, relu6_gradient_rows
+from .work_sharing import chunk_bounds, matmul, partials, run_chunks, scratch, single_threaded_blas, sum_in_order
 
 FILTER_CHUNKS = 8  # row chunks of the filter gradient (shape-only; 4 per thread of two)
 MIN_CHUNK_ROWS = 1024  # a chunk smaller than this is not worth a product of its own
@@ -106,3 +106,54 @@ def conv2d_backward_filter(x, dy, g):
     with single_threaded_blas():
         run_chunks(task, len(bounds))
     return sum_in_order(partials).reshape(g.filter_shape)
+
+
+def conv2d_bias_backward(x, w, z, dz, g, activation=None, input_gradient=True):
+    """(dx or None, dw, dbias) of z = conv2d_bias(x, w, bias, activation) at upstream dz.
+
+    1 x 1 (``applies``) with ReLU6, rows enough for two filter-gradient chunks: per chunk of rows (the
+    filter gradient's), block by block of rows that fit a core's L2 with their dy:
+
+        dy     = dz * (0 < z < 6)        the block's rows (``relu6_gradient_rows``), dbias partial += their sums
+        dx     = dy @ w.T                the block's rows
+        dw partial += x.T @ dy           the block's product added to the chunk's partial
+
+    dy is never written out and read back (twice: by each product). The partials are added in chunk
+    order, so the bits do not depend on which thread ran which chunk; dw and dbias sum the composition's
+    terms in another order. Otherwise ``bias_relu6_backward`` (or ``bias_add_backward``), then ``conv2d_backward``.
+    """
+    rows = g.N * g.P * g.Q
+    bounds = chunk_bounds(rows, max(MIN_CHUNK_ROWS, -(-rows // FILTER_CHUNKS)))
+    if activation != "relu6" or not applies(g) or len(bounds) == 1:
+        if activation == "relu6":
+            dy, dbias = bias_relu6_backward(dz.reshape(rows, g.K), z.reshape(rows, g.K))
+        else:
+            dy, dbias = dz, bias_add_backward(dz.reshape(rows, g.K))
+        return (*conv2d_backward(x, w, dy.reshape(g.output_shape), g, input_gradient), dbias)
+    x2, w2, z2, dz2 = x.reshape(rows, g.C), w.reshape(g.C, g.K), z.reshape(rows, g.K), dz.reshape(rows, g.K)
+    block = max(16, BLOCK_BYTES // (dz.itemsize * (g.C + g.K)))  # rows of x (or dx) and dy together
+    dw_partials = partials(len(bounds), (g.C, g.K), dz.dtype)
+    dbias_partials = partials(len(bounds), (g.K,), dz.dtype)
+    dx = np.empty((rows, g.C), dz.dtype) if input_gradient else None
+
+    def task(i):
+        start, stop = bounds[i]
+        dy = scratch("pointwise_dy_block", (block + 1, g.K), dz.dtype)
+        product = scratch("pointwise_dw_block", (g.C, g.K), dz.dtype)
+        first = start
+        while first < stop:
+            last = min(first + block, stop)
+            if stop - last == 1:  # NumPy runs a 1-row product as gemv, which rounds otherwise: no 1-row block
+                last = stop
+            d = dy[: last - first]
+            relu6_gradient_rows(dz2[first:last], z2[first:last], d, dbias_partials[i])
+            if input_gradient:
+                np.matmul(d, w2.T, out=dx[first:last])
+            np.matmul(x2[first:last].T, d, out=product)
+            dw_partials[i] += product
+            first = last
+
+    with single_threaded_blas():
+        run_chunks(task, len(bounds))
+    dx = dx.reshape(g.input_shape) if input_gradient else None
+    return dx, sum_in_order(dw_partials).reshape(g.filter_shape), sum_in_order(dbias_partials)
