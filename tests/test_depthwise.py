@@ -62,11 +62,13 @@ def test_depthwise_mobilenet_like_shapes(backend, shape, stride, padding):
 @pytest.mark.parametrize("padding", [
     [[0, 0], [1, 1], [1, 1], [0, 0]],
     [[0, 0], [0, 2], [3, 0], [0, 0]],   # asymmetric, more than the filter needs
+    [[0, 0], [3, 1], [2, 3], [0, 0]],   # top 3: the 3x3 backward's first dx row reads dy rows 3, 2, 1
     [[0, 0], [0, 0], [0, 0], [0, 0]],   # = VALID
 ])  # fmt: skip
 @pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2)])
-def test_depthwise_explicit_padding(backend, padding, stride, dilation):
-    check(case(2, 7, 9, 3, 2, stride=stride, padding=padding, dilation=dilation, seed=stride), backend)
+@pytest.mark.parametrize("M", [1, 2])  # (M = 1: the cpu backend's 3x3 row kernels)
+def test_depthwise_explicit_padding(backend, padding, stride, dilation, M):
+    check(case(2, 7, 9, 3, M, stride=stride, padding=padding, dilation=dilation, seed=stride), backend)
 
 
 def test_depthwise_single_channel_single_image_non_square(backend):

@@ -15,8 +15,8 @@ input:
                registers, 9 filter and 18 input loads (stride 1) and 4 stores for 36 products;
                with a bias (and ReLU6), each value finished before its store
     backward   one pass per image over the output rows p in order, dy and x each read once
-               (after a bias + ReLU6, ``depthwise_conv2d_bias_backward``: dy row p formed from dz and z
-               as the pass reaches it, into a per-thread image of dy rows, and dbias summed there):
+               (each dy row first copied into a ring of rows; after a bias + ReLU6,
+               ``depthwise_conv2d_bias_backward``, formed there from dz and z, and dbias summed there):
                dw   ``outer9_row``: four cells' products for each of the nine taps summed in
                     registers, then added to dw (a copy on the row loop's stack: ``stack_arrays``;
                     zero-padded input rows: a padding cell multiplies dy)
@@ -93,13 +93,14 @@ def _fill(dst, src, offset, C):
 
 @njit(nogil=True, cache=True, inline="always")
 def _padded(rows, index, inside, offset, ring, tags, zero, C):
-    """Row ``index`` of rows (flat) zero-padded by ``offset`` cells on the left, from the ring (filled
-    on first use: a row shared by consecutive output rows is copied once); the zero row if not inside."""
+    """Row ``index`` zero-padded by ``offset`` cells on the left, from the ring (filled on first use: a row
+    shared by consecutive output rows is copied once); the zero row if not inside. ``rows`` (flat) holds
+    every row, or a ring of the latest ones: row ``index`` is read at index mod their count."""
     if not inside:
         return zero
     slot = index % ring.shape[0]
     if tags[slot] != index:
-        _fill(ring[slot], rows[index], offset, C)
+        _fill(ring[slot], rows[index % rows.shape[0]], offset, C)
         tags[slot] = index
     return ring[slot]
 
@@ -174,22 +175,25 @@ def _flush(acc, atags, dxf, first_row, last_row, left, C, W):
 
 @njit(nogil=True, cache=True)
 def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first, last, with_dx, with_dw, dx, dwk,
-                        dbias, dy_image, xring, xtags, gring, gtags, zero):
+                        dbias, dy_rows, xring, xtags, gring, gtags, zero):
     """dx[n] (with_dx) and dwk (3, 3, C) += (with_dw) for the images [first, last), M = 1, finite
     filter values (the stride-1 input gradient reads zero-padded dy: 0 * w must add nothing). One
     pass over each image's output rows p in order:
 
-        dy   upstream False: dy itself. upstream True: dy is dz, the upstream gradient of
-             z = relu6(conv + bias), and row p of the convolution's gradient, dz * (0 < z < 6), is formed
-             into dy_image (P, Q C) as the pass reaches it (``relu6_gradient_rows``), its column sums
-             added to dbias (C,): no dy tensor is written and read back
+        dy   row p copied into the ring dy_rows (at least 2 dh + 2 rows of Q C: the rows the gathers
+             below read), a streaming copy before the row loops read it (measured: 56x56x144 at
+             batch 32, one thread, 27-34 -> 23-24 ms, the row loops reading dy from memory themselves
+             spent longer than the copy). upstream True: dy is dz, the upstream gradient of
+             z = relu6(conv + bias), and the row is the convolution's gradient, dz * (0 < z < 6)
+             (``relu6_gradient_rows``), its column sums added to dbias (C,): no dy tensor is written
+             out and read back
         dw   ``outer9_row`` of dy row p and input rows p sh - top + r dh, zero-padded (x ring)
         dx   stride 1: row h = p - top once its last dy row p is read: ``dot9_row`` of the dy rows
              h + top - r dh, zero-padded by 2 dw - left (dy ring), with the taps mirrored along s;
              stride 2, dilation 1: rows 2 p - top and 2 p + 1 - top (``_gather_s2``); other strides:
              dy row p scattered into accumulation rows (the dy ring's slots, padded by ``left``), each
              copied to dx once no later dy row reaches it
-    x or dx is not read when its flag is off; z, dbias and dy_image only when upstream is.
+    x or dx is not read when its flag is off; z and dbias only when upstream is.
     """
     N, P, Q, C = dy.shape
     H, W = (dx.shape[1], dx.shape[2]) if with_dx else (x.shape[1], x.shape[2])
@@ -203,14 +207,15 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
     wf = np.ascontiguousarray(wk[:, ::-1]).reshape(9 * C)  # taps mirrored along s: the stride-1 gather
     xtags[:] = -1
     for n in range(first, last):
-        rows = dy_image if upstream else dyf[n * P : (n + 1) * P]  # the image's dy rows, indexed p
-        gtags[:] = -1  # the dy ring holds this image's rows (by p), or its dx accumulation rows
+        gtags[:] = -1  # the padded dy ring holds this image's rows (by p), or its dx accumulation rows
         flushed = n * H  # scatter: dx rows before this one are written
         for p in range(P):
+            u = n * P + p
+            g = dy_rows[p % dy_rows.shape[0]]
             if upstream:
-                u = n * P + p
-                relu6_gradient_rows(dyf[u].reshape(Q, C), zf[u].reshape(Q, C), dy_image[p].reshape(Q, C), dbias)
-            g = rows[p]
+                relu6_gradient_rows(dyf[u].reshape(Q, C), zf[u].reshape(Q, C), g.reshape(Q, C), dbias)
+            else:
+                g[:] = dyf[u]
             h0 = p * sh - top
             if with_dw:
                 r0 = _padded(xf, n * H + h0, 0 <= h0 < H, left, xring, xtags, zero, C)
@@ -221,11 +226,11 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
                 continue
             if stride1:
                 if 0 <= p - top < H:
-                    _gather_row(rows, wf, p - top, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + p - top])
+                    _gather_row(dy_rows, wf, p - top, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + p - top])
                 continue
             if stride2:  # the rows whose last dy row is p
                 for h in range(max(0, 2 * p - top), min(H, 2 * p + 2 - top)):
-                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h])
+                    _gather_s2(dy_rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h])
                 continue
             for r in range(3):
                 h = h0 + r * dh
@@ -242,17 +247,17 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
         if with_dx:
             if stride1:
                 for h in range(max(0, P - top), H):
-                    _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + h])
+                    _gather_row(dy_rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + h])
             elif stride2:
                 for h in range(max(0, 2 * P - top), H):
-                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h])
+                    _gather_s2(dy_rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h])
             else:
                 _flush(gring, gtags, dxf, flushed, (n + 1) * H, left, C, W)
 
 
 @njit(nogil=True, cache=True)
 def _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, out):
-    """out = dx row h of the image whose dy rows are ``rows`` (P, Q C), stride 1: every cell w its nine
+    """out = dx row h of the image whose dy rows are ``rows`` (a ring of them, ``_padded``), stride 1: every cell w its nine
     terms, dy columns w + left - s dw of dy rows h + top - r dh (zero-padded rows from the dy ring:
     padded column j is dy column j - (2 dw - left))."""
     p0 = h + top
@@ -265,7 +270,7 @@ def _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, out):
 
 @njit(nogil=True, cache=True)
 def _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, out):
-    """out = dx row h of the image whose dy rows are ``rows`` (P, Q C), stride 2, dilation 1:
+    """out = dx row h of the image whose dy rows are ``rows`` (a ring of them, ``_padded``), stride 2, dilation 1:
     ``gather_s2_row`` of dy rows (h + top - r) / 2, zero-padded by one cell in front (dy ring): rows
     p - 1 and p (taps r = 2, 0) for h + top = 2 p, row p (r = 1) for h + top = 2 p + 1."""
     j = h + top
@@ -380,9 +385,9 @@ def _backward(x, w, dy, g, with_dx, with_dw, z=None):
             width = _dy_ring_width(g)
             gring, gtags = _ring("dw_dy_ring", g, width, dy.dtype)
             zero = _zero_row(g, max(width, _padded_width(g)), dy.dtype)
-            dy_image = scratch("dw_dy_image", (g.P, g.Q * g.C) if upstream else (1, 1), dy.dtype)
+            dy_rows = scratch("dw_dy_rows", (min(g.P, 2 * g.dh + 2), g.Q * g.C), dy.dtype)
             backward_images_3x3(x, wk, dy, z, upstream, g.sh, g.sw, g.dh, g.dw, g.top, g.left, first, last, with_dx,
-                                with_dw, dx, dw_partials[i], dbias_partials[i], dy_image, xring, xtags, gring, gtags,
+                                with_dw, dx, dw_partials[i], dbias_partials[i], dy_rows, xring, xtags, gring, gtags,
                                 zero)
         else:
             backward_images(x, wk, dy, g.M, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.H, g.W, first, last, with_dx,
