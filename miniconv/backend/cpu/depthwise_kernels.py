@@ -15,7 +15,7 @@ input:
                registers, 9 filter and 18 input loads (stride 1) and 4 stores for 36 products;
                with a bias (and ReLU6), each value finished before its store
     backward   one pass per image over the output rows p in order, dy and x each read once
-               (each dy row first copied into a ring of rows; after a bias + ReLU6,
+               (with dw, each dy row first copied into a ring of rows; after a bias + ReLU6,
                ``depthwise_conv2d_bias_backward``, formed there from dz and z, and dbias summed there):
                dw   ``outer9_row``: four cells' products for each of the nine taps summed in
                     registers, then added to dw (a copy on the row loop's stack: ``stack_arrays``;
@@ -89,6 +89,13 @@ def _fill(dst, src, offset, C):
         part[j] = source[j]
     for j in range(hi * C, Wd * C):
         dst[j] = 0.0
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _copy(src, dst):
+    """dst[:] = src, both flat rows of one length."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -180,20 +187,23 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
     filter values (the stride-1 input gradient reads zero-padded dy: 0 * w must add nothing). One
     pass over each image's output rows p in order:
 
-        dy   row p copied into the ring dy_rows (at least 2 dh + 2 rows of Q C: the rows the gathers
-             below read), a streaming copy before the row loops read it (measured: 56x56x144 at
-             batch 32, one thread, 27-34 -> 23-24 ms, the row loops reading dy from memory themselves
-             spent longer than the copy). upstream True: dy is dz, the upstream gradient of
-             z = relu6(conv + bias), and the row is the convolution's gradient, dz * (0 < z < 6)
+        dy   with dw: row p copied into the ring dy_rows (at least 2 dh + 2 rows of Q C: the rows
+             the gathers below read), a streaming loop before ``outer9_row`` reads it (measured, the
+             filter gradient alone at batch 32, one thread: 56x56x144 17.9-18.3 -> 11.5 ms, 14x14x480
+             5.1-6.7 -> 4.5-4.6; ``outer9_row`` reading dy from memory itself waits longer than the
+             copy takes). upstream True: dy is dz, the upstream gradient of z = relu6(conv + bias),
+             and the ring's row is the convolution's gradient, dz * (0 < z < 6)
              (``relu6_gradient_rows``), its column sums added to dbias (C,): no dy tensor is written
-             out and read back
+             out and read back. dx alone reads dy's rows where they are (the padded ring's fill is
+             its streaming loop)
         dw   ``outer9_row`` of dy row p and input rows p sh - top + r dh, zero-padded (x ring)
         dx   stride 1: row h = p - top once its last dy row p is read: ``dot9_row`` of the dy rows
              h + top - r dh, zero-padded by 2 dw - left (dy ring), with the taps mirrored along s;
              stride 2, dilation 1: rows 2 p - top and 2 p + 1 - top (``_gather_s2``); other strides:
              dy row p scattered into accumulation rows (the dy ring's slots, padded by ``left``), each
              copied to dx once no later dy row reaches it
-    x or dx is not read when its flag is off; z and dbias only when upstream is.
+    x or dx is not read when its flag is off; z and dbias only when upstream is, dy_rows only with
+    upstream or with_dw.
     """
     N, P, Q, C = dy.shape
     H, W = (dx.shape[1], dx.shape[2]) if with_dx else (x.shape[1], x.shape[2])
@@ -205,17 +215,19 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
     dxf = dx.reshape(dx.shape[0] * dx.shape[1], dx.shape[2] * dx.shape[3])
     d = dwk.reshape(9 * C)
     wf = np.ascontiguousarray(wk[:, ::-1]).reshape(9 * C)  # taps mirrored along s: the stride-1 gather
+    copied = upstream or with_dw
     xtags[:] = -1
     for n in range(first, last):
         gtags[:] = -1  # the padded dy ring holds this image's rows (by p), or its dx accumulation rows
         flushed = n * H  # scatter: dx rows before this one are written
+        rows = dy_rows if copied else dyf[n * P : (n + 1) * P]
         for p in range(P):
             u = n * P + p
-            g = dy_rows[p % dy_rows.shape[0]]
+            g = rows[p % rows.shape[0]]
             if upstream:
                 relu6_gradient_rows(dyf[u].reshape(Q, C), zf[u].reshape(Q, C), g.reshape(Q, C), dbias)
-            else:
-                g[:] = dyf[u]
+            elif copied:
+                _copy(dyf[u], g)
             h0 = p * sh - top
             if with_dw:
                 r0 = _padded(xf, n * H + h0, 0 <= h0 < H, left, xring, xtags, zero, C)
@@ -226,11 +238,11 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
                 continue
             if stride1:
                 if 0 <= p - top < H:
-                    _gather_row(dy_rows, wf, p - top, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + p - top])
+                    _gather_row(rows, wf, p - top, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + p - top])
                 continue
             if stride2:  # the rows whose last dy row is p
                 for h in range(max(0, 2 * p - top), min(H, 2 * p + 2 - top)):
-                    _gather_s2(dy_rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h])
+                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h])
                 continue
             for r in range(3):
                 h = h0 + r * dh
@@ -247,10 +259,10 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
         if with_dx:
             if stride1:
                 for h in range(max(0, P - top), H):
-                    _gather_row(dy_rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + h])
+                    _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + h])
             elif stride2:
                 for h in range(max(0, 2 * P - top), H):
-                    _gather_s2(dy_rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h])
+                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h])
             else:
                 _flush(gring, gtags, dxf, flushed, (n + 1) * H, left, C, W)
 
