@@ -16,6 +16,8 @@ viewed (M, C), so im2col's copy and col2im's scatter would only move memory:
                      (the chunks depend on the shape only), added in chunk order: the same bits
                      whichever thread ran which chunk; rows too few for two chunks: x.T @ dy in
                      blocks of dw shared by the threads (the one chunk's product, the same bits)
+    after bias + ReLU6 dy = dz * (0 < z < 6) formed per L2 block of rows of each filter-gradient
+                     chunk, both products taken there (``conv2d_bias_backward``)
 """
 
 from __future__ import annotations
