@@ -741,6 +741,19 @@ def test_batch_normalization_epsilon_past_float_range_is_named(backend):
         nn.batch_normalization(x, c, c, None, None, 10**400, backend=backend)
 
 
+@pytest.mark.parametrize("with_scale", [False, True])
+def test_batch_normalization_inf_mean_broadcast_along_columns(backend, with_scale):
+    """mean (4, 1) on x (1, 4, 4, 6), its last entry inf: the column sums gave dvariance NaN (+inf and -inf
+    added over the six channels the mean is broadcast along), TF -inf * sum dy (it sums dy over those
+    channels before multiplying by mean). Found by the fuzzing above."""
+    rng = np.random.default_rng(5)
+    x = _uniform(rng, (1, 4, 4, 6))
+    mean = np.array([[-0.31], [-0.59], [-0.75], [np.inf]], np.float32)
+    variance = np.array([[1.82], [1.96], [0.64], [1.25]], np.float32)
+    scale = np.array([[0.5], [1.5], [-2.0], [0.75]], np.float32) if with_scale else None
+    check(Call("batch_normalization", [x, mean, variance, None, scale], {"variance_epsilon": 0.001}), backend)
+
+
 @pytest.mark.parametrize("keepdims", [np.array([True, False]), "yes", None, 1])
 def test_moments_keepdims_must_be_a_bool(backend, keepdims):
     """keepdims=np.array([True, False]) was NumPy's "truth value of an array is ambiguous", naming nothing;
