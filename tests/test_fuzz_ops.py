@@ -754,6 +754,16 @@ def test_batch_normalization_inf_mean_broadcast_along_columns(backend, with_scal
     check(Call("batch_normalization", [x, mean, variance, None, scale], {"variance_epsilon": 0.001}), backend)
 
 
+def test_batch_normalization_inf_inv_broadcast_along_columns(backend):
+    """variance = -epsilon (inv = rsqrt(0) = inf) broadcast along the channels: dmean is TF's -inf * sum dy,
+    not the column sums' +inf + -inf."""
+    rng = np.random.default_rng(6)
+    x = _uniform(rng, (2, 3, 5))
+    mean = np.array([[0.25], [-0.5], [0.125]], np.float32)
+    variance = np.array([[1.5], [-0.001], [0.75]], np.float32)
+    check(Call("batch_normalization", [x, mean, variance, None, None], {"variance_epsilon": 0.001}), backend)
+
+
 @pytest.mark.parametrize("keepdims", [np.array([True, False]), "yes", None, 1])
 def test_moments_keepdims_must_be_a_bool(backend, keepdims):
     """keepdims=np.array([True, False]) was NumPy's "truth value of an array is ambiguous", naming nothing;

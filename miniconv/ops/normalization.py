@@ -73,16 +73,18 @@ def _reduce_to(gradient, shape, x_shape):
     return np.array(full.sum(axis=axes, keepdims=True).reshape(shape), order="C")  # (ascontiguousarray makes 0-d 1-d)
 
 
-def _tf_inverse_gradients(dy, x, params, epsilon):
-    """(dvariance, dscale or None) by TensorFlow's own graph, in float32 on the host:
+def _tf_parameter_gradients(dy, x, params, epsilon):
+    """(dmean, dvariance, dscale or None) by TensorFlow's own graph, in float32 on the host:
 
         inv = rsqrt(variance + eps) [* scale]        y = x * inv + (offset - mean * inv)
-        d inv = sum dy x + sum (-sum dy) mean        each sum to the shape TF's broadcasts give it
+        d (mean inv) = -sum dy                       dmean = sum d(mean inv) inv
+        d inv = sum dy x + sum d(mean inv) mean      each sum to the shape TF's broadcasts give it
 
-    The column sums (``batch_norm_backward``) agree with it wherever the result is finite. Where a
-    parameter is broadcast along part of the column block, TF sums dy over those axes before
-    multiplying by mean, so an inf mean gives -inf * sum dy, where the column sums added +inf and -inf
-    column by column (NaN). Used only where the column sums' result is not finite."""
+    The column sums (``batch_norm_backward``) agree with it wherever the result is finite. Where the
+    parameters are broadcast along part of the column block, TF sums dy over those axes before the
+    product with mean (or inv), so an inf mean gives -inf * sum dy where the column sums added +inf and
+    -inf column by column (NaN); likewise an inf inv (variance = -eps) for dmean. Used only where the
+    column sums' result is not finite."""
     mean, variance, scale = params["mean"], params["variance"], params["scale"]
     eps = np.float32(epsilon)
     rstd = np.float32(1) / np.sqrt(variance + eps)
@@ -92,7 +94,8 @@ def _tf_inverse_gradients(dy, x, params, epsilon):
     d_inv = _reduce_to(dy * x, inv.shape, x.shape) + _reduce_to(d_mean_inv * mean, inv.shape, x.shape)
     d_rstd = d_inv if scale is None else _reduce_to(d_inv * scale, variance.shape, x.shape)
     d_scale = None if scale is None else _reduce_to(d_inv * rstd, scale.shape, x.shape)
-    return (d_rstd * (np.float32(-0.5) * rstd * rstd * rstd)).reshape(variance.shape), d_scale
+    d_mean = _reduce_to(d_mean_inv * inv, mean.shape, x.shape)
+    return d_mean, (d_rstd * (np.float32(-0.5) * rstd * rstd * rstd)).reshape(variance.shape), d_scale
 
 
 def batch_normalization_vjp(x, mean, variance, offset, scale, variance_epsilon, *, backend=None, name=None):
@@ -132,12 +135,12 @@ def batch_normalization_vjp(x, mean, variance, offset, scale, variance_epsilon, 
         for parameter, g in zip(_PARAMETERS, grads):
             p = params[parameter]
             out.append(None if p is None else _reduce_to(g.reshape(block), p.shape, x.shape))
-        reduced = [params[k] is not None and tuple(params[k].shape) != tuple(block) for k in ("variance", "scale")]
-        if any(r and not np.isfinite(out[i]).all() for r, i in zip(reduced, (2, 4))):
-            tf_variance, tf_scale = _tf_inverse_gradients(np.asarray(dy), x, params, epsilon)
-            out[2] = np.where(np.isfinite(out[2]), out[2], tf_variance)
-            if params["scale"] is not None:
-                out[4] = np.where(np.isfinite(out[4]), out[4], tf_scale)
+        positions = {"mean": 1, "variance": 2, "scale": 4}  # in out
+        reduced = [i for k, i in positions.items() if params[k] is not None and tuple(params[k].shape) != tuple(block)]
+        if any(not np.isfinite(out[i]).all() for i in reduced):
+            for i, tf_gradient in zip(positions.values(), _tf_parameter_gradients(np.asarray(dy), x, params, epsilon)):
+                if tf_gradient is not None:
+                    out[i] = np.where(np.isfinite(out[i]), out[i], tf_gradient)
         return tuple(out)
 
     return y, pullback
