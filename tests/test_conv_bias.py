@@ -226,20 +226,19 @@ def test_is_the_composition(backend, op, shapes, kwargs, activation):
     np.testing.assert_array_equal(db_only, got[2])
 
 
-@pytest.mark.parametrize("op, kernels, shapes", [
-    ("depthwise_conv2d", "depthwise_kernels", ((2, 7, 6, 8), (3, 3, 8, 1), (8,))),
-    ("conv2d", "pointwise_kernels", ((2, 7, 6, 8), (1, 1, 8, 5), (5,))),
+@pytest.mark.parametrize("op, shapes", [
+    ("depthwise_conv2d", ((2, 7, 6, 8), (3, 3, 8, 1), (8,))),
+    ("conv2d", ((2, 7, 6, 8), (1, 1, 8, 5), (5,))),
 ])  # fmt: skip
-def test_cpu_relu6_backward_forms_dy_in_the_pass(op, kernels, shapes, monkeypatch):
+def test_cpu_relu6_backward_forms_dy_in_the_pass(op, shapes, monkeypatch):
     """The cpu backend's fused backward with ReLU6 runs no separate ``bias_relu6_backward`` pass (3 x 3
     depthwise, multiplier 1, finite filter; 1 x 1 of two row chunks or more, cut small here); a depthwise
     filter with an inf (the general loops) and a 1 x 1 layer of one chunk run it first."""
     from miniconv.backend import cpu
 
-    module = getattr(cpu, kernels)
     calls = []
-    composed = module.bias_relu6_backward
-    monkeypatch.setattr(module, "bias_relu6_backward", lambda *a: calls.append(1) or composed(*a))
+    composed = cpu.elementwise_kernels.bias_relu6_backward  # (the composed path: bias_activation_backward)
+    monkeypatch.setattr(cpu.elementwise_kernels, "bias_relu6_backward", lambda *a: calls.append(1) or composed(*a))
     monkeypatch.setattr(cpu.pointwise_kernels, "MIN_CHUNK_ROWS", 16)
     rng = np.random.default_rng(4)
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in shapes)

@@ -46,7 +46,7 @@ from numba import njit
 
 from .depthwise_loops import backward_images, forward_rows
 from .depthwise_rows import dot5_row, dot9_row, gather_s2_row, outer9_row, scatter3_row
-from .elementwise_kernels import bias_activation_rows, bias_add_backward, bias_relu6_backward, relu6_gradient_rows
+from .elementwise_kernels import bias_activation_backward, bias_activation_rows, relu6_gradient_rows
 from .stack_arrays import fits_on_stack
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
 
@@ -370,18 +370,12 @@ def _backward(x, w, dy, g, with_dx, with_dw, z=None):
     two threads write the same dx row); each chunk's dw (and dbias) partial added in chunk order, so the
     bits do not depend on which thread ran which chunk. With z, dy is dz, the upstream gradient of
     z = relu6(conv + bias), and the 3 x 3 kernels form the convolution's gradient dz * (0 < z < 6) row by
-    row inside the pass (``backward_images_3x3``), adding dbias per chunk; elsewhere
-    ``bias_relu6_backward`` forms it first. The 3 x 3 kernels need finite filter values for dx (they read
-    zero-padded dy); a filter with an inf or NaN, or channels too many for ``outer9_row``'s stack copy of
-    dw, take the general loops."""
+    row inside the pass (``backward_images_3x3``, where ``_fast_backward``), adding dbias per chunk. Other
+    geometries take the general loops."""
     wk = _wk(w)
     upstream = z is not None
-    fast = fast_applies(g) and (not with_dw or fits_on_stack(9 * g.C, dy.dtype)) and (not with_dx or bool(np.isfinite(w).all()))
-    dbias = None
-    if upstream and not fast:
-        rows = g.N * g.P * g.Q
-        dy, dbias = bias_relu6_backward(dy.reshape(rows, g.K), z.reshape(rows, g.K))
-        dy, upstream = dy.reshape(g.output_shape), False
+    fast = _fast_backward(g, w, dy.dtype, with_dx, with_dw)
+    assert fast or not upstream, "dz and z go to the 3 x 3 kernels only"
     # one image a chunk (a threads' worth at least): coarser chunks leave a thread waiting when the
     # other is descheduled on a busy machine
     bounds = chunk_bounds(g.N, max(1, -(-g.N // (IMAGE_CHUNKS_PER_THREAD * thread_count()))))
@@ -406,8 +400,7 @@ def _backward(x, w, dy, g, with_dx, with_dw, z=None):
                             with_dw, dx, dw_partials[i])
 
     run_chunks(task, len(bounds))
-    if upstream:
-        dbias = sum_in_order(dbias_partials)
+    dbias = sum_in_order(dbias_partials) if upstream else None
     return (dx if with_dx else None), (sum_in_order(dw_partials).reshape(w.shape) if with_dw else None), dbias
 
 
@@ -421,10 +414,18 @@ def depthwise_conv2d_bias_backward(x, w, z, dz, g, activation=None, input_gradie
     the convolution's gradient dz * (0 < z < 6) formed row by row inside the backward's pass (3 x 3
     kernels) instead of written out by one pass and read back by the next; dbias its sum per chunk of
     images, the chunks added in order. None: dy is dz, dbias ``bias_add_backward``'s."""
-    if activation == "relu6":
+    if activation == "relu6" and _fast_backward(g, w, dz.dtype, input_gradient, True):
         return _backward(x, w, dz, g, input_gradient, True, z)
     rows = g.N * g.P * g.Q
-    return (*_backward(x, w, dz, g, input_gradient, True)[:2], bias_add_backward(dz.reshape(rows, g.K)))
+    dy, dbias = bias_activation_backward(dz.reshape(rows, g.K), z.reshape(rows, g.K), activation)
+    return (*_backward(x, w, dy.reshape(g.output_shape), g, input_gradient, True)[:2], dbias)
+
+
+def _fast_backward(g, w, dtype, with_dx, with_dw) -> bool:
+    """Whether the backward takes the 3 x 3 kernels: they need finite filter values for dx (they read
+    zero-padded dy), and dw's 9 C values on the stack (``outer9_row``); else the general loops."""
+    return (fast_applies(g) and (not with_dw or fits_on_stack(9 * g.C, dtype))
+            and (not with_dx or bool(np.isfinite(w).all())))
 
 
 def depthwise_conv2d_backward_input(dy, w, g):

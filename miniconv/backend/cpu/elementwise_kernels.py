@@ -319,6 +319,15 @@ def bias_relu6_backward(dy, y):
     return dx, partial.sum(axis=0)
 
 
+def bias_activation_backward(dz, z, activation):
+    """(dy, dbias) of z = activation(y + bias) at upstream dz, both (M, K): ``bias_relu6_backward`` for
+    "relu6", else dz itself and ``bias_add_backward``'s sums. The composed path of the fused
+    convolutions' backwards (``conv2d_bias_backward``, ``depthwise_conv2d_bias_backward``)."""
+    if activation == "relu6":
+        return bias_relu6_backward(dz, z)
+    return dz, bias_add_backward(dz)
+
+
 def dropout_forward(x, keep, scale):
     y = np.empty_like(x)
     x_flat, keep_flat, y_flat, scale = x.reshape(-1), keep.reshape(-1), y.reshape(-1), x.dtype.type(scale)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import conv_kernels, direct_kernels, winograd_conv2d
-from .elementwise_kernels import bias_activation_rows, bias_add_backward, bias_relu6_backward, relu6_gradient_rows
+from .elementwise_kernels import bias_activation_backward, bias_activation_rows, relu6_gradient_rows
 from .work_sharing import chunk_bounds, matmul, partials, run_chunks, scratch, single_threaded_blas, sum_in_order
 
 FILTER_CHUNKS = 8  # row chunks of the filter gradient (shape-only; 4 per thread of two)
@@ -122,15 +122,12 @@ def conv2d_bias_backward(x, w, z, dz, g, activation=None, input_gradient=True):
 
     dy is never written out and read back (twice: by each product). The partials are added in chunk
     order, so the bits do not depend on which thread ran which chunk; dw and dbias sum the composition's
-    terms in another order. Otherwise ``bias_relu6_backward`` (or ``bias_add_backward``), then ``conv2d_backward``.
+    terms in another order. Otherwise ``bias_activation_backward``, then ``conv2d_backward``.
     """
     rows = g.N * g.P * g.Q
     bounds = chunk_bounds(rows, max(MIN_CHUNK_ROWS, -(-rows // FILTER_CHUNKS)))
     if activation != "relu6" or not applies(g) or len(bounds) == 1:
-        if activation == "relu6":
-            dy, dbias = bias_relu6_backward(dz.reshape(rows, g.K), z.reshape(rows, g.K))
-        else:
-            dy, dbias = dz, bias_add_backward(dz.reshape(rows, g.K))
+        dy, dbias = bias_activation_backward(dz.reshape(rows, g.K), z.reshape(rows, g.K), activation)
         return (*conv2d_backward(x, w, dy.reshape(g.output_shape), g, input_gradient), dbias)
     x2, w2, z2, dz2 = x.reshape(rows, g.C), w.reshape(g.C, g.K), z.reshape(rows, g.K), dz.reshape(rows, g.K)
     block = max(16, BLOCK_BYTES // (dz.itemsize * (g.C + g.K)))  # rows of x (or dx) and dy together
