@@ -1,8 +1,11 @@
-"""Where one training step of the MNIST convnet goes, part by part: batching, each layer's forward and backward, loss, optimizer.
+"""Where one training step of a course convnet goes, part by part: batching, each layer's forward and backward, loss, optimizer.
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks.step_profile [--steps 400]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m benchmarks.step_profile [--steps 400] [--model mnist|cats]
 
-miniconv only, one process, batch 64, RMSprop, the shuffled training set. The step is
+miniconv only, one process, RMSprop. ``mnist``: the MNIST convnet, batch 64, the shuffled training
+set. ``cats``: Chollet's cats-vs-dogs convnet (``recipes.cats_dogs.convnet``), batch 20, RMSprop 1e-4,
+binary crossentropy, on 400 random 150 x 150 x 3 images in [0, 255] (the kernels' time does not
+depend on the pixels, and no JPEG decoding is in a step: the trainer caches decoded images). The step is
 ``TrainStep.train`` itself (``miniconv/training/step.py``): each step of the compiled plan (a
 layer, or a fused group such as Conv2D(relu) + MaxPooling2D) has its ``forward`` wrapped on the
 instance to time it and the pullback it returns, and so do the loss and the optimizer, so the
@@ -46,17 +49,38 @@ def _instrument_step(record: dict, step) -> None:
     step.forward = run
 
 
-def profile(steps: int, batch_size: int = 64, seed: int = 0) -> tuple[list[str], dict]:
+def _mnist(seed: int):
+    """(x, y, model, loss name) of the MNIST convnet on the training set."""
+    from miniconv.recipes.mnist import convnet, prepare_mnist
+
+    (x, y), _ = prepare_mnist(None, None)
+    return x, y, convnet(), "sparse_categorical_crossentropy"
+
+
+def _cats(seed: int, images: int = 400):
+    """(x, y, model, loss name) of the cats-vs-dogs convnet on random 150x150 RGB images in [0, 255]."""
+    from miniconv.recipes.cats_dogs import IMAGE_SIZE, convnet
+
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 255, (images, *IMAGE_SIZE, 3)).astype(np.float32)
+    y = rng.integers(0, 2, (images, 1)).astype(np.float32)
+    return x, y, convnet(), "binary_crossentropy"
+
+
+MODELS = {"mnist": (_mnist, 64, "MNIST convnet, batch 64"),
+          "cats": (_cats, 20, "cats-vs-dogs convnet, batch 20, random 150x150 images")}
+
+
+def profile(steps: int, model_name: str = "mnist", seed: int = 0) -> tuple[list[str], dict]:
     """Run ``steps`` training steps; (part names in step order, {part: seconds per call})."""
     from miniconv import optimizers, utils
-    from miniconv.recipes.mnist import convnet, prepare_mnist
     from miniconv.training import data
     from miniconv.training import step as step_module
 
-    (x, y), _ = prepare_mnist(None, None)
+    make, batch_size, _ = MODELS[model_name]
     utils.set_random_seed(seed)
-    model = convnet()
-    model.compile(optimizers.RMSprop(), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y, model, loss_name = make(seed)
+    model.compile(optimizers.RMSprop(1e-4 if model_name == "cats" else 1e-3), loss_name, metrics=["accuracy"])
     model.fit(x[: 4 * batch_size], y[: 4 * batch_size], batch_size=batch_size, epochs=1, verbose=0)  # build, compile kernels
     train_step = step_module.TrainStep(model)
 
@@ -89,12 +113,13 @@ def profile(steps: int, batch_size: int = 64, seed: int = 0) -> tuple[list[str],
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.step_profile", description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=400, help="timed training steps (default 400)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="mnist", help="which course convnet (default mnist)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
-    parts, record = profile(args.steps)
+    parts, record = profile(args.steps, args.model)
     step_median = float(np.median(record["whole step"]))
-    print(f"MNIST convnet, batch 64, RMSprop: {args.steps} steps")
+    print(f"{MODELS[args.model][2]}, RMSprop: {args.steps} steps")
     for part in parts:
         ms = np.asarray(record[part]) * 1e3
         share = np.median(ms) / (step_median * 1e3) * 100

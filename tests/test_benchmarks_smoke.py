@@ -170,6 +170,15 @@ def test_step_profile_parts_are_disjoint_and_cover_every_layer():
         assert 0 < inside <= record["whole step"][step]
 
 
+def test_step_profile_of_the_cats_convnet_has_its_four_fused_pairs():
+    from benchmarks import step_profile
+
+    parts, record = step_profile.profile(steps=2, model_name="cats")
+    forwards = [part for part in parts if part.endswith(" forward")]
+    assert sum("+max_pooling2d" in part for part in forwards) == 4, forwards
+    assert forwards[0] == "rescaling forward" and len(record["whole step"]) == 2
+
+
 def test_step_profile_command_prints_every_part():
     run = subprocess.run([sys.executable, "-m", "benchmarks.step_profile", "--steps", "2"], cwd=ROOT, check=False,
                          capture_output=True, text=True, timeout=300)

@@ -31,7 +31,14 @@ from miniconv import nn
 pytestmark = pytest.mark.skipif("cpu" not in miniconv.available_backends(), reason="cpu backend unavailable")
 
 from miniconv.backend import numpy_ref
-from miniconv.backend.cpu import conv_kernels, direct_kernels, pointwise_kernels, winograd_conv2d, work_sharing
+from miniconv.backend.cpu import (
+    conv_kernels,
+    direct_kernels,
+    pointwise_kernels,
+    winograd_conv2d,
+    winograd_kernels,
+    work_sharing,
+)
 from miniconv.shapes import conv_geometry, normalize_conv_padding
 
 PASSES = ("forward", "backward_input", "backward_filter")
@@ -465,6 +472,38 @@ def test_gradient_tiles_are_a_dy_a_transposed(P, Q, K, data):
 
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float32)  # winograd_kernels' B^T
+
+
+@given(H=st.integers(1, 9), W=st.integers(1, 9), C=st.integers(1, 40), top=st.integers(0, 3),
+       left=st.integers(0, 3), data=st.data())
+def test_input_tiles_are_b_transposed_d_b(H, W, C, top, left, data):
+    """Each tile of ``input_tiles`` (formed by tile rows, a column of B^T d shared by two tiles) is
+    B^T d B of its 4 x 4 input patch, zeros outside x, rows of B^T d first: a float32 NumPy oracle
+    in that order gives the bits, inf and NaN included, from any first tile to any last, across
+    images and within a tile row; x may be a strided view."""
+    N = 2
+    Pp, Qp = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 6))  # any grid: zeros where it leaves x
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = rng.standard_normal((N, H, W, 2 * C)).astype(np.float32)[..., ::2]  # not contiguous
+    x.flat[rng.integers(0, x.size, 3)] = data.draw(st.sampled_from([np.inf, -np.inf, np.nan, 3e38]))
+    first = data.draw(st.integers(0, N * Pp * Qp - 1))
+    tiles = data.draw(st.integers(1, N * Pp * Qp - first))
+    V = np.full((16, tiles, C), np.nan, np.float32)
+    winograd_kernels.input_tiles(x, top, left, Pp, Qp, first, V)
+
+    padded = np.zeros((N, 2 * Pp + 2 + H + top, 2 * Qp + 2 + W + left, C), np.float32)
+    padded[:, top : top + H, left : left + W] = x
+    with np.errstate(invalid="ignore", over="ignore"):
+        for tile in range(tiles):
+            n, i, j = np.unravel_index(first + tile, (N, Pp, Qp))
+            d0, d1, d2, d3 = padded[n, 2 * i : 2 * i + 4, 2 * j : 2 * j + 4]  # rows of the patch, (4, C) each
+            rows = [d0 - d2, d1 + d2, d2 - d1, d1 - d3]  # B^T d
+            expected = [cell for r in rows for cell in (r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3])]  # then B
+            np.testing.assert_array_equal(V[:, tile], np.stack(expected))
+    d = rng.standard_normal((4, 4)).astype(np.float32)  # and the matrices themselves: B^T d B
+    one = np.empty((16, 1, 1), np.float32)
+    winograd_kernels.input_tiles(d.reshape(1, 4, 4, 1), 0, 0, 1, 1, 0, one)
+    np.testing.assert_allclose(one.reshape(4, 4), B_T @ d @ B_T.T, rtol=1e-6, atol=1e-6)
 
 
 @given(tiles=st.integers(1, 5), C=st.integers(1, 40), data=st.data())

@@ -102,40 +102,60 @@ def filter_transform(w):
 def input_tiles(x, top, left, Pp, Qp, first_tile, V):
     """V[4a + b, tile, c] = (B^T d B)[a, b] of tile first_tile + tile's 4 x 4 patch d of channel c.
 
-    Tiles are numbered (n * Pp + i) * Qp + j. The rows of B^T d are d0 - d2, d1 + d2, d2 - d1,
-    d1 - d3 (di the patch's row i), and B acts the same way on the columns.
+    Tiles are numbered (n * Pp + i) * Qp + j; tile (i, j)'s patch is input rows 2i - top + a and
+    columns 2j - left + b, a, b < 4 (zeros outside x). Tile row by tile row: first the rows of
+    B^T d, d0 - d2, d1 + d2, d2 - d1, d1 - d3 (di input row 2i - top + i), for every column the
+    tile row reads at once, into r (4, 2 Qp + 2, C): a tile's last two columns are the next
+    tile's first two, so each is formed once. Then B acts the same way on each tile's four
+    columns of r. The same operations on the same values as tile by tile, so the same bits.
+
+    The indices into r and V computed from the tile are unsigned (np.uint64): Numba handles a
+    negative signed index by wrapping it, a check per element that keeps LLVM from vectorising
+    the loop over c (this form with signed indices ran 3x slower than tile by tile; unsigned,
+    cats vs dogs' conv2, 20 x 74 x 74 x 32, 3.6 -> 2.4 ms on one thread).
     """
     _, H, W, C = x.shape
-    d = np.empty((4, 4, C), x.dtype)
-    rows = np.empty((4, 4, C), x.dtype)  # B^T d
-    for tile in range(V.shape[1]):
+    r = np.empty((4, 2 * Qp + 2, C), x.dtype)
+    zero_row = np.zeros((W, C), x.dtype)
+    tiles = V.shape[1]
+    tile = 0
+    while tile < tiles:  # one tile row, or the part of one in V, a pass
         number = first_tile + tile
         n = number // (Pp * Qp)
         i = number // Qp % Pp
-        j = number % Qp
-        for a in range(4):
-            h = 2 * i + a - top
-            for b in range(4):
-                col = 2 * j + b - left
-                if 0 <= h < H and 0 <= col < W:
-                    source = x[n, h, col]
+        j0 = number % Qp
+        j1 = min(Qp, j0 + tiles - tile)
+        h = 2 * i - top
+        x0 = x[n, h] if 0 <= h < H else zero_row
+        x1 = x[n, h + 1] if 0 <= h + 1 < H else zero_row
+        x2 = x[n, h + 2] if 0 <= h + 2 < H else zero_row
+        x3 = x[n, h + 3] if 0 <= h + 3 < H else zero_row
+        for b in range(2 * j0, 2 * j1 + 2):  # r's columns: b - left in x
+            column = np.uint64(b)
+            if 0 <= b - left < W:
+                col = np.uint64(b - left)
+                for c in range(C):
+                    d0, d1, d2, d3 = x0[col, c], x1[col, c], x2[col, c], x3[col, c]
+                    r[0, column, c] = d0 - d2
+                    r[1, column, c] = d1 + d2
+                    r[2, column, c] = d2 - d1
+                    r[3, column, c] = d1 - d3
+            else:
+                for a in range(4):
                     for c in range(C):
-                        d[a, b, c] = source[c]
-                else:
-                    for c in range(C):
-                        d[a, b, c] = 0.0
-        for b in range(4):
-            for c in range(C):
-                rows[0, b, c] = d[0, b, c] - d[2, b, c]
-                rows[1, b, c] = d[1, b, c] + d[2, b, c]
-                rows[2, b, c] = d[2, b, c] - d[1, b, c]
-                rows[3, b, c] = d[1, b, c] - d[3, b, c]
-        for a in range(4):
-            for c in range(C):
-                V[4 * a + 0, tile, c] = rows[a, 0, c] - rows[a, 2, c]
-                V[4 * a + 1, tile, c] = rows[a, 1, c] + rows[a, 2, c]
-                V[4 * a + 2, tile, c] = rows[a, 2, c] - rows[a, 1, c]
-                V[4 * a + 3, tile, c] = rows[a, 1, c] - rows[a, 3, c]
+                        r[a, column, c] = 0.0
+        for j in range(j1 - j0):
+            t = np.uint64(tile + j)
+            b = np.uint64(2 * (j0 + j))  # the tile's first column in r
+            for a in range(4):
+                for c in range(C):
+                    r0, r1 = r[a, b, c], r[a, b + np.uint64(1), c]
+                    r2, r3 = r[a, b + np.uint64(2), c], r[a, b + np.uint64(3), c]
+                    V[4 * a + 0, t, c] = r0 - r2
+                    V[4 * a + 1, t, c] = r1 + r2
+                    V[4 * a + 2, t, c] = r2 - r1
+                    V[4 * a + 3, t, c] = r1 - r3
+        tile += j1 - j0
 
 
 @njit(nogil=True, cache=True, inline="always")
