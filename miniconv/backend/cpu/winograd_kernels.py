@@ -104,10 +104,11 @@ def input_tiles(x, top, left, Pp, Qp, first_tile, V):
 
     Tiles are numbered (n * Pp + i) * Qp + j; tile (i, j)'s patch is input rows 2i - top + a and
     columns 2j - left + b, a, b < 4 (zeros outside x). Tile row by tile row: first the rows of
-    B^T d, d0 - d2, d1 + d2, d2 - d1, d1 - d3 (di input row 2i - top + i), for every column the
-    tile row reads at once, into r (4, 2 Qp + 2, C): a tile's last two columns are the next
-    tile's first two, so each is formed once. Then B acts the same way on each tile's four
-    columns of r. The same operations on the same values as tile by tile, so the same bits.
+    B^T d, d0 - d2, d1 + d2, d2 - d1, d1 - d3 (dk the patch's row k, input row 2i - top + k),
+    for every column the tile row reads at once, into r (4, 2 Qp + 2, C): a tile's last two
+    columns are the next tile's first two, so each is formed once. Then B acts the same way on
+    each tile's four columns of r. The same operations on the same values as tile by tile, so
+    the same bits.
 
     The indices into r and V computed from the tile are unsigned (np.uint64): Numba handles a
     negative signed index by wrapping it, a check per element that keeps LLVM from vectorising
