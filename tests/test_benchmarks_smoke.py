@@ -176,7 +176,7 @@ def test_step_profile_of_the_cats_convnet_has_its_four_fused_pairs():
     parts, record = step_profile.profile(steps=2, model_name="cats")
     forwards = [part for part in parts if part.endswith(" forward")]
     assert sum("+max_pooling2d" in part for part in forwards) == 4, forwards
-    assert forwards[0] == "rescaling forward" and len(record["whole step"]) == 2
+    assert forwards[0].startswith("rescaling") and len(record["whole step"]) == 2
 
 
 def test_step_profile_command_prints_every_part():
