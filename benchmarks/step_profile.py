@@ -50,7 +50,7 @@ def _instrument_step(record: dict, step) -> None:
 
 
 def _mnist(seed: int):
-    """(x, y, model, loss name) of the MNIST convnet on the training set."""
+    """(x, y, model, loss name) of the MNIST convnet on the training set (``seed`` unused: real data)."""
     from miniconv.recipes.mnist import convnet, prepare_mnist
 
     (x, y), _ = prepare_mnist(None, None)
@@ -67,8 +67,10 @@ def _cats(seed: int, images: int = 400):
     return x, y, convnet(), "binary_crossentropy"
 
 
-MODELS = {"mnist": (_mnist, 64, "MNIST convnet, batch 64"),
-          "cats": (_cats, 20, "cats-vs-dogs convnet, batch 20, random 150x150 images")}
+MODELS = {  # name: (data and model, batch size, RMSprop's learning rate, title)
+    "mnist": (_mnist, 64, 1e-3, "MNIST convnet, batch 64"),
+    "cats": (_cats, 20, 1e-4, "cats-vs-dogs convnet, batch 20, random 150x150 images"),
+}
 
 
 def profile(steps: int, model_name: str = "mnist", seed: int = 0) -> tuple[list[str], dict]:
@@ -77,10 +79,12 @@ def profile(steps: int, model_name: str = "mnist", seed: int = 0) -> tuple[list[
     from miniconv.training import data
     from miniconv.training import step as step_module
 
-    make, batch_size, _ = MODELS[model_name]
+    if model_name not in MODELS:
+        raise ValueError(f"step_profile: model_name must be one of {sorted(MODELS)}, got {model_name!r}")
+    make, batch_size, learning_rate, _ = MODELS[model_name]
     utils.set_random_seed(seed)
     x, y, model, loss_name = make(seed)
-    model.compile(optimizers.RMSprop(1e-4 if model_name == "cats" else 1e-3), loss_name, metrics=["accuracy"])
+    model.compile(optimizers.RMSprop(learning_rate), loss_name, metrics=["accuracy"])
     model.fit(x[: 4 * batch_size], y[: 4 * batch_size], batch_size=batch_size, epochs=1, verbose=0)  # build, compile kernels
     train_step = step_module.TrainStep(model)
 
@@ -119,7 +123,7 @@ def main(argv=None) -> int:
         parser.error(f"--steps must be at least 1, got {args.steps}")
     parts, record = profile(args.steps, args.model)
     step_median = float(np.median(record["whole step"]))
-    print(f"{MODELS[args.model][2]}, RMSprop: {args.steps} steps")
+    print(f"{MODELS[args.model][-1]}, RMSprop: {args.steps} steps")
     for part in parts:
         ms = np.asarray(record[part]) * 1e3
         share = np.median(ms) / (step_median * 1e3) * 100
