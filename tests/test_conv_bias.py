@@ -184,6 +184,38 @@ def test_cpu_pointwise_last_block_of_one_row(monkeypatch):
     np.testing.assert_array_equal(z.reshape(33, 64), whole + b)
 
 
+@pytest.mark.parametrize("piece", [3, 5])
+def test_cpu_pointwise_pieces_keep_the_composition_bits(piece, monkeypatch):
+    """1 x 1 products in OpenBLAS small-kernel pieces of a few rows (``small_products``, its bound cut to
+    this shape), the fused backward in row chunks of 16 and blocks of 20 rows, so that pieces start at other
+    rows in the fused and the plain paths: z and dx the same bits as conv2d, bias_add and relu6 composed (a
+    row's bits do not depend on where its piece starts); dw and dbias, summed in another order, within
+    rounding."""
+    from miniconv.backend.cpu import pointwise_kernels, small_products
+
+    C, K = 8, 5
+    monkeypatch.setattr(small_products, "MIN_ROWS", 1)
+    monkeypatch.setattr(small_products, "SMALL_MNK", piece * C * K)
+    monkeypatch.setattr(pointwise_kernels, "MIN_CHUNK_ROWS", 16)
+    monkeypatch.setattr(pointwise_kernels, "BLOCK_BYTES", 20 * 4 * (C + K))
+    rng = np.random.default_rng(piece)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) * 3 for s in ((2, 7, 6, C), (1, 1, C, K), (K,)))
+    z, pullback = miniconv.vjp(nn.conv2d_bias, x, w, b, 1, "SAME", activation="relu6", backend="cpu")
+    y, conv_pullback = miniconv.vjp(nn.conv2d, x, w, 1, "SAME", backend="cpu")
+    u, bias_pullback = miniconv.vjp(nn.bias_add, y, b, backend="cpu")
+    v, relu6_pullback = miniconv.vjp(nn.relu6, u, backend="cpu")
+    np.testing.assert_array_equal(z, v)
+    dz = rng.standard_normal(z.shape).astype(np.float32)
+    du = relu6_pullback(dz)[0]
+    dy, db = bias_pullback(du)
+    dx, dw = conv_pullback(dy)
+    got_dx, got_dw, got_db = pullback(dz)
+    np.testing.assert_array_equal(got_dx, dx)
+    terms = np.abs(x).reshape(-1, C).T @ np.abs(du).reshape(-1, K)
+    np.testing.assert_allclose(got_dw, dw, rtol=0, atol=4 * EPS32 * 84**0.5 * terms.max())
+    np.testing.assert_allclose(got_db, db, rtol=0, atol=4 * EPS32 * 84**0.5 * np.abs(du).reshape(-1, K).sum(0).max())
+
+
 # --- the same bits as miniconv's composition ---------------------------------------------------------
 
 

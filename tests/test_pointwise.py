@@ -28,11 +28,13 @@ def test_conv2d_1x1_matches_tf(backend, shape, seed):
                      tol=Tolerance((C, K, N * H * W), abs_terms=True))  # fmt: skip
 
 
-@given(shape=shapes, min_rows=st.sampled_from([1, 7, 1024]), seed=st.integers(0, 2**32 - 1))
-def test_cpu_pointwise_is_im2col_up_to_rounding(shape, min_rows, seed):
+@given(shape=shapes, min_rows=st.sampled_from([1, 7, 1024]), piece=st.sampled_from([None, 2, 5]),
+       seed=st.integers(0, 2**32 - 1))  # fmt: skip
+def test_cpu_pointwise_is_im2col_up_to_rounding(shape, min_rows, piece, seed):
     """The plain products against im2col's path, the filter gradient's rows in chunks of a few rows
-    (MIN_CHUNK_ROWS cut to 1 or 7) or one."""
-    from miniconv.backend.cpu import conv_kernels, pointwise_kernels
+    (MIN_CHUNK_ROWS cut to 1 or 7) or one; every product whole, or in OpenBLAS small-kernel pieces of
+    2 or 5 rows (``small_products``, its bound cut to this shape)."""
+    from miniconv.backend.cpu import conv_kernels, pointwise_kernels, small_products
 
     N, H, W, C, K = shape
     rng = np.random.default_rng(seed)
@@ -41,11 +43,15 @@ def test_cpu_pointwise_is_im2col_up_to_rounding(shape, min_rows, seed):
     assert pointwise_kernels.applies(g)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(pointwise_kernels, "MIN_CHUNK_ROWS", min_rows)
+        if piece is not None:
+            patch.setattr(small_products, "MIN_ROWS", 1)
+            patch.setattr(small_products, "SMALL_MNK", piece * C * K)
+        y = pointwise_kernels.conv2d_forward(x, w, g)
+        dx = pointwise_kernels.conv2d_backward_input(dy, w, g)
         dw = pointwise_kernels.conv2d_backward_filter(x, dy, g)
     tol = {"rtol": 1e-5, "atol": 1e-5 * max(C, K, N * H * W) ** 0.5}
-    np.testing.assert_allclose(pointwise_kernels.conv2d_forward(x, w, g), conv_kernels.conv2d_forward(x, w, g), **tol)
-    np.testing.assert_allclose(pointwise_kernels.conv2d_backward_input(dy, w, g), conv_kernels.conv2d_backward_input(dy, w, g),
-                               **tol)  # fmt: skip
+    np.testing.assert_allclose(y, conv_kernels.conv2d_forward(x, w, g), **tol)
+    np.testing.assert_allclose(dx, conv_kernels.conv2d_backward_input(dy, w, g), **tol)
     np.testing.assert_allclose(dw, conv_kernels.conv2d_backward_filter(x, dy, g), **tol)
 
 

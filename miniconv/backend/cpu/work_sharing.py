@@ -27,6 +27,8 @@ import numba
 import numpy as np
 from numba import njit
 
+from .small_products import matmul_into
+
 try:
     from threadpoolctl import ThreadpoolController
 except ImportError:  # then BLAS keeps its own threads; correct, only slower on a busy machine
@@ -120,20 +122,27 @@ def single_threaded_blas():
             lib.set_num_threads(count)
 
 
+def _matmul_whole(a, b, out) -> None:
+    np.matmul(a, b, out=out)
+
+
 SERIAL_FLOPS = 1 << 24  # below ~17 MFLOP (~0.2 ms on one core) sharing a product costs more than it saves
 
 
-def matmul(a, b):
+def matmul(a, b, pieces: bool = False):
     """a @ b for 2-D float arrays, cut into row (or column) blocks shared as chunks.
 
     Products under SERIAL_FLOPS run on the calling thread alone. Blocks go along the longer
-    side of the output, about four per thread, so a late thread still finds work.
+    side of the output, about four per thread, so a late thread still finds work. With
+    ``pieces``, a block of rows is multiplied in OpenBLAS's small-matrix pieces where those apply
+    (``small_products.matmul_into``: the thin products of 1 x 1 convolutions).
     """
     m, n = a.shape[0], b.shape[1]
     out = np.empty((m, n), np.result_type(a, b))
+    multiply = matmul_into if pieces else _matmul_whole
     if 2 * m * n * a.shape[1] < SERIAL_FLOPS or thread_count() == 1:
         with single_threaded_blas():
-            np.matmul(a, b, out=out)
+            multiply(a, b, out)
         return out
     along_rows = m >= n
     length = m if along_rows else n
@@ -142,7 +151,7 @@ def matmul(a, b):
     def task(i):
         start, stop = bounds[i]
         if along_rows:
-            np.matmul(a[start:stop], b, out=out[start:stop])
+            multiply(a[start:stop], b, out[start:stop])
         else:
             np.matmul(a, b[:, start:stop], out=out[:, start:stop])
 

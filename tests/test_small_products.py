@@ -1,0 +1,118 @@
+"""Thin products in OpenBLAS's small-matrix pieces (``miniconv/backend/cpu/small_products.py``): the pieces
+cover every row once, the products equal one product up to rounding, inf and NaN land where one
+product puts them, and the cut depends on the shape alone.
+
+Shape legend: M rows, C inner dimension, K columns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from miniconv.backend.cpu import small_products
+from miniconv.backend.cpu.small_products import _pieces, add_transposed_product, matmul_into, piece_rows, rows_of
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+@given(total=st.integers(1, 5000), rows=st.integers(1, 700))
+def test_pieces_cover_the_rows_in_the_fewest_near_equal_pieces(total, rows):
+    pieces = list(_pieces(total, rows))
+    assert pieces[0][0] == 0 and pieces[-1][1] == total
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
+    sizes = [stop - start for start, stop in pieces]
+    assert max(sizes) <= rows and max(sizes) - min(sizes) <= 1
+    assert len(pieces) == -(-total // rows)
+    if rows >= 4 and total > 1:
+        assert min(sizes) >= 2  # no one-row product (NumPy would run it as gemv)
+
+
+def test_piece_rows_is_openblas_small_kernel_bound_or_zero():
+    assert piece_rows(32, 64) == 488  # 488 * 32 * 64 = 999,424 <= 1,000,000 < 489 * 32 * 64
+    assert piece_rows(144, 24) == 289
+    assert piece_rows(480, 80) == 0  # 26-row pieces: not worth their calls
+    assert piece_rows(1, 1) == small_products.SMALL_MNK
+
+
+@contextlib.contextmanager
+def small_pieces(inner, columns, rows):
+    """Products of (M, inner) @ (inner, columns) cut into pieces of ``rows`` rows however small they are."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(small_products, "MIN_ROWS", 1)
+        patch.setattr(small_products, "SMALL_MNK", rows * inner * columns)
+        assert piece_rows(inner, columns) == rows
+        yield
+
+
+def _operands(rng, M, C, K, special):
+    a = rng.uniform(-1, 1, (M, C)).astype(np.float32)
+    b = rng.uniform(-1, 1, (C, K)).astype(np.float32)
+    dy = rng.uniform(-1, 1, (M, K)).astype(np.float32)
+    if special:
+        for array in (a, dy):
+            flat = array.reshape(-1)
+            picks = rng.choice(flat.size, max(1, flat.size // 25), replace=False)
+            flat[picks] = rng.choice(np.array([np.inf, -np.inf, np.nan], np.float32), picks.size)
+    return a, b, dy
+
+
+def _assert_close_to(got, a64, b64):
+    """got against the float64 product a64 @ b64: NaN where it has NaN, the same infinities, the finite values
+    within 4 eps32 sqrt(C) sum |terms|."""
+    with np.errstate(invalid="ignore"):
+        want = a64 @ b64
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = np.isfinite(want)
+    np.testing.assert_array_equal(got[~finite & ~np.isnan(want)], want[~finite & ~np.isnan(want)])
+    with np.errstate(invalid="ignore"):
+        terms = np.abs(a64) @ np.abs(b64)
+    bound = 4 * EPS32 * np.sqrt(a64.shape[1]) * terms[finite] + 1e-30
+    assert np.all(np.abs(got[finite] - want[finite]) <= bound)
+
+
+@given(M=st.integers(1, 60), C=st.integers(1, 9), K=st.integers(1, 9), rows=st.integers(1, 20),
+       special=st.booleans(), seed=st.integers(0, 2**32 - 1))  # fmt: skip
+def test_matmul_into_pieces_is_the_product(M, C, K, rows, special, seed):
+    a, b, _ = _operands(np.random.default_rng(seed), M, C, K, special)
+    out = np.full((M, K), 7.0, np.float32)
+    with small_pieces(C, K, rows), np.errstate(invalid="ignore"):
+        matmul_into(a, rows_of(b), out)
+    _assert_close_to(out, a.astype(np.float64), b.astype(np.float64))
+
+
+@given(M=st.integers(1, 60), C=st.integers(1, 9), K=st.integers(1, 9), rows=st.integers(1, 20),
+       special=st.booleans(), seed=st.integers(0, 2**32 - 1))  # fmt: skip
+def test_add_transposed_product_pieces_is_the_product(M, C, K, rows, special, seed):
+    x, _, dy = _operands(np.random.default_rng(seed), M, C, K, special)
+    total = np.zeros((C, K), np.float32)
+    with small_pieces(C, K, rows), np.errstate(invalid="ignore"):
+        add_transposed_product(x, dy, total, np.empty((C, K), np.float32))
+    _assert_close_to(total, x.T.astype(np.float64), dy.astype(np.float64))
+
+
+def test_transposed_filter_is_copied_to_rows_only_where_products_are_cut():
+    w = np.arange(32 * 64, dtype=np.float32).reshape(32, 64)
+    copied = rows_of(w.T)
+    assert copied.flags.c_contiguous and np.array_equal(copied, w.T)
+    assert rows_of(w) is w  # already rows
+    wide = np.zeros((480, 80), np.float32)
+    assert rows_of(wide.T).base is wide  # not cut: the view itself
+
+
+def test_pieces_are_openblas_products_of_real_size():
+    """Unpatched: (2000, 32) @ (32, 64) in five pieces of at most 488 rows against float64, and the same
+    bits for any first row (the cut is the shape's, a row's bits the small kernel's)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2000, 32)).astype(np.float32), rng.standard_normal((32, 64)).astype(np.float32)
+    out = np.empty((2000, 64), np.float32)
+    matmul_into(a, b, out)
+    _assert_close_to(out, a.astype(np.float64), b.astype(np.float64))
+    shifted = np.empty((1999, 64), np.float32)
+    matmul_into(a[1:], b, shifted)
+    np.testing.assert_array_equal(shifted, out[1:])
