@@ -8,6 +8,7 @@ ops, float64 in the gradient checks). Where each kernel lives:
     conv_kernels.py         conv2d forward, backward-input, backward-filter; conv2d + bias + ReLU (or ReLU6) fused
     pointwise_kernels.py    conv2d's entry points: 1x1 convolutions as plain products (+ bias + ReLU6
                             per block in cache), the rest on to Winograd or im2col
+    small_products.py       their thin products in pieces OpenBLAS multiplies without packing
     winograd_conv2d.py      conv2d's three passes by Winograd's F(2x2, 3x3) for 3x3, stride-1 convolutions
                             of many channels (when no intermediate can overflow), else im2col; both
                             gradients in one pass over dy's transform
