@@ -10,7 +10,7 @@ import pytest
 import tf_reference
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from strategies import ConvCase, conv_cases
+from strategies import PADDINGS, ConvCase, conv_cases, seeds
 from tf_reference import Tolerance, assert_vjp_close
 
 import miniconv
@@ -45,6 +45,82 @@ def test_cpu_conv2d_backward_in_small_chunks(case, chunk_bytes):
         patch.setattr(conv_kernels, "CHUNK_BYTES", chunk_bytes)
         patch.setattr(conv_kernels, "BLOCK_BYTES", 2 * chunk_bytes)
         check(case, "cpu")
+
+
+@given(N=st.integers(4, 7), H=st.integers(1, 10), W=st.integers(1, 10), C=st.integers(4, 8), K=st.integers(1, 8),
+       strided=st.booleans(), steps=st.tuples(st.integers(1, 4), st.integers(1, 4)),
+       window=st.tuples(st.integers(1, 5), st.integers(1, 5)), padding=PADDINGS,
+       chunk_bytes=st.sampled_from([256, 4096, 1 << 19]), seed=seeds)
+def test_cpu_im2col_one_pass_backward_is_the_reference_in_float64(N, H, W, C, K, strided, steps, window, padding,
+                                                                  chunk_bytes, seed):
+    """``conv_kernels.conv2d_backward`` (both gradients in one pass per chunk of whole images) in float64,
+    where rounding is far below the tolerance, so a misplaced image, block or patch shows: strides or
+    dilations of 1 to 4, windows of 1 to 5, chunks of one image or many, images in blocks of conv rows
+    (CHUNK_BYTES 256 or 4096). The cpu backend's ``conv2d_backward`` must route such a case there."""
+    from miniconv.backend.cpu import conv_kernels, pointwise_kernels
+    from miniconv.shapes import conv_geometry
+
+    strides, dilations = (steps, (1, 1)) if strided else ((1, 1), steps)
+    assume(padding == "SAME" or all((k - 1) * d + 1 <= n for k, d, n in zip(window, dilations, (H, W))))
+    rng = np.random.default_rng(seed)
+    x, w = rng.uniform(-1, 1, (N, H, W, C)), rng.uniform(-1, 1, (*window, C, K))
+    g = conv_geometry(x.shape, w.shape, strides, padding, dilations)
+    assume(pointwise_kernels.both_by_im2col(g))
+    dy = rng.uniform(-1, 1, g.output_shape)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_kernels, "CHUNK_BYTES", chunk_bytes)
+        patch.setattr(conv_kernels, "BLOCK_BYTES", 2 * chunk_bytes)
+        calls = []
+        patch.setattr(conv_kernels, "backward_by_images", lambda *a, _f=conv_kernels.backward_by_images: calls.append(1) or _f(*a))
+        dx, dw = pointwise_kernels.conv2d_backward(x, w, dy, g)
+    assert calls == [1]
+    np.testing.assert_allclose(dx, numpy_ref.conv2d_backward_input(dy, w, g), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, numpy_ref.conv2d_backward_filter(x, dy, g), rtol=1e-12, atol=1e-11)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, strides, one_pass", [
+    ((64, 5, 5, 64), (3, 3, 64, 64), 1, True),       # MNIST conv3: too small for Winograd
+    ((20, 36, 36, 64), (3, 3, 64, 128), 2, True),    # strided
+    ((8, 32, 32, 32), (5, 5, 32, 64), 1, True),      # 5 x 5
+    ((3, 5, 5, 64), (3, 3, 64, 64), 1, False),       # three images: a whole-image chunk each would idle a thread
+    ((20, 150, 150, 3), (3, 3, 3, 32), 1, False),    # cats conv1: direct filter gradient, patch-major dx
+    ((20, 150, 150, 3), (3, 3, 3, 32), 2, False),    # three channels: patch-major dx
+    ((20, 74, 74, 32), (3, 3, 32, 64), 1, False),    # cats conv2: Winograd
+    ((8, 14, 14, 64), (1, 1, 64, 32), 1, False),     # 1 x 1: plain products
+])
+def test_cpu_im2col_one_pass_by_shape(x_shape, w_shape, strides, one_pass):
+    from miniconv.backend.cpu import pointwise_kernels
+    from miniconv.shapes import conv_geometry
+
+    g = conv_geometry(x_shape, w_shape, (strides, strides), "VALID", (1, 1))
+    assert pointwise_kernels.both_by_im2col(g) == one_pass
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_conv2d_im2col_one_pass_matches_tf(backend, seed):
+    """Batch 6, 5 x 5 x 8 -> 6 (the cpu backend's one im2col pass for both gradients), and strided 7 x 7."""
+    check(conv2d_case(6, 5, 5, 8, 6, 3, 3, seed=seed), backend)
+    check(conv2d_case(5, 7, 7, 5, 4, 3, 3, (2, 2), "SAME", seed=seed), backend)
+
+
+def test_cpu_im2col_one_pass_keeps_inf_and_nan():
+    """inf and NaN in x, w and dy land where the two passes on their own put them."""
+    from miniconv.backend.cpu import conv_kernels, pointwise_kernels
+    from miniconv.shapes import conv_geometry
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 6, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 3, 6, 4)).astype(np.float32)
+    g = conv_geometry(x.shape, w.shape, (1, 1), "VALID", (1, 1))
+    dy = rng.standard_normal(g.output_shape).astype(np.float32)
+    x[1, 2, 3, 0], x[4, 0, 0, 5], w[0, 1, 2, 3], dy[2, 1, 1, 2], dy[3, 3, 0, 0] = np.inf, np.nan, -np.inf, np.nan, np.inf
+    assert pointwise_kernels.both_by_im2col(g)
+    with np.errstate(invalid="ignore", over="ignore"):
+        dx, dw = pointwise_kernels.conv2d_backward(x, w, dy, g)
+        dx_alone, dw_alone = conv_kernels.conv2d_backward_input(dy, w, g), conv_kernels.conv2d_backward_filter(x, dy, g)
+    assert np.isnan(dx).any() and not np.isfinite(dw).all()
+    np.testing.assert_array_equal(dx, dx_alone)
+    np.testing.assert_allclose(dw, dw_alone, rtol=1e-5, atol=1e-4, equal_nan=True)
 
 
 @given(case=conv_cases(dims=1))

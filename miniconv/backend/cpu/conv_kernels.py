@@ -359,6 +359,23 @@ def backward_by_images(x, w, g, upstream, input_gradient, cells=None):
     return dx, sum_in_order(dw_partials).reshape(g.R, g.S, g.C, g.K), sum_in_order(bias_partials)
 
 
+def conv2d_backward(x, w, dy, g):
+    """(dx, dw) of plain conv2d by ``backward_by_images``' one pass: per chunk of whole images, the
+    patches feed dw and the dy rows dx while both are in cache, and the threads meet once instead of
+    twice (the two passes on their own: ``conv2d_backward_input``, ``conv2d_backward_filter``). The
+    same products and col2im as those; dw's partials are summed by chunks of images instead of rows.
+    Measured (2 threads, best of 3 x 30 calls): MNIST conv3, 64 x 5 x 5 x 64 -> 64, 0.73 -> 0.64 ms;
+    20 x 36 x 36 x 64 -> 128 stride 2 12.0 -> 11.4; 8 x 32 x 32 x 32 -> 64 5 x 5 11.1 -> 10.5."""
+    dy_rows = dy.reshape(-1, g.K)
+    rows_per_image = g.P * g.Q
+
+    def upstream(first, last, dy_chunk, bias_partial):
+        dy_chunk[:] = dy_rows[first * rows_per_image : last * rows_per_image]
+
+    dx, dw, _ = backward_by_images(x, w, g, upstream, True)
+    return dx, dw
+
+
 def conv2d_backward_input(dy, w, g):
     """dx (N, H, W, C): per block of images, col2im(dy[rows] @ w.reshape(R*S*C, K).T); for inputs
     of few channels (``PATCH_MAJOR_MAX_CHANNELS``) ``backward_input_patch_major``."""

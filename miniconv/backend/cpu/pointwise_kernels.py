@@ -85,12 +85,25 @@ def conv2d_backward_input(dy, w, g):
     return matmul(dy.reshape(-1, g.K), rows_of(w.reshape(g.C, g.K).T), pieces=True).reshape(g.input_shape)
 
 
+def both_by_im2col(g) -> bool:
+    """Whether both gradients would take im2col's products, each on its own (no 1 x 1 product, no
+    Winograd, no direct filter-gradient loops, no patch-major input gradient), with at least
+    conv_kernels.MIN_CHUNKS images: ``conv_kernels.conv2d_backward``'s chunks are whole images, so
+    fewer would leave a thread idle."""
+    return (not applies(g) and g.C > conv_kernels.PATCH_MAJOR_MAX_CHANNELS and g.N >= conv_kernels.MIN_CHUNKS
+            and not winograd_conv2d.backward_input_applies(g) and not winograd_conv2d.backward_filter_applies(g)
+            and not direct_kernels.filter_gradient_applies(g))
+
+
 def conv2d_backward(x, w, dy, g, input_gradient=True):
     """(dx or None, dw): both by ``winograd_conv2d.backward``'s one pass over dy where it applies (dx
-    asked for, ``one_pass_applies``, ``one_pass_in_range``), else ``conv2d_backward_input`` and
+    asked for, ``one_pass_applies``, ``one_pass_in_range``), by im2col's one pass
+    (``conv_kernels.conv2d_backward``) where ``both_by_im2col``, else ``conv2d_backward_input`` and
     ``conv2d_backward_filter``, each on its own path."""
     if input_gradient and winograd_conv2d.one_pass_applies(g) and winograd_conv2d.one_pass_in_range(x, w, dy, g):
         return winograd_conv2d.backward(x, w, dy, g)
+    if input_gradient and both_by_im2col(g):
+        return conv_kernels.conv2d_backward(x, w, dy, g)
     dx = conv2d_backward_input(dy, w, g) if input_gradient else None
     return dx, conv2d_backward_filter(x, dy, g)
 
