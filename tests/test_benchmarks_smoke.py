@@ -567,3 +567,19 @@ def test_winograd_tile_error_transforms_are_exact_in_float64():
     y, _ = study.direct(x, w)
     for tile in study.TILES:
         np.testing.assert_allclose(study.winograd_forward(x, w, tile), y, rtol=0, atol=1e-11, err_msg=tile)
+
+
+def test_winograd_tile_error_reference_row_is_the_same_convolution():
+    """The study's TensorFlow row computes the convolution the tiles do (VALID, HWIO), to float32 rounding."""
+    import numpy as np
+
+    from benchmarks import winograd_tile_error as study
+
+    pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, (2, 9, 8, 6)).astype(np.float32)
+    w = rng.uniform(-1, 1, (3, 3, 6, 5)).astype(np.float32)
+    y, terms = study.direct(x, w)
+    reference = study.tensorflow_conv2d()["tf.nn.conv2d"](x, w)
+    assert reference.shape == y.shape
+    np.testing.assert_array_less(np.abs(reference - y), 4 * np.finfo(np.float32).eps * np.sqrt(54) * terms + 1e-30)
