@@ -167,15 +167,18 @@ def test_depthwise_nonfinite_activations_match_tf(backend):
 # --- the cpu backend's kernels against their oracles ----------------------------------------------
 
 
-@given(N=st.integers(1, 2), H=st.integers(1, 14), W=st.integers(1, 40), C=st.integers(1, 20),
+@given(N=st.integers(1, 4), H=st.integers(1, 14), W=st.integers(1, 40), C=st.integers(1, 20),
        M=st.sampled_from([1, 1, 1, 2]), R=st.sampled_from([3, 3, 3, 5, 5, 1, 2, 4]), S=st.sampled_from([3, 3, 3, 5, 5, 2]),
        stride=st.integers(1, 3), dilation=st.sampled_from([1, 1, 2]), padding=st.sampled_from(["SAME", "VALID", "X"]),
-       pads=st.lists(st.integers(0, 3), min_size=4, max_size=4), seed=st.integers(0, 2**32 - 1))
-def test_cpu_depthwise_kernels_match_their_oracles(N, H, W, C, M, R, S, stride, dilation, padding, pads, seed):
+       pads=st.lists(st.integers(0, 3), min_size=4, max_size=4), chunk_images=st.integers(1, 4),
+       seed=st.integers(0, 2**32 - 1))
+def test_cpu_depthwise_kernels_match_their_oracles(N, H, W, C, M, R, S, stride, dilation, padding, pads, chunk_images,
+                                                   seed):
     """The row / group kernels (3x3 with M = 1: groups of four cells and pairs on flat views; the 5x5
     forward with M = 1 likewise; other filters: the general loops) against the one-result-at-a-time oracles, in float64 (the same sums in
     another order: agreement to ~1e-13), rows up to 40 cells wide so every group size and remainder
-    occurs, strides 1 to 3 with dilation 1 or 2."""
+    occurs, strides 1 to 3 with dilation 1 or 2; backward chunks of 1 to 4 images (the rings and the
+    dy rows carried from one image to the next)."""
     from miniconv.backend.cpu import depthwise_kernels as fast
     from miniconv.backend.cpu import depthwise_loops as loops
 
@@ -199,11 +202,23 @@ def test_cpu_depthwise_kernels_match_their_oracles(N, H, W, C, M, R, S, stride, 
     loops.backward_filter_simple(x, dy, *args, dw_ref)
 
     np.testing.assert_allclose(fast.depthwise_conv2d_forward(x, w, g), y_ref, rtol=1e-12, atol=1e-12)
-    dx, dw = fast.depthwise_conv2d_backward(x, w, dy, g)
-    np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(dw, dw_ref.reshape(w.shape), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(fast.depthwise_conv2d_backward_input(dy, w, g), dx_ref, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(fast.depthwise_conv2d_backward_filter(x, dy, g), dw, rtol=0, atol=0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fast, "backward_chunk_images", lambda g: chunk_images)
+        dx, dw = fast.depthwise_conv2d_backward(x, w, dy, g)
+        np.testing.assert_allclose(dx, dx_ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dw, dw_ref.reshape(w.shape), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(fast.depthwise_conv2d_backward_input(dy, w, g), dx_ref, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(fast.depthwise_conv2d_backward_filter(x, dy, g), dw, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("N, images", [(32, 1), (3, 1), (1000, 32)])
+def test_cpu_depthwise_backward_chunk_images(N, images, monkeypatch):
+    """One image a chunk, or for a large batch at most 16 chunks a thread (two threads here)."""
+    from miniconv.backend.cpu import depthwise_kernels, work_sharing
+
+    monkeypatch.setattr(work_sharing, "_threads", 2)
+    g = depthwise_geometry((N, 14, 14, 480), (3, 3, 480, 1), (1, 1), "SAME", (1, 1))
+    assert depthwise_kernels.backward_chunk_images(g) == images
 
 
 def test_cpu_depthwise_3x3_takes_the_grouped_kernels():
