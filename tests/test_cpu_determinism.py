@@ -115,3 +115,47 @@ def test_cpu_seeded_training_repeats_exactly():
         return model.get_weights()
 
     assert _repeat(train, times=1)
+
+
+@pytest.mark.parametrize("chunks", [1, 2, 7, 64])
+def test_cpu_run_chunks_runs_every_chunk_once(chunks):
+    import threading
+
+    from miniconv.backend.cpu.work_sharing import run_chunks
+
+    seen, lock = [], threading.Lock()
+
+    def task(i):
+        with lock:
+            seen.append(i)
+
+    run_chunks(task, chunks)
+    assert sorted(seen) == list(range(chunks))
+
+
+def test_cpu_run_chunks_reraises_a_chunks_error_after_the_others_finish():
+    """A chunk that raises (a MemoryError inside a kernel, say) reaches the caller, whichever thread ran
+    it, once every other chunk is done: none is left writing into the result, and the pool serves
+    the next call."""
+    import threading
+    import time
+
+    from miniconv.backend.cpu.work_sharing import run_chunks
+
+    finished, lock = [], threading.Lock()
+
+    def task(i):
+        if i == 3:
+            raise MemoryError(f"chunk {i}")
+        time.sleep(0.002)
+        with lock:
+            finished.append(i)
+
+    for _ in range(5):
+        finished.clear()
+        with pytest.raises(MemoryError, match="chunk 3"):
+            run_chunks(task, 12)
+        assert sorted(finished) == [i for i in range(12) if i != 3]
+    seen = []
+    run_chunks(seen.append, 6)
+    assert sorted(seen) == list(range(6))
