@@ -15,6 +15,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from miniconv.backend.cpu import depthwise_rows, kernel_cache
 
 
@@ -96,3 +98,31 @@ def test_an_edit_of_a_called_kernel_reaches_its_caller(tmp_path):
     assert run(333, check=True) == 433  # the check drops the package's cache: the new f
     assert run(333, check=True) == 433  # and keeps it while nothing changes
     assert list(package.glob("__pycache__/kern.g-*.nbc"))
+
+
+def test_a_failed_stamp_write_leaves_the_old_stamp_and_no_temporary(tmp_path, monkeypatch):
+    """The digest is written beside the stamp and renamed over it: a failure before the rename (a full
+    disk, a kill) leaves the previous stamp whole and removes the half-written file."""
+    stamp = tmp_path / kernel_cache.STAMP_NAME
+    stamp.write_text("old digest\n")
+
+    def failing_replace(source, destination):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(kernel_cache.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        kernel_cache._write_atomically(stamp, "new digest\n")
+    assert stamp.read_text() == "old digest\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [kernel_cache.STAMP_NAME]
+
+
+def test_no_cache_directory_or_an_unwritable_one_drops_nothing(tmp_path, monkeypatch):
+    """Where Numba keeps no cache for the package, or its directory cannot be made (here its parent
+    is a file), the check does nothing and says so; importing miniconv must not fail over it."""
+    monkeypatch.setattr(kernel_cache, "numba_cache_dir", lambda: None)
+    assert kernel_cache.drop_stale_kernels() is False
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    monkeypatch.setattr(kernel_cache, "numba_cache_dir", lambda: blocker / "cache")
+    assert kernel_cache.drop_stale_kernels() is False
+    assert blocker.read_text() == ""
