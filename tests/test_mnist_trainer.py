@@ -84,6 +84,26 @@ def test_train_reports_bad_options(tmp_path, capsys):
     assert "adagrad" in capsys.readouterr().err
     assert _train(tmp_path / "d", "--resume") == 2
     assert "no checkpoint" in capsys.readouterr().err
+    assert _train(tmp_path / "e", "--seed", -1) == 2
+    assert "--seed must be a non-negative int, got -1" in capsys.readouterr().err
+    assert _train(tmp_path / "f", "--batch-size", 0) == 2
+    assert "--batch-size must be at least 1, got 0" in capsys.readouterr().err
+    assert _train(tmp_path / "g", "--backend", "nosuch") == 2
+    err = capsys.readouterr().err
+    assert "'nosuch'" in err and "available: " in err and "cpu" in err
+    assert not any((tmp_path / name).exists() for name in ("b", "c", "e", "f", "g"))  # refused before any output
+
+
+def test_resume_with_every_epoch_done_trains_nothing_and_a_fresh_start_says_it_overwrites(tmp_path, capsys):
+    tiny = ["--epochs", 1, "--limit", 64, "--test-limit", 64]
+    assert _train(tmp_path, *tiny) == 0
+    saved = (tmp_path / "mnist.miniconv").read_bytes()
+    capsys.readouterr()
+    assert _train(tmp_path, *tiny, "--resume") == 0
+    assert "Nothing to train: the checkpoint has all the epochs asked for." in capsys.readouterr().out
+    assert (tmp_path / "mnist.miniconv").read_bytes() == saved
+    assert _train(tmp_path, *tiny) == 0
+    assert "note: starting afresh; the model in" in capsys.readouterr().out
 
 
 # --- Ctrl-C and --resume ---------------------------------------------------------------------
