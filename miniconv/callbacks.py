@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
+
+
+def _is_nan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 class Callback:
@@ -133,6 +138,9 @@ class EarlyStopping(Callback):
 
     mode "auto" minimises unless the monitored name contains "acc"; ``restore_best_weights``
     puts back the best epoch's weights when training ends (as Keras 3 does, stopped early or not).
+    A NaN value is no improvement and counts towards ``patience`` (so a run whose validation loss
+    has gone NaN stops, as in Keras; unlike Keras, a NaN first epoch does not become the best). A
+    missing ``monitor`` warns and skips the epoch, as in Keras.
     """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
@@ -159,12 +167,17 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None or epoch < self.start_from_epoch or (isinstance(value, float) and math.isnan(value)):
+        if value is None:
+            warnings.warn(f"Early stopping conditioned on metric `{self.monitor}` which is not available. "
+                          f"Available metrics are: {', '.join(logs or {})}", stacklevel=2)
+            return
+        if epoch < self.start_from_epoch:
             return
         if self.restore_best_weights and self.best_weights is None:
             self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
         self.wait += 1
-        if self._better(value, self.best):
+        if not _is_nan(value) and self._better(value, self.best):
             self.best, self.best_epoch = value, epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
@@ -189,7 +202,9 @@ class ModelCheckpoint(Callback):
 
     As ``keras.callbacks.ModelCheckpoint``: ``filepath`` may name the epoch and any log,
     e.g. "ckpt-{epoch:02d}-{val_loss:.2f}.miniconv"; ``save_best_only`` keeps only epochs where
-    ``monitor`` improved (mode "auto": max for names containing "acc", else min).
+    ``monitor`` improved (mode "auto": max for names containing "acc", else min). An epoch without
+    ``monitor`` is saved with a warning, as in Keras; a NaN value is never the best (Keras saves a
+    NaN first epoch and then nothing better than NaN).
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
@@ -204,16 +219,20 @@ class ModelCheckpoint(Callback):
         self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
         self.best = initial_value_threshold
 
+    def _improves(self, value) -> bool:
+        return self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         path = self.filepath.format(epoch=epoch + 1, **logs)
         if self.save_best_only:
             value = logs.get(self.monitor)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
+            if value is None:  # as Keras: saved, with a warning (a misspelt monitor must not lose every epoch)
+                warnings.warn(f"Can save best model only with {self.monitor} available.", stacklevel=2)
+            elif _is_nan(value) or not self._improves(value):
                 return
-            if self.best is not None and not (value > self.best if self.mode == "max" else value < self.best):
-                return
-            self.best = value
+            else:
+                self.best = value
         if self.verbose > 0:
             print(f"\nEpoch {epoch + 1}: saving model to {path}")
         if self.save_weights_only:
