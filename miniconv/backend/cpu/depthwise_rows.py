@@ -231,19 +231,7 @@ def dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue):
 
 @njit(nogil=True, cache=True, inline="always")
 def _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue):
-    """``dot9_row`` for one epilogue: literal strides for stride 1 and 2 (dilation 1), so that every
-    loop, the last cells' too, vectorises."""
-    if sw == 1 and dw == 1:
-        _dot9_cells_grouped(r0, r1, r2, t, out, C, 1, 1, cells, bias, epilogue)
-    elif sw == 2 and dw == 1:
-        _dot9_cells_grouped(r0, r1, r2, t, out, C, 2, 1, cells, bias, epilogue)
-    else:
-        _dot9_cells_grouped(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _dot9_cells_grouped(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue):
-    """``dot9_row``'s cells: groups of four and a pair (stride 1), pairs (other strides), the rest one by one."""
+    """``dot9_row`` for one epilogue."""
     if sw == 1 and dw == 1:
         step, groups = GROUP * C, cells // GROUP
         for i in range(groups):
@@ -252,10 +240,17 @@ def _dot9_cells_grouped(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue):
         if cells - done >= 2:  # a pair of the last cells (a 7-cell row: 4 + 2 + 1)
             _dot9_pair(r0[done * C:], r1[done * C:], r2[done * C:], t, out[done * C:], C, 1, 1, bias, epilogue)
             done += 2
+        a = done * C  # the last cell with literal strides too (with runtime ones its loop did not vectorise)
+        _dot9_cells(r0[a:], r1[a:], r2[a:], t, out[a:], C, 1, 1, cells - done, bias, epilogue)
+        return
     else:
         step, groups = 2 * sw * C, cells // 2
-        for i in range(groups):
-            _dot9_pair(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * 2 * C:], C, sw, dw, bias, epilogue)
+        if sw == 2 and dw == 1:
+            for i in range(groups):
+                _dot9_pair(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * 2 * C:], C, 2, 1, bias, epilogue)
+        else:
+            for i in range(groups):
+                _dot9_pair(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * 2 * C:], C, sw, dw, bias, epilogue)
         done = groups * 2
     a = done * sw * C
     _dot9_cells(r0[a:], r1[a:], r2[a:], t, out[done * C:], C, sw, dw, cells - done, bias, epilogue)
@@ -272,25 +267,29 @@ def outer9_row(r0, r1, r2, g, d, C, sw, dw, cells):
     local = stack_array(9 * C, d)
     for j in range(9 * C):
         local[j] = d[j]
-    if sw == 1 and dw == 1:  # constant strides: every loop below vectorises (the tail's were 4x slower a cell)
-        _outer9_cells(r0, r1, r2, g, local, C, 1, 1, cells)
+    step, groups = GROUP * sw * C, cells // GROUP
+    if sw == 1 and dw == 1:
+        for i in range(groups):
+            _outer9(r0[i * step:], r1[i * step:], r2[i * step:], g[i * GROUP * C:], local, C, 1, 1)
     elif sw == 2 and dw == 1:
-        _outer9_cells(r0, r1, r2, g, local, C, 2, 1, cells)
+        for i in range(groups):
+            _outer9(r0[i * step:], r1[i * step:], r2[i * step:], g[i * GROUP * C:], local, C, 2, 1)
     else:
-        _outer9_cells(r0, r1, r2, g, local, C, sw, dw, cells)
+        for i in range(groups):
+            _outer9(r0[i * step:], r1[i * step:], r2[i * step:], g[i * GROUP * C:], local, C, sw, dw)
+    if sw == 1 and dw == 1:  # the last cells with literal strides (with runtime ones their loops did not vectorise)
+        _outer9_tail(r0, r1, r2, g, local, C, 1, 1, cells, groups * GROUP)
+    else:
+        _outer9_tail(r0, r1, r2, g, local, C, sw, dw, cells, groups * GROUP)
     for j in range(9 * C):
         d[j] = local[j]
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _outer9_cells(r0, r1, r2, g, local, C, sw, dw, cells):
-    """``outer9_row``'s sums into its stack copy ``local`` of d: ``_outer9`` on groups of four cells, then
+def _outer9_tail(r0, r1, r2, g, local, C, sw, dw, cells, k):
+    """``outer9_row``'s last cells from cell k on (fewer than four), into its stack copy ``local`` of d:
     a pair, then one (a loop per tap and cell was 3-4x slower a cell)."""
-    step, groups = GROUP * sw * C, cells // GROUP
-    for i in range(groups):
-        _outer9(r0[i * step:], r1[i * step:], r2[i * step:], g[i * GROUP * C:], local, C, sw, dw)
     d0, d1, d2 = local[: 3 * C], local[3 * C : 6 * C], local[6 * C :]
-    k = groups * GROUP
     if cells - k >= 2:
         a, gk = k * sw * C, g[k * C:]
         _outer3_pair(r0[a:], gk, d0, C, sw, dw)
