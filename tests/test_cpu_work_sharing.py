@@ -89,6 +89,28 @@ def test_two_callers_at_once_both_get_every_chunk(two_threads):
     assert not errors and results == {"a": True, "b": True}
 
 
+def test_no_finished_call_is_kept_alive_by_the_pool(two_threads):
+    """The pool drops a call's job once it has finished: its arrays are freed, not kept until the next kernel."""
+    import gc
+    import weakref
+
+    class Arrays:
+        pass
+
+    arrays = Arrays()
+    alive = weakref.ref(arrays)
+    barrier = threading.Barrier(2, timeout=10)
+
+    def task(i, arrays=arrays):
+        barrier.wait()  # both threads run the job (the worker held it too)
+
+    two_threads.run_chunks(task, 2)
+    del task, arrays
+    time.sleep(0.05)  # the worker is back to spinning or asleep
+    gc.collect()
+    assert alive() is None
+
+
 def _child(queue):
     from miniconv.backend.cpu import work_sharing
 

@@ -104,7 +104,10 @@ class _Workers:
                     self.sleeping -= 1
                     latest = int(self.posted[0])
             seen = latest
-            self.job()
+            job = self.job
+            if job is not None:  # (None: its caller has finished it already)
+                job()
+            job = None  # nor does a spinning worker keep the finished job's arrays alive
 
 
 def _get_workers() -> _Workers:
@@ -165,6 +168,8 @@ def run_chunks(task, chunk_count: int) -> None:
     if not all_done.is_set():  # a worker is finishing the last chunks: spin, then sleep
         wait_for_change(finished, 0, workers.spins)
         all_done.wait()
+    if workers.job is pull_chunks:  # so that the pool does not keep this call's arrays alive
+        workers.job = None
     if errors:
         raise errors[0]
 
