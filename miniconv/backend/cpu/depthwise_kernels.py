@@ -48,6 +48,7 @@ from .depthwise_loops import backward_images, forward_rows
 from .depthwise_rows import dot5_row, dot9_row, gather_s2_row, outer9_row, scatter3_row
 from .elementwise_kernels import bias_activation_backward, bias_activation_rows, relu6_gradient_rows
 from .stack_arrays import fits_on_stack
+from .streaming_stores import stream_copy, streams
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
 
 ROW_GRAIN = 1 << 14  # output values per shared chunk of forward rows, at least (~10 us of work)
@@ -121,12 +122,13 @@ def ring_rows(R, dh, sh) -> int:
 
 
 @njit(nogil=True, cache=True)
-def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tags, zero, bias, epilogue):
+def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tags, zero, bias, epilogue, row, stream):
     """y[n, p] (Q, C) for the output rows u = n * P + p in [first, last); M = 1. Input rows come
     zero-padded from the ring (left columns, and rows outside the input: the zero row), so every
     cell takes ``dot9_row`` and a padding cell multiplies its filter value. ``epilogue`` 1 adds bias
     (C,) to each value before it is stored, 2 also applies ReLU6, 0 neither (the bits of a separate
-    ``bias_activation_rows`` pass, without the second pass over the row)."""
+    ``bias_activation_rows`` pass, without the second pass over the row). ``stream``: each row is
+    formed in ``row`` (Q C) and copied to y by ``stream_copy`` (a y larger than the cache)."""
     N, H, W, C = x.shape
     _, P, Q, _ = y.shape
     xf = x.reshape(N * H, W * C)
@@ -139,14 +141,16 @@ def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tag
         r0 = _padded(xf, n * H + h, 0 <= h < H, left, ring, tags, zero, C)
         r1 = _padded(xf, n * H + h + dh, 0 <= h + dh < H, left, ring, tags, zero, C)
         r2 = _padded(xf, n * H + h + 2 * dh, 0 <= h + 2 * dh < H, left, ring, tags, zero, C)
-        dot9_row(r0, r1, r2, t, yf[u], C, sw, dw, Q, bias, epilogue)
+        dot9_row(r0, r1, r2, t, row if stream else yf[u], C, sw, dw, Q, bias, epilogue)
+        if stream:
+            stream_copy(row, yf[u])
 
 
 @njit(nogil=True, cache=True)
-def forward_rows_5x5(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tags, zero, bias, epilogue):
+def forward_rows_5x5(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tags, zero, bias, epilogue, row, stream):
     """``forward_rows_3x3`` for 5 x 5 filters: each output row zeroed, then ``dot5_row`` adds its five
     zero-padded input rows' filter rows in order (r, then s within ``dot5_row``), the bits of
-    ``depthwise_loops.forward_rows``."""
+    ``depthwise_loops.forward_rows``; with ``stream``, in ``row`` and then streamed to y."""
     N, H, W, C = x.shape
     _, P, Q, _ = y.shape
     xf = x.reshape(N * H, W * C)
@@ -155,24 +159,30 @@ def forward_rows_5x5(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tag
     tags[:] = -1
     for u in range(first, last):
         n, p = divmod(u, P)
-        out = yf[u]
+        out = row if stream else yf[u]
         out[:] = 0.0
         for r in range(5):
             h = p * sh - top + r * dh
-            row = _padded(xf, n * H + h, 0 <= h < H, left, ring, tags, zero, C)
-            dot5_row(row, t[5 * r * C:], out, C, sw, dw, Q)
+            padded = _padded(xf, n * H + h, 0 <= h < H, left, ring, tags, zero, C)
+            dot5_row(padded, t[5 * r * C:], out, C, sw, dw, Q)
         if epilogue:
-            bias_activation_rows(y[n, p], bias, epilogue == 2)
+            bias_activation_rows(out.reshape(Q, C), bias, epilogue == 2)
+        if stream:
+            stream_copy(row, yf[u])
 
 
 @njit(nogil=True, cache=True)
-def _flush(acc, atags, dxf, first_row, last_row, left, C, W):
-    """dx rows [first_row, last_row) (flat indices) from their accumulation rows, zeros for rows no tap reached."""
+def _flush(acc, atags, dxf, first_row, last_row, left, C, W, stream):
+    """dx rows [first_row, last_row) (flat indices) from their accumulation rows (``stream_copy`` with
+    ``stream``), zeros for rows no tap reached."""
     for index in range(first_row, last_row):
         slot = index % acc.shape[0]
         out = dxf[index]
         if atags[slot] == index:
             src = acc[slot, left * C : (left + W) * C]
+            if stream:
+                stream_copy(src, out)
+                continue
             for j in range(W * C):
                 out[j] = src[j]
         else:
@@ -182,7 +192,7 @@ def _flush(acc, atags, dxf, first_row, last_row, left, C, W):
 
 @njit(nogil=True, cache=True)
 def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first, last, with_dx, with_dw, dx, dwk,
-                        dbias, dy_rows, xring, xtags, gring, gtags, zero):
+                        dbias, dy_rows, xring, xtags, gring, gtags, zero, dx_row, stream):
     """dx[n] (with_dx) and dwk (3, 3, C) += (with_dw) for the images [first, last), M = 1, finite
     filter values (the stride-1 input gradient reads zero-padded dy: 0 * w must add nothing). One
     pass over each image's output rows p in order:
@@ -203,7 +213,8 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
              dy row p scattered into accumulation rows (the dy ring's slots, padded by ``left``), each
              copied to dx once no later dy row reaches it
     x or dx is not read when its flag is off; z and dbias only when upstream is, dy_rows only with
-    upstream or with_dw.
+    upstream or with_dw. ``stream``: each dx row is formed in ``dx_row`` (W C) and written by
+    ``stream_copy`` (a dx larger than the cache); the scatter's rows are streamed from their ring.
     """
     N, P, Q, C = dy.shape
     H, W = (dx.shape[1], dx.shape[2]) if with_dx else (x.shape[1], x.shape[2])
@@ -238,11 +249,12 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
                 continue
             if stride1:
                 if 0 <= p - top < H:
-                    _gather_row(rows, wf, p - top, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + p - top])
+                    _gather_row(rows, wf, p - top, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + p - top], dx_row,
+                                stream)
                 continue
             if stride2:  # the rows whose last dy row is p
                 for h in range(max(0, 2 * p - top), min(H, 2 * p + 2 - top)):
-                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h])
+                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h], dx_row, stream)
                 continue
             for r in range(3):
                 h = h0 + r * dh
@@ -254,46 +266,53 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
                         gtags[slot] = index
                     scatter3_row(g, wk[r].reshape(3 * C), gring[slot], C, sw, dw, Q)
             done = n * H + min(H, max(0, (p + 1) * sh - top))  # no later dy row reaches rows before it
-            _flush(gring, gtags, dxf, flushed, done, left, C, W)
+            _flush(gring, gtags, dxf, flushed, done, left, C, W, stream)
             flushed = max(flushed, done)
         if with_dx:
             if stride1:
                 for h in range(max(0, P - top), H):
-                    _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + h])
+                    _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + h], dx_row, stream)
             elif stride2:
                 for h in range(max(0, 2 * P - top), H):
-                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h])
+                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h], dx_row, stream)
             else:
-                _flush(gring, gtags, dxf, flushed, (n + 1) * H, left, C, W)
+                _flush(gring, gtags, dxf, flushed, (n + 1) * H, left, C, W, stream)
 
 
 @njit(nogil=True, cache=True)
-def _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, out):
+def _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, out, row, stream):
     """out = dx row h of the image whose dy rows are ``rows`` (a ring of them, ``_padded``), stride 1: every cell w its nine
     terms, dy columns w + left - s dw of dy rows h + top - r dh (zero-padded rows from the dy ring:
-    padded column j is dy column j - (2 dw - left))."""
+    padded column j is dy column j - (2 dw - left)). With ``stream``, formed in ``row`` and streamed to out."""
     p0 = h + top
     offset = 2 * dw - left
     g0 = _padded(rows, p0, 0 <= p0 < P, offset, gring, gtags, zero, C)
     g1 = _padded(rows, p0 - dh, 0 <= p0 - dh < P, offset, gring, gtags, zero, C)
     g2 = _padded(rows, p0 - 2 * dh, 0 <= p0 - 2 * dh < P, offset, gring, gtags, zero, C)
-    dot9_row(g0, g1, g2, wf, out, C, 1, dw, out.shape[0] // C, wf, 0)  # epilogue 0: its bias (wf) is not read
+    target = row if stream else out
+    dot9_row(g0, g1, g2, wf, target, C, 1, dw, out.shape[0] // C, wf, 0)  # epilogue 0: its bias (wf) is not read
+    if stream:
+        stream_copy(row, out)
 
 
 @njit(nogil=True, cache=True)
-def _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, out):
+def _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, out, row, stream):
     """out = dx row h of the image whose dy rows are ``rows`` (a ring of them, ``_padded``), stride 2, dilation 1:
     ``gather_s2_row`` of dy rows (h + top - r) / 2, zero-padded by one cell in front (dy ring): rows
-    p - 1 and p (taps r = 2, 0) for h + top = 2 p, row p (r = 1) for h + top = 2 p + 1."""
+    p - 1 and p (taps r = 2, 0) for h + top = 2 p, row p (r = 1) for h + top = 2 p + 1. With ``stream``,
+    formed in ``row`` and streamed to out."""
     j = h + top
     p = j // 2
+    target = row if stream else out
     ga = _padded(rows, p, 0 <= p < P, 1, gring, gtags, zero, C)
     if j % 2 == 0:
         gb = _padded(rows, p - 1, 0 <= p - 1 < P, 1, gring, gtags, zero, C)
-        gather_s2_row(ga, gb, wk[0].reshape(3 * C), wk[2].reshape(3 * C), True, out, C, W, left)
+        gather_s2_row(ga, gb, wk[0].reshape(3 * C), wk[2].reshape(3 * C), True, target, C, W, left)
     else:
         t = wk[1].reshape(3 * C)
-        gather_s2_row(ga, ga, t, t, False, out, C, W, left)
+        gather_s2_row(ga, ga, t, t, False, target, C, W, left)
+    if stream:
+        stream_copy(row, out)
 
 
 def _wk(w):
@@ -345,13 +364,16 @@ def depthwise_conv2d_forward(x, w, g, bias=None, activation=None):
     per_chunk = max(1, ROW_GRAIN // max(1, g.Q * g.K), -(-rows // (4 * thread_count())))
     bounds = chunk_bounds(rows, per_chunk)
     rows_kernel = forward_rows_3x3 if fast_applies(g) else (forward_rows_5x5 if fast5_applies(g) else None)
+    stream = streams(y)
 
     def task(i):
         start, stop = bounds[i]
         if rows_kernel is not None:
             ring, tags = _ring("dw_x_ring", g, _padded_width(g), x.dtype)
             zero = _zero_row(g, _padded_width(g), x.dtype)
-            rows_kernel(x, wk, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y, ring, tags, zero, bias, epilogue)
+            row = scratch("dw_out_row", (g.Q * g.K,), x.dtype)
+            rows_kernel(x, wk, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y, ring, tags, zero, bias, epilogue,
+                        row, stream)
         else:
             forward_rows(x, wk, g.M, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y, bias, epilogue)
 
@@ -381,6 +403,7 @@ def _backward(x, w, dy, g, with_dx, with_dw, z=None):
     dbias_partials = partials(len(bounds), (g.K,) if upstream else (1,), dy.dtype)
     dx = np.empty(g.input_shape, dy.dtype) if with_dx else np.empty((1, 1, 1, 1), dy.dtype)
     z = z if upstream else np.empty((1, 1, 1, 1), dy.dtype)  # (not read without upstream)
+    stream = with_dx and streams(dx)
 
     def task(i):
         first, last = bounds[i]
@@ -390,9 +413,10 @@ def _backward(x, w, dy, g, with_dx, with_dw, z=None):
             gring, gtags = _ring("dw_dy_ring", g, width, dy.dtype)
             zero = _zero_row(g, max(width, _padded_width(g)), dy.dtype)
             dy_rows = scratch("dw_dy_rows", (min(g.P, 2 * g.dh + 2), g.Q * g.C), dy.dtype)
+            dx_row = scratch("dw_dx_row", (g.W * g.C,), dy.dtype)
             backward_images_3x3(x, wk, dy, z, upstream, g.sh, g.sw, g.dh, g.dw, g.top, g.left, first, last, with_dx,
                                 with_dw, dx, dw_partials[i], dbias_partials[i], dy_rows, xring, xtags, gring, gtags,
-                                zero)
+                                zero, dx_row, stream)
         else:
             backward_images(x, wk, dy, g.M, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.H, g.W, first, last, with_dx,
                             with_dw, dx, dw_partials[i])
