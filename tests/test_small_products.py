@@ -116,3 +116,39 @@ def test_pieces_are_openblas_products_of_real_size():
     shifted = np.empty((1999, 64), np.float32)
     matmul_into(a[1:], b, shifted)
     np.testing.assert_array_equal(shifted, out[1:])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bring_into_cache_loads_a_value_of_every_line(dtype):
+    """It sums every LINE_BYTES-th value of each row and the row's last one (the loads it makes), on
+    views with any strides."""
+    rng = np.random.default_rng(3)
+    step = small_products.LINE_BYTES // np.dtype(dtype).itemsize
+    for a in (rng.standard_normal((7, 37)).astype(dtype), rng.standard_normal((9, 80)).astype(dtype)[1::2, 3:],
+              np.zeros((0, 5), dtype), np.zeros((4, 0), dtype)):
+        expected = sum(float(row[j]) for row in a for j in range(0, a.shape[1], step))
+        expected += sum(float(row[-1]) for row in a if a.shape[1])
+        assert small_products.bring_into_cache(a) == pytest.approx(expected, rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("C, K, brought", [(144, 24, ["a"]), (32, 64, []), (24, 144, [])])
+def test_thin_operands_are_brought_into_cache_before_their_pieces(C, K, brought, monkeypatch):
+    """matmul_into reads a piece's rows of a first where each value meets fewer than FEW_USES filters (K);
+    add_transposed_product the same for a (K) and for b (C). The products are unchanged."""
+    seen = []
+    real = small_products.bring_into_cache
+    monkeypatch.setattr(small_products, "bring_into_cache", lambda block: seen.append(block.shape[1]) or real(block))
+    rng = np.random.default_rng(4)
+    M = 4 * small_products.piece_rows(C, K)
+    a, b = rng.standard_normal((M, C)).astype(np.float32), rng.standard_normal((C, K)).astype(np.float32)
+    out = np.empty((M, K), np.float32)
+    matmul_into(a, b, out)
+    np.testing.assert_allclose(out, a @ b, rtol=1e-4, atol=1e-4)
+    assert set(seen) == ({C} if "a" in brought else set())
+    seen.clear()
+    dy = rng.standard_normal((M, K)).astype(np.float32)
+    total = np.zeros((C, K), np.float32)
+    add_transposed_product(a, dy, total, np.empty((C, K), np.float32))
+    np.testing.assert_allclose(total, a.T @ dy, rtol=1e-3, atol=1e-3)
+    expected = ({C} if K < small_products.FEW_USES else set()) | ({K} if C < small_products.FEW_USES else set())
+    assert set(seen) == expected
