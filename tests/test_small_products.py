@@ -152,3 +152,21 @@ def test_thin_operands_are_brought_into_cache_before_their_pieces(C, K, brought,
     np.testing.assert_allclose(total, a.T @ dy, rtol=1e-3, atol=1e-3)
     expected = ({C} if K < small_products.FEW_USES else set()) | ({K} if C < small_products.FEW_USES else set())
     assert set(seen) == expected
+
+
+@pytest.mark.parametrize("B, M, C, K, pieces", [(16, 64, 128, 128, 2), (16, 61, 128, 128, 1), (4, 100, 256, 256, 7),
+                                                (3, 130, 64, 256, 3), (16, 7, 32, 64, 1), (2, 40, 512, 512, 1)])
+def test_position_products_in_pieces_inside_the_small_kernel(B, M, C, K, pieces, monkeypatch):
+    """Each position's product, out written by BLAS where it lies (rows B K apart, as Winograd's M), in
+    near-equal pieces of rows inside SMALL_MNK where a piece holds MIN_POSITION_ROWS rows or more (256 x
+    256: 15 rows a piece, cut; 512 x 512: 3 rows, whole); a product inside SMALL_MNK stays whole."""
+    calls = []
+    real = np.matmul
+    monkeypatch.setattr(small_products.np, "matmul", lambda a, b, out: calls.append(a.shape[1]) or real(a, b, out=out))
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((B, M, C)).astype(np.float32), rng.standard_normal((B, C, K)).astype(np.float32)
+    out = np.full((M, B, K), np.nan, np.float32).transpose(1, 0, 2)
+    small_products.position_products(a, b, out)
+    np.testing.assert_allclose(out, np.einsum("bmc,bck->bmk", a, b), rtol=1e-4, atol=1e-3)
+    assert len(calls) == pieces and sum(calls) == M
+    assert max(calls) * C * K <= small_products.SMALL_MNK or pieces == 1

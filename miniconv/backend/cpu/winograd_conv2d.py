@@ -51,6 +51,7 @@ from numba import njit
 
 from . import conv_kernels
 from .magnitude import largest_magnitude
+from .small_products import position_products
 from .stack_arrays import fits_on_stack, stack_array
 from .winograd_kernels import G, filter_transform, in_range, input_tiles, rows_apart_off_pages
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, single_threaded_blas, sum_in_order
@@ -422,7 +423,7 @@ def winograd_convolution(x, U, top, left, out_shape):
         V = scratch("winograd_V", (16, tiles, C), x.dtype)
         input_tiles(x, top, left, Pt, Qt, start * Qt, V)
         M = scratch("winograd_M_by_tile", (tiles, 16, K), x.dtype)
-        np.matmul(V, U, out=M.transpose(1, 0, 2))  # (16, tiles, K) rows 16 K apart: BLAS writes them as they are
+        position_products(V, U, M.transpose(1, 0, 2))  # (16, tiles, K) rows 16 K apart: BLAS writes them as they are
         output_tiles(M, Pt, Qt, start * Qt, scratch("winograd_cell", (4, K), x.dtype), y)
 
     with single_threaded_blas():
@@ -467,7 +468,7 @@ def adjoint_input_gradient(dy, w, g):
         Z = scratch("winograd_Z", (tiles, 16, K), dy.dtype)
         gradient_tiles(dy, Pt, Qt, first * Pt * Qt, scratch("winograd_dy_cells", (8, K), dy.dtype), Z)
         E = scratch("winograd_E", (tiles, 16, C), dy.dtype)
-        np.matmul(Z.transpose(1, 0, 2), U_t, out=E.transpose(1, 0, 2))  # by position, rows 16 C apart
+        position_products(Z.transpose(1, 0, 2), U_t, E.transpose(1, 0, 2))  # by position, rows 16 C apart
         patches = scratch("winograd_patches", (tiles, 16, C), dy.dtype)
         patch_gradients(E, patches)
         add_patches_images(patches, Pt, Qt, g.top, g.left, zero, dx[first:last])
@@ -577,7 +578,7 @@ def backward(x, w, dy, g, fill_Z=None):
                 fill_Z(i, first_tile, Z)
             Z_by_position = Z.transpose(1, 0, 2)  # (16, tiles, K), rows 16 K apart: BLAS takes it as it is
             E = E_all[:tiles]
-            np.matmul(Z_by_position, U_t, out=E.transpose(1, 0, 2))
+            position_products(Z_by_position, U_t, E.transpose(1, 0, 2))
             patch_gradients(E, carried_and_patches[Qt : Qt + tiles])
             if r1 - r0 == Pt:  # whole images
                 add_patches_images(carried_and_patches[Qt : Qt + tiles], Pt, Qt, g.top, g.left, zero, dx[first:last])

@@ -46,6 +46,7 @@ from numba import njit
 
 from .conv_kernels import CHUNK_BYTES, MIN_CHUNKS
 from .magnitude import largest_magnitude
+from .small_products import position_products
 from .work_sharing import chunk_bounds, run_chunks, scratch, single_threaded_blas
 
 WINOGRAD_MIN_CHANNELS = 8  # fewer input channels: products of inner size C too thin to gain
@@ -215,7 +216,7 @@ def forward(x, w, bias, g, pg):
         V = scratch("winograd_V", (16, tiles, g.C), x.dtype)
         input_tiles(x, g.top, g.left, Pp, Qp, start * Qp, V)
         M = scratch("winograd_M", (16, tiles, g.K), x.dtype)
-        np.matmul(V, U, out=M)
+        position_products(V, U, M)
         output_tiles_bias_relu_max_pool(M, bias, 2 * Qp, lowest, x.dtype.type(0), y[start:stop], argmax[start:stop])
 
     with single_threaded_blas():
