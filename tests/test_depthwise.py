@@ -171,15 +171,15 @@ def test_depthwise_nonfinite_activations_match_tf(backend):
        M=st.sampled_from([1, 1, 1, 2]), R=st.sampled_from([3, 3, 3, 5, 5, 1, 2, 4]), S=st.sampled_from([3, 3, 3, 5, 5, 2]),
        stride=st.integers(1, 3), dilation=st.sampled_from([1, 1, 2]), padding=st.sampled_from(["SAME", "VALID", "X"]),
        pads=st.lists(st.integers(0, 3), min_size=4, max_size=4), chunk_images=st.integers(1, 4),
-       streamed=st.booleans(), seed=st.integers(0, 2**32 - 1))
+       streamed=st.booleans(), prefetched=st.booleans(), seed=st.integers(0, 2**32 - 1))
 def test_cpu_depthwise_kernels_match_their_oracles(N, H, W, C, M, R, S, stride, dilation, padding, pads, chunk_images,
-                                                   streamed, seed):
+                                                   streamed, prefetched, seed):
     """The row / group kernels (3x3 with M = 1: groups of four cells and pairs on flat views; the 5x5
     forward with M = 1 likewise; other filters: the general loops) against the one-result-at-a-time oracles, in float64 (the same sums in
     another order: agreement to ~1e-13), rows up to 40 cells wide so every group size and remainder
     occurs, strides 1 to 3 with dilation 1 or 2; backward chunks of 1 to 4 images (the rings and the
     dy rows carried from one image to the next); ``streamed``: the rows written by ``stream_copy``, as for
-    outputs larger than the cache."""
+    outputs larger than the cache; ``prefetched``: the next rows prefetched, as for inputs larger than it."""
     from miniconv.backend.cpu import depthwise_kernels as fast
     from miniconv.backend.cpu import depthwise_loops as loops
 
@@ -204,6 +204,7 @@ def test_cpu_depthwise_kernels_match_their_oracles(N, H, W, C, M, R, S, stride, 
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fast, "streams", lambda out: streamed)
+        patch.setattr(fast, "prefetches", lambda rows: prefetched)
         np.testing.assert_allclose(fast.depthwise_conv2d_forward(x, w, g), y_ref, rtol=1e-12, atol=1e-12)
         patch.setattr(fast, "backward_chunk_images", lambda g: chunk_images)
         dx, dw = fast.depthwise_conv2d_backward(x, w, dy, g)
@@ -260,7 +261,7 @@ def test_cpu_depthwise_stride2_gather_gives_the_scatters_bits(C, W, Q, left, two
     padded_a, padded_b = np.zeros((width, C), dtype), np.zeros((width, C), dtype)
     padded_a[1:Q + 1], padded_b[1:Q + 1] = ga, gb
     out = np.full(W * C, np.nan, dtype)
-    gather_s2_row(padded_a.ravel(), padded_b.ravel(), ta, tb, two, out, C, W, left)
+    gather_s2_row(padded_a.ravel(), padded_b.ravel(), ta, tb, two, out, C, W, left, padded_a.ravel())
     assert out.tobytes() == expected.tobytes()
 
 

@@ -48,7 +48,7 @@ from .depthwise_loops import backward_images, forward_rows
 from .depthwise_rows import dot5_row, dot9_row, gather_s2_row, outer9_row, scatter3_row
 from .elementwise_kernels import bias_activation_backward, bias_activation_rows, relu6_gradient_rows
 from .stack_arrays import fits_on_stack
-from .streaming_stores import stream_copy, streams
+from .streaming_stores import STREAM_MIN_BYTES, stream_copy, streams
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
 
 ROW_GRAIN = 1 << 14  # output values per shared chunk of forward rows, at least (~10 us of work)
@@ -58,6 +58,13 @@ IMAGE_CHUNKS_PER_THREAD = 16  # backward chunks are whole images, at most N / (1
 def fast_applies(g) -> bool:
     """Whether the 3 x 3, multiplier-1 kernels below apply (forward and backward)."""
     return g.R == 3 and g.S == 3 and _rings_fit(g)
+
+
+def prefetches(rows) -> bool:
+    """Whether the row loops prefetch the next output row's reads (``prefetch``) from ``rows``, the
+    tensor they read row by row (x forward, dy backward): one too large to stay in cache
+    (``STREAM_MIN_BYTES``). One that does fit gained nothing (14 x 14 x 480, 12 MB)."""
+    return rows.nbytes >= STREAM_MIN_BYTES
 
 
 def fast5_applies(g) -> bool:
@@ -113,6 +120,26 @@ def _padded(rows, index, inside, offset, ring, tags, zero, C):
     return ring[slot]
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _rows_ahead(x, u, last, P, sh, R, dh, top):
+    """The input rows (one flat span of x, N H W C) that output row u + 1 reads and output row u does not
+    (with dilation 1: the rows the ring takes in next), or an empty span when u + 1 is past ``last``: what
+    the row loops prefetch while they compute row u (``prefetch.prefetch_share``)."""
+    N, H, W, C = x.shape
+    flat = x.reshape(N * H * W * C)
+    if u + 1 >= last:
+        return flat[:0]
+    n, p = divmod(u + 1, P)
+    lo = p * sh - top  # the next output row's first and last input rows
+    hi = min(H - 1, lo + (R - 1) * dh)
+    if p > 0:  # rows up to the current output row's last are in the ring
+        lo = max(lo, (p - 1) * sh - top + (R - 1) * dh + 1)
+    lo = max(0, lo)
+    if lo > hi:
+        return flat[:0]
+    return flat[(n * H + lo) * W * C : (n * H + hi + 1) * W * C]
+
+
 def ring_rows(R, dh, sh) -> int:
     """Slots of a ring: the (R - 1) dh + 1 rows of one output row, and those of the next (sh on)."""
     return (R - 1) * dh + 2 + sh
@@ -122,13 +149,16 @@ def ring_rows(R, dh, sh) -> int:
 
 
 @njit(nogil=True, cache=True)
-def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tags, zero, bias, epilogue, row, stream):
+def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tags, zero, bias, epilogue, row, stream,
+                     prefetching):
     """y[n, p] (Q, C) for the output rows u = n * P + p in [first, last); M = 1. Input rows come
     zero-padded from the ring (left columns, and rows outside the input: the zero row), so every
     cell takes ``dot9_row`` and a padding cell multiplies its filter value. ``epilogue`` 1 adds bias
     (C,) to each value before it is stored, 2 also applies ReLU6, 0 neither (the bits of a separate
     ``bias_activation_rows`` pass, without the second pass over the row). ``stream``: each row is
-    formed in ``row`` (Q C) and copied to y by ``stream_copy`` (a y larger than the cache)."""
+    formed in ``row`` (Q C) and copied to y by ``stream_copy`` (a y larger than the cache).
+    ``prefetching``: the input rows the next output row takes in are prefetched while this one is
+    computed (``prefetch``; an x larger than the cache)."""
     N, H, W, C = x.shape
     _, P, Q, _ = y.shape
     xf = x.reshape(N * H, W * C)
@@ -141,16 +171,19 @@ def forward_rows_3x3(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tag
         r0 = _padded(xf, n * H + h, 0 <= h < H, left, ring, tags, zero, C)
         r1 = _padded(xf, n * H + h + dh, 0 <= h + dh < H, left, ring, tags, zero, C)
         r2 = _padded(xf, n * H + h + 2 * dh, 0 <= h + 2 * dh < H, left, ring, tags, zero, C)
-        dot9_row(r0, r1, r2, t, row if stream else yf[u], C, sw, dw, Q, bias, epilogue)
+        ahead = _rows_ahead(x, u, last if prefetching else u + 1, P, sh, 3, dh, top)
+        dot9_row(r0, r1, r2, t, row if stream else yf[u], C, sw, dw, Q, bias, epilogue, ahead)
         if stream:
             stream_copy(row, yf[u])
 
 
 @njit(nogil=True, cache=True)
-def forward_rows_5x5(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tags, zero, bias, epilogue, row, stream):
+def forward_rows_5x5(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tags, zero, bias, epilogue, row, stream,
+                     prefetching):
     """``forward_rows_3x3`` for 5 x 5 filters: each output row zeroed, then ``dot5_row`` adds its five
     zero-padded input rows' filter rows in order (r, then s within ``dot5_row``), the bits of
-    ``depthwise_loops.forward_rows``; with ``stream``, in ``row`` and then streamed to y."""
+    ``depthwise_loops.forward_rows``; with ``stream``, in ``row`` and then streamed to y; ``prefetching``
+    as there, a fifth of the rows ahead during each filter row."""
     N, H, W, C = x.shape
     _, P, Q, _ = y.shape
     xf = x.reshape(N * H, W * C)
@@ -161,10 +194,11 @@ def forward_rows_5x5(x, wk, sh, sw, dh, dw, top, left, first, last, y, ring, tag
         n, p = divmod(u, P)
         out = row if stream else yf[u]
         out[:] = 0.0
+        ahead = _rows_ahead(x, u, last if prefetching else u + 1, P, sh, 5, dh, top)
         for r in range(5):
             h = p * sh - top + r * dh
             padded = _padded(xf, n * H + h, 0 <= h < H, left, ring, tags, zero, C)
-            dot5_row(padded, t[5 * r * C:], out, C, sw, dw, Q)
+            dot5_row(padded, t[5 * r * C:], out, C, sw, dw, Q, ahead, r, 5)
         if epilogue:
             bias_activation_rows(out.reshape(Q, C), bias, epilogue == 2)
         if stream:
@@ -192,7 +226,7 @@ def _flush(acc, atags, dxf, first_row, last_row, left, C, W, stream):
 
 @njit(nogil=True, cache=True)
 def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first, last, with_dx, with_dw, dx, dwk,
-                        dbias, dy_rows, xring, xtags, gring, gtags, zero, dx_row, stream):
+                        dbias, dy_rows, xring, xtags, gring, gtags, zero, dx_row, stream, prefetching):
     """dx[n] (with_dx) and dwk (3, 3, C) += (with_dw) for the images [first, last), M = 1, finite
     filter values (the stride-1 input gradient reads zero-padded dy: 0 * w must add nothing). One
     pass over each image's output rows p in order:
@@ -215,6 +249,9 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
     x or dx is not read when its flag is off; z and dbias only when upstream is, dy_rows only with
     upstream or with_dw. ``stream``: each dx row is formed in ``dx_row`` (W C) and written by
     ``stream_copy`` (a dx larger than the cache); the scatter's rows are streamed from their ring.
+    ``prefetching``: while row p is computed, the rows that row p + 1 reads from memory (dy, z, the
+    input rows the x ring takes in) are prefetched a share at a time (``prefetch``): the x rows (and
+    z) by ``outer9_row``, dy by the input gradient's row loop (by ``outer9_row`` without dx).
     """
     N, P, Q, C = dy.shape
     H, W = (dx.shape[1], dx.shape[2]) if with_dx else (x.shape[1], x.shape[2])
@@ -235,6 +272,9 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
         for p in range(P):
             u = n * P + p
             g = rows[p % rows.shape[0]]
+            more = prefetching and u + 1 < last * P  # the next row is this chunk's
+            ahead_dy = dyf[u + 1 if more else u][: Q * C if more else 0]
+            ahead_z = zf[u + 1 if more and upstream else 0][: zf.shape[1] if more and upstream else 0]
             if upstream:
                 relu6_gradient_rows(dyf[u].reshape(Q, C), zf[u].reshape(Q, C), g.reshape(Q, C), dbias)
             elif copied:
@@ -244,17 +284,19 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
                 r0 = _padded(xf, n * H + h0, 0 <= h0 < H, left, xring, xtags, zero, C)
                 r1 = _padded(xf, n * H + h0 + dh, 0 <= h0 + dh < H, left, xring, xtags, zero, C)
                 r2 = _padded(xf, n * H + h0 + 2 * dh, 0 <= h0 + 2 * dh < H, left, xring, xtags, zero, C)
-                outer9_row(r0, r1, r2, g, d, C, sw, dw, Q)
+                ahead_x = _rows_ahead(x, u, last * P if prefetching else u + 1, P, sh, 3, dh, top)
+                outer9_row(r0, r1, r2, g, d, C, sw, dw, Q, ahead_x, ahead_z if with_dx else ahead_dy)
             if not with_dx:
                 continue
             if stride1:
                 if 0 <= p - top < H:
                     _gather_row(rows, wf, p - top, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + p - top], dx_row,
-                                stream)
+                                stream, ahead_dy)
                 continue
             if stride2:  # the rows whose last dy row is p
                 for h in range(max(0, 2 * p - top), min(H, 2 * p + 2 - top)):
-                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h], dx_row, stream)
+                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h], dx_row, stream,
+                               ahead_dy if h == max(0, 2 * p - top) else ahead_dy[:0])
                 continue
             for r in range(3):
                 h = h0 + r * dh
@@ -271,16 +313,18 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
         if with_dx:
             if stride1:
                 for h in range(max(0, P - top), H):
-                    _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + h], dx_row, stream)
+                    _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, dxf[n * H + h], dx_row, stream,
+                                wf[:0])
             elif stride2:
                 for h in range(max(0, 2 * P - top), H):
-                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h], dx_row, stream)
+                    _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, dxf[n * H + h], dx_row, stream,
+                               wf[:0])
             else:
                 _flush(gring, gtags, dxf, flushed, (n + 1) * H, left, C, W, stream)
 
 
 @njit(nogil=True, cache=True)
-def _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, out, row, stream):
+def _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, out, row, stream, ahead):
     """out = dx row h of the image whose dy rows are ``rows`` (a ring of them, ``_padded``), stride 1: every cell w its nine
     terms, dy columns w + left - s dw of dy rows h + top - r dh (zero-padded rows from the dy ring:
     padded column j is dy column j - (2 dw - left)). With ``stream``, formed in ``row`` and streamed to out."""
@@ -290,13 +334,13 @@ def _gather_row(rows, wf, h, P, dh, dw, top, left, gring, gtags, zero, C, out, r
     g1 = _padded(rows, p0 - dh, 0 <= p0 - dh < P, offset, gring, gtags, zero, C)
     g2 = _padded(rows, p0 - 2 * dh, 0 <= p0 - 2 * dh < P, offset, gring, gtags, zero, C)
     target = row if stream else out
-    dot9_row(g0, g1, g2, wf, target, C, 1, dw, out.shape[0] // C, wf, 0)  # epilogue 0: its bias (wf) is not read
+    dot9_row(g0, g1, g2, wf, target, C, 1, dw, out.shape[0] // C, wf, 0, ahead)  # epilogue 0: its bias (wf) is not read
     if stream:
         stream_copy(row, out)
 
 
 @njit(nogil=True, cache=True)
-def _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, out, row, stream):
+def _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, out, row, stream, ahead):
     """out = dx row h of the image whose dy rows are ``rows`` (a ring of them, ``_padded``), stride 2, dilation 1:
     ``gather_s2_row`` of dy rows (h + top - r) / 2, zero-padded by one cell in front (dy ring): rows
     p - 1 and p (taps r = 2, 0) for h + top = 2 p, row p (r = 1) for h + top = 2 p + 1. With ``stream``,
@@ -307,10 +351,10 @@ def _gather_s2(rows, wk, h, P, top, left, gring, gtags, zero, C, W, out, row, st
     ga = _padded(rows, p, 0 <= p < P, 1, gring, gtags, zero, C)
     if j % 2 == 0:
         gb = _padded(rows, p - 1, 0 <= p - 1 < P, 1, gring, gtags, zero, C)
-        gather_s2_row(ga, gb, wk[0].reshape(3 * C), wk[2].reshape(3 * C), True, target, C, W, left)
+        gather_s2_row(ga, gb, wk[0].reshape(3 * C), wk[2].reshape(3 * C), True, target, C, W, left, ahead)
     else:
         t = wk[1].reshape(3 * C)
-        gather_s2_row(ga, ga, t, t, False, target, C, W, left)
+        gather_s2_row(ga, ga, t, t, False, target, C, W, left, ahead)
     if stream:
         stream_copy(row, out)
 
@@ -365,6 +409,7 @@ def depthwise_conv2d_forward(x, w, g, bias=None, activation=None):
     bounds = chunk_bounds(rows, per_chunk)
     rows_kernel = forward_rows_3x3 if fast_applies(g) else (forward_rows_5x5 if fast5_applies(g) else None)
     stream = streams(y)
+    prefetching = prefetches(x)
 
     def task(i):
         start, stop = bounds[i]
@@ -373,7 +418,7 @@ def depthwise_conv2d_forward(x, w, g, bias=None, activation=None):
             zero = _zero_row(g, _padded_width(g), x.dtype)
             row = scratch("dw_out_row", (g.Q * g.K,), x.dtype)
             rows_kernel(x, wk, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y, ring, tags, zero, bias, epilogue,
-                        row, stream)
+                        row, stream, prefetching)
         else:
             forward_rows(x, wk, g.M, g.sh, g.sw, g.dh, g.dw, g.top, g.left, start, stop, y, bias, epilogue)
 
@@ -404,6 +449,7 @@ def _backward(x, w, dy, g, with_dx, with_dw, z=None):
     dx = np.empty(g.input_shape, dy.dtype) if with_dx else np.empty((1, 1, 1, 1), dy.dtype)
     z = z if upstream else np.empty((1, 1, 1, 1), dy.dtype)  # (not read without upstream)
     stream = with_dx and streams(dx)
+    prefetching = prefetches(dy)
 
     def task(i):
         first, last = bounds[i]
@@ -416,7 +462,7 @@ def _backward(x, w, dy, g, with_dx, with_dw, z=None):
             dx_row = scratch("dw_dx_row", (g.W * g.C,), dy.dtype)
             backward_images_3x3(x, wk, dy, z, upstream, g.sh, g.sw, g.dh, g.dw, g.top, g.left, first, last, with_dx,
                                 with_dw, dx, dw_partials[i], dbias_partials[i], dy_rows, xring, xtags, gring, gtags,
-                                zero, dx_row, stream)
+                                zero, dx_row, stream, prefetching)
         else:
             backward_images(x, wk, dy, g.M, g.sh, g.sw, g.dh, g.dw, g.top, g.left, g.H, g.W, first, last, with_dx,
                             with_dw, dx, dw_partials[i])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from numba import njit
 
+from .prefetch import prefetch_share
 from .stack_arrays import stack_array
 
 # Each helper works on one group of GROUP consecutive cells, its rows given as flat views starting
@@ -211,30 +212,33 @@ def _dot9_cells(r0, r1, r2, t, o, C, sw, dw, cells, bias, epilogue):
 
 
 @njit(nogil=True, cache=True)
-def dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue):
+def dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue, ahead):
     """out[k*C + c] = sum_{r,s} row_r[(k*sw + s*dw)*C + c] * t[(3r + s)*C + c] for k < cells, finished by
     ``epilogue`` (0 none, 1 + bias[c], 2 + bias[c] then ReLU6) before the store: groups of four cells
     and a pair (stride 1), pairs (other strides), the rest one by one (every cell's sum in the same
     order, so the grouping does not change its bits). Rows r0 r1 r2 are flat (zero-padded) rows from
-    the first cell's first column; stride 1 and 2 (dilation 1) and each epilogue get literal values."""
+    the first cell's first column; stride 1 and 2 (dilation 1) and each epilogue get literal values.
+    ``ahead`` (flat, any length, 0 for none): memory the caller reads next, prefetched a share before
+    each group or pair (``prefetch.prefetch_share``)."""
     if epilogue == 0:
-        _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, 0)
+        _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, 0, ahead)
         return
     local = stack_array(C, bias)  # the bias where no store can reach it: LLVM checks no overlap
     for c in range(C):
         local[c] = bias[c]
     if epilogue == 1:
-        _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, local, 1)
+        _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, local, 1, ahead)
     else:
-        _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, local, 2)
+        _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, local, 2, ahead)
 
 
 @njit(nogil=True, cache=True, inline="always")
-def _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue):
+def _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue, ahead):
     """``dot9_row`` for one epilogue."""
     if sw == 1 and dw == 1:
         step, groups = GROUP * C, cells // GROUP
         for i in range(groups):
+            prefetch_share(ahead, i, groups)
             _dot9(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * step:], C, 1, 1, bias, epilogue)
         done = groups * GROUP
         if cells - done >= 2:  # a pair of the last cells (a 7-cell row: 4 + 2 + 1)
@@ -247,9 +251,11 @@ def _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue):
         step, groups = 2 * sw * C, cells // 2
         if sw == 2 and dw == 1:
             for i in range(groups):
+                prefetch_share(ahead, i, groups)
                 _dot9_pair(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * 2 * C:], C, 2, 1, bias, epilogue)
         else:
             for i in range(groups):
+                prefetch_share(ahead, i, groups)
                 _dot9_pair(r0[i * step:], r1[i * step:], r2[i * step:], t, out[i * 2 * C:], C, sw, dw, bias, epilogue)
         done = groups * 2
     a = done * sw * C
@@ -257,25 +263,32 @@ def _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue):
 
 
 @njit(nogil=True, cache=True)
-def outer9_row(r0, r1, r2, g, d, C, sw, dw, cells):
+def outer9_row(r0, r1, r2, g, d, C, sw, dw, cells, ahead, ahead2):
     """d[(3r + s)*C + c] += sum_k row_r[(k*sw + s*dw)*C + c] * g[k*C + c] for k < cells (the filter
     gradient of one output row): ``_outer9`` on groups of four cells, then a pair, then one, per
     filter row, all on a copy of d in a stack array (``stack_arrays``: no load can overlap it, so
     nothing is checked), copied back at the end: the same sums in the same order, 1.2 instead of
     2.8 us a row of 112 cells of 32 channels (one thread). Its caller checks that the copy's 9 C values
-    fit the stack (``stack_arrays.fits_on_stack``)."""
+    fit the stack (``stack_arrays.fits_on_stack``). ``ahead`` and ``ahead2`` (flat, any length, 0 for none):
+    memory the caller reads next, prefetched a share of each before each group (``prefetch.prefetch_share``)."""
     local = stack_array(9 * C, d)
     for j in range(9 * C):
         local[j] = d[j]
     step, groups = GROUP * sw * C, cells // GROUP
     if sw == 1 and dw == 1:
         for i in range(groups):
+            prefetch_share(ahead, i, groups)
+            prefetch_share(ahead2, i, groups)
             _outer9(r0[i * step:], r1[i * step:], r2[i * step:], g[i * GROUP * C:], local, C, 1, 1)
     elif sw == 2 and dw == 1:
         for i in range(groups):
+            prefetch_share(ahead, i, groups)
+            prefetch_share(ahead2, i, groups)
             _outer9(r0[i * step:], r1[i * step:], r2[i * step:], g[i * GROUP * C:], local, C, 2, 1)
     else:
         for i in range(groups):
+            prefetch_share(ahead, i, groups)
+            prefetch_share(ahead2, i, groups)
             _outer9(r0[i * step:], r1[i * step:], r2[i * step:], g[i * GROUP * C:], local, C, sw, dw)
     if sw == 1 and dw == 1:  # the last cells with literal strides (with runtime ones their loops did not vectorise)
         _outer9_tail(r0, r1, r2, g, local, C, 1, 1, cells, groups * GROUP)
@@ -377,14 +390,17 @@ def _dot5_one(row, t, o, C, dw):
 
 
 @njit(nogil=True, cache=True)
-def dot5_row(row, t, out, C, sw, dw, cells):
+def dot5_row(row, t, out, C, sw, dw, cells, ahead, share, shares):
     """out[k*C + c] += sum_s row[(k*sw + s*dw)*C + c] * t[s*C + c] for k < cells: one filter row t (5 C)
     over one flat zero-padded input row; groups of four cells (stride 1), then pairs, then the last
-    cell alone. Stride 1 and 2 (dilation 1) get literal offsets."""
+    cell alone. Stride 1 and 2 (dilation 1) get literal offsets. ``ahead`` (flat, any length): memory
+    the caller reads next, of which this call prefetches share ``share`` of ``shares`` (one per filter
+    row), spread over its groups or pairs (``prefetch.prefetch_share``)."""
     done = 0
     if sw == 1 and dw == 1:
         step, groups = GROUP * C, cells // GROUP
         for i in range(groups):
+            prefetch_share(ahead, share * groups + i, shares * groups)
             _dot5(row[i * step:], t, out[i * step:], C, 1, 1)
         done = groups * GROUP
     pairs = (cells - done) // 2
@@ -393,9 +409,11 @@ def dot5_row(row, t, out, C, sw, dw, cells):
             _dot5_pair(row[i * C:], t, out[i * C:], C, 1, 1)
     elif sw == 2 and dw == 1:
         for i in range(done, done + 2 * pairs, 2):
+            prefetch_share(ahead, share * pairs + i // 2, shares * pairs)
             _dot5_pair(row[2 * i * C:], t, out[i * C:], C, 2, 1)
     else:
         for i in range(done, done + 2 * pairs, 2):
+            prefetch_share(ahead, share * pairs + i // 2, shares * pairs)
             _dot5_pair(row[i * sw * C:], t, out[i * C:], C, sw, dw)
     done += 2 * pairs
     if done < cells:
@@ -475,17 +493,18 @@ def _gather_cell(ga, gb, ta, tb, two, o, C, j):
 
 
 @njit(nogil=True, cache=True)
-def gather_s2_row(ga, gb, ta, tb, two, out, C, W, left):
+def gather_s2_row(ga, gb, ta, tb, two, out, C, W, left, ahead):
     """out[w C + c] for w < W (a dx row, stride 2, dilation 1) = the sums above over dy row ga (taps
     ta = wk[r], 3 C) and, if ``two``, gb (taps tb); ga, gb zero-padded with one cell in front and at
     least (W - 1 + left) // 2 + 2 cells long. An odd first column alone, groups of four cells, the
-    rest alone."""
+    rest alone. ``ahead`` (flat, any length): prefetched a share before each group, as in ``dot9_row``."""
     w = 0
     if left % 2 == 1:
         _gather_cell(ga, gb, ta, tb, two, out, C, left)
         w = 1
     groups = (W - w) // 4
     for i in range(groups):
+        prefetch_share(ahead, i, groups)
         m = (w + left) // 2
         if two:
             _gather2_four(ga[m * C:], gb[m * C:], ta, tb, out[w * C:], C)
