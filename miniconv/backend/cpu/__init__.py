@@ -21,6 +21,8 @@ ops, float64 in the gradient checks). Where each kernel lives:
                             in one pass over dy
     depthwise_rows.py       their row loops, four cells at a time on flat row views
     stack_arrays.py         small working arrays on a kernel's stack, which no load can overlap
+    streaming_stores.py     copies by non-temporal stores, for outputs larger than the cache
+    prefetch.py             the next row's lines asked for while a row is computed
     depthwise_loops.py      its oracles, and the loops for every other filter size and multiplier
     pool_kernels.py         max / average pooling forward and backward (argmax for max)
     elementwise_kernels.py  relu, relu6, sigmoid, softmax, dense bias, dropout
