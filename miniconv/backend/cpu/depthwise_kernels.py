@@ -15,8 +15,9 @@ input:
                registers, 9 filter and 18 input loads (stride 1) and 4 stores for 36 products;
                with a bias (and ReLU6), each value finished before its store
     backward   one pass per image over the output rows p in order, dy and x each read once
-               (with dw, each dy row first copied into a ring of rows; after a bias + ReLU6,
-               ``depthwise_conv2d_bias_backward``, formed there from dz and z, and dbias summed there):
+               (with dw, each dy row first copied into a ring of rows unless prefetched, below;
+               after a bias + ReLU6, ``depthwise_conv2d_bias_backward``, formed there from dz and z,
+               and dbias summed there):
                dw   ``outer9_row``: four cells' products for each of the nine taps summed in
                     registers, then added to dw (a copy on the row loop's stack: ``stack_arrays``;
                     zero-padded input rows: a padding cell multiplies dy)
@@ -32,6 +33,10 @@ input:
 from the ring, each filter row added to the output row by ``dot5_row`` (four cells a loop over the
 channels, five taps each): the general loops' sums in their order, so their bits, 1.2-2.7x faster
 (EfficientNet-Lite0's nine 5 x 5 layers at batch 20: 16.8 ms instead of 30.6, measured).
+
+For tensors larger than the cache (``prefetches``), each row loop prefetches into L2 what the next
+output row will read from memory, a share before each group of cells (``prefetch``): the forward the
+input rows its ring takes in next, the backward dy's next row, z's (after ReLU6) and x's.
 
 The row loops (``dot9_row``, ``outer9_row``, ``gather_s2_row``, ``scatter3_row``, ``dot5_row``) live in
 ``depthwise_rows``. Every other filter size or multiplier, the 5 x 5 backward, a geometry whose rings would outgrow
@@ -238,8 +243,9 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
              copy takes). upstream True: dy is dz, the upstream gradient of z = relu6(conv + bias),
              and the ring's row is the convolution's gradient, dz * (0 < z < 6)
              (``relu6_gradient_rows``), its column sums added to dbias (C,): no dy tensor is written
-             out and read back. dx alone reads dy's rows where they are (the padded ring's fill is
-             its streaming loop)
+             out and read back. dx alone, and dw while prefetching (each next dy row is then in L2
+             when its turn comes), read dy's rows where they are: one copy less a row (112 x 112 x 32,
+             stride 1, both gradients, two threads: 8.98 -> 8.36 ms at best; the other layers 1-3%)
         dw   ``outer9_row`` of dy row p and input rows p sh - top + r dh, zero-padded (x ring)
         dx   stride 1: row h = p - top once its last dy row p is read: ``dot9_row`` of the dy rows
              h + top - r dh, zero-padded by 2 dw - left (dy ring), with the taps mirrored along s;
@@ -263,7 +269,7 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
     dxf = dx.reshape(dx.shape[0] * dx.shape[1], dx.shape[2] * dx.shape[3])
     d = dwk.reshape(9 * C)
     wf = np.ascontiguousarray(wk[:, ::-1]).reshape(9 * C)  # taps mirrored along s: the stride-1 gather
-    copied = upstream or with_dw
+    copied = upstream or (with_dw and not prefetching)  # else dy's rows are read in place
     xtags[:] = -1
     for n in range(first, last):
         gtags[:] = -1  # the padded dy ring holds this image's rows (by p), or its dx accumulation rows
