@@ -45,6 +45,7 @@ from numba import njit
 
 from . import winograd_conv2d, winograd_kernels
 from .stack_arrays import fits_on_stack, stack_array
+from .streaming_stores import stream_copy, streams
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
 
 DIRECT_MAX_CHANNELS = 4  # more input channels: a patch row is long enough for im2col's product
@@ -384,17 +385,21 @@ def _conv_row(r0, r1, r2, w, acc, Q):
 
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
-def plain_forward_rows(xp, w, P, first_unit, y):
+def plain_forward_rows(xp, w, P, first_unit, y, stream):
     """y (units, Q, K): the conv rows first_unit, ... (unit = n * P + p) of ``plain_forward``, as in the module.
 
     A row's sums go to a stack array (Q K values, which no load can overlap, so the filters' vectors
-    stay in registers across the cells), then to y.
+    stay in registers across the cells), then to y: by ``stream_copy`` with ``stream`` (a y larger than
+    the cache), else by ordinary stores.
     """
     units, Q, K = y.shape
     acc = stack_array(Q * K, y)
     for u in range(units):
         n, p = divmod(first_unit + u, P)
         _conv_row(xp[n, p], xp[n, p + 1], xp[n, p + 2], w, acc, Q)
+        if stream:
+            stream_copy(acc, y[u].reshape(Q * K))
+            continue
         row = y[u]
         for q in range(Q):
             for k in range(K):
@@ -473,10 +478,11 @@ def plain_forward(x, w, g):
     units = g.N * g.P
     y = np.empty((units, g.Q, g.K), np.result_type(x, w))
     bounds = _conv_row_chunks(units, g.Q)
+    stream = streams(y)
 
     def task(i):
         start, stop = bounds[i]
-        plain_forward_rows(xp, w, g.P, start, y[start:stop])
+        plain_forward_rows(xp, w, g.P, start, y[start:stop], stream)
 
     run_chunks(task, len(bounds))
     return y.reshape(g.output_shape)
