@@ -217,12 +217,14 @@ def test_conv2d_direct_filter_gradient_shapes(backend, shape, padding):
 
 @given(N=st.integers(1, 3), H=st.integers(3, 12), W=st.integers(3, 12), C=st.integers(1, 4), K=st.integers(1, 40),
        padding=st.sampled_from(["VALID", "SAME"]), chunk=st.sampled_from([1, 1024]), by_rows=st.booleans(),
-       seed=st.integers(0, 2**32 - 1))
-def test_cpu_direct_filter_gradient_is_im2col_up_to_rounding(N, H, W, C, K, padding, chunk, by_rows, seed):
+       prefetched=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_cpu_direct_filter_gradient_is_im2col_up_to_rounding(N, H, W, C, K, padding, chunk, by_rows, prefetched,
+                                                             seed):
     """The direct filter gradients (for every shape they can take, also those they are not dispatched
     to), by windows of 2 x 2 cells or by rows of cells (K rounded up to a whole number of blocks), against
     im2col's product; chunk = 1 makes every block row or conv row a chunk of its own, so that the
-    partials' order is exercised."""
+    partials' order is exercised; ``prefetched``: dy's next rows prefetched, as for a dy larger than
+    the cache."""
     from miniconv.backend.cpu import conv_kernels, direct_kernels
     from miniconv.shapes import conv_geometry
 
@@ -235,6 +237,7 @@ def test_cpu_direct_filter_gradient_is_im2col_up_to_rounding(N, H, W, C, K, padd
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(direct_kernels, "CHUNK_WINDOWS", chunk)
         patch.setattr(direct_kernels, "CHUNK_CELLS", chunk)
+        patch.setattr(direct_kernels, "prefetches", lambda rows: prefetched)
         dw = (direct_kernels.filter_gradient_by_rows if by_rows else direct_kernels.filter_gradient)(x, dy, g)
     dw_ref = conv_kernels.conv2d_backward_filter(x, dy, g)
     assert dw.shape == (3, 3, C, K) and dw.dtype == np.float32
@@ -263,11 +266,13 @@ def test_conv2d_direct_forward_shapes(backend, shape, padding):
 
 @given(N=st.integers(1, 3), H=st.integers(1, 12), W=st.integers(1, 12), C=st.integers(1, 4), K=st.integers(1, 70),
        padding=st.sampled_from(["VALID", "SAME"]), chunk_cells=st.sampled_from([1, 4096]),
-       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**32 - 1))
-def test_cpu_direct_forward_is_the_reference_up_to_rounding(N, H, W, C, K, padding, chunk_cells, dtype, seed):
+       dtype=st.sampled_from([np.float32, np.float64]), streamed=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_cpu_direct_forward_is_the_reference_up_to_rounding(N, H, W, C, K, padding, chunk_cells, dtype, streamed,
+                                                            seed):
     """The direct forward (for every shape it can take, also those it is not dispatched to: filter
     counts that leave a partial block of lanes) against the numpy reference in float64; chunk_cells
-    = 1 makes every conv row a chunk of its own."""
+    = 1 makes every conv row a chunk of its own; ``streamed``: rows written by ``stream_copy``, as for a
+    y larger than the cache."""
     from miniconv.backend.cpu import direct_kernels
     from miniconv.shapes import conv_geometry
 
@@ -278,6 +283,7 @@ def test_cpu_direct_forward_is_the_reference_up_to_rounding(N, H, W, C, K, paddi
     g = conv_geometry(x.shape, w.shape, (1, 1), padding, (1, 1))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(direct_kernels, "CHUNK_CELLS", chunk_cells)
+        patch.setattr(direct_kernels, "streams", lambda out: streamed)
         y = direct_kernels.plain_forward(x, w, g)
     y_ref = numpy_ref.conv2d_forward(x.astype(np.float64), w.astype(np.float64), g)
     assert y.shape == (N, g.P, g.Q, K) and y.dtype == dtype

@@ -124,6 +124,28 @@ def test_depthwise_prefetched_rows_give_the_same_bits(R, stride, padding, monkey
 
 def test_prefetches_by_size(monkeypatch):
     """The loops prefetch from tensors of STREAM_MIN_BYTES or more (larger than the cache), not smaller ones."""
-    monkeypatch.setattr(depthwise_kernels, "STREAM_MIN_BYTES", 4096)
-    assert depthwise_kernels.prefetches(np.empty(1024, np.float32))
-    assert not depthwise_kernels.prefetches(np.empty(1023, np.float32))
+    monkeypatch.setattr(prefetch, "STREAM_MIN_BYTES", 4096)
+    assert prefetch.prefetches(np.empty(1024, np.float32))
+    assert not prefetch.prefetches(np.empty(1023, np.float32))
+
+
+@pytest.mark.parametrize("C, K, padding", [(3, 32, "VALID"), (1, 64, "SAME"), (4, 32, "SAME")])
+def test_direct_filter_gradient_prefetched_gives_the_same_bits(C, K, padding, monkeypatch):
+    """Plain conv2d's filter gradient by rows (a first layer's), dy's next rows prefetched or not: the same
+    bits, inf and NaN in x and dy included; and the forward by rows, streamed or not."""
+    from miniconv.backend.cpu import direct_kernels
+    from miniconv.shapes import conv_geometry
+
+    rng = np.random.default_rng(C + K)
+    x = _specials(rng, (3, 11, 13, C))
+    w = rng.standard_normal((3, 3, C, K)).astype(np.float32)
+    g = conv_geometry(x.shape, w.shape, (1, 1), padding, (1, 1))
+    dy = _specials(rng, g.output_shape)
+    results = {}
+    for flag in (True, False):
+        monkeypatch.setattr(direct_kernels, "prefetches", lambda rows, flag=flag: flag)
+        monkeypatch.setattr(direct_kernels, "streams", lambda out, flag=flag: flag)
+        with np.errstate(all="ignore"):
+            results[flag] = (direct_kernels.filter_gradient_by_rows(x, dy, g), direct_kernels.plain_forward(x, w, g))
+    for on, off in zip(results[True], results[False], strict=True):
+        np.testing.assert_array_equal(on.view(np.int32), off.view(np.int32))

@@ -34,7 +34,7 @@ from the ring, each filter row added to the output row by ``dot5_row`` (four cel
 channels, five taps each): the general loops' sums in their order, so their bits, 1.2-2.7x faster
 (EfficientNet-Lite0's nine 5 x 5 layers at batch 20: 16.8 ms instead of 30.6, measured).
 
-For tensors larger than the cache (``prefetches``), each row loop prefetches into L2 what the next
+For tensors larger than the cache (``prefetch.prefetches``), each row loop prefetches into L2 what the next
 output row will read from memory, a share before each group of cells (``prefetch``): the forward the
 input rows its ring takes in next, the backward dy's next row, z's (after ReLU6) and x's.
 
@@ -52,8 +52,9 @@ from numba import njit
 from .depthwise_loops import backward_images, forward_rows
 from .depthwise_rows import dot5_row, dot9_row, gather_s2_row, outer9_row, scatter3_row
 from .elementwise_kernels import bias_activation_backward, bias_activation_rows, relu6_gradient_rows
+from .prefetch import prefetches
 from .stack_arrays import fits_on_stack
-from .streaming_stores import STREAM_MIN_BYTES, stream_copy, streams
+from .streaming_stores import stream_copy, streams
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
 
 ROW_GRAIN = 1 << 14  # output values per shared chunk of forward rows, at least (~10 us of work)
@@ -63,13 +64,6 @@ IMAGE_CHUNKS_PER_THREAD = 16  # backward chunks are whole images, at most N / (1
 def fast_applies(g) -> bool:
     """Whether the 3 x 3, multiplier-1 kernels below apply (forward and backward)."""
     return g.R == 3 and g.S == 3 and _rings_fit(g)
-
-
-def prefetches(rows) -> bool:
-    """Whether the row loops prefetch the next output row's reads (``prefetch``) from ``rows``, the
-    tensor they read row by row (x forward, dy backward): one too large to stay in cache
-    (``STREAM_MIN_BYTES``). One that does fit gained nothing (14 x 14 x 480, 12 MB)."""
-    return rows.nbytes >= STREAM_MIN_BYTES
 
 
 def fast5_applies(g) -> bool:

@@ -44,6 +44,7 @@ import numpy as np
 from numba import njit
 
 from . import winograd_conv2d, winograd_kernels
+from .prefetch import prefetch_share, prefetches
 from .stack_arrays import fits_on_stack, stack_array
 from .streaming_stores import stream_copy, streams
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
@@ -512,28 +513,41 @@ def _add_row_gradient(r0, r1, r2, g, c, k0, d, Q):
 
 
 @njit(nogil=True, cache=True, fastmath={"contract"})
-def filter_gradient_rows(xp, dy, first_unit, units, dw):
+def filter_gradient_rows(xp, dy, first_unit, units, dw, prefetching):
     """dw (3, 3, C, K) += the filter gradient of plain conv2d over ``units`` conv rows from first_unit
     (unit = n * P + p), K a whole number of ROW_LANES blocks:
 
         dw[r, s, c, k] += sum over the rows' cells q of xp[n, p + r, q + s, c] * dy[n, p, q, k]
 
-    per channel and block of filters, the rows' cells in order (``_add_row_gradient``)."""
+    row by row, and in each row per channel and block of filters (``_add_row_gradient``), each
+    (channel, block) summing into its own stack array over the rows' cells in order: dy's row is read
+    from memory once for all channels (a loop by channel outside the rows read the chunk's dy C times;
+    cats vs dogs' first layer, two threads: 5.33 -> 4.90 ms). ``prefetching``: the next dy row is
+    prefetched a share per (channel, block) (``prefetch``; 4.90 -> 4.75 ms)."""
     _, P, Q, K = dy.shape
     C = xp.shape[3]
-    d = stack_array(9 * ROW_LANES, dw)
+    blocks = K // ROW_LANES
+    size = 9 * ROW_LANES  # a (channel, block)'s sums: nine taps of ROW_LANES filters
+    d = stack_array(C * blocks * size, dw)
     zero = dw.dtype.type(0)
+    for t in range(C * blocks * size):
+        d[t] = zero
+    dyf = dy.reshape(dy.shape[0] * P, Q * K)
+    for u in range(units):
+        n, p = divmod(first_unit + u, P)
+        more = prefetching and u + 1 < units
+        ahead = dyf[first_unit + u + 1 if more else first_unit + u][: Q * K if more else 0]
+        for c in range(C):
+            for b in range(blocks):
+                prefetch_share(ahead, c * blocks + b, C * blocks)
+                _add_row_gradient(xp[n, p], xp[n, p + 1], xp[n, p + 2], dy[n, p], c, b * ROW_LANES,
+                                  d[(c * blocks + b) * size:], Q)
     for c in range(C):
-        for k0 in range(0, K, ROW_LANES):
-            for t in range(9 * ROW_LANES):
-                d[t] = zero
-            for u in range(units):
-                n, p = divmod(first_unit + u, P)
-                _add_row_gradient(xp[n, p], xp[n, p + 1], xp[n, p + 2], dy[n, p], c, k0, d, Q)
+        for b in range(blocks):
             for r in range(3):
                 for s in range(3):
                     for l in range(ROW_LANES):
-                        dw[r, s, c, k0 + l] += d[(3 * r + s) * ROW_LANES + l]
+                        dw[r, s, c, b * ROW_LANES + l] += d[(c * blocks + b) * size + (3 * r + s) * ROW_LANES + l]
 
 
 def filter_gradient_by_rows(x, dy, g):
@@ -550,10 +564,11 @@ def filter_gradient_by_rows(x, dy, g):
     units = g.N * g.P
     bounds = _conv_row_chunks(units, g.Q)
     dw_partials = partials(len(bounds), (3, 3, g.C, g.K), np.result_type(x, dy))
+    prefetching = prefetches(dy)
 
     def task(i):
         start, stop = bounds[i]
-        filter_gradient_rows(xp, dy, start, stop - start, dw_partials[i])
+        filter_gradient_rows(xp, dy, start, stop - start, dw_partials[i], prefetching)
 
     run_chunks(task, len(bounds))
     return sum_in_order(dw_partials)

@@ -13,6 +13,7 @@ batch 32, two threads, prefetch off and on in one process, best of five rounds (
     56 x 56 x 144    forward           5.72 -> 5.03             3.35 -> 3.08
                      backward          10.61 -> 9.42            6.33 -> 5.84
 
+    prefetches(rows)                  whether a loop reading ``rows`` should prefetch (larger than the cache)
     prefetch(a, i)                    a hint that a[i] (1-D) will be read soon; no effect on values
     share_lines(count, itemsize, part, parts)
                                       (first, stop): the lines of share ``part`` of ``parts`` equal
@@ -31,6 +32,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .streaming_stores import STREAM_MIN_BYTES
+
 LINE = 64  # bytes a request brings in
 # llvm.prefetch's locality: 2 brings a line into L2 (x86 prefetcht1) and leaves L1 to the rows being
 # computed on. Measured (forward below, two threads, best of eight rounds): 56 x 56 x 144 no prefetch
@@ -42,6 +45,13 @@ LOCALITY = 2
 # other depthwise layers gained as much with 32 as without a bound). The rest of the row comes in as
 # the ring reads it.
 MOST = 32
+
+
+def prefetches(rows) -> bool:
+    """Whether a row loop should prefetch the next rows of ``rows``, the tensor it reads row by row
+    from memory: one too large to stay in cache (``STREAM_MIN_BYTES``). The depthwise layers that fit
+    (14 x 14 x 480 and 28 x 28 x 240 at batch 32: 12 and 24 MB) gained nothing."""
+    return rows.nbytes >= STREAM_MIN_BYTES
 
 
 @intrinsic
