@@ -247,7 +247,7 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
              dy row p scattered into accumulation rows (the dy ring's slots, padded by ``left``), each
              copied to dx once no later dy row reaches it
     x or dx is not read when its flag is off; z and dbias only when upstream is, dy_rows only with
-    upstream or with_dw. ``stream``: each dx row is formed in ``dx_row`` (W C) and written by
+    upstream, or with_dw without prefetching. ``stream``: each dx row is formed in ``dx_row`` (W C) and written by
     ``stream_copy`` (a dx larger than the cache); the scatter's rows are streamed from their ring.
     ``prefetching``: while row p is computed, the rows that row p + 1 reads from memory (dy, z, the
     input rows the x ring takes in) are prefetched a share at a time (``prefetch``): the x rows (and
