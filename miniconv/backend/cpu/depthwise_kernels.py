@@ -52,7 +52,7 @@ from numba import njit
 from .depthwise_loops import backward_images, forward_rows
 from .depthwise_rows import dot5_row, dot9_row, gather_s2_row, outer9_row, scatter3_row
 from .elementwise_kernels import bias_activation_backward, bias_activation_rows, relu6_gradient_rows
-from .prefetch import prefetches
+from .prefetch import next_row, prefetches
 from .stack_arrays import fits_on_stack
 from .streaming_stores import stream_copy, streams
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
@@ -273,8 +273,8 @@ def backward_images_3x3(x, wk, dy, z, upstream, sh, sw, dh, dw, top, left, first
             u = n * P + p
             g = rows[p % rows.shape[0]]
             more = prefetching and u + 1 < last * P  # the next row is this chunk's
-            ahead_dy = dyf[u + 1 if more else u][: Q * C if more else 0]
-            ahead_z = zf[u + 1 if more and upstream else 0][: zf.shape[1] if more and upstream else 0]
+            ahead_dy = next_row(dyf, u, more)
+            ahead_z = next_row(zf, u if upstream else 0, more and upstream)
             if upstream:
                 relu6_gradient_rows(dyf[u].reshape(Q, C), zf[u].reshape(Q, C), g.reshape(Q, C), dbias)
             elif copied:

@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit
 
 from . import winograd_conv2d, winograd_kernels
-from .prefetch import prefetch_share, prefetches
+from .prefetch import next_row, prefetch_share, prefetches
 from .stack_arrays import fits_on_stack, stack_array
 from .streaming_stores import stream_copy, streams
 from .work_sharing import chunk_bounds, partials, run_chunks, scratch, sum_in_order, thread_count
@@ -535,8 +535,7 @@ def filter_gradient_rows(xp, dy, first_unit, units, dw, prefetching):
     dyf = dy.reshape(dy.shape[0] * P, Q * K)
     for u in range(units):
         n, p = divmod(first_unit + u, P)
-        more = prefetching and u + 1 < units
-        ahead = dyf[first_unit + u + 1 if more else first_unit + u][: Q * K if more else 0]
+        ahead = next_row(dyf, first_unit + u, prefetching and u + 1 < units)
         for c in range(C):
             for b in range(blocks):
                 prefetch_share(ahead, c * blocks + b, C * blocks)

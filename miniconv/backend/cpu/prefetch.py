@@ -20,6 +20,7 @@ batch 32, two threads, prefetch off and on in one process, best of five rounds (
                                       shares of ``count`` values' lines, at most MOST lines
     prefetch_share(a, part, parts)    the hint for every line of a's share ``part`` (a of length 0:
                                       nothing)
+    next_row(rows, u, wanted)         rows[u + 1] of a 2-D array if ``wanted``, else an empty row
 
 ``llvm.prefetch`` (read, locality LOCALITY, data): on x86 ``prefetcht1``; a target without one drops
 it. No address past the array is formed: the last share stops at its end.
@@ -95,3 +96,10 @@ def prefetch_share(a, part, parts):
     first, stop = share_lines(a.shape[0], a.itemsize, part, parts)
     for line in range(first, stop):
         prefetch(a, line * per_line)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def next_row(rows, u, wanted):
+    """rows[u + 1] (rows 2-D) if ``wanted`` (the caller's loop reads it next), else an empty row of
+    rows[u]: what a row loop passes as ``ahead`` to its prefetching row kernels."""
+    return rows[u + 1] if wanted else rows[u][:0]
