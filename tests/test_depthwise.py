@@ -171,15 +171,16 @@ def test_depthwise_nonfinite_activations_match_tf(backend):
        M=st.sampled_from([1, 1, 1, 2]), R=st.sampled_from([3, 3, 3, 5, 5, 1, 2, 4]), S=st.sampled_from([3, 3, 3, 5, 5, 2]),
        stride=st.integers(1, 3), dilation=st.sampled_from([1, 1, 2]), padding=st.sampled_from(["SAME", "VALID", "X"]),
        pads=st.lists(st.integers(0, 3), min_size=4, max_size=4), chunk_images=st.integers(1, 4),
-       streamed=st.booleans(), prefetched=st.booleans(), seed=st.integers(0, 2**32 - 1))
+       streamed=st.booleans(), prefetched=st.booleans(), local=st.booleans(), seed=st.integers(0, 2**32 - 1))
 def test_cpu_depthwise_kernels_match_their_oracles(N, H, W, C, M, R, S, stride, dilation, padding, pads, chunk_images,
-                                                   streamed, prefetched, seed):
+                                                   streamed, prefetched, local, seed):
     """The row / group kernels (3x3 with M = 1: groups of four cells and pairs on flat views; the 5x5
     forward with M = 1 likewise; other filters: the general loops) against the one-result-at-a-time oracles, in float64 (the same sums in
     another order: agreement to ~1e-13), rows up to 40 cells wide so every group size and remainder
     occurs, strides 1 to 3 with dilation 1 or 2; backward chunks of 1 to 4 images (the rings and the
     dy rows carried from one image to the next); ``streamed``: the rows written by ``stream_copy``, as for
-    outputs larger than the cache; ``prefetched``: the next rows prefetched, as for inputs larger than it."""
+    outputs larger than the cache; ``prefetched``: the next rows prefetched, as for inputs larger than it;
+    ``local``: the forward's rows formed on its stack (``local_rows``; stride 1 and dilation 1 only)."""
     from miniconv.backend.cpu import depthwise_kernels as fast
     from miniconv.backend.cpu import depthwise_loops as loops
 
@@ -205,6 +206,7 @@ def test_cpu_depthwise_kernels_match_their_oracles(N, H, W, C, M, R, S, stride, 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fast, "streams", lambda out: streamed)
         patch.setattr(fast, "prefetches", lambda rows: prefetched)
+        patch.setattr(fast, "local_rows", lambda g, dtype: local and g.sw == 1 and g.dw == 1)
         np.testing.assert_allclose(fast.depthwise_conv2d_forward(x, w, g), y_ref, rtol=1e-12, atol=1e-12)
         patch.setattr(fast, "backward_chunk_images", lambda g: chunk_images)
         dx, dw = fast.depthwise_conv2d_backward(x, w, dy, g)
@@ -235,6 +237,50 @@ def test_cpu_depthwise_3x3_takes_the_grouped_kernels():
     assert fast.fast5_applies(depthwise_geometry((1, 8, 8, 4), (5, 5, 4, 1), (2, 2), "SAME", (1, 1)))
     assert not fast.fast5_applies(depthwise_geometry((1, 8, 8, 4), (5, 5, 4, 2), (1, 1), "SAME", (1, 1)))
     assert not fast.fast5_applies(g)
+
+
+def test_cpu_depthwise_local_rows_rule():
+    """Rows on the stack: stride 1 and dilation 1 along the columns, up to LOCAL_ROW_MAX_CHANNELS channels, a row
+    within the stack budget; the forward with a bias keeps its own path."""
+    from miniconv.backend.cpu import depthwise_kernels as fast
+    from miniconv.backend.cpu import stack_arrays
+
+    def geometry(W, C, stride=1, dilation=1):
+        return depthwise_geometry((2, 9, W, C), (3, 3, C, 1), (stride, stride), "SAME", (dilation, dilation))
+
+    assert fast.local_rows(geometry(112, 32), np.float32)
+    assert fast.local_rows(geometry(20, fast.LOCAL_ROW_MAX_CHANNELS), np.float64)
+    assert not fast.local_rows(geometry(20, fast.LOCAL_ROW_MAX_CHANNELS + 1), np.float32)
+    assert not fast.local_rows(geometry(112, 32, stride=2), np.float32)
+    assert not fast.local_rows(geometry(112, 32, dilation=2), np.float32)
+    budget = stack_arrays.STACK_BYTES // 4 // 32  # cells of 32 float32 channels
+    assert fast.local_rows(geometry(budget, 32), np.float32)
+    assert not fast.local_rows(geometry(budget + 1, 32), np.float32)
+
+
+@pytest.mark.parametrize("W, C, padding", [(112, 32, "SAME"), (17, 19, "VALID"), (7, 3, [[0, 0], [2, 1], [0, 3], [0, 0]])])
+def test_cpu_depthwise_local_rows_give_the_same_bits(W, C, padding, monkeypatch):
+    """The forward with its rows formed on the stack, streamed or stored: the bits of the rows formed in y or in
+    the heap row, inf, NaN and -0.0 included (float32); the rule is asked, and never for a forward with a bias."""
+    from miniconv.backend.cpu import depthwise_kernels as fast
+
+    rng = np.random.default_rng(W + C)
+    g = depthwise_geometry((3, 11, W, C), (3, 3, C, 1), (1, 1), normalize_conv_padding(padding), (1, 1))
+    x = rng.standard_normal(g.input_shape).astype(np.float32)
+    x.reshape(-1)[rng.integers(0, x.size, size=4)] = [np.inf, -np.inf, np.nan, -0.0]
+    w = rng.standard_normal(g.filter_shape).astype(np.float32)
+    bias = rng.standard_normal(C).astype(np.float32)
+    asked = []
+    for streamed in (False, True):
+        monkeypatch.setattr(fast, "streams", lambda out, streamed=streamed: streamed)
+        results = {}
+        for local in (False, True):
+            monkeypatch.setattr(fast, "local_rows", lambda g, dtype, local=local: asked.append(g) or local)
+            with np.errstate(all="ignore"):
+                results[local] = fast.depthwise_conv2d_forward(x, w, g)
+                fast.depthwise_conv2d_forward(x, w, g, bias, "relu6")
+        np.testing.assert_array_equal(results[True].view(np.int32), results[False].view(np.int32))
+    assert len(asked) == 4, "local_rows is asked once per forward without a bias"
 
 
 @given(C=st.integers(1, 20), W=st.integers(1, 40), Q=st.integers(1, 24), left=st.integers(0, 3), two=st.booleans(),

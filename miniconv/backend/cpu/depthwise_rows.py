@@ -233,6 +233,14 @@ def dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue, ahead):
 
 
 @njit(nogil=True, cache=True, inline="always")
+def dot9_row_inlined(r0, r1, r2, t, out, C, sw, dw, cells, ahead):
+    """``dot9_row`` without an epilogue, inlined into its caller: an ``out`` on the caller's stack
+    (``stack_arrays``) is then known to overlap no row, and the groups' loops run without checking
+    (``depthwise_kernels.local_rows``)."""
+    _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, t, 0, ahead)  # epilogue 0: its bias (t) is not read
+
+
+@njit(nogil=True, cache=True, inline="always")
 def _dot9_row(r0, r1, r2, t, out, C, sw, dw, cells, bias, epilogue, ahead):
     """``dot9_row`` for one epilogue."""
     if sw == 1 and dw == 1:
